@@ -1,0 +1,120 @@
+"""Settings: one `Settings` class, one module-level `settings`, env prefix TASKBENCH_."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, each field documented by its description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKBENCH_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    environment: str = Field("development", description="development, test or production")
+    host: str = Field("127.0.0.1", description="Where `taskbench up`/`api` listen")
+    port: int = Field(8000, description="Port for `taskbench up`/`api`")
+    public_url: str = Field("", description="Base URL used in emails and PR bodies")
+    var_dir: Path = Field(ROOT / "var", description="Run-time state for the embedded mode")
+    database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in var/")
+    broker_url: str = Field("", description="Celery broker; default an embedded SQLite broker")
+    broker_polling_interval: float = Field(0.05, description="Seconds between embedded polls")
+    redis_url: str = Field("", description="Redis for pub/sub and caches (from broker if redis)")
+    workspaces_dir: Path = Field(ROOT / "workspaces", description="Per-task workspaces")
+    admin_api_key: str = Field("", description="Bootstraps an admin user with this key")
+    rate_limit_per_minute: int = Field(600, description="Requests per API key per minute")
+    max_body_bytes: int = Field(1024 * 1024, description="Largest JSON body accepted")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest uploaded file")
+
+    llm_base_url: str = Field("https://openrouter.ai/api/v1", description="OpenAI-compatible URL")
+    llm_api_key: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "TASKBENCH_LLM_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY"
+        ),
+        description="Key for the LLM endpoint",
+    )
+    llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
+    llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
+    llm_retry_base_s: float = Field(0.5, description="First backoff; doubles per retry")
+
+    default_max_steps: int = Field(50, description="Default budget: LLM calls per task")
+    default_max_tokens: int = Field(400_000, description="Default budget: tokens per task")
+    default_max_cost_usd: float = Field(2.0, description="Default budget: dollars per task")
+    default_timeout_s: int = Field(1800, description="Default budget: wall seconds per task")
+
+    lease_seconds: float = Field(15.0, description="A worker's lease on a task; renewed")
+    sweep_interval_s: float = Field(2.0, description="How often pending/lost tasks are swept")
+    worker_heartbeat_s: float = Field(5.0, description="How often a worker heartbeats")
+    max_deliveries: int = Field(3, description="Runs of one task before it is failed")
+    visibility_timeout_s: int = Field(30, description="Redis: unacked message redelivery")
+
+    sandbox: str = Field("", description="bwrap or none; default bwrap when it works")
+    smtp_url: str = Field("", description="smtp:// or smtps:// URL; empty writes .eml files")
+    email_from: str = Field("taskbench@localhost", description="Sender of notifications")
+    github_token: str = Field("", description="Token for GitHub API and git pushes")
+    github_api_url: str = Field("https://api.github.com", description="GitHub API base URL")
+    search_backend: str = Field("duckduckgo", description="duckduckgo or searxng")
+    searxng_url: str = Field("", description="SearxNG base URL")
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts fetch_url may reach even if private (tests)"
+    )
+    log_json: bool | None = Field(None, description="JSON logs; default when not a terminal")
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _normalise_db(cls, v: str) -> str:
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            return "postgresql+asyncpg://" + v.split("://", 1)[1]
+        if v.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + v.split(":///", 1)[1]
+        return v
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'taskbench.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.var_dir / 'broker.db'}"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return not self.celery_broker_url.startswith(("redis://", "rediss://", "amqp://"))
+
+    @property
+    def pubsub_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.celery_broker_url.startswith(("redis://", "rediss://")):
+            return self.celery_broker_url
+        return ""
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a workspace, an event, a log line or a prompt."""
+        values = [self.llm_api_key, self.github_token, self.admin_api_key]
+        if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:
+            values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
+        for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
+            values.append(os.environ.get(name, ""))
+        return [v for v in values if v and len(v) >= 6]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> Settings:
+    """Re-read the environment (tests and the CLI change it)."""
+    get_settings.cache_clear()
+    return get_settings()

@@ -1,0 +1,222 @@
+"""Tasks: what a user asked for, who runs it, where it is, and what it cost."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
+from sqlmodel import Field, SQLModel
+
+from app.models.base import json_column, utcnow
+
+
+class TaskStatus(StrEnum):
+    pending = "pending"
+    assigned = "assigned"
+    design = "design"
+    build = "build"
+    test = "test"
+    review = "review"
+    waiting_input = "waiting_input"
+    waiting_children = "waiting_children"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
+RUNNING = frozenset(
+    {
+        TaskStatus.assigned,
+        TaskStatus.design,
+        TaskStatus.build,
+        TaskStatus.test,
+        TaskStatus.review,
+        TaskStatus.waiting_input,
+        TaskStatus.waiting_children,
+    }
+)
+
+
+class TaskKind(StrEnum):
+    agent = "agent"
+    playbook = "playbook"
+    scenario = "scenario"
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int | None = Field(default=None, ge=1, le=10_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_cost_usd: float | None = Field(default=None, ge=0, le=10_000)
+    timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+
+
+class Notify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: list[EmailStr] = Field(default_factory=list, max_length=50)
+
+
+class GithubSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    base_branch: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
+    issue: str | None = Field(default=None, max_length=500)
+
+
+class TaskCreate(BaseModel):
+    """What a client submits. `complexity` is estimated from the text when absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=300)
+    description: str = Field(default="", max_length=100_000)
+    kind: TaskKind = TaskKind.agent
+    complexity: int | None = Field(default=None, ge=1, le=10)
+    priority: int = Field(default=0, ge=-100, le=100)
+    budget: Budget = Field(default_factory=Budget)
+    notify: Notify = Field(default_factory=Notify)
+    github: GithubSpec | None = None
+    playbook: str | None = Field(default=None, max_length=100)
+    scenario: str | None = Field(default=None, max_length=100)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    agent: str | None = Field(default=None, max_length=64, description="Pin to an agent by name")
+
+    @field_validator("title", "description")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
+
+
+class Task(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user.id", index=True)
+    parent_id: int | None = Field(default=None, foreign_key="task.id", index=True)
+    kind: str = Field(default=TaskKind.agent, max_length=16)
+    title: str = Field(max_length=300)
+    description: str = ""
+    complexity: int = 1
+    complexity_estimated: bool = False
+    priority: int = 0
+    status: str = Field(default=TaskStatus.pending, max_length=24, index=True)
+    phase: str | None = Field(default=None, max_length=24)
+    agent_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
+    pinned_agent: str | None = Field(default=None, max_length=64)
+    slot_held: bool = False
+    budget: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    notify: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    github: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    review: dict[str, Any] | None = Field(default=None, sa_column=json_column())
+    usage: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    model_used: str | None = Field(default=None, max_length=200)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    steps: int = 0
+    summary: str | None = None
+    error: str | None = None
+    workspace: str | None = None
+    last_seq: int = 0
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class TaskCheckpoint(SQLModel, table=True):
+    """The agent's trajectory (the messages) and loop state, saved after every step."""
+
+    __tablename__ = "task_checkpoint"
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    phase: str | None = Field(default=None, max_length=24)
+    messages: list[dict[str, Any]] = Field(default_factory=list, sa_column=json_column())
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TaskMessage(SQLModel, table=True):
+    """A note for a running task: from its owner, its parent or a child."""
+
+    __tablename__ = "task_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    author: str = Field(default="user", max_length=64)
+    target: str | None = Field(default=None, max_length=100)
+    content: str
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=20_000)
+    target: str | None = Field(default=None, max_length=100)
+
+
+class MessagePublic(BaseModel):
+    id: int
+    task_id: int
+    author: str
+    target: str | None
+    content: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    steps: int
+
+
+class TaskPublic(BaseModel):
+    id: int
+    kind: str
+    title: str
+    description: str
+    complexity: int
+    complexity_estimated: bool
+    priority: int
+    status: str
+    phase: str | None
+    agent: str | None
+    agent_id: int | None
+    parent_id: int | None
+    children: list[int] = Field(default_factory=list)
+    model_used: str | None
+    usage: Usage
+    resources: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any]
+    notify: dict[str, Any]
+    github: dict[str, Any] | None
+    spec: dict[str, Any]
+    review: dict[str, Any] | None
+    summary: str | None
+    error: str | None
+    attempts: int
+    notifications: list[dict[str, Any]] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TasksPublic(BaseModel):
+    data: list[TaskPublic]
+    count: int
+    next_cursor: str | None = None

@@ -1,0 +1,109 @@
+"""A task's workspace: workspaces/<agent>/<task>/ with src/, output/, research/, README.md, .venv/.
+
+Every path an agent names goes through `Workspace.resolve`, which refuses `..`, absolute paths,
+and anything whose real path (symlinks followed) lands outside the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PHASES = ("design", "build", "test", "review", "complete")
+SUBDIRS = ("src", "output", "research")
+
+
+class PathRefused(ValueError):
+    """A path that would leave the workspace (or is otherwise unusable)."""
+
+
+def _safe_segment(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "_"
+    return cleaned[:64]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def for_task(cls, base: Path, agent: str, task_id: int) -> Workspace:
+        return cls((Path(base) / _safe_segment(agent) / str(int(task_id))).resolve())
+
+    @property
+    def src(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def research(self) -> Path:
+        return self.root / "research"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / ".venv"
+
+    @property
+    def readme(self) -> Path:
+        return self.root / "README.md"
+
+    def create(self, *, title: str, description: str) -> None:
+        """Lay the workspace out (idempotent: an existing workspace is kept as it is)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRS:
+            (self.root / sub).mkdir(exist_ok=True)
+        if not self.readme.exists():
+            self.write_readme(title=title, description=description, done=())
+
+    def write_readme(self, *, title: str, description: str, done: tuple[str, ...] | list[str]) -> None:
+        lines = [f"# {title}", "", description or "(no description)", "", "## Progress", ""]
+        for phase in PHASES:
+            mark = "x" if phase in done else " "
+            lines.append(f"- [{mark}] {phase.capitalize()}")
+        self.readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def resolve(self, rel: str, *, must_exist: bool = False) -> Path:
+        """The absolute path of `rel` inside the workspace, or PathRefused saying why."""
+        if not isinstance(rel, str) or not rel.strip():
+            raise PathRefused("path must be a non-empty string relative to the workspace")
+        if "\x00" in rel:
+            raise PathRefused("path contains a NUL byte")
+        if rel.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", rel):
+            raise PathRefused(f"absolute paths are not allowed: {rel!r}")
+        parts = Path(rel).parts
+        if ".." in parts:
+            raise PathRefused(f"'..' is not allowed in paths: {rel!r}")
+        candidate = self.root / rel
+        real = Path(os.path.realpath(candidate))
+        root = Path(os.path.realpath(self.root))
+        if real != root and root not in real.parents:
+            raise PathRefused(f"path leaves the workspace (symlink?): {rel!r}")
+        if must_exist and not real.exists():
+            raise PathRefused(f"no such file in the workspace: {rel!r}")
+        return real
+
+    def relative(self, path: Path) -> str:
+        return str(Path(os.path.realpath(path)).relative_to(os.path.realpath(self.root)))
+
+
+def prune_workspaces(base: Path, older_than_s: float) -> list[Path]:
+    """Remove task workspaces not modified for `older_than_s` seconds; returns what went."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than_s
+    if not base.exists():
+        return removed
+    for agent_dir in base.iterdir():
+        if not agent_dir.is_dir() or agent_dir.is_symlink():
+            continue
+        for task_dir in agent_dir.iterdir():
+            if task_dir.is_dir() and not task_dir.is_symlink() and task_dir.stat().st_mtime < cutoff:
+                shutil.rmtree(task_dir, ignore_errors=True)
+                removed.append(task_dir)
+    return removed
