@@ -69,6 +69,29 @@ class Settings(BaseSettings):
         default_factory=list, description="Hosts fetch_url may reach even if private (tests)"
     )
     log_json: bool | None = Field(None, description="JSON logs; default when not a terminal")
+    sandbox_uid: int = Field(65534, description="Host uid jailed commands run as (never 0)")
+    sandbox_gid: int = Field(65534, description="Host gid jailed commands run as (never 0)")
+    pip_allow: list[str] = Field(
+        default_factory=list, description="If set, the only packages pip_install may install"
+    )
+    pip_deny: list[str] = Field(default_factory=list, description="Packages pip_install refuses")
+    pip_timeout_s: float = Field(300.0, description="Timeout of one pip_install")
+    pip_allow_sdist: bool = Field(
+        False, description="Let pip_install build sdists (runs package code on the host)"
+    )
+    search_per_minute: int = Field(10, description="web_search calls per task per minute")
+    search_cache_s: int = Field(86400, description="How long a search result is cached")
+    fetch_max_bytes: int = Field(2 * 1024 * 1024, description="Largest page fetch_url reads")
+    fetch_timeout_s: float = Field(20.0, description="Timeout of one fetch_url request")
+    outbox_retry_base_s: float = Field(15.0, description="Outbox: first retry delay; doubles")
+    outbox_retry_max_s: float = Field(300.0, description="Outbox: longest delay between tries")
+    outbox_max_attempts: int = Field(20, description="Outbox: tries before a message fails")
+    outbox_lease_s: float = Field(120.0, description="Outbox: a sender's claim on a message")
+    email_max_attachment_bytes: int = Field(5_000_000, description="Larger files are linked")
+    email_allow_domains: list[str] = Field(
+        default_factory=list, description="Domains send_email may reach besides notify.email"
+    )
+    email_agent_max_per_hour: int = Field(5, description="send_email calls per task per hour")
 
     @field_validator("database_url", mode="after")
     @classmethod

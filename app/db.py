@@ -1,11 +1,15 @@
 """The database engine and session factory, shared by the API and the worker.
 
-SQLite runs every transaction as BEGIN IMMEDIATE (with WAL and a busy timeout), so concurrent
-writers queue instead of failing with "database is locked"; PostgreSQL uses its own row locks.
+On SQLite (WAL, busy timeout) reads are deferred transactions that take no lock, and every
+`session_scope()` begins with BEGIN IMMEDIATE, so a read-then-write transaction queues for the
+write lock up front instead of failing with "database is locked" halfway. The rule that follows:
+writes go through `session_scope()`; request sessions (SessionDep) read. PostgreSQL needs none
+of this: its row locks make each conditional UPDATE atomic.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config import get_settings
 
-_engines: dict[str, AsyncEngine] = {}
+# One engine per (url, thread): async connections belong to the event loop that made them.
+_engines: dict[tuple[str, int], AsyncEngine] = {}
+IMMEDIATE = "taskbench_sqlite_immediate"
 
 
 def is_sqlite(url: str) -> bool:
@@ -56,21 +62,29 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get(IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def get_engine(url: str | None = None) -> AsyncEngine:
     """The process-wide engine for `url` (default: the configured database)."""
     url = url or get_settings().db_url
-    if url not in _engines:
-        _engines[url] = make_engine(url)
-    return _engines[url]
+    key = (url, threading.get_ident())
+    if key not in _engines:
+        _engines[key] = make_engine(url)
+    return _engines[key]
+
+
+def forget_engines() -> None:
+    """Drop inherited engines without closing their connections (after a fork)."""
+    _engines.clear()
 
 
 async def dispose_engines() -> None:
-    for engine in list(_engines.values()):
-        await engine.dispose()
-    _engines.clear()
+    """Close this thread's engines (others belong to other event loops)."""
+    me = threading.get_ident()
+    for key in [k for k in _engines if k[1] == me]:
+        await _engines.pop(key).dispose()
 
 
 def session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[AsyncSession]:
@@ -79,8 +93,11 @@ def session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[Asy
 
 @asynccontextmanager
 async def session_scope(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSession]:
-    """A session that commits on success and rolls back on error."""
+    """A write transaction: commits on success, rolls back on error (IMMEDIATE on SQLite)."""
+    engine = engine or get_engine()
     async with session_factory(engine)() as session:
+        if is_sqlite(str(engine.url)):
+            await session.connection(execution_options={IMMEDIATE: True})
         try:
             yield session
             await session.commit()

@@ -10,6 +10,7 @@ from app.models.agent import (
 )
 from app.models.base import utcnow
 from app.models.event import EventPublic, EventsPublic, TaskEvent
+from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.task import (
     RUNNING,
     TERMINAL,
@@ -25,6 +26,7 @@ from app.models.task import (
     TasksPublic,
     TaskStatus,
 )
+from app.models.template import TemplatePublic, TemplateRecord, TemplatesPublic
 from app.models.user import ApiKey, User, UserPublic
 from app.models.worker import WorkerNode
 
@@ -43,6 +45,8 @@ __all__ = [
     "EventsPublic",
     "MessageCreate",
     "MessagePublic",
+    "OutboxMessage",
+    "OutboxStatus",
     "Task",
     "TaskCheckpoint",
     "TaskCreate",
@@ -52,6 +56,9 @@ __all__ = [
     "TaskPublic",
     "TaskStatus",
     "TasksPublic",
+    "TemplatePublic",
+    "TemplateRecord",
+    "TemplatesPublic",
     "User",
     "UserPublic",
     "WorkerNode",

@@ -8,9 +8,12 @@ from typing import Any
 from sqlalchemy import JSON, Column
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def utcnow() -> datetime:
-    """Naive UTC now: SQLite and PostgreSQL store the same thing."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Aware UTC now (sqlmodel's UTCDateTime columns store and return UTC)."""
+    return datetime.now(UTC)
 
 
 def json_column(**kwargs: Any) -> Any:

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
+from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from app.models.base import json_column, utcnow
@@ -49,24 +50,24 @@ class TaskKind(StrEnum):
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_steps: int | None = Field(default=None, ge=1, le=10_000)
-    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
-    max_cost_usd: float | None = Field(default=None, ge=0, le=10_000)
-    timeout_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    max_steps: int | None = PField(default=None, ge=1, le=10_000)
+    max_tokens: int | None = PField(default=None, ge=1, le=100_000_000)
+    max_cost_usd: float | None = PField(default=None, ge=0, le=10_000)
+    timeout_s: int | None = PField(default=None, ge=1, le=7 * 24 * 3600)
 
 
 class Notify(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: list[EmailStr] = Field(default_factory=list, max_length=50)
+    email: list[EmailStr] = PField(default_factory=list, max_length=50)
 
 
 class GithubSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    base_branch: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
-    issue: str | None = Field(default=None, max_length=500)
+    repo: str | None = PField(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    base_branch: str | None = PField(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
+    issue: str | None = PField(default=None, max_length=500)
 
 
 class TaskCreate(BaseModel):
@@ -74,18 +75,18 @@ class TaskCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(default="", max_length=300)
-    description: str = Field(default="", max_length=100_000)
+    title: str = PField(default="", max_length=300)
+    description: str = PField(default="", max_length=100_000)
     kind: TaskKind = TaskKind.agent
-    complexity: int | None = Field(default=None, ge=1, le=10)
-    priority: int = Field(default=0, ge=-100, le=100)
-    budget: Budget = Field(default_factory=Budget)
-    notify: Notify = Field(default_factory=Notify)
+    complexity: int | None = PField(default=None, ge=1, le=10)
+    priority: int = PField(default=0, ge=-100, le=100)
+    budget: Budget = PField(default_factory=Budget)
+    notify: Notify = PField(default_factory=Notify)
     github: GithubSpec | None = None
-    playbook: str | None = Field(default=None, max_length=100)
-    scenario: str | None = Field(default=None, max_length=100)
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    agent: str | None = Field(default=None, max_length=64, description="Pin to an agent by name")
+    playbook: str | None = PField(default=None, max_length=100)
+    scenario: str | None = PField(default=None, max_length=100)
+    inputs: dict[str, Any] = PField(default_factory=dict)
+    agent: str | None = PField(default=None, max_length=64, description="Pin to an agent by name")
 
     @field_validator("title", "description")
     @classmethod
@@ -126,6 +127,7 @@ class Task(SQLModel, table=True):
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=200)
     lease_expires_at: datetime | None = None
+    enqueued_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
     assigned_at: datetime | None = None
@@ -162,8 +164,8 @@ class TaskMessage(SQLModel, table=True):
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, max_length=20_000)
-    target: str | None = Field(default=None, max_length=100)
+    content: str = PField(min_length=1, max_length=20_000)
+    target: str | None = PField(default=None, max_length=100)
 
 
 class MessagePublic(BaseModel):
@@ -196,10 +198,10 @@ class TaskPublic(BaseModel):
     agent: str | None
     agent_id: int | None
     parent_id: int | None
-    children: list[int] = Field(default_factory=list)
+    children: list[int] = PField(default_factory=list)
     model_used: str | None
     usage: Usage
-    resources: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = PField(default_factory=dict)
     budget: dict[str, Any]
     notify: dict[str, Any]
     github: dict[str, Any] | None
@@ -208,7 +210,7 @@ class TaskPublic(BaseModel):
     summary: str | None
     error: str | None
     attempts: int
-    notifications: list[dict[str, Any]] = Field(default_factory=list)
+    notifications: list[dict[str, Any]] = PField(default_factory=list)
     created_at: datetime
     updated_at: datetime
     assigned_at: datetime | None

@@ -1,0 +1,17 @@
+"""Scenario runs: characters, narrator and analyst taking turns, relationships, a social graph.
+
+    schema.py          what a scenario file may say; validation naming every problem
+    store.py           shipped files in templates/scenarios/ and stored templates
+    relationships.py   the bounded update formula of a pair's strength and trust
+    graph.py           the graph at a turn and its metrics
+    replies.py         parsing the models' structured replies
+    turn.py            one turn: inbox, narrator, actors, relationships, events
+    analysis.py        the analyst and the workspace files
+    engine.py          run_scenario(ctx): start, resume, fork, play, analyse
+    replay.py          state, transcript and graph derived from the event log
+"""
+
+from app.agent.scenario.engine import run_scenario
+from app.agent.scenario.store import load_scenarios, validate_scenario_request
+
+__all__ = ["load_scenarios", "run_scenario", "validate_scenario_request"]

@@ -1,0 +1,70 @@
+"""/health: the database, the broker, the live workers and the sandbox, right now."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from app.api.deps import SessionDep
+from app.config import get_settings
+from app.models import WorkerNode, utcnow
+
+router = APIRouter(tags=["health"])
+
+
+def _broker_ok() -> tuple[bool, str]:
+    from worker.celery_app import celery_app
+
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True, "ok"
+    except Exception as exc:  # noqa: BLE001 - report any broker failure as unhealthy
+        return False, type(exc).__name__
+
+
+def _sandbox() -> dict[str, Any]:
+    try:
+        from app.sandbox.selftest import run_selftest
+    except ImportError:
+        return {"mode": "unchecked"}
+    try:
+        return run_selftest(get_settings())
+    except Exception as exc:  # noqa: BLE001 - /health reports, it never crashes
+        return {"mode": "bwrap", "ok": False, "error": str(exc)}
+
+
+@router.get("/health")
+async def health(session: SessionDep, response: Response) -> dict[str, Any]:
+    settings = get_settings()
+    db_ok = True
+    try:
+        await session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001
+        db_ok = False
+    broker_ok, broker_detail = await asyncio.to_thread(_broker_ok)
+    alive_after = utcnow() - timedelta(seconds=settings.worker_heartbeat_s * 3)
+    workers = (await session.exec(
+        select(WorkerNode).where(col(WorkerNode.heartbeat_at) > alive_after)
+    )).all() if db_ok else []
+    sandbox = await asyncio.to_thread(_sandbox)
+    ok = db_ok and broker_ok
+    if not ok:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {
+        "status": "ok" if ok else "degraded",
+        "database": "ok" if db_ok else "unreachable",
+        "broker": broker_detail,
+        "broker_kind": "embedded" if settings.is_embedded_broker else "redis",
+        "workers": [
+            {"id": w.id, "agents": w.agents, "sandbox": w.sandbox,
+             "heartbeat_age_s": round((utcnow() - w.heartbeat_at).total_seconds(), 1)}
+            for w in workers
+        ],
+        "sandbox": sandbox,
+    }

@@ -1,0 +1,167 @@
+"""/tasks: submit, list, read, cancel, follow events, message the agent."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.db import session_scope
+from app.events import append_event, list_events, publish
+from app.lifecycle import close_task
+from app.models import (
+    TERMINAL,
+    Agent,
+    EventPublic,
+    EventsPublic,
+    MessageCreate,
+    MessagePublic,
+    Task,
+    TaskCreate,
+    TaskMessage,
+    TaskPublic,
+    TasksPublic,
+    TaskStatus,
+    User,
+)
+from app.submission import SubmissionError, submit_task
+from app.sweeper import assign_and_enqueue
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+async def _notifications(session: AsyncSession, task_id: int) -> list[dict[str, Any]]:
+    try:
+        from app.deliver.outbox import notifications_for
+    except ImportError:
+        return []
+    return await notifications_for(session, task_id)
+
+
+async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
+    """The public view of a task: its agent's name, children and notifications included."""
+    assert task.id is not None
+    agent = await session.get(Agent, task.agent_id) if task.agent_id else None
+    children = (await session.exec(
+        select(Task.id).where(Task.parent_id == task.id).order_by(col(Task.id))
+    )).all()
+    data = task.model_dump()
+    data.update(
+        agent=agent.name if agent else None,
+        children=[c for c in children if c is not None],
+        usage={"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens,
+               "cost_usd": round(task.cost_usd, 6), "steps": task.steps},
+        resources=task.usage or {},
+        notifications=await _notifications(session, task.id),
+    )
+    return TaskPublic.model_validate(data)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
+async def create_task(task_in: TaskCreate, session: SessionDep, user: CurrentUser) -> TaskPublic:
+    """Submit a task; it is assigned to a free agent whose complexity range covers it."""
+    try:
+        task = await submit_task(session=session, task_in=task_in, owner=user)
+    except SubmissionError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.errors) from exc
+    return await to_public(session, task)
+
+
+@router.get("", response_model=TasksPublic)
+async def list_tasks(
+    session: SessionDep,
+    user: CurrentUser,
+    status_filter: Annotated[TaskStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**62, description="id to continue below")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> TasksPublic:
+    """Your tasks, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    stmt = select(Task)
+    if not user.is_admin:
+        stmt = stmt.where(Task.owner_id == user.id)
+    if status_filter is not None:
+        stmt = stmt.where(Task.status == status_filter.value)
+    count = (await session.exec(select(func.count()).select_from(stmt.subquery()))).one()
+    if cursor is not None:
+        stmt = stmt.where(col(Task.id) < cursor)
+    rows = list((await session.exec(stmt.order_by(col(Task.id).desc()).limit(limit + 1))).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    data = [await to_public(session, t) for t in rows]
+    return TasksPublic(data=data, count=count,
+                       next_cursor=str(rows[-1].id) if more and rows else None)
+
+
+@router.get("/{task_id}", response_model=TaskPublic)
+async def get_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
+    return await to_public(session, await owned_task(session, task_id, user))
+
+
+@router.post("/{task_id}/cancel", response_model=TaskPublic)
+async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
+    """Cancel in any state; a running model call is abandoned and the agent freed at once."""
+    task = await owned_task(session, task_id, user)
+    async with session_scope() as write:
+        events = await close_task(write, task_id, TaskStatus.cancelled,
+                                  error=f"cancelled by {user.email}")
+    publish(events)
+    if events:
+        await assign_and_enqueue()
+    await session.refresh(task)
+    return await to_public(session, task)
+
+
+@router.get("/{task_id}/events", response_model=EventsPublic)
+async def get_events(
+    task_id: int,
+    session: SessionDep,
+    user: CurrentUser,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> EventsPublic:
+    """The task's append-only event log from sequence number `after` on."""
+    task = await owned_task(session, task_id, user)
+    rows = await list_events(session, task_id, after=after, limit=limit)
+    data = [EventPublic.model_validate(r, from_attributes=True) for r in rows]
+    return EventsPublic(data=data, count=len(data), last_seq=task.last_seq)
+
+
+@router.post("/{task_id}/messages", status_code=status.HTTP_201_CREATED,
+             response_model=MessagePublic)
+async def post_message(
+    task_id: int, body: MessageCreate, session: SessionDep, user: CurrentUser
+) -> MessagePublic:
+    """Leave a note the running agent sees on its next step."""
+    task = await owned_task(session, task_id, user)
+    if task.status in {s.value for s in TERMINAL}:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended ({task.status})")
+    return await add_message(session, task, body, user)
+
+
+async def add_message(
+    session: AsyncSession, task: Task, body: MessageCreate, user: User
+) -> MessagePublic:
+    assert task.id is not None
+    async with session_scope() as write:
+        msg = TaskMessage(task_id=task.id, author=f"user:{user.email}", target=body.target,
+                          content=body.content)
+        write.add(msg)
+        await write.flush()
+        event = await append_event(write, task.id, "message", {
+            "message_id": msg.id, "author": msg.author, "target": msg.target,
+            "content": msg.content[:2000]})
+        public = MessagePublic.model_validate(msg, from_attributes=True)
+    publish([event])
+    return public
+
+
+@router.get("/{task_id}/messages", response_model=list[MessagePublic])
+async def list_messages(task_id: int, session: SessionDep, user: CurrentUser) -> list[MessagePublic]:
+    await owned_task(session, task_id, user)
+    rows = (await session.exec(
+        select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(col(TaskMessage.id))
+    )).all()
+    return [MessagePublic.model_validate(r, from_attributes=True) for r in rows]

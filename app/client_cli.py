@@ -1,0 +1,48 @@
+"""`taskbench submit`: submit a task to a running API and follow its events to the end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import httpx
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def submit_and_follow(args: argparse.Namespace) -> int:
+    if not args.key:
+        print("an API key is needed: --key or TASKBENCH_API_KEY", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Bearer {args.key}"}
+    body: dict = {"title": args.title, "description": args.description}
+    if args.complexity:
+        body["complexity"] = args.complexity
+    with httpx.Client(base_url=args.api.rstrip("/") + "/api/v1", headers=headers,
+                      timeout=30) as client:
+        resp = client.post("/tasks", json=body)
+        if resp.status_code != 201:
+            print(f"refused ({resp.status_code}): {resp.text}", file=sys.stderr)
+            return 1
+        task = resp.json()
+        print(f"task {task['id']} {task['status']} (complexity {task['complexity']})")
+        if args.no_follow:
+            return 0
+        return _follow(client, task["id"])
+
+
+def _follow(client: httpx.Client, task_id: int) -> int:
+    after = 0
+    while True:
+        page = client.get(f"/tasks/{task_id}/events", params={"after": after}).json()
+        for ev in page["data"]:
+            after = ev["seq"]
+            detail = ev["data"].get("phase") or ev["data"].get("tool") or \
+                ev["data"].get("status") or ""
+            print(f"  [{ev['seq']:>4}] {ev['type']:<16} {detail}")
+        task = client.get(f"/tasks/{task_id}").json()
+        if task["status"] in TERMINAL and not page["data"]:
+            print(f"task {task_id} {task['status']}: {task.get('summary') or task.get('error')}")
+            return 0 if task["status"] == "completed" else 1
+        time.sleep(0.5)

@@ -1,0 +1,84 @@
+"""Append a task event, publish it, and read a task's event log.
+
+The per-task sequence number comes from `task.last_seq`, bumped with an UPDATE … RETURNING in the
+same transaction as the insert, so concurrent writers (the runner, the API's cancel, a message)
+never collide and the log has no gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import Task, TaskEvent, utcnow
+from app.redact import redact_obj
+
+log = logging.getLogger(__name__)
+MAX_EVENT_BYTES = 64_000
+
+_publishers: list[Any] = []
+
+
+def add_publisher(publish: Any) -> None:
+    """Register `publish(event: TaskEvent)`, called after an event is committed (best effort)."""
+    _publishers.append(publish)
+
+
+def _fit(data: dict[str, Any]) -> dict[str, Any]:
+    data = redact_obj(data)
+    raw = json.dumps(data, default=str)
+    if len(raw) <= MAX_EVENT_BYTES:
+        return json.loads(raw)
+    clipped = {k: (v[:2000] + "…[cut]" if isinstance(v, str) and len(v) > 2000 else v)
+               for k, v in data.items()}
+    raw = json.dumps(clipped, default=str)
+    if len(raw) <= MAX_EVENT_BYTES:
+        return json.loads(raw)
+    return {"truncated": True, "preview": raw[:2000]}
+
+
+async def append_event(
+    session: AsyncSession, task_id: int, type: str, data: dict[str, Any] | None = None
+) -> TaskEvent:
+    """Add one event to the task's log in the session's transaction (the caller commits)."""
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id)
+        .values(last_seq=Task.last_seq + 1, updated_at=utcnow())
+        .returning(Task.last_seq)
+    )
+    seq = result.scalar_one()
+    event = TaskEvent(task_id=task_id, seq=seq, type=type, data=_fit(data or {}))
+    session.add(event)
+    await session.flush()
+    return event
+
+
+def publish(events: list[TaskEvent]) -> None:
+    """Hand committed events to the live publishers (Redis pub/sub when configured)."""
+    for event in events:
+        for pub in _publishers:
+            try:
+                pub(event)
+            except Exception:  # noqa: BLE001 - live streams are best effort; the log is the truth
+                log.warning("event publisher failed", exc_info=True)
+
+
+async def list_events(
+    session: AsyncSession, task_id: int, *, after: int = 0, limit: int = 500,
+    types: list[str] | None = None,
+) -> list[TaskEvent]:
+    stmt = (
+        select(TaskEvent)
+        .where(TaskEvent.task_id == task_id, TaskEvent.seq > after)
+        .order_by(col(TaskEvent.seq))
+        .limit(limit)
+    )
+    if types:
+        stmt = stmt.where(col(TaskEvent.type).in_(types))
+    return list((await session.exec(stmt)).all())

@@ -1,0 +1,136 @@
+"""create_app(): the FastAPI application — routers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api import agents, artifacts, health, tasks
+from app.config import get_settings
+from app.db import dispose_engines, session_scope
+from app.security import ensure_admin_key
+from app.seed import seed_agents
+from app.sweeper import sweep_once
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+class BodyLimit:
+    """413 for bodies over the limit: JSON bodies 1 MiB, file uploads their own limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = get_settings()
+        is_upload = scope["path"].endswith("/files")
+        limit = settings.max_upload_bytes * 20 if is_upload else settings.max_body_bytes
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"detail":"request body larger than {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _sweep_forever(interval: float) -> None:
+    while True:
+        await sweep_once()
+        await asyncio.sleep(interval)
+
+
+async def startup() -> None:
+    """Seed agents and bootstrap the admin key (the schema comes from Alembic, not here)."""
+    settings = get_settings()
+    async with session_scope() as session:
+        await seed_agents(session)
+        if settings.admin_api_key:
+            await ensure_admin_key(session, settings.admin_api_key)
+
+
+def create_app(*, sweeper: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await startup()
+        task = asyncio.create_task(_sweep_forever(get_settings().sweep_interval_s)) if sweeper \
+            else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await dispose_engines()
+
+    app = FastAPI(
+        title="Taskbench",
+        version="0.1.0",
+        description="Submit a task over REST; get back finished work, events, files and a report.",
+        lifespan=lifespan,
+    )
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (tasks, artifacts, agents, health):
+        api.include_router(module.router)
+    for extra in _optional_routers():
+        api.include_router(extra)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+    return app
+
+
+def _optional_routers() -> list[Any]:
+    """Routers of capabilities that live in their own modules (scenarios, templates, …)."""
+    found = []
+    for name in ("app.api.scenarios", "app.api.templates"):
+        try:
+            module = __import__(name, fromlist=["router"])
+        except ImportError:
+            continue
+        found.append(module.router)
+    return found

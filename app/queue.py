@@ -1,0 +1,59 @@
+"""The one way app/ reaches the worker: enqueue `run_task(task_id)` on the right queue.
+
+A task goes to its agent's own queue (`agent.<name>`) when a live worker was started for that
+agent (`taskbench worker --agents …`), else to the shared `taskbench` queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from app.config import get_settings
+from app.db import session_scope
+from app.models import WorkerNode, utcnow
+
+DEFAULT_QUEUE = "taskbench"
+_dedicated: tuple[float, set[str]] = (0.0, set())
+
+
+def queue_for_agent(name: str) -> str:
+    return f"agent.{name}"
+
+
+async def dedicated_agents() -> set[str]:
+    """Agents some live worker is dedicated to (cached for a second)."""
+    global _dedicated
+    stamp, names = _dedicated
+    if time.monotonic() - stamp < 1.0:
+        return names
+    settings = get_settings()
+    alive_after = utcnow() - timedelta(seconds=settings.worker_heartbeat_s * 3)
+    async with session_scope() as session:
+        rows = (await session.exec(
+            select(WorkerNode).where(col(WorkerNode.heartbeat_at) > alive_after)
+        )).all()
+    names = {a for row in rows for a in (row.agents or [])}
+    _dedicated = (time.monotonic(), names)
+    return names
+
+
+def _send(task_id: int, queue: str) -> None:
+    from worker.celery_app import celery_app  # the one import of worker/ from app/
+
+    celery_app.send_task("run_task", args=[task_id], queue=queue)
+
+
+async def enqueue(assignments: Iterable[tuple[int, str]]) -> None:
+    """Enqueue each (task_id, agent_name); call only after the assigning commit."""
+    items = list(assignments)
+    if not items:
+        return
+    dedicated = await dedicated_agents()
+    for task_id, agent_name in items:
+        queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
+        await asyncio.to_thread(_send, task_id, queue)

@@ -1,0 +1,1 @@
+"""The Celery worker: the app built from the settings, and its thin tasks."""

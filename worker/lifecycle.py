@@ -1,0 +1,67 @@
+"""The worker's presence in the database: register, heartbeat, sweep, unregister."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+
+from sqlalchemy import delete
+from sqlmodel import col
+
+from app.config import get_settings
+from app.db import dispose_engines, session_scope
+from app.models import WorkerNode, utcnow
+from app.sweeper import sweep_once
+
+
+async def register(node_id: str, agents: list[str], sandbox: str) -> None:
+    async with session_scope() as session:
+        row = await session.get(WorkerNode, node_id) or WorkerNode(
+            id=node_id, hostname=socket.gethostname(), pid=os.getpid()
+        )
+        row.agents = agents
+        row.sandbox = sandbox
+        row.heartbeat_at = utcnow()
+        session.add(row)
+
+
+async def beat(node_id: str) -> None:
+    async with session_scope() as session:
+        row = await session.get(WorkerNode, node_id)
+        if row is not None:
+            row.heartbeat_at = utcnow()
+            session.add(row)
+
+
+async def unregister(node_id: str) -> None:
+    async with session_scope() as session:
+        await session.execute(delete(WorkerNode).where(col(WorkerNode.id) == node_id))
+
+
+def sandbox_summary() -> str:
+    try:
+        from app.sandbox.selftest import run_selftest
+    except ImportError:
+        return "unchecked"
+    status = run_selftest(get_settings())
+    return f"{status.get('mode')}:{'ok' if status.get('ok') else 'FAILED'}"
+
+
+async def heartbeat_loop(node_id: str, agents: list[str], stop: threading.Event) -> None:
+    """Register, then heartbeat and sweep until `stop` is set; unregister on the way out."""
+    settings = get_settings()
+    await register(node_id, agents, await asyncio.to_thread(sandbox_summary))
+    next_beat = 0.0
+    loop = asyncio.get_running_loop()
+    try:
+        while not stop.is_set():
+            if loop.time() >= next_beat:
+                await beat(node_id)
+                next_beat = loop.time() + settings.worker_heartbeat_s
+            await sweep_once()
+            await asyncio.sleep(settings.sweep_interval_s)
+    finally:
+        await unregister(node_id)
+        await dispose_engines()

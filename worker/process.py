@@ -1,0 +1,76 @@
+"""Per-process worker plumbing: one event loop per pool process, and the main process's
+registration, heartbeat and sweep thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from app.agent import llm
+from app.config import get_settings
+from app.db import forget_engines
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_loop: asyncio.AbstractEventLoop | None = None
+_stop = threading.Event()
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on this process's own event loop (kept between tasks for pooled connections)."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(coro)
+
+
+@worker_process_init.connect
+def _on_child_start(**_: Any) -> None:
+    # Connections and loops inherited through fork belong to the parent.
+    global _loop
+    _loop = None
+    forget_engines()
+    llm.reset_clients()
+
+
+def _agents() -> list[str]:
+    raw = os.environ.get("TASKBENCH_WORKER_AGENTS", "")
+    return [a.strip() for a in raw.split(",") if a.strip()]
+
+
+def _heartbeat_thread(node_id: str) -> None:
+    from worker.lifecycle import heartbeat_loop
+
+    try:
+        asyncio.run(heartbeat_loop(node_id, _agents(), _stop))
+    except Exception:  # noqa: BLE001 - log loudly; the worker keeps serving tasks
+        log.exception("worker heartbeat thread died")
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    _stop.clear()
+    node_id = worker_id()
+    threading.Thread(target=_heartbeat_thread, args=(node_id,), name="taskbench-heartbeat",
+                     daemon=True).start()
+    log.info("taskbench worker %s ready (agents: %s)", node_id, ",".join(_agents()) or "all")
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    _stop.set()
+
+
+__all__ = ["get_settings", "run_coroutine", "worker_id"]

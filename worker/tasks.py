@@ -1,0 +1,20 @@
+"""Celery tasks: thin, named <verb>_<noun>, taking ids and calling into app.agent."""
+
+from __future__ import annotations
+
+from worker.celery_app import celery_app
+from worker.process import run_coroutine
+
+
+@celery_app.task(name="run_task", acks_late=True, reject_on_worker_lost=True)
+def run_task(task_id: int) -> str:
+    """Run (or resume) one task; safe to deliver twice thanks to the database lease."""
+    from app.agent.runner import run_task as run
+
+    return run_coroutine(run(int(task_id)))
+
+
+@celery_app.task(name="noop", acks_late=True)
+def noop() -> str:
+    """A task that does nothing: the benchmarks' floor for a Celery round trip."""
+    return "ok"
