@@ -74,7 +74,7 @@ def _apply(agent: Agent, body: AgentUpdate) -> None:
     lo = changes.get("min_complexity", agent.min_complexity)
     hi = changes.get("max_complexity", agent.max_complexity)
     if lo is not None and hi is not None and lo > hi:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, [{
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
             "loc": ["body", "min_complexity"], "type": "value_error",
             "msg": "min_complexity must not exceed max_complexity"}])
     for key, value in changes.items():

@@ -74,7 +74,7 @@ async def download_artifact(task_id: int, path: str, session: SessionDep, user: 
 def _check_upload(name: str, head: bytes) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(name or "")).lstrip(".")
     if not clean:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "file name is empty")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "file name is empty")
     if Path(clean).suffix.lower() not in UPLOAD_SUFFIXES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"{clean}: file type not accepted; allowed: "
@@ -98,7 +98,7 @@ async def _save(upload: UploadFile, dest_dir: Path, limit: int) -> dict[str, Any
             if size > limit:
                 fh.close()
                 target.unlink(missing_ok=True)
-                raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                     f"{name} is larger than {limit} bytes")
             fh.write(chunk)
     return {"name": name, "bytes": size}

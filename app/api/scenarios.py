@@ -82,7 +82,7 @@ async def _submit(session: AsyncSession, user: User, scenario: Scenario, body: R
     try:
         task = await submit_task(session=session, task_in=task_in, owner=user, parent_id=parent_id)
     except SubmissionError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.errors) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
     assert task.id is not None
     return RunCreated(task_id=task.id, status=task.status, scenario=scenario.name,
                       parent_id=parent_id)

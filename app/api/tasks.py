@@ -66,7 +66,7 @@ async def create_task(task_in: TaskCreate, session: SessionDep, user: CurrentUse
     try:
         task = await submit_task(session=session, task_in=task_in, owner=user)
     except SubmissionError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.errors) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
     return await to_public(session, task)
 
 

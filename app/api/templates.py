@@ -31,7 +31,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 def unprocessable(problems: list[dict[str, Any]]) -> HTTPException:
     detail = [{"loc": ["body", *p["loc"]], "msg": p["msg"], "type": "value_error"}
               for p in problems]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail)
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
 async def read_body(request: Request) -> Any:
