@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import logging
 import os
 import re
 import signal
@@ -55,10 +56,29 @@ def worker_argv(agents: list[str], concurrency: int, loglevel: str = "INFO") -> 
 def cmd_worker(args: argparse.Namespace) -> int:
     agents = [a.strip() for a in (args.agents or "").split(",") if a.strip()]
     os.environ["TASKBENCH_WORKER_AGENTS"] = ",".join(agents)
+    if not _sandbox_ready():
+        return 2
     from worker.tasks import celery_app
 
     celery_app.worker_main(argv=worker_argv(agents, args.concurrency, args.loglevel))
     return 0
+
+
+def _sandbox_ready() -> bool:
+    """The start-up self-test: prove the jail works before taking tasks; say so loudly if not."""
+    from app.sandbox.selftest import run_selftest
+
+    settings = get_settings()
+    try:
+        status = run_selftest(settings)
+    except RuntimeError as exc:
+        print(f"REFUSING TO START: {exc}", file=sys.stderr)
+        return False
+    if not status.get("ok"):
+        print("WARNING: the bubblewrap jail is NOT in use; commands run in a restricted "
+              f"subprocess only ({status.get('error') or status.get('mode')}). "
+              "Set TASKBENCH_SANDBOX=bwrap to refuse to run without it.", file=sys.stderr)
+    return True
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -210,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for noisy in ("weasyprint", "fontTools", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(args.fn(args) or 0)
 
 

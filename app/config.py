@@ -6,11 +6,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
+PLACEHOLDER_SECRET = "changethis"
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(2.0, description="How often pending/lost tasks are swept")
     worker_heartbeat_s: float = Field(5.0, description="How often a worker heartbeats")
     max_deliveries: int = Field(3, description="Runs of one task before it is failed")
+    requeue_unstarted_s: float = Field(
+        60.0, description="Re-queue an assigned task no worker started after this long"
+    )
+    input_timeout_s: float = Field(
+        3600.0, description="How long a task waits for an answer to its question before failing"
+    )
     visibility_timeout_s: int = Field(30, description="Redis: unacked message redelivery")
 
     sandbox: str = Field("", description="bwrap or none; default bwrap when it works")
@@ -92,6 +99,28 @@ class Settings(BaseSettings):
         default_factory=list, description="Domains send_email may reach besides notify.email"
     )
     email_agent_max_per_hour: int = Field(5, description="send_email calls per task per hour")
+    git_allow_file_remotes: bool = Field(
+        False, description="Let host git use file:// remotes (tests with a local bare repo)"
+    )
+    secret_key: str = Field(
+        PLACEHOLDER_SECRET, description="Signs access tokens and dashboard sessions (HS256)"
+    )
+    token_ttl_s: int = Field(900, description="Lifetime of a token from POST /auth/token")
+    session_ttl_s: int = Field(12 * 3600, description="Lifetime of a dashboard session")
+    stream_queue_size: int = Field(1000, description="Events buffered per live-stream client")
+    stream_poll_s: float = Field(0.2, description="Event-table poll interval without Redis")
+    otel_endpoint: str = Field("", description="OTLP/HTTP endpoint; empty disables tracing")
+
+    @model_validator(mode="after")
+    def _real_secret(self) -> Settings:
+        if self.environment not in ("development", "test") and (
+            self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "TASKBENCH_SECRET_KEY must be set to a random value of 32+ characters "
+                f"outside development (environment={self.environment})"
+            )
+        return self
 
     @field_validator("database_url", mode="after")
     @classmethod
@@ -108,7 +137,7 @@ class Settings(BaseSettings):
 
     @property
     def celery_broker_url(self) -> str:
-        return self.broker_url or f"sqla+sqlite:///{self.var_dir / 'broker.db'}"
+        return self.broker_url or f"tbsqla+sqlite:///{self.var_dir / 'broker.db'}"
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -125,6 +154,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Values that must never reach a workspace, an event, a log line or a prompt."""
         values = [self.llm_api_key, self.github_token, self.admin_api_key]
+        if self.secret_key != PLACEHOLDER_SECRET:
+            values.append(self.secret_key)
         if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:
             values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
         for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):

@@ -59,6 +59,26 @@ async def append_event(
     return event
 
 
+async def append_events(
+    session: AsyncSession, task_id: int, items: list[tuple[str, dict[str, Any]]]
+) -> list[TaskEvent]:
+    """Add several events with one sequence bump and one flush (the caller commits)."""
+    if not items:
+        return []
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id)
+        .values(last_seq=Task.last_seq + len(items), updated_at=utcnow())
+        .returning(Task.last_seq)
+    )
+    first = result.scalar_one() - len(items) + 1
+    events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))
+              for i, (type, data) in enumerate(items)]
+    session.add_all(events)
+    await session.flush()
+    return events
+
+
 def publish(events: list[TaskEvent]) -> None:
     """Hand committed events to the live publishers (Redis pub/sub when configured)."""
     for event in events:

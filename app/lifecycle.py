@@ -7,6 +7,7 @@ one transaction, guarded so that a task ends exactly once however many callers r
 from __future__ import annotations
 
 from sqlalchemy import update
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +34,7 @@ async def close_task(
         .where(col(Task.id) == task_id, col(Task.status).not_in(TERMINAL_VALUES))
         .values(status=status.value, summary=summary, error=error, finished_at=now,
                 updated_at=now, lease_owner=None, lease_expires_at=None)
-        .returning(Task.agent_id)
+        .returning(col(Task.agent_id), col(Task.parent_id), col(Task.model_used))
     )
     row = result.first()
     if row is None:
@@ -44,6 +45,8 @@ async def close_task(
             update(Agent).where(col(Agent.id) == row[0]).values(tasks_done=Agent.tasks_done + 1)
         )
     data = {"status": status.value, "summary": summary, "reason": error, "slot_released": held}
+    if status is TaskStatus.completed:
+        data["finished_by"] = row[2]
     events = [await append_event(session, task_id, "status", data)]
     task = await session.get(Task, task_id)
     if task is not None:
@@ -51,7 +54,30 @@ async def close_task(
         deliver.enqueue_notifications(session, task)
     if status is not TaskStatus.completed:
         events += await _close_children(session, task_id, status)
+    if row[1] is not None:
+        events += await wake_parent(session, row[1])
     return events
+
+
+async def wake_parent(session: AsyncSession, parent_id: int) -> list[TaskEvent]:
+    """Put a parent waiting on its children back to pending once none of them is unfinished."""
+    child = aliased(Task)  # not correlated with the row being updated
+    unfinished = (
+        select(child.id)
+        .where(child.parent_id == parent_id, col(child.status).not_in(TERMINAL_VALUES))
+        .exists()
+    )
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == parent_id,
+               col(Task.status) == TaskStatus.waiting_children.value, ~unfinished)
+        .values(status=TaskStatus.pending.value, updated_at=utcnow())
+        .returning(col(Task.id))
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    return [await append_event(session, parent_id, "status", {
+        "status": "pending", "reason": "all subtasks have ended"})]
 
 
 async def _close_children(

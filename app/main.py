@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import agents, artifacts, health, tasks
+from app.api import agents, artifacts, auth, health, stream, tasks
 from app.config import get_settings
 from app.db import dispose_engines, session_scope
 from app.security import ensure_admin_key
@@ -112,8 +112,10 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         api.include_router(module.router)
     for extra in _optional_routers():
         api.include_router(extra)
+    api.include_router(auth.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(stream.ws_router)
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(Exception)

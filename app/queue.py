@@ -43,9 +43,9 @@ async def dedicated_agents() -> set[str]:
 
 
 def _send(task_id: int, queue: str) -> None:
-    from worker.celery_app import celery_app  # the one import of worker/ from app/
+    from worker.celery_app import current_celery  # the one import of worker/ from app/
 
-    celery_app.send_task("run_task", args=[task_id], queue=queue)
+    current_celery().send_task("run_task", args=[task_id], queue=queue)
 
 
 async def enqueue(assignments: Iterable[tuple[int, str]]) -> None:

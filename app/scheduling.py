@@ -148,17 +148,21 @@ async def release_slot(session: AsyncSession, task_id: int) -> bool:
     return True
 
 
-async def stale_tasks(session: AsyncSession, *, grace_s: float) -> list[Task]:
-    """Assigned or running tasks whose worker vanished (lease expired) or never started them."""
+async def stale_tasks(
+    session: AsyncSession, *, grace_s: float, unstarted_s: float
+) -> list[Task]:
+    """Tasks to re-queue: their worker vanished (lease expired, re-queued after `grace_s`), or
+    their message never reached a worker (never leased, queued more than `unstarted_s` ago)."""
     now = utcnow()
-    cutoff = now - timedelta(seconds=grace_s)
     running = [s.value for s in (TaskStatus.assigned, TaskStatus.design, TaskStatus.build,
                                  TaskStatus.test, TaskStatus.review)]
-    stmt = select(Task).where(
-        col(Task.status).in_(running),
-        or_(col(Task.lease_expires_at).is_(None), col(Task.lease_expires_at) < now),
-        or_(col(Task.enqueued_at).is_(None), col(Task.enqueued_at) < cutoff),
-    )
+    lost = (col(Task.lease_owner).is_not(None)) & (col(Task.lease_expires_at) < now) & or_(
+        col(Task.enqueued_at).is_(None),
+        col(Task.enqueued_at) < now - timedelta(seconds=grace_s))
+    unstarted = (col(Task.lease_owner).is_(None)) & or_(
+        col(Task.enqueued_at).is_(None),
+        col(Task.enqueued_at) < now - timedelta(seconds=unstarted_s))
+    stmt = select(Task).where(col(Task.status).in_(running), or_(lost, unstarted))
     return list((await session.exec(stmt)).all())
 
 

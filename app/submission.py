@@ -40,7 +40,8 @@ def _kind_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
             return [_err(["scenario"], "a scenario task needs `scenario` (its name)")]
         from app.agent.scenario import validate_scenario_request
 
-        found = validate_scenario_request(task_in.scenario, task_in.inputs.get("overrides") or {})
+        found = validate_scenario_request(task_in.scenario, task_in.inputs.get("overrides") or {},
+                                          definition=task_in.inputs.get("definition"))
     else:
         if not (task_in.title or task_in.description):
             return [_err(["title"], "a task needs a title or a description")]

@@ -34,7 +34,8 @@ async def requeue_lost() -> int:
     settings = get_settings()
     async with session_scope() as session:
         items = []
-        for task in await stale_tasks(session, grace_s=max(settings.lease_seconds, 5.0)):
+        for task in await stale_tasks(session, grace_s=max(settings.lease_seconds, 5.0),
+                                      unstarted_s=settings.requeue_unstarted_s):
             assert task.id is not None
             await mark_enqueued(session, task.id)
             agent = await session.get(Agent, task.agent_id) if task.agent_id else None
@@ -60,9 +61,17 @@ async def flush_outbox() -> None:
     await flush_pending(50)
 
 
+async def expire_waits() -> None:
+    """Fail unanswered questions past their timeout; wake parents whose children all ended."""
+    from app.agent.waiting import expire_input_waits, wake_waiting_parents
+
+    await expire_input_waits()
+    await wake_waiting_parents()
+
+
 async def sweep_once() -> None:
     """One pass of every sweep step; a failing step is logged and does not stop the others."""
-    for step in (assign_and_enqueue, requeue_lost, flush_outbox, prune_workers):
+    for step in (expire_waits, assign_and_enqueue, requeue_lost, flush_outbox, prune_workers):
         try:
             await step()
         except Exception:  # noqa: BLE001 - the next sweep retries; never let one step kill it

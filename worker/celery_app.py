@@ -12,6 +12,9 @@ from typing import Any
 from celery import Celery
 
 from app.config import Settings, get_settings
+from worker.embedded_broker import register
+
+register()
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -23,7 +26,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
         }
-    return {"polling_interval": settings.broker_polling_interval}
+    # Passed to SQLAlchemy's create_engine by kombu: wait for SQLite's lock, don't fail.
+    return {"connect_args": {"timeout": 30}}
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -50,3 +54,16 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 
 celery_app = make_celery()
+
+
+_by_broker: dict[str, Celery] = {}
+
+
+def current_celery() -> Celery:
+    """The Celery app for the broker configured now (settings can change in tests and the CLI)."""
+    url = get_settings().celery_broker_url
+    if celery_app.conf.broker_url == url:
+        return celery_app
+    if url not in _by_broker:
+        _by_broker[url] = make_celery()
+    return _by_broker[url]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Imported here, in the parent, so pool children fork with everything loaded.
+from app.agent.runner import run_task as run
 from worker.celery_app import celery_app
 from worker.process import run_coroutine
 
@@ -9,8 +11,6 @@ from worker.process import run_coroutine
 @celery_app.task(name="run_task", acks_late=True, reject_on_worker_lost=True)
 def run_task(task_id: int) -> str:
     """Run (or resume) one task; safe to deliver twice thanks to the database lease."""
-    from app.agent.runner import run_task as run
-
     return run_coroutine(run(int(task_id)))
 
 

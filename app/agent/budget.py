@@ -66,3 +66,31 @@ def reserve(
             f" ${worst:.4f}, limit ${limits.max_cost_usd:.4f})"
         )
     return cap
+
+
+class TreeBudgetExceeded(BudgetExceeded):
+    """The root's budget, which covers every delegated subtask, ran out: the whole tree stops."""
+
+    def __init__(self, message: str, *, root_id: int) -> None:
+        super().__init__(message)
+        self.root_id = root_id
+
+
+def remaining(limits: Limits, spent: Spent, elapsed_s: float) -> Limits:
+    """What is left of `limits` after `spent` and `elapsed_s` (never below the smallest budget)."""
+    return Limits(
+        max_steps=max(1, limits.max_steps - spent.steps),
+        max_tokens=max(1, limits.max_tokens - spent.tokens),
+        max_cost_usd=max(0.0, limits.max_cost_usd - spent.cost_usd),
+        timeout_s=max(1, int(limits.timeout_s - elapsed_s)),
+    )
+
+
+def tightest(*limits: Limits) -> Limits:
+    """Field by field, the smallest of several limits."""
+    return Limits(
+        max_steps=min(x.max_steps for x in limits),
+        max_tokens=min(x.max_tokens for x in limits),
+        max_cost_usd=min(x.max_cost_usd for x in limits),
+        timeout_s=min(x.timeout_s for x in limits),
+    )

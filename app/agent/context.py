@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -25,6 +25,9 @@ from app.redact import redact, redact_obj
 from app.sandbox.workspace import Workspace
 from app.tools.registry import Dispatched, ToolContext, dispatch
 
+if TYPE_CHECKING:
+    from app.agent.delegation import TaskTree
+
 
 @dataclass
 class RunContext:
@@ -38,6 +41,8 @@ class RunContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     elapsed_before_s: float = 0.0
     services: dict[str, Any] = field(default_factory=dict)
+    # Set when the task is in a tree of delegated tasks: the root's budget covers them all.
+    tree: TaskTree | None = None
 
     @property
     def task_id(self) -> int:
@@ -84,6 +89,8 @@ class RunContext:
         models = models or self.models()
         self.check_time()
         prompt_estimate = estimate_prompt_tokens(messages, tools)
+        if self.tree is not None:
+            await self.tree.check(models[0], prompt_estimate)
         cap = reserve(self.limits, self.spent, model=models[0], prompt_tokens=prompt_estimate)
         started = time.perf_counter()
         completion = await llm.chat(
@@ -97,6 +104,8 @@ class RunContext:
         self.spent.steps += 1
         self.spent.tokens += c.prompt_tokens + c.completion_tokens
         self.spent.cost_usd += c.cost_usd
+        # model_used names the model doing the work: an inspector's call does not change it
+        model = {"model_used": c.model} if role == "agent" else {}
         async with session_scope() as session:
             await session.execute(
                 update(Task)
@@ -106,9 +115,11 @@ class RunContext:
                     prompt_tokens=Task.prompt_tokens + c.prompt_tokens,
                     completion_tokens=Task.completion_tokens + c.completion_tokens,
                     cost_usd=Task.cost_usd + c.cost_usd,
-                    model_used=c.model,
+                    **model,
                 )
             )
+            if self.tree is not None:
+                await self.tree.add(session, c)
             event = await append_event(session, self.task_id, "llm_call", {
                 "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
                 "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),

@@ -36,8 +36,13 @@ Problem = dict[str, Any]
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 IDENT = r"^[a-z_][a-z0-9_]{0,63}$"
 _PY_TYPES: dict[str, Any] = {
-    "string": str, "integer": int, "number": (int, float), "boolean": bool, "list": list,
-    "array": list, "object": dict,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "list": list,
+    "array": list,
+    "object": dict,
 }
 
 
@@ -91,8 +96,9 @@ class Step(BaseModel):
     on_error: Literal["fail", "continue"] = "fail"
     parse: Literal["text", "json"] = "text"
     ok_if: str | None = Field(
-        None, description="expression over `result` (output, data): an attempt counts as ok"
-        " only when it is true, e.g. result.data.exit_code == 0"
+        None,
+        description="expression over `result` (output, data): an attempt counts as ok"
+        " only when it is true, e.g. result.data.exit_code == 0",
     )
     check: bool = Field(False, description="a verification step: runs in the test phase")
 
@@ -132,8 +138,13 @@ def check_playbook(playbook: Playbook) -> list[Problem]:
     for name, spec in playbook.inputs.items():
         loc: list[Any] = ["playbook", "inputs", name]
         if not re.match(IDENT, name) or name in RESERVED:
-            problems.append({"loc": loc, "msg": "an input name is lower_snake_case and not "
-                             f"one of {', '.join(sorted(RESERVED))}"})
+            problems.append(
+                {
+                    "loc": loc,
+                    "msg": "an input name is lower_snake_case and not "
+                    f"one of {', '.join(sorted(RESERVED))}",
+                }
+            )
         if spec.pattern is not None and _bad_regex(spec.pattern):
             problems.append({"loc": [*loc, "pattern"], "msg": _bad_regex(spec.pattern)})
         elif spec.default is not None and (msg := input_problem(spec, spec.default)):
@@ -146,8 +157,9 @@ def check_playbook(playbook: Playbook) -> list[Problem]:
         problems += _step_problems(step, loc, set(playbook.inputs), earlier)
         earlier.add(step.id)
     if playbook.summary is not None:
-        msg = template_problem(playbook.summary, inputs=set(playbook.inputs), steps=earlier,
-                               loop=False)
+        msg = template_problem(
+            playbook.summary, inputs=set(playbook.inputs), steps=earlier, loop=False
+        )
         if msg:
             problems.append({"loc": ["playbook", "summary"], "msg": msg})
     return problems
@@ -175,8 +187,9 @@ def _step_problems(
     ]
     for field, source in fields:
         in_loop = step.for_each is not None and field[0] not in ("when", "for_each")
-        msg = template_problem(source, inputs=inputs, steps=earlier, loop=in_loop,
-                               result=field[0] == "ok_if")
+        msg = template_problem(
+            source, inputs=inputs, steps=earlier, loop=in_loop, result=field[0] == "ok_if"
+        )
         if msg:
             problems.append({"loc": [*loc, *field], "msg": msg})
     return problems
@@ -190,20 +203,30 @@ def _tool_problems(step: Step, loc: list[Any]) -> list[Problem]:
         return [{"loc": [*loc, "tool"], "msg": f"unknown tool {step.tool!r} (known: {known})"}]
     props: dict[str, Any] = tool.parameters.get("properties", {})
     problems = [
-        {"loc": [*loc, "args", key], "msg": f"{tool.name} takes no argument {key!r}"
-         f" (it takes: {', '.join(props) or 'none'})"}
-        for key in step.args if key not in props
+        {
+            "loc": [*loc, "args", key],
+            "msg": f"{tool.name} takes no argument {key!r}"
+            f" (it takes: {', '.join(props) or 'none'})",
+        }
+        for key in step.args
+        if key not in props
     ]
     problems += [
         {"loc": [*loc, "args", key], "msg": f"missing required argument of {tool.name}"}
-        for key in tool.parameters.get("required", []) if key not in step.args
+        for key in tool.parameters.get("required", [])
+        if key not in step.args
     ]
     for key, value in step.args.items():
         expected = props.get(key, {}).get("type")
         templated = isinstance(value, str) and ("{{" in value or "{%" in value)
-        if isinstance(expected, str) and expected in _PY_TYPES and not templated and not (
-            isinstance(value, _PY_TYPES[expected])
-            and not (expected in ("integer", "number") and isinstance(value, bool))
+        if (
+            isinstance(expected, str)
+            and expected in _PY_TYPES
+            and not templated
+            and not (
+                isinstance(value, _PY_TYPES[expected])
+                and not (expected in ("integer", "number") and isinstance(value, bool))
+            )
         ):
             problems.append({"loc": [*loc, "args", key], "msg": f"must be of type {expected}"})
     return problems
@@ -233,8 +256,14 @@ def _load_cached(path: Path, _mtime_ns: int) -> Playbook:
         raise PlaybookInvalid([{"loc": ["playbook"], "msg": f"not valid YAML: {exc}"}]) from exc
     playbook = parse_playbook(data)
     if playbook.name != path.stem:
-        raise PlaybookInvalid([{"loc": ["playbook", "name"],
-                                "msg": f"name {playbook.name!r} differs from file {path.name}"}])
+        raise PlaybookInvalid(
+            [
+                {
+                    "loc": ["playbook", "name"],
+                    "msg": f"name {playbook.name!r} differs from file {path.name}",
+                }
+            ]
+        )
     return playbook
 
 
@@ -270,7 +299,8 @@ def resolve_inputs(playbook: Playbook, given: Any) -> tuple[dict[str, Any], list
         return {}, [{"loc": ["inputs"], "msg": "inputs must be an object"}]
     problems: list[Problem] = [
         {"loc": ["inputs", key], "msg": f"unknown input (known: {', '.join(playbook.inputs)})"}
-        for key in given if key not in playbook.inputs
+        for key in given
+        if key not in playbook.inputs
     ]
     values: dict[str, Any] = {}
     for key, spec in playbook.inputs.items():
@@ -291,8 +321,9 @@ def resolve_inputs(playbook: Playbook, given: Any) -> tuple[dict[str, Any], list
 def input_problem(spec: InputSpec, value: Any) -> str | None:
     """Why `value` does not fit `spec`, or None."""
     expected = _PY_TYPES[spec.type]
-    if not isinstance(value, expected) or (spec.type in ("integer", "number")
-                                           and isinstance(value, bool)):
+    if not isinstance(value, expected) or (
+        spec.type in ("integer", "number") and isinstance(value, bool)
+    ):
         return f"must be of type {spec.type}, not {type(value).__name__}"
     if isinstance(value, str | list) and len(value) > spec.max_length:
         return f"longer than {spec.max_length}"

@@ -5,7 +5,7 @@ A template may name only `inputs.<declared input>`, `steps.<earlier step id>.<fi
 that is exactly one `{{ expression }}` keeps the expression's native type (a list, a number);
 anything else renders to text. Values are rendered once and never re-rendered, so a hostile
 input or tool output is data, never a template; the sandbox refuses attribute access to
-internals (`__class__`, methods that mutate).
+internals (`__class__`, methods that mutate). Besides Jinja's own filters there is `urls`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ STEP_FIELDS = frozenset({"output", "data", "ok", "status", "json", "each"})
 # `x.name` finds a dict's method before its key, so these may not name inputs or steps.
 RESERVED = frozenset(n for n in dir(dict) if not n.startswith("_"))
 LOOP_VARS = frozenset({"item", "index"})
+_URL_LINE = re.compile(r"^\s*(https?://\S+)\s*$", re.MULTILINE)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
 
@@ -31,9 +32,17 @@ class RenderError(Exception):
 @lru_cache
 def template_env() -> ImmutableSandboxedEnvironment:
     """The sandbox every playbook template is parsed and rendered in."""
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
+    env.filters["urls"] = line_urls
+    return env
+
+
+def line_urls(text: Any) -> list[str]:
+    """The `urls` filter: http(s) URLs standing alone on a line (as web_search lists them)."""
+    found = _URL_LINE.findall(str(text))
+    return list(dict.fromkeys(found))
 
 
 def single_expression(text: str) -> str | None:

@@ -15,16 +15,18 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import col
 
 from app import deliver
-from app.agent.budget import Limits
+from app.agent.budget import Limits, Spent, TreeBudgetExceeded
 from app.agent.context import RunContext
 from app.agent.errors import LeaseLost, RunStopped, TaskCancelled
 from app.agent.llm import LLMError
+from app.agent.waiting import RunPaused
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.events import publish
@@ -115,12 +117,16 @@ async def _context(task_id: int, owner: str, settings: Settings) -> RunContext:
         assert task is not None and task.agent_id is not None
         agent = await session.get(Agent, task.agent_id)
         assert agent is not None
-        workspace = Workspace.for_task(settings.workspaces_dir, agent.name, task_id)
+        # a resumed task may run on another agent; it keeps the workspace it started in
+        workspace = (Workspace(Path(task.workspace)) if task.workspace
+                     else Workspace.for_task(settings.workspaces_dir, agent.name, task_id))
         task.workspace = str(workspace.root)
         session.add(task)
     elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
     return RunContext(task=task, agent=agent, workspace=workspace, settings=settings,
                       limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
+                      spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens,
+                                  task.cost_usd),
                       elapsed_before_s=max(0.0, elapsed))
 
 
@@ -170,8 +176,12 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         if isinstance(reason, TaskCancelled):
             await ctx.emit("stopped", {"reason": "cancelled"})
         return
+    except RunPaused:
+        return  # waiting for subtasks or an answer; the slot and the lease are given back
     except (RunStopped, LLMError) as exc:
         await end(ctx.task_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:
+            await end(exc.root_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         return
     finally:
         keeper.cancel()

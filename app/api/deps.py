@@ -14,6 +14,7 @@ from app.config import get_settings
 from app.db import session_factory
 from app.models import Task, User
 from app.security import RateLimiter, hash_key, user_for_key
+from app.tokens import API_AUDIENCE, looks_like_token, token_user
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
 _limiters: dict[int, RateLimiter] = {}
@@ -55,7 +56,22 @@ async def current_user(
     if not key:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key",
                             headers={"WWW-Authenticate": "Bearer"})
-    return await key_user(session, key)
+    return await key_or_token_user(session, key)
+
+
+async def key_or_token_user(session: AsyncSession, key: str) -> User:
+    """The user of an API key or of a signed token from POST /auth/token."""
+    if not looks_like_token(key):
+        return await key_user(session, key)
+    user = await token_user(session, key, audience=API_AUDIENCE)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or expired token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    wait = _limiter().hit(f"user:{user.id}")
+    if wait > 0:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded",
+                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

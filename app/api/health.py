@@ -18,10 +18,10 @@ router = APIRouter(tags=["health"])
 
 
 def _broker_ok() -> tuple[bool, str]:
-    from worker.celery_app import celery_app
+    from worker.celery_app import current_celery
 
     try:
-        with celery_app.connection_for_write() as conn:
+        with current_celery().connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return True, "ok"
     except Exception as exc:  # noqa: BLE001 - report any broker failure as unhealthy

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from sqlalchemy import update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.db import session_scope
 from app.events import append_event, list_events, publish
 from app.lifecycle import close_task
@@ -21,11 +23,13 @@ from app.models import (
     MessagePublic,
     Task,
     TaskCreate,
+    TaskEvent,
     TaskMessage,
     TaskPublic,
     TasksPublic,
     TaskStatus,
     User,
+    utcnow,
 )
 from app.submission import SubmissionError, submit_task
 from app.sweeper import assign_and_enqueue
@@ -114,15 +118,20 @@ async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> T
     return await to_public(session, task)
 
 
-@router.get("/{task_id}/events", response_model=EventsPublic)
+@router.get("/{task_id}/events", response_model=EventsPublic,
+            responses={200: {"content": {"text/event-stream": {}}}})
 async def get_events(
     task_id: int,
+    request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    user: StreamUser,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> EventsPublic:
-    """The task's append-only event log from sequence number `after` on."""
+) -> Any:
+    """The task's append-only event log from sequence number `after` on; with
+    `Accept: text/event-stream`, a live SSE stream (resumes after `Last-Event-ID`)."""
+    if wants_event_stream(request):
+        return await sse_response(request, session, task_id, user, after)
     task = await owned_task(session, task_id, user)
     rows = await list_events(session, task_id, after=after, limit=limit)
     data = [EventPublic.model_validate(r, from_attributes=True) for r in rows]
@@ -154,8 +163,25 @@ async def add_message(
             "message_id": msg.id, "author": msg.author, "target": msg.target,
             "content": msg.content[:2000]})
         public = MessagePublic.model_validate(msg, from_attributes=True)
-    publish([event])
+        answered = await _answer_question(write, task.id)
+    publish([event, *answered])
+    if answered:
+        await assign_and_enqueue()
     return public
+
+
+async def _answer_question(write: AsyncSession, task_id: int) -> list[TaskEvent]:
+    """A task waiting for input goes back to pending: the next agent run reads the answer."""
+    result = await write.execute(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.status) == TaskStatus.waiting_input.value)
+        .values(status=TaskStatus.pending.value, updated_at=utcnow())
+        .returning(col(Task.id))
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    return [await append_event(write, task_id, "status",
+                               {"status": "pending", "reason": "the question was answered"})]
 
 
 @router.get("/{task_id}/messages", response_model=list[MessagePublic])

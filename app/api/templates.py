@@ -76,7 +76,9 @@ def _shipped(type_: str) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in list_playbooks()}
 
 
-async def _stored(session: AsyncSession, type_: str, name: str | None = None) -> list[TemplateRecord]:
+async def _stored(
+    session: AsyncSession, type_: str, name: str | None = None
+) -> list[TemplateRecord]:
     stmt = select(TemplateRecord).where(TemplateRecord.type == type_)
     if name is not None:
         stmt = stmt.where(TemplateRecord.name == name)
@@ -112,7 +114,8 @@ async def find(session: AsyncSession, type_: str, name: str) -> TemplatePublic:
 async def list_templates(type_: TemplateType, session: SessionDep, _user: CurrentUser
                          ) -> TemplatesPublic:
     """Every template of a type (stored ones shadow shipped files), with the type's schema."""
-    stored = {r.name: _public(r) for r in await _stored(session, type_)} if type_ != "playbooks" else {}
+    rows = await _stored(session, type_) if type_ != "playbooks" else []
+    stored = {r.name: _public(r) for r in rows}
     shipped = {n: TemplatePublic(type=type_, name=n, source="shipped", body=b)
                for n, b in _shipped(type_).items()}
     merged = sorted({**shipped, **stored}.values(), key=lambda t: t.name)

@@ -56,11 +56,19 @@ async def after_end(task_id: int, *, engine: Any = None) -> None:
     await _step("report", task_id, engine, _render_report, task_id, settings, engine)
     await _step("github", task_id, engine, _github, task_id, settings, engine)
     # Email last: the message attaches the report rendered above.
-    await _step("email", task_id, engine, outbox.flush_pending, 100, task_id=task_id,
-                settings=settings, engine=engine)
+    await _step(
+        "email",
+        task_id,
+        engine,
+        outbox.flush_pending,
+        100,
+        task_id=task_id,
+        settings=settings,
+        engine=engine,
+    )
 
 
-async def _step(name: str, task_id: int, engine: Any, func: Any, *args: Any, **kw: Any) -> None:
+async def _step(name: str, task_id: int, engine: Any, func: Any, /, *args: Any, **kw: Any) -> None:
     try:
         await func(*args, **kw)
     except Exception as exc:  # noqa: BLE001 - recorded as an event; the sweep retries email
@@ -72,8 +80,12 @@ async def _render_report(task_id: int, settings: Settings, engine: Any) -> None:
     from app.deliver.report import render_task_report
 
     path = await render_task_report(task_id, settings=settings, engine=engine)
-    await _event(engine, task_id, "report", {"path": Path(path).name,
-                                            "url": f"/api/v1/tasks/{task_id}/report.pdf"})
+    await _event(
+        engine,
+        task_id,
+        "report",
+        {"path": Path(path).name, "url": f"/api/v1/tasks/{task_id}/report.pdf"},
+    )
 
 
 async def _github(task_id: int, settings: Settings, engine: Any) -> None:

@@ -79,8 +79,9 @@ def _attach_file(msg: EmailMessage, path: Path, name: str, cap: int) -> str | No
         return f"{name} is not available."
     if size > cap:
         return f"{name} ({size} bytes) is larger than the {cap}-byte limit; use the link."
-    maintype, subtype = ("application", "pdf") if name.endswith(".pdf") else (
-        "application", "octet-stream")
+    maintype, subtype = (
+        ("application", "pdf") if name.endswith(".pdf") else ("application", "octet-stream")
+    )
     msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=name)
     return None
 
@@ -103,12 +104,15 @@ def compose_task_end(
     cap = settings.email_max_attachment_bytes
     note = _attach_note(report, cap)
     ctx = {**context, "attachment_note": note}
-    msg = _base_message(settings, to, _env.get_template("task_end.subject.txt").render(**ctx)
-                        .strip(), msg_id)
-    msg.set_content(redact(_env.get_template("task_end.txt").render(**ctx)),
-                    cte="quoted-printable")
-    msg.add_alternative(redact(_env.get_template("task_end.html").render(**ctx)),
-                        subtype="html", cte="quoted-printable")
+    msg = _base_message(
+        settings, to, _env.get_template("task_end.subject.txt").render(**ctx).strip(), msg_id
+    )
+    msg.set_content(redact(_env.get_template("task_end.txt").render(**ctx)), cte="quoted-printable")
+    msg.add_alternative(
+        redact(_env.get_template("task_end.html").render(**ctx)),
+        subtype="html",
+        cte="quoted-printable",
+    )
     if report is not None and note is None:
         _attach_file(msg, report, f"task-{context['task']['id']}-report.pdf", cap)
     return msg
@@ -122,7 +126,12 @@ def _attach_note(report: Path | None, cap: int) -> str | None:
 
 
 def compose_agent_mail(
-    settings: Settings, *, to: str, msg_id: str, subject: str, body: str,
+    settings: Settings,
+    *,
+    to: str,
+    msg_id: str,
+    subject: str,
+    body: str,
     attachments: list[tuple[str, Path]],
 ) -> EmailMessage:
     """A message an agent sent with send_email; the text says it comes from an agent."""
@@ -138,8 +147,9 @@ def compose_agent_mail(
         kept.append((name, path))
     ctx = {"body": body, "task_id": msg_id.split(".")[1], "notes": notes}
     msg = _base_message(settings, to, subject, msg_id)
-    msg.set_content(redact(_env.get_template("agent_mail.txt").render(**ctx)),
-                    cte="quoted-printable")
+    msg.set_content(
+        redact(_env.get_template("agent_mail.txt").render(**ctx)), cte="quoted-printable"
+    )
     for name, path in kept:
         _attach_file(msg, path, name, cap)
     return msg

@@ -28,8 +28,10 @@ from app.deliver import gitops
 from app.redact import redact
 from app.sandbox.workspace import Workspace
 
-ISSUE_URL = re.compile(r"^https?://[^/\s]+/(?:api/v3/)?(?:repos/)?"
-                       r"(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/issues/(?P<number>\d+)/?$")
+ISSUE_URL = re.compile(
+    r"^https?://[^/\s]+/(?:api/v3/)?(?:repos/)?"
+    r"(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/issues/(?P<number>\d+)/?$"
+)
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR / "github")), autoescape=False)  # noqa: S701 - Markdown, not HTML
 
 
@@ -58,8 +60,11 @@ def mirror_for(task_id: int, settings: Settings) -> Path:
 
 def _repo_info(settings: Settings, full_name: str) -> dict[str, str]:
     repo = client(settings).get_repo(full_name)
-    return {"clone_url": repo.clone_url, "default_branch": repo.default_branch,
-            "owner": repo.owner.login}
+    return {
+        "clone_url": repo.clone_url,
+        "default_branch": repo.default_branch,
+        "owner": repo.owner.login,
+    }
 
 
 async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: Settings) -> str:
@@ -71,7 +76,13 @@ async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: S
         workspace.src.mkdir(parents=True, exist_ok=True)
         if any(workspace.src.iterdir()):
             raise gitops.GitError("src/ is not empty; refusing to clone over it")
-        await gitops.clone(info["clone_url"], workspace.src, base, settings.github_token or None)
+        await gitops.clone(
+            info["clone_url"],
+            workspace.src,
+            base,
+            settings.github_token or None,
+            allow_file=settings.git_allow_file_remotes,
+        )
     return base
 
 
@@ -79,12 +90,14 @@ def pr_body(task: dict[str, Any], settings: Settings, extra: str = "") -> str:
     """The PR description: the task, the agent's notes, the summary, verdict and report link."""
     url = f"{settings.public_url.rstrip('/')}/api/v1/tasks/{task['id']}"
     body = _env.get_template("pull_request.md").render(
-        task=task, notes=extra, task_url=url, report_url=f"{url}/report.pdf")
+        task=task, notes=extra, task_url=url, report_url=f"{url}/report.pdf"
+    )
     return redact(body)[:60_000]
 
 
-def _find_or_create_pr(settings: Settings, full_name: str, branch: str, base: str,
-                       title: str, body: str) -> tuple[Any, bool]:
+def _find_or_create_pr(
+    settings: Settings, full_name: str, branch: str, base: str, title: str, body: str
+) -> tuple[Any, bool]:
     repo = client(settings).get_repo(full_name)
     for pr in repo.get_pulls(state="all", head=f"{repo.owner.login}:{branch}"):
         if pr.state == "open" or not pr.merged:
@@ -94,7 +107,12 @@ def _find_or_create_pr(settings: Settings, full_name: str, branch: str, base: st
 
 
 async def open_or_update_pr(
-    task: dict[str, Any], workspace: Workspace, settings: Settings, *, title: str, notes: str = "",
+    task: dict[str, Any],
+    workspace: Workspace,
+    settings: Settings,
+    *,
+    title: str,
+    notes: str = "",
 ) -> PullRequestInfo:
     """Commit src/ onto the task's branch, push it, and open or update its one PR."""
     spec = task.get("github") or {}
@@ -104,13 +122,25 @@ async def open_or_update_pr(
     base = spec.get("base_branch") or info["default_branch"]
     branch = branch_for(task["id"])
     pushed = await gitops.commit_and_push(
-        mirror=mirror_for(task["id"], settings), url=info["clone_url"], work_tree=workspace.src,
-        branch=branch, base=base, message=redact(f"{title}\n\nTaskbench task {task['id']}"),
-        author=("Taskbench", settings.email_from), token=settings.github_token or None,
+        mirror=mirror_for(task["id"], settings),
+        url=info["clone_url"],
+        work_tree=workspace.src,
+        branch=branch,
+        base=base,
+        message=redact(f"{title}\n\nTaskbench task {task['id']}"),
+        author=("Taskbench", settings.email_from),
+        token=settings.github_token or None,
+        allow_file=settings.git_allow_file_remotes,
     )
     pr, created = await asyncio.to_thread(
-        _find_or_create_pr, settings, spec["repo"], branch, base, redact(title)[:250],
-        pr_body(task, settings, notes))
+        _find_or_create_pr,
+        settings,
+        spec["repo"],
+        branch,
+        base,
+        redact(title)[:250],
+        pr_body(task, settings, notes),
+    )
     return PullRequestInfo(pr.number, pr.html_url, branch, pushed.sha, created)
 
 
@@ -137,7 +167,9 @@ def _notes_of(body: str) -> str:
 def parse_issue_url(url: str) -> tuple[str, int]:
     m = ISSUE_URL.match(url.strip())
     if not m:
-        raise ValueError("not a GitHub issue URL: expected https://<host>/<owner>/<repo>/issues/<n>")
+        raise ValueError(
+            "not a GitHub issue URL: expected https://<host>/<owner>/<repo>/issues/<n>"
+        )
     return m.group("repo"), int(m.group("number"))
 
 

@@ -45,19 +45,35 @@ def enqueue_task_end(session: Any, task: Task, settings: Settings | None = None)
     The Message-ID is keyed on the task, its run and the recipient, so a second attempt to end
     the same run would collide on the unique key instead of mailing twice."""
     settings = settings or get_settings()
-    recipients = {str(r).strip().lower(): str(r).strip()
-                  for r in (task.notify or {}).get("email", []) if str(r).strip()}
+    recipients = {
+        str(r).strip().lower(): str(r).strip()
+        for r in (task.notify or {}).get("email", [])
+        if str(r).strip()
+    }
     ids = []
     for key, address in sorted(recipients.items()):
         msg_id = mail.message_id(task.id or 0, "end", f"{task.attempts}:{key}", settings)
-        session.add(OutboxMessage(task_id=task.id or 0, kind="task_end", recipient=address,
-                                  message_id=msg_id, payload={}))
+        session.add(
+            OutboxMessage(
+                task_id=task.id or 0,
+                kind="task_end",
+                recipient=address,
+                message_id=msg_id,
+                payload={},
+            )
+        )
         ids.append(msg_id)
     return ids
 
 
 async def enqueue_agent_mail(
-    session: Any, *, task_id: int, to: str, subject: str, body: str, attach: list[str],
+    session: Any,
+    *,
+    task_id: int,
+    to: str,
+    subject: str,
+    body: str,
+    attach: list[str],
     settings: Settings,
 ) -> tuple[str, bool]:
     """Queue a send_email message; returns (message id, created). A replayed identical call
@@ -67,28 +83,45 @@ async def enqueue_agent_mail(
     existing = await session.exec(select(OutboxMessage).where(OutboxMessage.message_id == msg_id))
     if existing.first() is not None:
         return msg_id, False
-    session.add(OutboxMessage(task_id=task_id, kind="agent", recipient=to, message_id=msg_id,
-                              payload={"subject": subject, "body": body, "attach": attach}))
+    session.add(
+        OutboxMessage(
+            task_id=task_id,
+            kind="agent",
+            recipient=to,
+            message_id=msg_id,
+            payload={"subject": subject, "body": body, "attach": attach},
+        )
+    )
     return msg_id, True
 
 
 async def notifications_for(session: Any, task_id: int) -> list[dict[str, Any]]:
     """Each message of the task with its delivery state (what GET /tasks/{id} shows)."""
     result = await session.exec(
-        select(OutboxMessage).where(OutboxMessage.task_id == task_id).order_by(
-            col(OutboxMessage.id))
+        select(OutboxMessage)
+        .where(OutboxMessage.task_id == task_id)
+        .order_by(col(OutboxMessage.id))
     )
     return [
-        {"kind": r.kind, "recipient": r.recipient, "status": r.status, "attempts": r.attempts,
-         "message_id": r.message_id, "last_error": r.last_error,
-         "next_attempt_at": r.next_attempt_at if r.status == S.pending else None,
-         "sent_at": r.sent_at}
+        {
+            "kind": r.kind,
+            "recipient": r.recipient,
+            "status": r.status,
+            "attempts": r.attempts,
+            "message_id": r.message_id,
+            "last_error": r.last_error,
+            "next_attempt_at": r.next_attempt_at if r.status == S.pending else None,
+            "sent_at": r.sent_at,
+        }
         for r in result.all()
     ]
 
 
 async def flush_pending(
-    limit: int = 100, *, task_id: int | None = None, settings: Settings | None = None,
+    limit: int = 100,
+    *,
+    task_id: int | None = None,
+    settings: Settings | None = None,
     engine: Any = None,
 ) -> int:
     """Send up to `limit` due messages (optionally of one task); returns how many went out."""

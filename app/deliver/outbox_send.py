@@ -42,9 +42,14 @@ async def compose(row: OutboxMessage, settings: Settings, engine: Any) -> EmailM
         except PathRefused:
             path = None
         files.append((Path(rel).name, path or Path("/nonexistent")))
-    return mail.compose_agent_mail(settings, to=row.recipient, msg_id=row.message_id,
-                                   subject=payload.get("subject", ""),
-                                   body=payload.get("body", ""), attachments=files)
+    return mail.compose_agent_mail(
+        settings,
+        to=row.recipient,
+        msg_id=row.message_id,
+        subject=payload.get("subject", ""),
+        body=payload.get("body", ""),
+        attachments=files,
+    )
 
 
 async def _compose_task_end(
@@ -60,8 +65,9 @@ async def _compose_task_end(
         report = None
     url = task_url(task.id or 0, settings)
     context = {"task": task.model_dump(), "task_url": url, "report_url": f"{url}/report.pdf"}
-    return mail.compose_task_end(settings, to=row.recipient, msg_id=row.message_id,
-                                 context=context, report=report)
+    return mail.compose_task_end(
+        settings, to=row.recipient, msg_id=row.message_id, context=context, report=report
+    )
 
 
 async def _prepared(ids: list[int], settings: Settings, engine: Any):
@@ -96,8 +102,12 @@ async def send_rows(
     if target is None:
         return await _to_files(ids, settings, engine)
     smtp = aiosmtplib.SMTP(
-        hostname=target.hostname, port=target.port, use_tls=target.use_tls,
-        start_tls=target.start_tls, username=target.username, password=target.password,
+        hostname=target.hostname,
+        port=target.port,
+        use_tls=target.use_tls,
+        start_tls=target.start_tls,
+        username=target.username,
+        password=target.password,
         timeout=SMTP_TIMEOUT_S,
     )
     try:
@@ -130,8 +140,9 @@ async def _send_one(
     except aiosmtplib.SMTPResponseException as exc:
         await _reset(smtp)
         permanent = 500 <= exc.code < 600
-        await state.retry_later(engine, row, f"SMTP {exc.code}: {exc.message}", settings,
-                                permanent=permanent)
+        await state.retry_later(
+            engine, row, f"SMTP {exc.code}: {exc.message}", settings, permanent=permanent
+        )
         return 0
     except (OSError, aiosmtplib.SMTPException) as exc:
         await state.retry_later(engine, row, f"SMTP: {exc}", settings)

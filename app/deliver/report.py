@@ -60,15 +60,23 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
     files, images = rd.output_files(root, f"{url}/artifacts")
     steps, steps_cut = rd.timeline(events)
     return {
-        "task": task, "agent": agent.name if agent else "—", "task_url": url,
-        "report_url": f"{url}/report.pdf", "generated_at": utcnow(),
+        "task": task,
+        "agent": agent.name if agent else "—",
+        "task_url": url,
+        "report_url": f"{url}/report.pdf",
+        "generated_at": utcnow(),
         "duration": rd.duration(task.started_at, task.finished_at or utcnow()),
-        "summary": rd.markdown(task.summary), "error": rd.clip(task.error or ""),
+        "summary": rd.markdown(task.summary),
+        "error": rd.clip(task.error or ""),
         "plan": rd.markdown(rd.plan(task, events, root)),
-        "review": task.review or {}, "review_findings": _findings(task.review),
-        "timeline": steps, "timeline_cut": steps_cut,
-        "files": files, "images": images,
-        "searches": rd.searches(events), "citations": rd.citations(events),
+        "review": task.review or {},
+        "review_findings": _findings(task.review),
+        "timeline": steps,
+        "timeline_cut": steps_cut,
+        "files": files,
+        "images": images,
+        "searches": rd.searches(events),
+        "citations": rd.citations(events),
         "root": root,
     }
 
@@ -113,12 +121,11 @@ async def ensure_report(
     return await render_task_report(task_id, settings=settings, engine=engine)
 
 
-def render_markdown_report(
-    title: str, markdown: str, *, workspace_root: Path, out: Path
-) -> Path:
+def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, out: Path) -> Path:
     """Agent Markdown as a styled PDF at `out`; images may come only from the workspace."""
     html = _env.get_template("markdown_report.html").render(
-        title=rd.clip(title, 300), body=rd.markdown(markdown, 400_000),
+        title=rd.clip(title, 300),
+        body=rd.markdown(markdown, 400_000),
         generated_at=datetime.now().replace(microsecond=0),
     )
     render_pdf(html, base_dir=workspace_root, roots=[workspace_root], out=out)

@@ -45,8 +45,10 @@ def describe_event(type_: str, data: dict[str, Any]) -> str:
         args = clip(data.get("args", {}), 160)
         return f"{data.get('tool', '?')}({args}) → {ok} in {data.get('duration_ms', 0):.0f} ms"
     if type_ == "llm_call":
-        return (f"Model {data.get('model', '?')}: {data.get('prompt_tokens', 0)} + "
-                f"{data.get('completion_tokens', 0)} tokens, ${data.get('cost_usd', 0) or 0:.4f}")
+        return (
+            f"Model {data.get('model', '?')}: {data.get('prompt_tokens', 0)} + "
+            f"{data.get('completion_tokens', 0)} tokens, ${data.get('cost_usd', 0) or 0:.4f}"
+        )
     if type_ == "search":
         n = len(data.get("results") or [])
         return f"Searched “{data.get('query', '')}” ({n} results)"
@@ -68,9 +70,16 @@ def timeline(events: list[Any]) -> tuple[list[dict[str, Any]], int]:
     for ev in events[:MAX_TIMELINE]:
         detail = ""
         if ev.type == "tool_call" and ev.data.get("output"):
-            detail = clip(ev.data["output"], 600)
-        rows.append({"seq": ev.seq, "at": ev.created_at, "type": ev.type,
-                     "text": clip(describe_event(ev.type, ev.data), 400), "detail": detail})
+            detail = clip(ev.data["output"], 240)
+        rows.append(
+            {
+                "seq": ev.seq,
+                "at": ev.created_at,
+                "type": ev.type,
+                "text": clip(describe_event(ev.type, ev.data), 400),
+                "detail": detail,
+            }
+        )
     return rows, max(0, len(events) - MAX_TIMELINE)
 
 
@@ -80,9 +89,12 @@ def citations(events: list[Any]) -> list[dict[str, Any]]:
     for ev in events:
         url = ev.data.get("url") if ev.type == "citation" else None
         if url and url not in seen:
-            seen[url] = {"n": len(seen) + 1, "url": clip(url, 500),
-                         "title": clip(ev.data.get("title") or url, 300),
-                         "fetched_at": ev.data.get("fetched_at") or ev.created_at}
+            seen[url] = {
+                "n": len(seen) + 1,
+                "url": clip(url, 500),
+                "title": clip(ev.data.get("title") or url, 300),
+                "fetched_at": ev.data.get("fetched_at") or ev.created_at,
+            }
     return list(seen.values())
 
 
@@ -91,11 +103,19 @@ def searches(events: list[Any]) -> list[dict[str, Any]]:
     out = []
     for ev in events:
         if ev.type == "search":
-            results = [{"title": clip(r.get("title", ""), 200), "url": clip(r.get("url", ""), 300)}
-                       for r in (ev.data.get("results") or [])[:5] if isinstance(r, dict)]
-            out.append({"query": clip(ev.data.get("query", ""), 300),
-                        "backend": ev.data.get("backend", ""), "results": results,
-                        "count": len(ev.data.get("results") or [])})
+            results = [
+                {"title": clip(r.get("title", ""), 200), "url": clip(r.get("url", ""), 300)}
+                for r in (ev.data.get("results") or [])[:5]
+                if isinstance(r, dict)
+            ]
+            out.append(
+                {
+                    "query": clip(ev.data.get("query", ""), 300),
+                    "backend": ev.data.get("backend", ""),
+                    "results": results,
+                    "count": len(ev.data.get("results") or []),
+                }
+            )
     return out
 
 

@@ -37,7 +37,7 @@ class AgentBase(SQLModel):
 
 class Agent(AgentBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    status: AgentStatus = Field(default=AgentStatus.available, max_length=16)
+    status: str = Field(default=AgentStatus.available.value, max_length=16)
     active_tasks: int = 0
     tasks_done: int = 0
     reviews_passed: int = 0

@@ -9,6 +9,7 @@ wait4's rusage, which covers every descendant the child reaped (bubblewrap's ini
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -68,10 +69,8 @@ class Finished:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def execute(
@@ -102,7 +101,9 @@ def execute(
     )
 
 
-def _pump(out_fd: int, pid_fd: int, cap: Capture, deadline: float, kill_after: int) -> tuple[bool, bool]:
+def _pump(
+    out_fd: int, pid_fd: int, cap: Capture, deadline: float, kill_after: int
+) -> tuple[bool, bool]:
     """Read output until EOF and exit (or deadline / flood); returns (timed_out, flooded)."""
     eof = False
     exited_at: float | None = None

@@ -112,7 +112,7 @@ def _probe_bwrap(settings: Settings) -> str:
 
 
 async def run_jailed(
-    argv: list[str], *, workspace: Workspace, settings: Settings, timeout: float,
+    argv: list[str], *, workspace: Workspace, settings: Settings, timeout: float,  # noqa: ASYNC109
     cwd: str = ".", env: dict[str, str] | None = None, limits: Limits | None = None,
     network: bool = False,
 ) -> CommandResult:
@@ -219,7 +219,7 @@ def _bwrap_command(
         elif os.path.isdir(host):
             cmd += ["--ro-bind", host, host]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes),
-            "--tmpfs", "/tmp", "--bind", src["ws"], JAIL_WORKSPACE]
+            "--tmpfs", "/tmp", "--bind", src["ws"], JAIL_WORKSPACE]  # noqa: S108
     if "py" in src:
         cmd += ["--ro-bind", src["py"], prefix]
     for key, value in jenv.items():

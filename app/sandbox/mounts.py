@@ -45,9 +45,9 @@ def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: s
 def stage_dir_for(sources: list[str]) -> str:
     """An existing directory that is no ancestor of any source (the tmpfs would hide it)."""
     for cand in STAGE_CANDIDATES:
-        if os.path.isdir(cand) and not os.path.islink(cand):
-            if not any(s == cand or s.startswith(cand + "/") for s in sources):
-                return cand
+        hides = any(s == cand or s.startswith(cand + "/") for s in sources)
+        if os.path.isdir(cand) and not os.path.islink(cand) and not hides:
+            return cand
     raise RuntimeError("no directory available to stage the jail's mounts")
 
 

@@ -94,7 +94,7 @@ def _world_reachable(path: str) -> bool:
 def _probe(settings: Settings, mode: str, tmp: Path, port: int, canary: str) -> dict[str, Any]:
     sentinel = tmp / "host-secret.txt"
     sentinel.write_text(canary)
-    os.chmod(tmp, 0o755)  # readable by anyone on the host: only the jail may hide it
+    os.chmod(tmp, 0o755)  # noqa: S103 - readable by anyone on the host: only the jail may hide it
     ws = Workspace(tmp / "ws")
     ws.root.mkdir()
     exe, prefix = host_python()

@@ -30,7 +30,9 @@ def create_venv(path: Path, *, python: str | None = None) -> str:
         subprocess.run(
             [uv, "venv", "--quiet", "--python", python, str(path)],
             check=True, capture_output=True, timeout=120,
-            env={"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "HOME": str(path.parent)},
+            # No cache and HOME=/nonexistent: nothing of uv's lands in the workspace.
+            env={"PATH": "/usr/bin:/bin", "UV_NO_CONFIG": "1", "UV_NO_CACHE": "1",
+                 "HOME": "/nonexistent"},
         )
         return "uv"
     subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True,

@@ -3,14 +3,20 @@
     registry.REGISTRY
     ├── files      read_file, write_file, list_files
     ├── commands   run_command        (allow-list + argument rules, then the jail)
+    ├── python     run_python         (the task's venv, in the jail)
+    ├── packages   pip_install        (uv on the host, into the venv; policy-checked)
+    ├── web        web_search, fetch_url   (netguard vets every hop; search.py caches)
     ├── reports    make_report
     ├── mail       send_email         (notify list / allowed domains, rate limited, outbox)
     ├── github     open_pull_request
+    ├── delegate   delegate           (a subtask; the runner's `delegate` service creates it)
+    ├── ask        ask_user           (waiting_input until a person answers)
     └── finish     finish
 """
 
-from app.tools import commands, files, finish  # noqa: F401  (registration by import)
+from app.tools import commands, files, finish, packages, python, web  # noqa: F401  (registration by import)
 from app.tools import github, mail, reports  # noqa: F401  (registration by import)
+from app.tools import ask, delegate  # noqa: F401  (registration by import)
 from app.tools.registry import REGISTRY, ToolContext, ToolResult, dispatch, schemas, tool
 
 __all__ = ["REGISTRY", "ToolContext", "ToolResult", "dispatch", "schemas", "tool"]

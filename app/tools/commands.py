@@ -69,9 +69,9 @@ def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
 
 
 def _python_rule(args: list[str], ctx: ToolContext) -> str | None:
-    if "-c" in args[:1] or any(a.startswith("-c") and not a.startswith("--") for a in args[:1]):
-        if ctx.agent_config.get("allow_python_c") is False:
-            return "python -c is not allowed for this agent; write a file and run it"
+    inline = any(a.startswith("-c") for a in args[:1])
+    if inline and ctx.agent_config.get("allow_python_c") is False:
+        return "python -c is not allowed for this agent; write a file and run it"
     if args[:2] == ["-m", "pip"] or (args[:1] == ["-m"] and args[1:2] == ["ensurepip"]):
         return "pip does not run inside the jail; use the pip_install tool"
     return None
@@ -145,7 +145,9 @@ async def refuse(ctx: ToolContext, tool_name: str, reason: str) -> ToolRefused:
         "required": ["command"],
     },
 )
-async def run_command(ctx: ToolContext, command: str, timeout: int | None = None) -> ToolResult:
+async def run_command(
+    ctx: ToolContext, command: str, timeout: int | None = None  # noqa: ASYNC109
+) -> ToolResult:
     try:
         argv = shlex.split(command)
     except ValueError as exc:

@@ -28,12 +28,23 @@ async def open_pull_request(ctx: ToolContext, title: str, body: str) -> ToolResu
     if not title.strip():
         raise ToolError("title must not be empty")
     try:
-        pr = await github.open_or_update_pr(task, ctx.workspace, ctx.settings,
-                                            title=title, notes=body[:20_000])
+        pr = await github.open_or_update_pr(
+            task, ctx.workspace, ctx.settings, title=title, notes=body[:20_000]
+        )
     except GitError as exc:
         raise ToolError(str(exc)) from None
     action = "opened" if pr.created else "updated"
-    await ctx.emit("github", {"action": f"pr_{action}", "number": pr.number, "url": pr.url,
-                              "branch": pr.branch, "sha": pr.sha})
-    return ToolResult(f"Pull request #{pr.number} {action}: {pr.url} (branch {pr.branch})",
-                      {"number": pr.number, "url": pr.url})
+    await ctx.emit(
+        "github",
+        {
+            "action": f"pr_{action}",
+            "number": pr.number,
+            "url": pr.url,
+            "branch": pr.branch,
+            "sha": pr.sha,
+        },
+    )
+    return ToolResult(
+        f"Pull request #{pr.number} {action}: {pr.url} (branch {pr.branch})",
+        {"number": pr.number, "url": pr.url},
+    )

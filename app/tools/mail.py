@@ -27,16 +27,22 @@ def allowed_recipient(ctx: ToolContext, to: str) -> bool:
 
 async def _sent_last_hour(session: object, task_id: int) -> int:
     since = utcnow() - timedelta(hours=1)
-    stmt = select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.task_id == task_id, OutboxMessage.kind == "agent",
-        OutboxMessage.created_at >= since)
+    stmt = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.task_id == task_id,
+            OutboxMessage.kind == "agent",
+            OutboxMessage.created_at >= since,
+        )
+    )
     return int((await session.exec(stmt)).one())  # type: ignore[attr-defined]
 
 
 @tool(
     "send_email",
     "Send an email now (to the task's notify list or allowed domains only; rate limited). "
-    "attach: workspace paths of files to attach, e.g. [\"output/report.pdf\"].",
+    'attach: workspace paths of files to attach, e.g. ["output/report.pdf"].',
     {
         "properties": {
             "to": {"type": "string", "description": "One recipient address"},
@@ -65,11 +71,18 @@ async def send_email(
         if await _sent_last_hour(session, ctx.task_id) >= ctx.settings.email_agent_max_per_hour:
             raise ToolRefused("email rate limit reached for this task; try again later")
         msg_id, created = await enqueue_agent_mail(
-            session, task_id=ctx.task_id, to=to, subject=subject[:200], body=body[:100_000],
-            attach=attach, settings=ctx.settings)
+            session,
+            task_id=ctx.task_id,
+            to=to,
+            subject=subject[:200],
+            body=body[:100_000],
+            attach=attach,
+            settings=ctx.settings,
+        )
     if created:
         await flush_pending(10, task_id=ctx.task_id, settings=ctx.settings, engine=engine)
-    await ctx.emit("email", {"to": to, "subject": subject[:200], "message_id": msg_id,
-                             "queued": created})
+    await ctx.emit(
+        "email", {"to": to, "subject": subject[:200], "message_id": msg_id, "queued": created}
+    )
     note = "queued for delivery" if created else "already sent earlier (same message)"
     return ToolResult(f"Email to {to}: {note}.", {"message_id": msg_id})

@@ -37,7 +37,8 @@ async def make_report(ctx: ToolContext, title: str, markdown: str) -> ToolResult
     rel = f"output/{slugify(title)}.pdf"
     out = ctx.workspace.resolve(rel)
     # WeasyPrint is CPU-bound and synchronous: keep the event loop free.
-    await asyncio.to_thread(render_markdown_report, title, markdown,
-                            workspace_root=ctx.workspace.root, out=out)
+    await asyncio.to_thread(
+        render_markdown_report, title, markdown, workspace_root=ctx.workspace.root, out=out
+    )
     size = out.stat().st_size
     return ToolResult(f"Wrote {rel} ({size} bytes).", {"path": rel, "bytes": size})

@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.Column('allowed_commands', sa.JSON(), nullable=True),
     sa.Column('config', sa.JSON(), nullable=True),
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('status', sa.Enum('available', 'busy', 'offline', 'disabled', name='agentstatus'), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('active_tasks', sa.Integer(), nullable=False),
     sa.Column('tasks_done', sa.Integer(), nullable=False),
     sa.Column('reviews_passed', sa.Integer(), nullable=False),

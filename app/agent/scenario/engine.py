@@ -27,8 +27,8 @@ from app.agent.scenario.analysis import (
 )
 from app.agent.scenario.relationships import Ledger, Relationship, pair_key
 from app.agent.scenario.replay import Event, RunState
-from app.agent.scenario.schema import Scenario, apply_overrides, validate
 from app.agent.scenario.replies import ActorMove
+from app.agent.scenario.schema import Scenario, apply_overrides, validate
 from app.agent.scenario.turn import Run, actor_move, apply_move, emit_many, play_turn
 from app.db import session_scope
 

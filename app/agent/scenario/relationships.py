@@ -14,9 +14,9 @@ For an interaction of type `k` with sentiment `s` in [−1, 1] (the actor's own 
               = trust + δ·trust               if δ < 0
 
 Each step moves a value a fraction of the way to its bound, so it saturates instead of clipping
-and can never leave its range; the same push matters less the closer a tie already is (values
-are stored rounded to six decimals). The base
-pushes S and T per interaction type are the table `IMPACT` below; an unknown type counts as chat.
+and can never leave its range; the same push matters less the closer a tie already is. The
+base pushes S and T per interaction type are the table `IMPACT` below; an unknown type counts
+as chat. Values are stored rounded to six decimals.
 """
 
 from __future__ import annotations

@@ -86,9 +86,8 @@ def state_at(events: list[Event], turn: int | None = None) -> RunState:
             state.turn = max(state.turn, t)
         elif ev["type"] == "relationship":
             state.ledger.set(Relationship.from_dict(data))
-        elif ev["type"] == "interaction":
-            if data.get("emotional_state"):
-                state.states[data["actor"]] = data["emotional_state"]
+        elif ev["type"] == "interaction" and data.get("emotional_state"):
+            state.states[data["actor"]] = data["emotional_state"]
         line = transcript_line(ev)
         if line:
             state.lines.append(line)

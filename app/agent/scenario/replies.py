@@ -113,8 +113,9 @@ def parse_narration(text: str, cast: list[str]) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         return {"scene": (text or "").strip()[:MAX_CONTENT], "changes": "", "order": []}
-    order = data.get("order") if isinstance(data.get("order"), list) else []
-    order = [o for o in order if isinstance(o, str) and o in cast]
+    raw_order = data.get("order")
+    order = [o for o in (raw_order if isinstance(raw_order, list) else [])
+             if isinstance(o, str) and o in cast]
     return {
         "scene": str(data.get("scene") or "").strip()[:MAX_CONTENT],
         "changes": str(data.get("changes") or "").strip()[:MAX_CONTENT],

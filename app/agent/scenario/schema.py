@@ -137,8 +137,8 @@ def _cross_check(data: dict[str, Any]) -> list[Problem]:
                                  "msg": f"duplicate character {name!r}"})
             names.append(name)
             if name.lower() in ("user", "all"):
-                problems.append({"loc": ["characters", i, "name"],
-                                 "msg": f"{name!r} is reserved (it addresses the user or everyone)"})
+                problems.append({"loc": ["characters", i, "name"], "msg": (
+                    f"{name!r} is reserved (it addresses the user or everyone)")})
         problems += _trait_problems(char.get("traits"), ["characters", i, "traits"])
     problems += _relationship_problems(data.get("relationships"), set(names))
     problems += _turn_problems(data)
@@ -166,8 +166,8 @@ def _relationship_problems(rels: Any, names: set[str]) -> list[Problem]:
             continue
         for j, who in enumerate(between):
             if isinstance(who, str) and who not in names:
-                problems.append({"loc": ["relationships", i, "between", j],
-                                 "msg": f"relationship to a character that does not exist: {who!r}"})
+                problems.append({"loc": ["relationships", i, "between", j], "msg": (
+                    f"relationship to a character that does not exist: {who!r}")})
         if len(between) == 2 and between[0] == between[1]:
             problems.append({"loc": ["relationships", i, "between"],
                              "msg": "a relationship needs two different characters"})
@@ -175,14 +175,17 @@ def _relationship_problems(rels: Any, names: set[str]) -> list[Problem]:
 
 
 def _turn_problems(data: dict[str, Any]) -> list[Problem]:
-    turns, dur, per = data.get("turns"), data.get("duration_minutes"), data.get("minutes_per_turn")
+    turns = data.get("turns")
+    dur, per = data.get("duration_minutes"), data.get("minutes_per_turn")
     if turns is None and (dur is None or per is None):
-        return [{"loc": ["turns"], "msg": "give `turns`, or `duration_minutes` with `minutes_per_turn`"}]
+        return [{"loc": ["turns"],
+                 "msg": "give `turns`, or `duration_minutes` with `minutes_per_turn`"}]
     if turns is not None:
         if isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= MAX_TURNS:
             return [{"loc": ["turns"], "msg": f"turns out of range: {turns!r} (1–{MAX_TURNS})"}]
         return []
-    if isinstance(dur, int) and isinstance(per, int) and per > 0 and not 1 <= dur // per <= MAX_TURNS:
+    if isinstance(dur, int) and isinstance(per, int) and per > 0 and not (
+            1 <= dur // per <= MAX_TURNS):
         return [{"loc": ["duration_minutes"],
                  "msg": f"turns out of range: {dur // per} (1–{MAX_TURNS}) from the duration"}]
     return []
@@ -206,7 +209,9 @@ def _is_generic(p: Problem) -> bool:
     return bool(re.match(r"^(Input should|Value error|Field required)", p["msg"]))
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+def apply_overrides(
+    data: dict[str, Any], overrides: dict[str, Any]
+) -> tuple[dict[str, Any], list[Problem]]:
     """The scenario with a run's overrides laid over it.
 
     Top-level keys replace the scenario's; `characters` may be a mapping of name → fields to

@@ -11,13 +11,18 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.agent.scenario.relationships import pair_key
+from app.agent.scenario.relationships import INTERACTION_TYPES, pair_key
 from app.agent.scenario.replay import RunState, transcript_line
-from app.agent.scenario.replies import ActorMove, ReplyError, match_name, parse_actor, parse_narration
-from app.agent.scenario.relationships import INTERACTION_TYPES
+from app.agent.scenario.replies import (
+    ActorMove,
+    ReplyError,
+    match_name,
+    parse_actor,
+    parse_narration,
+)
 from app.agent.scenario.schema import Scenario
 from app.db import session_scope
-from app.events import append_event, publish
+from app.events import append_events, publish
 from app.prompts import render_prompt
 
 RECENT_LINES = 12
@@ -44,7 +49,7 @@ async def emit_many(ctx: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
     if not events:
         return
     async with session_scope() as session:
-        rows = [await append_event(session, ctx.task_id, t, d) for t, d in events]
+        rows = await append_events(session, ctx.task_id, events)
     publish(rows)
 
 

@@ -1,0 +1,141 @@
+"""Live task events: SSE on GET /api/v1/tasks/{id}/events, WebSockets /ws/tasks/{id}, /ws/events.
+
+SSE: `Accept: text/event-stream`; each event is `id: <seq>`, `event: <type>`, `data: <json>`;
+a reconnect with `Last-Event-ID` resumes after that seq. WebSocket frames are JSON objects
+`{"type": "event"|"ping"|"overflow", ...}`; after `overflow`, reconnect with `?after=<seq>`.
+Browsers cannot send headers on either, so both take `?token=` from POST /api/v1/auth/token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.api.deps import SessionDep, bearer, key_or_token_user, owned_task
+from app.db import session_factory
+from app.models import User
+from app.streaming import Item, follow, follow_status
+from app.tokens import looks_like_token
+
+ws_router = APIRouter(tags=["stream"])
+IDLE_S = 15.0
+
+
+async def stream_user(
+    request: Request,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
+    """The caller of a stream: Bearer/X-API-Key, or `?token=` (signed tokens only, never keys,
+    which would otherwise end up in access logs)."""
+    key = creds.credentials if creds else request.headers.get("x-api-key", "")
+    return await _user_from(session, key, request.query_params.get("token", ""))
+
+
+async def _user_from(session: AsyncSession, key: str, token: str) -> User:
+    if not key and token:
+        if not looks_like_token(token):
+            raise HTTPException(401, "?token= takes a token from POST /api/v1/auth/token")
+        key = token
+    if not key:
+        raise HTTPException(401, "missing API key or token", headers={"WWW-Authenticate": "Bearer"})
+    return await key_or_token_user(session, key)
+
+
+StreamUser = Annotated[User, Depends(stream_user)]
+
+
+def wants_event_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def _resume_point(request: Request, after: int) -> int:
+    raw = request.headers.get("last-event-id", "").strip()
+    return max(after, int(raw)) if raw.isdigit() and len(raw) < 19 else after
+
+
+def _sse(item: Item) -> str:
+    if item.kind == "ping":
+        return ": ping\n\n"
+    if item.kind == "overflow":
+        return f"event: overflow\ndata: {json.dumps(item.data)}\n\n"
+    event = item.data
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+async def sse_response(
+    request: Request, session: AsyncSession, task_id: int, user: User, after: int
+) -> StreamingResponse:
+    """The task's events as Server-Sent Events, from `after` (or Last-Event-ID) on."""
+    await owned_task(session, task_id, user)
+    start = _resume_point(request, after)
+    # a stream may last hours: give the pooled connection back before it starts
+    await session.close()
+
+    async def lines() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        async for item in follow(task_id, after=start, idle_s=IDLE_S):
+            yield _sse(item)
+
+    return StreamingResponse(lines(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _ws_user(websocket: WebSocket, task_id: int | None) -> User | None:
+    """Authenticate (and, for a task, authorise) before accepting; deny with an HTTP status."""
+    auth = websocket.headers.get("authorization", "")
+    key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    key = key or websocket.headers.get("x-api-key", "")
+    try:
+        async with session_factory()() as session:
+            user = await _user_from(session, key, websocket.query_params.get("token", ""))
+            if task_id is not None:
+                await owned_task(session, task_id, user)
+            elif not user.is_admin:
+                raise HTTPException(403, "admin only")
+    except HTTPException as exc:
+        await _deny(websocket, exc.status_code, str(exc.detail))
+        return None
+    return user
+
+
+async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": detail}, status_code))
+    else:
+        await websocket.close(code=4000 + status_code, reason=detail)
+
+
+async def _pump(websocket: WebSocket, items: AsyncIterator[Item]) -> None:
+    await websocket.accept()
+    try:
+        async for item in items:
+            body = dict(item.data) if item.kind == "overflow" else {}
+            if item.kind == "event":
+                body = {"event": item.data}
+            await websocket.send_json({"type": item.kind, **body})
+            if item.kind == "overflow":
+                await websocket.close(code=1013, reason="fell behind; reconnect with ?after=")
+                return
+    except WebSocketDisconnect:
+        return
+
+
+@ws_router.websocket("/ws/tasks/{task_id}")
+async def ws_task(websocket: WebSocket, task_id: int, after: int = 0) -> None:
+    """A task's events over a WebSocket, from `?after=` on."""
+    if await _ws_user(websocket, task_id) is not None:
+        await _pump(websocket, follow(task_id, after=max(after, 0), idle_s=IDLE_S))
+
+
+@ws_router.websocket("/ws/events")
+async def ws_events(websocket: WebSocket) -> None:
+    """Every task's status changes, live (admins)."""
+    if await _ws_user(websocket, None) is not None:
+        await _pump(websocket, follow_status(idle_s=IDLE_S))

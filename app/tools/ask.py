@@ -1,0 +1,22 @@
+"""ask_user(question): ask the person who submitted the task, and wait for the answer.
+
+The task goes to `waiting_input` (a `question` event carries the question) without holding an
+agent slot; it resumes when a message is posted to it, or fails when none comes in time.
+"""
+
+from __future__ import annotations
+
+from app.tools.errors import ToolError, WaitRequested
+from app.tools.registry import ToolContext, tool
+
+
+@tool(
+    "ask_user",
+    "Ask the person who gave you the task a question you cannot answer yourself. The task"
+    " pauses until they reply; their answer arrives as a message. Use sparingly.",
+    {"properties": {"question": {"type": "string"}}, "required": ["question"]},
+)
+async def ask_user(ctx: ToolContext, question: str) -> str:
+    if not question.strip():
+        raise ToolError("the question must not be empty")
+    raise WaitRequested("input", question=question.strip()[:4000])

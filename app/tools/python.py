@@ -1,0 +1,44 @@
+"""run_python: Python code or a workspace script, run by the task's venv inside the jail."""
+
+from __future__ import annotations
+
+import itertools
+
+from app.sandbox.jail import run_jailed
+from app.tools.commands import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, _limits
+from app.tools.errors import ToolError
+from app.tools.registry import ToolContext, ToolResult, tool
+
+_counter = itertools.count(1)
+
+
+@tool(
+    "run_python",
+    "Run Python in the task's venv inside the sandbox: either `code` or a workspace `path`.",
+    {
+        "properties": {
+            "code": {"type": "string", "description": "source to run"},
+            "path": {"type": "string", "description": "workspace script, e.g. src/main.py"},
+            "timeout": {"type": "integer", "description": f"seconds (max {MAX_TIMEOUT_S})"},
+        },
+    },
+)
+async def run_python(
+    ctx: ToolContext, code: str | None = None, path: str | None = None,
+                     timeout: int | None = None) -> ToolResult:  # noqa: ASYNC109
+    if bool(code) == bool(path):
+        raise ToolError("give exactly one of code or path")
+    if code:
+        scratch = ctx.workspace.resolve(".taskbench")
+        scratch.mkdir(exist_ok=True)
+        script = ctx.workspace.resolve(f".taskbench/snippet_{next(_counter)}.py")
+        script.write_text(code, encoding="utf-8")
+    else:
+        script = ctx.workspace.resolve(str(path), must_exist=True)
+    rel = ctx.workspace.relative(script)
+    python = "python" if ctx.workspace.venv.is_dir() else "python3"
+    wall = min(max(int(timeout or DEFAULT_TIMEOUT_S), 1), MAX_TIMEOUT_S)
+    res = await run_jailed([python, rel], workspace=ctx.workspace, settings=ctx.settings,
+                           timeout=wall, limits=_limits(ctx))
+    head = f"exit code {res.exit_code}" + (" (timed out)" if res.timed_out else "")
+    return ToolResult(f"{head}\n{res.output}", {"script": rel, **res.data()})

@@ -1,0 +1,76 @@
+"""`true` 200x through run_command vs a bare subprocess (p50/p95); venv creation uv vs venv.
+
+    python -m benchmarks.bench_jail
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import app.tools  # noqa: F401  (registers the tools)
+from app.config import Settings
+from app.sandbox.venv import uv_binary
+from app.tools.registry import dispatch
+from tests.fakes.tool_context import make_context
+
+RUNS = 200
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
+
+
+async def jailed(root: Path) -> list[float]:
+    ctx, _ = make_context(root, settings=Settings())
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        out = await dispatch(ctx, "run_command", {"command": "true"}, None)
+        times.append((time.perf_counter() - start) * 1000)
+        assert out.ok and out.data["exit_code"] == 0, out.output
+    return times
+
+
+def bare() -> list[float]:
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        subprocess.run(["true"], check=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def venv_time(tool: str, target: Path) -> float:
+    start = time.perf_counter()
+    if tool == "uv":
+        subprocess.run([uv_binary() or "uv", "venv", "-q", "--python", sys.executable,
+                        str(target)], check=True)
+    else:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        j = asyncio.run(jailed(Path(tmp) / "ws"))
+        b = bare()
+        mode = Settings().sandbox or "auto"
+        print(f"`true` x{RUNS} (sandbox={mode})   p50 ms   p95 ms")
+        print(f"  run_command (jail)        {pct(j, 50):7.2f}  {pct(j, 95):7.2f}")
+        print(f"  bare subprocess           {pct(b, 50):7.2f}  {pct(b, 95):7.2f}")
+        print(f"  added by the jail         {pct(j, 50) - pct(b, 50):7.2f}")
+        uv = [venv_time("uv", Path(tmp) / f"uv{i}") for i in range(3)]
+        venv = [venv_time("venv", Path(tmp) / f"v{i}") for i in range(3)]
+        print("venv creation (median of 3)   ms")
+        print(f"  uv venv                  {statistics.median(uv):7.1f}")
+        print(f"  python -m venv           {statistics.median(venv):7.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Real Celery worker processes: on the embedded broker, on Redis, and killed mid-task."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.fakes.llm_server import ScriptedLLM, finish, tool_call
+from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def redis_broker(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = REDIS_URL.rsplit("/", 1)[0] + "/7"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    monkeypatch.setenv("TASKBENCH_BROKER_URL", url)
+    monkeypatch.setenv("TASKBENCH_VISIBILITY_TIMEOUT_S", "60")
+    _reload_celery()
+    yield url
+    client.flushdb()
+    monkeypatch.delenv("TASKBENCH_BROKER_URL")
+    _reload_celery()
+
+
+def _reload_celery() -> None:
+    """Settings are cached; re-read them (the Celery app follows the broker URL)."""
+    from app.config import reset_settings
+
+    reset_settings()
+
+
+@pytest.fixture
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "TASKBENCH_BROKER_URL": os.environ.get("TASKBENCH_BROKER_URL", "")}
+
+
+async def _submit(client, **body) -> int:  # type: ignore[no-untyped-def]
+    resp = await client.post("/tasks", json={"title": "t", "complexity": 2, **body})
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])
+
+
+async def _done(task_id: int):  # type: ignore[no-untyped-def]
+    task = await task_row(task_id)
+    return task if task.status in ("completed", "failed", "cancelled") else None
+
+
+@pytest.fixture
+async def api(db: None):  # type: ignore[no-untyped-def]
+    """The in-process API, enqueuing for real (no `enqueued` fixture here)."""
+    import httpx
+
+    from app.main import create_app, startup
+
+    app = create_app(sweeper=False)
+    await startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
+        headers={"Authorization": f"Bearer {os.environ['TASKBENCH_ADMIN_API_KEY']}"},
+    ) as client:
+        yield client
+
+
+async def test_embedded_broker_worker_runs_tasks(api, worker_env, tmp_path: Path):
+    # given one real worker on the embedded SQLite broker
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        # when two tasks are submitted
+        ids = [await _submit(api), await _submit(api)]
+        # then both complete
+        for task_id in ids:
+            task = await wait_for(lambda t=task_id: _done(t), timeout=60)
+            assert task.status == "completed", task.error
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_redis_and_postgres_worker_runs_tasks(redis_broker, api, worker_env, tmp_path):
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        task_id = await _submit(api)
+        task = await wait_for(lambda: _done(task_id), timeout=60)
+        assert task.status == "completed", task.error
+        assert task.attempts == 1
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_sigkilled_worker_task_completes_exactly_once(
+    redis_broker, api, worker_env, llm: ScriptedLLM, tmp_path: Path
+):
+    # given a model that writes a file, then answers slowly while we kill the worker
+    slow = {"first": True}
+
+    def respond(req: dict) -> dict:
+        tool_results = [m for m in req["messages"] if m["role"] == "tool"]
+        if not tool_results:
+            return tool_call("write_file", path="output/once.txt", content="side effect")
+        if len(tool_results) == 1 and slow["first"]:
+            slow["first"] = False
+            return {**finish("design done"), "delay": 8}
+        return finish("done")
+
+    llm.responder = respond
+    first = WorkerProcess(worker_env, tmp_path / "w1.log")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        task_id = await _submit(api)
+
+        async def slow_call_started() -> bool:
+            return not slow["first"]
+
+        await wait_for(slow_call_started, timeout=60, interval=0.05)
+        # when the whole worker is SIGKILLed mid-call and another worker starts
+        first.kill()
+        killed_at = time.monotonic()
+        second = WorkerProcess(worker_env, tmp_path / "w2.log")
+        try:
+            task = await wait_for(lambda: _done(task_id), timeout=90)
+        finally:
+            second.stop()
+    finally:
+        first.stop() if first.proc.poll() is None else None
+    # then it completed once, resumed from its checkpoint, without repeating the write
+    assert task.status == "completed", task.error
+    assert task.attempts == 2
+    recovered_in = time.monotonic() - killed_at
+    resp = await api.get(f"/tasks/{task_id}/events", params={"limit": 1000})
+    events = resp.json()["data"]
+    writes = [e for e in events if e["type"] == "tool_call" and e["data"]["tool"] == "write_file"]
+    completions = [e for e in events if e["type"] == "status"
+                   and e["data"]["status"] == "completed"]
+    starts = [e for e in events if e["type"] == "started"]
+    assert len(writes) == 1 and len(completions) == 1 and len(starts) == 2
+    print(json.dumps({"recovered_in_s": round(recovered_in, 1)}))

@@ -1,0 +1,114 @@
+"""Helpers for the scenario tests: a small scenario, the scripted LLM answering as narrator,
+actors and analyst, and a real RunContext for a scenario task (on the conftest's database)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import select
+
+from app.agent import llm as llm_module
+from app.agent.budget import Limits
+from app.agent.context import RunContext
+from app.config import get_settings
+from app.db import session_scope
+from app.models import Agent, Task, User
+from app.sandbox.workspace import Workspace
+from tests.fakes.llm_server import Response, text
+
+THREE = {
+    "name": "three",
+    "title": "Three at a table",
+    "setting": "A kitchen table late at night.",
+    "mood": "tired",
+    "objectives": ["Decide who washes up"],
+    "turns": 3,
+    "characters": [
+        {"name": "Ann", "role": "host", "traits": {"openness": 0.7}, "goals": ["rest"]},
+        {"name": "Bob", "role": "guest", "traits": {"agreeableness": 0.4}},
+        {"name": "Cy", "role": "neighbour", "emotional_state": "curious"},
+    ],
+    "relationships": [{"between": ["Ann", "Bob"], "strength": 0.2, "trust": 0.6}],
+    "narrator": {"enabled": True, "style": "dry"},
+    "analyst": {"enabled": True, "every_k_turns": 2, "look_for": ["who gives in"]},
+}
+
+
+def move(target: str | None, content: str = "hello", kind: str = "chat",
+         sentiment: float = 0.5, mood: str | None = "fine", action: str = "speak") -> Response:
+    return text(json.dumps({"action": action, "target": target, "interaction_type": kind,
+                            "content": content, "sentiment": sentiment,
+                            "emotional_state": mood}))
+
+
+class CastResponder:
+    """Answers by role: the narrator, the analyst, or the actor the system prompt names.
+
+    `plans[name]` is a list of replies used in order (the last one repeats); `turn_of`
+    reads the turn from the prompt so a plan can also be a function of the turn.
+    """
+
+    def __init__(self) -> None:
+        self.plans: dict[str, list[Response] | Callable[[int, dict[str, Any]], Response]] = {}
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, request: dict[str, Any]) -> Response:
+        system = request["messages"][0]["content"]
+        user = request["messages"][1]["content"]
+        if system.startswith("You are the narrator"):
+            turn = int(re.search(r"Turn (\d+)", user).group(1))  # type: ignore[union-attr]
+            return text(json.dumps({"scene": f"Scene of turn {turn}.", "changes": "time passes"}))
+        if system.startswith("You are the analyst"):
+            return text(json.dumps({"summary": "Ann and Bob grew closer.",
+                                    "alliances": ["Ann with Bob: 'hello' (turn 1)"],
+                                    "objectives": [{"objective": "Decide who washes up",
+                                                    "met": False, "evidence": "none"}]}))
+        name = re.match(r"You play ([^,\n]+?)(,|\sin )", system).group(1)  # type: ignore[union-attr]
+        turn = int(re.search(r"Turn (\d+) of", user).group(1))  # type: ignore[union-attr]
+        plan = self.plans.get(name)
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if callable(plan):
+            return plan(turn, request)
+        if not plan:
+            return move(None, action="silent", content="", mood=None)
+        return plan[min(self.calls[name], len(plan)) - 1]
+
+
+async def close_llm_client() -> None:
+    """Close the cached HTTP client inside the test's loop, before the loop goes away."""
+    await llm_module.client_for(get_settings()).close()
+    llm_module.reset_clients()
+
+
+async def _owner_and_agent() -> Agent:
+    async with session_scope() as session:
+        agent = (await session.exec(select(Agent).where(Agent.name == "sim"))).first()
+        if agent is None:
+            session.add(User(email="owner@example.com"))
+            agent = Agent(name="sim", model="scripted/model", min_complexity=1,
+                          max_complexity=10)
+            session.add(agent)
+            await session.flush()
+        return agent
+
+
+async def make_run_context(spec: dict[str, Any], *, max_steps: int = 500) -> RunContext:
+    """A real RunContext for a new scenario task with `spec` (the database is migrated)."""
+    settings = get_settings()
+    agent = await _owner_and_agent()
+    async with session_scope() as session:
+        owner = (await session.exec(select(User))).first()
+        assert owner is not None
+        task = Task(owner_id=owner.id, kind="scenario", title="scenario run", spec=spec,
+                    agent_id=agent.id, status="build")
+        session.add(task)
+        await session.flush()
+    assert task.id is not None
+    ws = Workspace.for_task(settings.workspaces_dir, agent.name, task.id)
+    ws.create(title=task.title, description="")
+    limits = Limits.resolve({"max_steps": max_steps}, settings)
+    return RunContext(task=task, agent=agent, workspace=ws, settings=settings, limits=limits,
+                      worker_id="test")

@@ -1,0 +1,80 @@
+"""Resilient model calls: retries on 429 (honouring Retry-After), fallback, and failing cleanly."""
+
+from __future__ import annotations
+
+from tests.conftest import run_enqueued
+from tests.fakes.llm_server import error, finish, tool_call
+from tests.unit.loop_fixtures import events_of
+
+JUNIOR = "openai/gpt-4o-mini"
+JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"
+
+
+async def _run(app_client, enqueued, **body) -> dict:
+    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2, **body})
+    assert resp.status_code == 201, resp.text
+    await run_enqueued(enqueued)
+    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+
+
+async def test_rate_limited_call_is_retried_after_retry_after(app_client, enqueued, llm):
+    # given the primary model answers 429 with Retry-After once, then works
+    llm.script(error(429, "slow down", retry_after=0.2), model=JUNIOR)
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then it completed on the same model after one retry that waited as told
+    assert task["status"] == "completed", task
+    retries = await events_of(app_client, task["id"], "llm_retry")
+    assert [(e["data"]["model"], e["data"]["delay_s"]) for e in retries] == [(JUNIOR, 0.2)]
+    assert "429" in retries[0]["data"]["error"]
+    assert not await events_of(app_client, task["id"], "llm_fallback")
+    assert task["model_used"] == JUNIOR
+
+
+async def test_dead_primary_falls_back_to_the_next_model(app_client, enqueued, llm):
+    # given the primary model is down
+    llm.dead_models.add(JUNIOR)
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then the fallback did the work, the switch is an event and the finisher is recorded
+    assert task["status"] == "completed", task
+    switches = await events_of(app_client, task["id"], "llm_fallback")
+    assert switches and switches[0]["data"]["from"] == JUNIOR
+    assert switches[0]["data"]["to"] == JUNIOR_FALLBACK
+    assert "503" in switches[0]["data"]["error"]
+    assert task["model_used"] == JUNIOR_FALLBACK
+    final = (await events_of(app_client, task["id"], "status"))[-1]["data"]
+    assert final["finished_by"] == JUNIOR_FALLBACK
+
+
+async def test_all_models_failing_fails_the_task_with_the_providers_error(
+    app_client, enqueued, llm
+):
+    # given every model in the chain is down
+    llm.dead_models.update({JUNIOR, JUNIOR_FALLBACK})
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then it failed with the provider's last error, after retrying each model
+    assert task["status"] == "failed"
+    assert task["error"].startswith("LLMError: 503")
+    assert f"model {JUNIOR_FALLBACK} is down" in task["error"]
+    retried = {e["data"]["model"] for e in await events_of(app_client, task["id"], "llm_retry")}
+    assert retried == {JUNIOR, JUNIOR_FALLBACK}
+    assert {r["model"] for r in llm.requests} == {JUNIOR, JUNIOR_FALLBACK}
+
+
+async def test_wrong_arguments_become_an_observation_counted_against_the_budget(
+    app_client, enqueued, llm
+):
+    # given a model that passes a number for a path, then an unknown argument
+    llm.script(tool_call("write_file", path=1, content="x"),
+               tool_call("read_file", path="a", colour="red"),
+               finish("design"), finish("build"), finish("test"))
+    # when the task runs
+    task = await _run(app_client, enqueued)
+    # then both mistakes went back to the model and each cost a step
+    assert task["status"] == "completed"
+    assert task["usage"]["steps"] == 5
+    observations = [m["content"] for m in llm.requests[2]["messages"] if m["role"] == "tool"]
+    assert "argument path of write_file must be of type string" in observations[0]
+    assert "unknown argument(s) for read_file: colour" in observations[1]

@@ -1,0 +1,226 @@
+"""Live streams against a real uvicorn: SSE and WebSocket delivery, resume, auth, overflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import auth, new_user_key, run_enqueued
+from tests.fakes.llm_server import finish, tool_call
+from tests.live_server import free_port, live_server
+
+ADMIN = {"Authorization": f"Bearer {'tb_admin_' + 'a' * 32}"}
+
+
+@pytest.fixture
+def server(db, enqueued):
+    with live_server() as url:
+        yield url
+
+
+async def sse_events(client: httpx.AsyncClient, url: str, *, until: Any, headers=None,
+                     stop_after: int | None = None) -> list[dict[str, Any]]:
+    """Read SSE frames until `until(event)` is true or `stop_after` events; returns the events."""
+    got: list[dict[str, Any]] = []
+    hdrs = {"Accept": "text/event-stream", **(headers or {})}
+    async with client.stream("GET", url, headers=hdrs) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        frame: dict[str, str] = {}
+        async for line in resp.aiter_lines():
+            if line:
+                name, _, value = line.partition(": ")
+                frame[name] = value
+                continue
+            if "data" in frame and frame.get("event") != "overflow":
+                event = json.loads(frame["data"])
+                assert frame["id"] == str(event["seq"]) and frame["event"] == event["type"]
+                got.append(event)
+                if until(event) or (stop_after and len(got) >= stop_after):
+                    return got
+            frame = {}
+    return got
+
+
+def is_done(event: dict[str, Any]) -> bool:
+    return event["type"] == "status" and event["data"]["status"] in {"completed", "failed"}
+
+
+def script_three_phases(llm) -> None:
+    llm.script(tool_call("write_file", path="output/a.txt", content="a"), finish("plan"),
+               finish("built"), finish("tested"))
+
+
+async def test_sse_client_connected_before_start_gets_every_event_in_order(server, enqueued, llm):
+    # given a task and an SSE client that connects before the worker starts it
+    script_three_phases(llm)
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=30) as client:
+        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        follower = asyncio.create_task(
+            sse_events(client, f"/api/v1/tasks/{task_id}/events", until=is_done))
+        await asyncio.sleep(0.3)
+        # when the worker side runs it
+        await run_enqueued(enqueued)
+        got = await asyncio.wait_for(follower, 20)
+        # then the stream carried the whole log, in order, each event once
+        log = (await client.get(f"/api/v1/tasks/{task_id}/events")).json()["data"]
+    assert [e["seq"] for e in got] == list(range(1, len(got) + 1))
+    assert [(e["seq"], e["type"]) for e in got] == [(e["seq"], e["type"]) for e in log][:len(got)]
+    assert got[-1]["data"]["status"] == "completed"
+
+
+async def test_sse_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(
+        server, enqueued, llm):
+    # given a finished task and a client that read its first three events, then dropped
+    script_three_phases(llm)
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=30) as client:
+        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        url = f"/api/v1/tasks/{task_id}/events"
+        first = await sse_events(client, url, until=lambda e: False, stop_after=3)
+        await run_enqueued(enqueued)
+        # when it reconnects with Last-Event-ID
+        rest = await asyncio.wait_for(sse_events(
+            client, url, until=is_done, headers={"Last-Event-ID": str(first[-1]["seq"])}), 20)
+    # then the two halves are the whole log, without a gap or a repeat
+    seqs = [e["seq"] for e in first + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert rest[-1]["data"]["status"] == "completed"
+
+
+async def test_other_users_stream_is_404_sse_and_ws(server, enqueued):
+    other = await new_user_key("other@example.com")
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
+        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        sse = await client.get(f"/api/v1/tasks/{task_id}/events",
+                               headers={"Accept": "text/event-stream", **auth(other)})
+        assert sse.status_code == 404
+        token = (await client.post("/api/v1/auth/token", headers=auth(other))).json()["access_token"]
+    ws_url = server.replace("http", "ws")
+    with pytest.raises(InvalidStatus) as denied:
+        async with connect(f"{ws_url}/ws/tasks/{task_id}?token={token}"):
+            pass
+    assert denied.value.response.status_code == 404
+    with pytest.raises(InvalidStatus) as not_admin:
+        async with connect(f"{ws_url}/ws/events?token={token}"):
+            pass
+    assert not_admin.value.response.status_code == 403
+
+
+async def test_websocket_with_token_streams_task_and_global_status(server, enqueued, llm):
+    # given a token minted from the admin key, a task follower and a global status follower
+    script_three_phases(llm)
+    ws_url = server.replace("http", "ws")
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
+        minted = (await client.post("/api/v1/auth/token")).json()
+        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        # the token also works as a Bearer credential
+        as_bearer = await client.get(f"/api/v1/tasks/{task_id}", headers=auth(minted["access_token"]))
+        assert as_bearer.status_code == 200
+    token = minted["access_token"]
+    assert minted["expires_in"] == 900
+    async with connect(f"{ws_url}/ws/tasks/{task_id}?token={token}") as task_ws, \
+            connect(f"{ws_url}/ws/events?token={token}") as status_ws:
+        await asyncio.sleep(0.3)
+        # when the task runs
+        await run_enqueued(enqueued)
+        events = []
+        while not events or not is_done(events[-1]):
+            frame = json.loads(await asyncio.wait_for(task_ws.recv(), 10))
+            if frame["type"] == "event":
+                events.append(frame["event"])
+        status = json.loads(await asyncio.wait_for(status_ws.recv(), 10))
+    # then both saw it: every event in order, and its status change on the global feed
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert status["type"] == "event" and status["event"]["task_id"] == task_id
+    assert status["event"]["type"] == "status"
+
+
+async def test_tokens_refuse_forgery_keys_in_query_and_self_renewal(server):
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
+        token = (await client.post("/api/v1/auth/token")).json()["access_token"]
+        header, payload, sig = token.split(".")
+        forged = f"{header}.{payload}.{sig[:-2]}AA"
+        assert (await client.get("/api/v1/tasks", headers=auth(forged))).status_code == 401
+        renewed = await client.post("/api/v1/auth/token", headers=auth(token))
+        assert renewed.status_code == 401
+        key_in_query = await client.get(
+            "/api/v1/tasks/1/events", params={"token": ADMIN["Authorization"][7:]},
+            headers={"Authorization": ""})
+        assert key_in_query.status_code == 401
+
+
+async def test_slow_client_gets_overflow_with_resume_point(db, monkeypatch):
+    # given a tiny per-client buffer
+    from app.config import reset_settings
+    from app.streaming import follow, get_hub
+
+    monkeypatch.setenv("TASKBENCH_STREAM_QUEUE_SIZE", "3")
+    reset_settings()
+    stream = follow(999, after=0, idle_s=5)
+    # when more events arrive than the client reads
+    hub = get_hub()
+    pending = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.1)
+    for seq in range(1, 6):
+        hub.deliver({"task_id": 999, "seq": seq, "type": "x", "data": {}, "created_at": ""})
+    items = [await pending]
+    items += [await stream.__anext__() for _ in range(1)]
+    await stream.aclose()
+    # then it got what fitted, and an overflow telling it to resume from its last seq
+    assert items[0].kind == "event" and items[0].data["seq"] == 1
+    assert items[1].kind == "overflow" and items[1].data == {"resume_from": 1}
+
+
+def test_placeholder_secret_is_refused_outside_development():
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(environment="production")
+    assert Settings(environment="production", secret_key="x" * 40).secret_key == "x" * 40
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
+async def test_redis_pubsub_reaches_followers_in_another_process(db, monkeypatch, tmp_path):
+    # given a private Redis and a follower of a task with an empty log
+    from app.config import reset_settings
+    from app.streaming import _redis_publish, follow
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                             check=False).stdout.strip() != b"PONG":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        monkeypatch.setenv("TASKBENCH_REDIS_URL", url)
+        reset_settings()
+        stream = follow(4242, after=0, idle_s=5)
+        pending = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)
+        # when another process publishes the task's next event on its channel
+        _redis_publish(url, {"task_id": 4242, "seq": 1, "type": "status",
+                             "data": {"status": "assigned"}, "created_at": ""})
+        item = await asyncio.wait_for(pending, 5)
+        await stream.aclose()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    # then the follower here received it through Redis
+    assert item.kind == "event" and item.data["data"] == {"status": "assigned"}
+    assert os.environ["TASKBENCH_REDIS_URL"] == url
