@@ -46,10 +46,12 @@ async def _reset_sequences(conn) -> None:  # type: ignore[no-untyped-def]
     for table in SQLModel.metadata.sorted_tables:
         pk = list(table.primary_key.columns)
         if len(pk) == 1 and pk[0].autoincrement is not False and str(pk[0].type) == "INTEGER":
-            await conn.execute(text(
-                f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', '{pk[0].name}'), "
+            # Table and column names come from our own metadata, never from input.
+            sql = (
+                f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', '{pk[0].name}'), "  # noqa: S608
                 f"COALESCE((SELECT MAX(\"{pk[0].name}\") FROM \"{table.name}\"), 0) + 1, false)"
-            ))
+            )
+            await conn.execute(text(sql))
 
 
 async def _verify(src, dst, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.complexity import estimate_complexity
-from app.events import append_event, publish
 from app.db import session_scope
+from app.events import append_event, publish
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
 from app.queue import enqueue
 from app.scheduling import Assignment, covered_ranges, try_assign

@@ -74,7 +74,8 @@ class RunContext:
     def check_time(self) -> None:
         elapsed = self.elapsed_before_s + time.monotonic() - self.started_monotonic
         if elapsed > self.limits.timeout_s:
-            raise BudgetExceeded(f"time budget exhausted ({elapsed:.0f}s of {self.limits.timeout_s}s)")
+            raise BudgetExceeded(
+                f"time budget exhausted ({elapsed:.0f}s of {self.limits.timeout_s}s)")
 
     async def chat(
         self,

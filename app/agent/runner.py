@@ -163,7 +163,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
     remaining = ctx.limits.timeout_s - ctx.elapsed_before_s
     try:
         summary = await asyncio.wait_for(asyncio.shield(work), timeout=max(remaining, 0.01))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         work.cancel()
         await end(ctx.task_id, TaskStatus.failed,
                   error=f"time budget exhausted ({ctx.limits.timeout_s}s)")

@@ -185,7 +185,9 @@ async def _answer_question(write: AsyncSession, task_id: int) -> list[TaskEvent]
 
 
 @router.get("/{task_id}/messages", response_model=list[MessagePublic])
-async def list_messages(task_id: int, session: SessionDep, user: CurrentUser) -> list[MessagePublic]:
+async def list_messages(
+    task_id: int, session: SessionDep, user: CurrentUser
+) -> list[MessagePublic]:
     await owned_task(session, task_id, user)
     rows = (await session.exec(
         select(TaskMessage).where(TaskMessage.task_id == task_id).order_by(col(TaskMessage.id))

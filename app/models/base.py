@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import JSON, Column
 
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -62,7 +62,9 @@ class Workspace:
         if not self.readme.exists():
             self.write_readme(title=title, description=description, done=())
 
-    def write_readme(self, *, title: str, description: str, done: tuple[str, ...] | list[str]) -> None:
+    def write_readme(
+        self, *, title: str, description: str, done: tuple[str, ...] | list[str]
+    ) -> None:
         lines = [f"# {title}", "", description or "(no description)", "", "## Progress", ""]
         for phase in PHASES:
             mark = "x" if phase in done else " "
@@ -103,7 +105,8 @@ def prune_workspaces(base: Path, older_than_s: float) -> list[Path]:
         if not agent_dir.is_dir() or agent_dir.is_symlink():
             continue
         for task_dir in agent_dir.iterdir():
-            if task_dir.is_dir() and not task_dir.is_symlink() and task_dir.stat().st_mtime < cutoff:
+            stale = task_dir.is_dir() and not task_dir.is_symlink()
+            if stale and task_dir.stat().st_mtime < cutoff:
                 shutil.rmtree(task_dir, ignore_errors=True)
                 removed.append(task_dir)
     return removed

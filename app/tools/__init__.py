@@ -14,9 +14,19 @@
     └── finish     finish
 """
 
-from app.tools import commands, files, finish, packages, python, web  # noqa: F401  (registration by import)
-from app.tools import github, mail, reports  # noqa: F401  (registration by import)
-from app.tools import ask, delegate  # noqa: F401  (registration by import)
+from app.tools import (  # noqa: F401  (registration by import)  # noqa: F401  (registration by import)  # noqa: F401  (registration by import)
+    ask,
+    commands,
+    delegate,
+    files,
+    finish,
+    github,
+    mail,
+    packages,
+    python,
+    reports,
+    web,
+)
 from app.tools.registry import REGISTRY, ToolContext, ToolResult, dispatch, schemas, tool
 
 __all__ = ["REGISTRY", "ToolContext", "ToolResult", "dispatch", "schemas", "tool"]

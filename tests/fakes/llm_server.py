@@ -5,7 +5,7 @@ come from per-model queues (`script`), then from `responder(request)`; the defau
 calls `finish` at once. Every request body is recorded in `requests`.
 
     llm = ScriptedLLM().start()
-    llm.script(tool_call("write_file", path="src/a.py", content="x=1"), tool_call("finish", summary="ok"))
+    llm.script(tool_call("write_file", path="src/a.py", content="x=1"), finish("ok"))
     llm.script(error(429, retry_after=0), model="cheap/model")
 """
 
@@ -43,7 +43,9 @@ def text(content: str) -> Response:
     return {"content": content}
 
 
-def error(status: int, message: str = "scripted error", retry_after: float | None = None) -> Response:
+def error(
+    status: int, message: str = "scripted error", retry_after: float | None = None
+) -> Response:
     return {"error": status, "message": message, "retry_after": retry_after}
 
 

@@ -86,7 +86,7 @@ async def test_ask_user_waits_without_a_slot_and_resumes_on_the_answer(
     task = (await app_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "completed", task
     assert "Blue." in last_user_text(llm.requests[1])
-    assert llm.requests[1]["messages"][:3] == llm.requests[0]["messages"][:3]
+    assert llm.requests[1]["messages"][:2] == llm.requests[0]["messages"]
 
 
 async def test_unanswered_question_fails_after_the_timeout(

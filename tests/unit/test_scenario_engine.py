@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
-from app.agent.scenario import run_scenario
+from app.agent.scenario import run_scenario, scenario_report_context
 from app.agent.scenario.replay import effective, graph_at, load_events, transcript
 from app.db import session_scope
 from app.models import TaskMessage
@@ -71,6 +72,12 @@ async def test_three_characters_run_end_to_end(llm):
         graph_file = ctx.workspace.output / f"graph_turn_{turn:03d}.json"
         assert json.loads(graph_file.read_text())["turn"] == turn
     assert "Ann and Bob grew closer" in (ctx.workspace.output / "analysis.md").read_text()
+    report = await scenario_report_context(ctx.task_id)
+    assert [c["name"] for c in report["cast"]] == ["Ann", "Bob", "Cy"]
+    assert report["findings"]["summary"] == "Ann and Bob grew closer."
+    for svg in (report["graph_svg"], report["ties_chart_svg"]):
+        assert ElementTree.fromstring(svg).tag.endswith("svg")
+    assert "Ann – Bob" in report["ties_chart_svg"]
 
 
 async def test_malformed_actor_reply_is_corrected_or_skipped(llm):

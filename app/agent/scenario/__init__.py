@@ -9,9 +9,16 @@
     analysis.py        the analyst and the workspace files
     engine.py          run_scenario(ctx): start, resume, fork, play, analyse
     replay.py          state, transcript and graph derived from the event log
+    report.py, svg.py  what the PDF report embeds: cast, transcript, graph and ties charts
 """
 
 from app.agent.scenario.engine import run_scenario
+from app.agent.scenario.report import scenario_report_context
 from app.agent.scenario.store import load_scenarios, validate_scenario_request
 
-__all__ = ["load_scenarios", "run_scenario", "validate_scenario_request"]
+__all__ = [
+    "load_scenarios",
+    "run_scenario",
+    "scenario_report_context",
+    "validate_scenario_request",
+]
