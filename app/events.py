@@ -69,7 +69,7 @@ async def append_events(
         update(Task)
         .where(col(Task.id) == task_id)
         .values(last_seq=Task.last_seq + len(items), updated_at=utcnow())
-        .returning(Task.last_seq)
+        .returning(col(Task.last_seq))
     )
     first = result.scalar_one() - len(items) + 1
     events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))

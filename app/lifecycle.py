@@ -32,8 +32,9 @@ async def close_task(
     result = await session.execute(
         update(Task)
         .where(col(Task.id) == task_id, col(Task.status).not_in(TERMINAL_VALUES))
+        # The lease stays: the running worker's keeper reads "cancelled" through it.
         .values(status=status.value, summary=summary, error=error, finished_at=now,
-                updated_at=now, lease_owner=None, lease_expires_at=None)
+                updated_at=now)
         .returning(col(Task.agent_id), col(Task.parent_id), col(Task.model_used))
     )
     row = result.first()

@@ -114,6 +114,7 @@ async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> T
     publish(events)
     if events:
         await assign_and_enqueue()
+    await session.commit()  # end this request's read snapshot so the refresh sees the cancel
     await session.refresh(task)
     return await to_public(session, task)
 
