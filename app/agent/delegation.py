@@ -31,7 +31,7 @@ from app.agent.budget import (
     tightest,
 )
 from app.agent.context import RunContext
-from app.db import session_scope
+from app.db import session_factory, session_scope
 from app.models import TERMINAL, Task, TaskCreate, User
 from app.submission import SubmissionError, submit_task
 from app.tools.errors import ToolError
@@ -128,7 +128,8 @@ async def create_child(
             budget={"max_steps": limits.max_steps, "max_tokens": limits.max_tokens,
                     "max_cost_usd": round(limits.max_cost_usd, 6), "timeout_s": limits.timeout_s},
         )
-        async with session_scope() as session:
+        # a read session: submit_task opens its own write transaction
+        async with session_factory()() as session:
             owner = await session.get(User, ctx.task.owner_id)
             assert owner is not None
             child = await submit_task(session=session, task_in=task_in, owner=owner,

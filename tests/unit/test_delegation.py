@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from tests.conftest import run_enqueued
-from tests.fakes.llm_server import finish, tool_call
+from tests.fakes.llm_server import finish, tool_call, tool_calls
 from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about
 
 
@@ -46,15 +46,15 @@ async def test_delegation_under_one_agent_slot_does_not_deadlock(app_client, enq
     resumed = requests_about(llm.requests, "parent")[1]["messages"][-1]["content"]
     assert f"Subtask #{child_id} \"child\": completed" in resumed
     assert f"subtasks/{child_id}/answer.txt" in resumed
-    workspace = Path(parent["resources"].get("workspace") or _workspace(app_client, parent))
+    workspace = _workspace(parent)
     assert (workspace / "subtasks" / str(child_id) / "answer.txt").read_text() == "42"
     assert parent["resources"]["tree_steps"] == parent["usage"]["steps"] + child["usage"]["steps"]
 
 
-def _workspace(_client, task: dict) -> str:
+def _workspace(task: dict) -> Path:
     from app.config import get_settings
 
-    return str(get_settings().workspaces_dir / task["agent"] / str(task["id"]))
+    return get_settings().workspaces_dir / task["agent"] / str(task["id"])
 
 
 async def test_budget_hit_mid_tree_stops_the_whole_tree_with_the_reason(
@@ -62,10 +62,9 @@ async def test_budget_hit_mid_tree_stops_the_whole_tree_with_the_reason(
 ):
     # given a parent with 8 steps that delegates two subtasks, the first of which never stops
     counter = itertools.count()
-    router = Router().script("root", tool_call("delegate", title="busy", description="Work.",
-                                               complexity=5),
-                             tool_call("delegate", title="idle", description="Wait.",
-                                       complexity=5))
+    router = Router().script("root", tool_calls(
+        ("delegate", {"title": "busy", "description": "Work.", "complexity": 5}),
+        ("delegate", {"title": "idle", "description": "Wait.", "complexity": 5})))
     router.default["busy"] = lambda _r: tool_call("write_file", path=f"n{next(counter)}.txt",
                                                   content="x")
     llm.responder = router

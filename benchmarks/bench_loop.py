@@ -1,0 +1,160 @@
+"""Agent-loop benchmark: what one step of the loop costs beyond the model call itself.
+
+    python -m benchmarks.bench_loop [--tasks 15]
+
+A task makes 11 model calls (8 work tool calls and the 3 phase-ending `finish` calls) against the
+scripted OpenAI-compatible server on loopback, which answers at once. Every event, usage row and
+checkpoint is persisted to a SQLite file database in a temp dir; the task runs in-process through
+app.agent.runner.run_task, as a worker runs it. In the same run the raw round trip of the openai
+client to the same server is measured, and
+
+    overhead per step = (loop time − 11 × raw round trip) / 11        target: ≤ 2 ms at p50
+
+where loop time is the agent loop (run_agent) of one task. The whole run_task time (lease, venv,
+workspace, end, deliverables) is printed beside it for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+WORK_CALLS = 8
+STEPS = WORK_CALLS + 3
+
+
+def _configure(tmp: Path, llm_url: str) -> str:
+    url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    os.environ.update({
+        "TASKBENCH_ENVIRONMENT": "test", "TASKBENCH_VAR_DIR": str(tmp / "var"),
+        "TASKBENCH_WORKSPACES_DIR": str(tmp / "ws"), "TASKBENCH_DATABASE_URL": url,
+        "TASKBENCH_BROKER_URL": "", "TASKBENCH_LLM_BASE_URL": llm_url,
+        "TASKBENCH_LLM_API_KEY": "sk-bench-" + "b" * 24, "TASKBENCH_SANDBOX": "none",
+    })
+    return url
+
+
+def _script(llm: Any) -> None:
+    from tests.fakes.llm_server import finish, tool_call
+
+    work = [tool_call("list_files", path=p) for p in ("src", "output", "research", ".")] * 2
+    llm.script(*work[:5], finish("planned"), *work[5:], finish("built"), finish("tested"))
+
+
+async def _raw_round_trips(n: int) -> list[float]:
+    """The openai client alone against the same server: the floor a step cannot go below."""
+    from app.agent.llm import client_for
+    from app.config import get_settings
+
+    client = client_for(get_settings())
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def _one_task(owner: Any, loop_times: list[float]) -> float:
+    from app.agent.runner import run_task
+    from app.db import session_factory
+    from app.models import TaskCreate
+    from app.submission import submit_task
+
+    async with session_factory()() as session:
+        task = await submit_task(session=session, owner=owner, enqueue_now=False,
+                                 task_in=TaskCreate(title="bench", complexity=1))
+    start = time.perf_counter()
+    assert task.id is not None and await run_task(task.id) == "ran"
+    elapsed = time.perf_counter() - start
+    assert len(loop_times) and task.id
+    return elapsed
+
+
+def _timed_loop(loop_times: list[float]) -> None:
+    """Wrap run_agent (the runner looks it up per task) to time the loop alone."""
+    import app.agent.loop as loop
+
+    inner = loop.run_agent
+
+    async def timed(ctx: Any) -> str:
+        start = time.perf_counter()
+        try:
+            return await inner(ctx)
+        finally:
+            loop_times.append(time.perf_counter() - start)
+
+    loop.run_agent = timed  # type: ignore[assignment]
+
+
+async def _setup() -> Any:
+    from app.db import session_scope
+    from app.models import Agent
+    from app.security import create_user
+    from app.seed import seed_agents
+    from sqlmodel import update
+
+    async with session_scope() as session:
+        await seed_agents(session)
+    async with session_scope() as session:
+        await session.execute(update(Agent).values(max_concurrent=100))
+        owner, _key = await create_user(session, email="bench@example.com", is_admin=True)
+    return owner
+
+
+async def bench(llm: Any, n_tasks: int) -> dict[str, Any]:
+    from app.db import dispose_engines
+
+    owner = await _setup()
+    loop_times: list[float] = []
+    _timed_loop(loop_times)
+    raw = await _raw_round_trips(100)
+    task_times = []
+    for _ in range(n_tasks + 1):  # the first warms caches and is dropped
+        llm.reset()
+        _script(llm)
+        task_times.append(await _one_task(owner, loop_times))
+    raw += await _raw_round_trips(100)
+    await dispose_engines()
+    return {"raw": raw, "loop": loop_times[1:], "task": task_times[1:]}
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1000:7.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=15)
+    args = parser.parse_args()
+    from tests.fakes.llm_server import ScriptedLLM
+
+    with tempfile.TemporaryDirectory() as tmp, ScriptedLLM() as llm:
+        url = _configure(Path(tmp), llm.url)
+        from app.config import reset_settings
+        from app.migrate import upgrade
+
+        reset_settings()
+        upgrade(url)
+        r = asyncio.run(bench(llm, args.tasks))
+    raw = statistics.median(r["raw"])
+    per_step = sorted((t - STEPS * raw) / STEPS for t in r["loop"])
+    p50, p90 = statistics.median(per_step), per_step[int(0.9 * (len(per_step) - 1))]
+    print(f"agent loop, {args.tasks} tasks x {STEPS} steps ({WORK_CALLS} tool calls + 3 finish),"
+          " every event persisted to SQLite")
+    print(f"  raw openai round trip p50      {_ms(raw)}")
+    print(f"  loop time per task p50         {_ms(statistics.median(r['loop']))}")
+    print(f"  whole run_task p50             {_ms(statistics.median(r['task']))}"
+          "  (lease, venv, workspace, end, deliverables)")
+    print(f"  loop overhead per step p50     {_ms(p50)}   p90 {_ms(p90)}   target ≤ 2 ms")
+
+
+if __name__ == "__main__":
+    main()
