@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(30, description="Redis: unacked message redelivery")
 
     sandbox: str = Field("", description="bwrap or none; default bwrap when it works")
+    eager_reports: bool = Field(
+        True, description="Render every ended task's PDF at once; false: on download or when "
+        "an email or PR needs it"
+    )
     smtp_url: str = Field("", description="smtp:// or smtps:// URL; empty writes .eml files")
     email_from: str = Field("taskbench@localhost", description="Sender of notifications")
     github_token: str = Field("", description="Token for GitHub API and git pushes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select, text
 from sqlmodel import SQLModel
 
@@ -18,7 +20,7 @@ class CopyError(Exception):
 
 async def copy_database(source_url: str, target_url: str) -> dict[str, int]:
     """Copy all rows from source to a migrated, empty target; returns rows per table."""
-    upgrade(target_url)
+    await asyncio.to_thread(upgrade, target_url)  # Alembic runs its own event loop
     src, dst = make_engine(source_url, pooled=False), make_engine(target_url, pooled=False)
     counts: dict[str, int] = {}
     try:

@@ -42,18 +42,21 @@ async def dedicated_agents() -> set[str]:
     return names
 
 
-def _send(task_id: int, queue: str) -> None:
+def _send(task_id: int, queue: str, name: str = "run_task") -> None:
     from worker.celery_app import current_celery  # the one import of worker/ from app/
 
-    current_celery().send_task("run_task", args=[task_id], queue=queue)
+    current_celery().send_task(name, args=[task_id], queue=queue)
 
 
-async def enqueue(assignments: Iterable[tuple[int, str]]) -> None:
-    """Enqueue each (task_id, agent_name); call only after the assigning commit."""
+async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> None:
+    """Enqueue `name` for each (task_id, agent_name); call only after the assigning commit."""
     items = list(assignments)
     if not items:
         return
     dedicated = await dedicated_agents()
     for task_id, agent_name in items:
         queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
-        await asyncio.to_thread(_send, task_id, queue)
+        if name == "run_task":
+            await asyncio.to_thread(_send, task_id, queue)
+        else:
+            await asyncio.to_thread(_send, task_id, queue, name)

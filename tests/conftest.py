@@ -119,13 +119,24 @@ async def db(env: dict[str, str]) -> AsyncIterator[None]:
 
 
 class Enqueued(list):  # type: ignore[type-arg]
-    """Task ids the API enqueued (the broker is bypassed in in-process tests)."""
+    """(task id, queue) of runs the API enqueued; `deliveries` the deliver_task messages
+    (the broker is bypassed in in-process tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deliveries: list[int] = []
+
+    def send(self, task_id: int, queue: str, name: str = "run_task") -> None:
+        if name == "deliver_task":
+            self.deliveries.append(task_id)
+        else:
+            self.append((task_id, queue))
 
 
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> Enqueued:
     sent = Enqueued()
-    monkeypatch.setattr("app.queue._send", lambda task_id, queue: sent.append((task_id, queue)))
+    monkeypatch.setattr("app.queue._send", sent.send)
     return sent
 
 
@@ -157,12 +168,15 @@ async def new_user_key(email: str, *, admin: bool = False) -> str:
 
 async def run_enqueued(enqueued: Enqueued) -> list[str]:
     """Run every enqueued task in this process, as a worker would, until none are left."""
-    from app.agent.runner import run_task
+    from app.agent.runner import deliver_task, run_task
 
     results = []
-    while enqueued:
-        task_id, _queue = enqueued.pop(0)
-        results.append(await run_task(task_id, owner=f"test-{uuid.uuid4().hex[:6]}"))
+    while enqueued or getattr(enqueued, "deliveries", None):
+        while enqueued:
+            task_id, _queue = enqueued.pop(0)
+            results.append(await run_task(task_id, owner=f"test-{uuid.uuid4().hex[:6]}"))
+        while getattr(enqueued, "deliveries", None):
+            await deliver_task(enqueued.deliveries.pop(0))
     return results
 
 

@@ -34,6 +34,7 @@ from app.lifecycle import close_task
 from app.models import Agent, Task, TaskStatus, utcnow
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
+from app.queue import enqueue
 from app.sweeper import assign_and_enqueue
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,17 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
 
 
 async def _deliver(task_id: int) -> None:
+    """Hand the deliverables to their own worker task, so this run ends when its status is set."""
+    try:
+        async with session_scope() as session:
+            task = await session.get(Task, task_id)
+            agent = await session.get(Agent, task.agent_id) if task and task.agent_id else None
+        await enqueue([(task_id, agent.name if agent else "")], name="deliver_task")
+    except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
+        log.exception("could not enqueue deliverables for task %s", task_id)
+
+
+async def deliver_task(task_id: int) -> None:
     """Deliverables after the end; their failure is logged, never turned into a task failure."""
     try:
         await deliver.after_end(task_id)

@@ -53,7 +53,8 @@ async def after_end(task_id: int, *, engine: Any = None) -> None:
     """Produce what a finished task delivers. Each step is independent and idempotent, so one
     failing (GitHub down) neither blocks the others nor breaks a re-run."""
     settings = get_settings()
-    await _step("report", task_id, engine, _render_report, task_id, settings, engine)
+    if settings.eager_reports or await _report_needed_now(task_id, engine):
+        await _step("report", task_id, engine, _render_report, task_id, settings, engine)
     await _step("github", task_id, engine, _github, task_id, settings, engine)
     # Email last: the message attaches the report rendered above.
     await _step(
@@ -74,6 +75,15 @@ async def _step(name: str, task_id: int, engine: Any, func: Any, /, *args: Any, 
     except Exception as exc:  # noqa: BLE001 - recorded as an event; the sweep retries email
         log.warning("deliverable %s of task %s failed: %s", name, task_id, type(exc).__name__)
         await _event(engine, task_id, "deliver_error", {"step": name, "error": str(exc)[:500]})
+
+
+async def _report_needed_now(task_id: int, engine: Any) -> bool:
+    """With lazy reports, render now only for an email attachment or a PR body."""
+    from app.models import Task
+
+    async with session_scope(engine) as session:
+        task = await session.get(Task, task_id)
+    return bool(task and ((task.notify or {}).get("email") or task.github))
 
 
 async def _render_report(task_id: int, settings: Settings, engine: Any) -> None:

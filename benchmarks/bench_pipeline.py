@@ -1,0 +1,196 @@
+"""Core pipeline on Redis + PostgreSQL with real workers, each figure beside its floor.
+
+1. Submit → completed latency of a no-op task (the scripted model calls `finish` at once in every
+   phase), fresh workspace and venv each time, one worker: p50/p95, beside the floor measured in
+   the same run = a bare Celery no-op round trip + one `uv venv`.
+2. Completed tasks per second for N no-op tasks through 2 worker processes, beside a bare Celery
+   no-op task's throughput through the same 2 workers.
+
+    python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from sqlalchemy import update
+from sqlmodel import col, func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import base_env, create_pg_database, drop_pg_database  # noqa: E402
+from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
+from tests.integration.workers import WorkerProcess, wait_for, workers_alive  # noqa: E402
+
+REDIS = "redis://127.0.0.1:6379/8"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def _setup() -> object:
+    from app.db import session_scope
+    from app.main import startup
+    from app.models import Agent, User
+
+    await startup()
+    async with session_scope() as session:
+        await session.execute(update(Agent).values(status="disabled"))
+        session.add(Agent(name="bench", model="bench/model", min_complexity=1,
+                          max_complexity=10, max_concurrent=10_000))
+    async with session_scope() as session:
+        return (await session.exec(select(User))).first()
+
+
+async def _submit(owner: object) -> int:
+    from app.db import session_factory
+    from app.models import TaskCreate
+    from app.submission import submit_task
+
+    async with session_factory()() as session:
+        task = await submit_task(session=session, owner=owner,  # type: ignore[arg-type]
+                                 task_in=TaskCreate(title="noop", complexity=1))
+    assert task.id is not None
+    return task.id
+
+
+async def _status(task_id: int) -> str:
+    from app.db import session_factory
+    from app.models import Task
+
+    async with session_factory()() as session:
+        task = await session.get(Task, task_id)
+        return task.status if task else "?"
+
+
+async def latency(owner: object, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        task_id = await _submit(owner)
+        while await _status(task_id) not in ("completed", "failed"):
+            await asyncio.sleep(0.002)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def celery_floor(runs: int) -> list[float]:
+    from worker.celery_app import current_celery
+
+    app, r, out = current_celery(), redis.Redis.from_url(REDIS), []
+    for _ in range(runs):
+        key = f"bench:{uuid.uuid4().hex}"
+        start = time.perf_counter()
+        app.send_task("noop", args=[key], queue="taskbench")
+        while not r.get(key):
+            time.sleep(0.0005)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def uv_venv_ms(runs: int) -> list[float]:
+    from app.sandbox.venv import create_venv
+
+    out = []
+    for _ in range(runs):
+        d = Path(tempfile.mkdtemp())
+        start = time.perf_counter()
+        create_venv(d / "v")
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+async def throughput(owner: object, n: int) -> float:
+    from app.db import session_factory
+    from app.models import Task
+
+    start = time.perf_counter()
+    ids = [await _submit(owner) for _ in range(n)]
+
+    async def all_done() -> bool:
+        async with session_factory()() as session:
+            left = (await session.exec(select(func.count()).select_from(Task).where(
+                col(Task.id).in_(ids), col(Task.status).not_in(["completed", "failed"])))).one()
+        return left == 0
+
+    await wait_for(all_done, timeout=1800, interval=0.05)
+    return n / (time.perf_counter() - start)
+
+
+def celery_throughput(n: int) -> float:
+    from worker.celery_app import current_celery
+
+    app, r, key = current_celery(), redis.Redis.from_url(REDIS), f"bench:{uuid.uuid4().hex}"
+    start = time.perf_counter()
+    for _ in range(n):
+        app.send_task("noop", args=[key], queue="taskbench")
+    while int(r.get(key) or 0) < n:
+        time.sleep(0.002)
+    return n / (time.perf_counter() - start)
+
+
+async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
+    from app.config import reset_settings
+    from app.migrate import upgrade
+
+    tmp = Path(tempfile.mkdtemp())
+    env = {**base_env(tmp, db_url, llm.url), "TASKBENCH_BROKER_URL": REDIS,
+           "TASKBENCH_REDIS_URL": REDIS}
+    env.pop("TASKBENCH_SANDBOX", None)
+    env["TASKBENCH_EAGER_REPORTS"] = "true" if args.eager_reports else "false"
+    os.environ.update(env)
+    redis.Redis.from_url(REDIS).flushdb()
+    reset_settings()
+    await asyncio.to_thread(upgrade, db_url)
+    owner = await _setup()
+    workers = [WorkerProcess(env, tmp / "w1.log")]
+    try:
+        await wait_for(workers_alive, timeout=120)
+        await latency(owner, 3)  # warm-up
+        lat = await latency(owner, args.latency_runs)
+        floor_celery = celery_floor(args.latency_runs)
+        floor_uv = uv_venv_ms(5)
+        floor = statistics.median(floor_celery) + statistics.median(floor_uv)
+        print(f"eager reports: {args.eager_reports}")
+        print(f"latency submit→completed  p50 {pct(lat, .5):7.1f} ms  p95 {pct(lat, .95):7.1f} ms"
+              f"   | floor {floor:6.1f} ms (celery no-op {statistics.median(floor_celery):.1f}"
+              f" + uv venv {statistics.median(floor_uv):.1f})  ratio {pct(lat, .5) / floor:.1f}x")
+        workers.append(WorkerProcess(env, tmp / "w2.log"))
+        await wait_for(lambda: _count_workers(2), timeout=120)
+        tps = await throughput(owner, args.tasks)
+        base = celery_throughput(args.tasks)
+        print(f"throughput {args.tasks} no-op tasks, 2 workers: {tps:7.1f} tasks/s"
+              f"   | bare celery no-op: {base:7.1f} tasks/s")
+    finally:
+        for w in workers:
+            w.stop()
+
+
+async def _count_workers(n: int) -> bool:
+    return await workers_alive() >= n
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--eager-reports", action="store_true",
+                        help="render every task's PDF at its end (default: on demand)")
+    pg_url, fake = create_pg_database(), ScriptedLLM().start()
+    try:
+        asyncio.run(main(parser.parse_args(), pg_url, fake))
+    finally:
+        fake.stop()
+        drop_pg_database(pg_url)
