@@ -187,6 +187,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return submit_and_follow(args)
 
 
+def cmd_scenario_run(args: argparse.Namespace) -> int:
+    from app.client_cli import run_scenario_and_follow
+
+    return run_scenario_and_follow(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taskbench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -225,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--key", default=os.environ.get("TASKBENCH_API_KEY", ""))
     sp.add_argument("--no-follow", action="store_true")
     sp.set_defaults(fn=cmd_submit)
+    scen = sub.add_parser("scenario").add_subparsers(dest="sub", required=True)
+    sp = scen.add_parser("run", help="start a scenario run on a running API and follow it")
+    sp.add_argument("name")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--turns", type=int, help="override the number of turns")
+    sp.add_argument("--api", default=os.environ.get("TASKBENCH_API", "http://127.0.0.1:8000"))
+    sp.add_argument("--key", default=os.environ.get("TASKBENCH_API_KEY", ""))
+    sp.add_argument("--no-follow", action="store_true")
+    sp.set_defaults(fn=cmd_scenario_run)
     return p
 
 

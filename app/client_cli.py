@@ -32,6 +32,26 @@ def submit_and_follow(args: argparse.Namespace) -> int:
         return _follow(client, task["id"])
 
 
+def run_scenario_and_follow(args: argparse.Namespace) -> int:
+    """`taskbench scenario run NAME`: POST /scenarios/{name}/runs, then follow the task."""
+    if not args.key:
+        print("an API key is needed: --key or TASKBENCH_API_KEY", file=sys.stderr)
+        return 2
+    body: dict = {"overrides": {"turns": args.turns} if args.turns else {}}
+    if args.seed is not None:
+        body["seed"] = args.seed
+    with httpx.Client(base_url=args.api.rstrip("/") + "/api/v1",
+                      headers={"Authorization": f"Bearer {args.key}"}, timeout=30) as client:
+        resp = client.post(f"/scenarios/{args.name}/runs", json=body)
+        if resp.status_code not in (200, 201):
+            print(f"refused ({resp.status_code}): {resp.text}", file=sys.stderr)
+            return 1
+        data = resp.json()
+        task_id = data.get("task_id") or data.get("id")
+        print(f"scenario {args.name}: task {task_id}")
+        return 0 if args.no_follow else _follow(client, int(task_id))
+
+
 def _follow(client: httpx.Client, task_id: int) -> int:
     after = 0
     while True:

@@ -32,9 +32,9 @@ from app.db import session_scope
 from app.events import publish
 from app.lifecycle import close_task
 from app.models import Agent, Task, TaskStatus, utcnow
+from app.queue import enqueue
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
-from app.queue import enqueue
 from app.sweeper import assign_and_enqueue
 
 log = logging.getLogger(__name__)

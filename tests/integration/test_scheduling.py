@@ -14,7 +14,6 @@ from app.lifecycle import close_task
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskStatus, User
 from app.scheduling import assign_pending
 from app.submission import submit_task
-from tests.conftest import run_enqueued
 from tests.fakes.llm_server import delayed, finish
 
 SLOTS = {"a1": 2, "a2": 1, "a3": 1}
