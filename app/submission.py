@@ -50,6 +50,22 @@ def _kind_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
             for e in found]
 
 
+async def _from_github_issue(task_in: TaskCreate) -> TaskCreate:
+    """A task created from a GitHub issue URL takes the issue's title and body."""
+    issue = task_in.github.issue if task_in.github else None
+    if not issue or (task_in.title and task_in.description):
+        return task_in
+    from app.deliver.github import issue_to_task
+
+    try:
+        title, body = await issue_to_task(issue)
+    except Exception as exc:  # noqa: BLE001 - any failure is the submitter's bad URL or access
+        raise SubmissionError([_err(["github", "issue"], (
+            f"could not read the issue: {type(exc).__name__}: {str(exc)[:200]}"))]) from exc
+    return task_in.model_copy(update={"title": task_in.title or title[:300],
+                                      "description": task_in.description or body[:100_000]})
+
+
 def _title(task_in: TaskCreate) -> str:
     if task_in.title:
         return task_in.title
@@ -80,6 +96,7 @@ async def submit_task(
     enqueue_now: bool = True,
 ) -> Task:
     """Create the task, assign it if an agent is free, commit, then enqueue it."""
+    task_in = await _from_github_issue(task_in)
     errors = _kind_errors(task_in)
     if errors:
         raise SubmissionError(errors)

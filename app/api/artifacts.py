@@ -7,14 +7,19 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from pydantic import ValidationError
 from fastapi.responses import FileResponse
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.config import get_settings
 from app.db import session_scope
 from app.events import append_event, publish
-from app.models import TERMINAL, Task
+from app.api.tasks import to_public
+from app.lifecycle import close_task
+from app.models import TERMINAL, Agent, Task, TaskCreate, TaskPublic, TaskStatus
+from app.submission import SubmissionError, submit_task
+from app.queue import enqueue
 from app.sandbox.workspace import PathRefused, Workspace
 
 router = APIRouter(prefix="/tasks", tags=["artifacts"])
@@ -122,6 +127,41 @@ async def upload_files(
         event = await append_event(write, task_id, "files_uploaded", {"files": saved})
     publish([event])
     return saved
+
+
+@router.post("/with-files", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
+async def create_task_with_files(
+    session: SessionDep, user: CurrentUser,
+    task: Annotated[str, Form(description="the task as JSON, as for POST /tasks")],
+    files: Annotated[list[UploadFile], File(description="input files for the task")],
+) -> TaskPublic:
+    """Submit a task and its input files at once (multipart); the files land in input/."""
+    try:
+        task_in = TaskCreate.model_validate_json(task)
+    except ValidationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["body", "task", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False)]) from exc
+    try:
+        created = await submit_task(session=session, task_in=task_in, owner=user,
+                                    enqueue_now=False)
+    except SubmissionError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
+    assert created.id is not None
+    limit = get_settings().max_upload_bytes
+    try:
+        saved = [await _save(f, uploads_dir(created.id), limit) for f in files[:20]]
+    except HTTPException:
+        async with session_scope() as write:
+            await close_task(write, created.id, TaskStatus.failed, error="input files refused")
+        raise
+    async with session_scope() as write:
+        event = await append_event(write, created.id, "files_uploaded", {"files": saved})
+    publish([event])
+    if created.agent_id is not None:  # assigned at submission: enqueue now the files are in
+        agent = await session.get(Agent, created.agent_id)
+        await enqueue([(created.id, agent.name if agent else "")])
+    return await to_public(session, created)
 
 
 @router.get("/{task_id}/report.pdf", response_class=FileResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -147,3 +148,50 @@ async def test_sigkilled_worker_task_completes_exactly_once(
     starts = [e for e in events if e["type"] == "started"]
     assert len(writes) == 1 and len(completions) == 1 and len(starts) == 2
     print(json.dumps({"recovered_in_s": round(recovered_in, 1)}))
+
+
+async def test_dedicated_worker_serves_only_its_agents_queue(api, worker_env, tmp_path):
+    # given a worker dedicated to the junior agent only
+    worker = WorkerProcess(worker_env, tmp_path / "junior.log", agents="junior")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        await asyncio.sleep(1.2)  # the API's view of dedicated workers is cached for a second
+        # when a junior task (complexity 1) and an engineer task (complexity 5) are submitted
+        junior = await _submit(api, complexity=1)
+        engineer = await _submit(api, complexity=5)
+        # then the junior one runs on its dedicated queue; the other waits for a general worker
+        task = await wait_for(lambda: _done(junior), timeout=60)
+        assert task.status == "completed", task.error
+        await asyncio.sleep(2)
+        waiting = await task_row(engineer)
+        assert waiting.status == "assigned" and waiting.attempts == 0
+    finally:
+        worker.stop()
+
+
+async def test_scenario_runs_through_a_real_worker(api, worker_env, llm, tmp_path):
+    from tests.unit.scenario_fixtures import CastResponder, move
+
+    # given the shipped negotiation scenario and a cast that talks
+    cast = CastResponder()
+    llm.responder = cast
+    scenarios = (await api.get("/scenarios")).json()
+    names = [s["name"] for s in (scenarios["data"] if isinstance(scenarios, dict) else scenarios)]
+    assert "workplace_negotiation" in names
+    worker = WorkerProcess(worker_env, tmp_path / "w.log")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        found = (await api.get("/scenarios/workplace_negotiation")).json()
+        people = [c["name"] for c in found["body"]["characters"]]
+        cast.plans[people[0]] = [move(people[1], "Shall we start?", "greeting", 0.6, "calm")]
+        resp = await api.post("/scenarios/workplace_negotiation/runs",
+                              json={"overrides": {"turns": 2}, "seed": 3})
+        assert resp.status_code == 201, resp.text
+        task_id = resp.json()["task_id"]
+        # when the worker plays it, then it completes with interactions and a graph
+        task = await wait_for(lambda: _done(task_id), timeout=120)
+        assert task.status == "completed", task.error
+        graph = (await api.get(f"/scenarios/runs/{task_id}/graph")).json()
+        assert any({e["a"], e["b"]} == {people[0], people[1]} for e in graph["edges"])
+    finally:
+        worker.stop()

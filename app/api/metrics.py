@@ -1,0 +1,190 @@
+"""/metrics (Prometheus text format, at the root) and /api/v1/analytics (JSON, a time range).
+
+Both read the database, so every API replica reports the same figures and nothing is lost when
+a process restarts; counters are sums over the event log and the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import Integer, and_, case, func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.api.deps import CurrentUser, SessionDep
+from app.models import Agent, OutboxMessage, Task, TaskEvent, TaskStatus, WorkerNode, utcnow
+
+metrics_router = APIRouter(tags=["metrics"])
+router = APIRouter(prefix="/analytics", tags=["analytics"])
+BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+DATA = TaskEvent.__table__.c.data  # type: ignore[attr-defined]
+
+
+def _labels(labels: dict[str, Any]) -> str:
+    if not labels:
+        return ""
+    def esc(v: Any) -> str:
+        return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+
+
+class Exposition:
+    """Builds the text format: one HELP/TYPE header per family, then its samples."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: list[tuple[dict[str, Any], float]]) -> None:
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        self.lines += [f"{name}{_labels(lb)} {float(v):g}" for lb, v in samples]
+
+    def histogram(self, name: str, help_text: str, values: list[float]) -> None:
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for bound in BUCKETS:
+            self.lines.append(f'{name}_bucket{{le="{bound}"}} {sum(v <= bound for v in values)}')
+        self.lines.append(f'{name}_bucket{{le="+Inf"}} {len(values)}')
+        self.lines += [f"{name}_sum {sum(values):g}", f"{name}_count {len(values)}"]
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return max((end - start).total_seconds(), 0.0)
+
+
+def _task_filter(owner_id: int | None, since: datetime | None, until: datetime | None) -> Any:
+    terms = [col(Task.id).is_not(None)]
+    if owner_id is not None:
+        terms.append(col(Task.owner_id) == owner_id)
+    if since is not None:
+        terms.append(col(Task.created_at) >= since)
+    if until is not None:
+        terms.append(col(Task.created_at) < until)
+    return and_(*terms)
+
+
+async def llm_usage(session: AsyncSession, where: Any) -> list[dict[str, Any]]:
+    model = DATA["model"].as_string()
+    rows = (await session.exec(
+        select(model, func.count(), func.sum(DATA["prompt_tokens"].as_integer()),
+               func.sum(DATA["completion_tokens"].as_integer()),
+               func.sum(DATA["cost_usd"].as_float()))
+        .join(Task, col(Task.id) == col(TaskEvent.task_id))
+        .where(col(TaskEvent.type) == "llm_call", where).group_by(model)
+    )).all()
+    return [{"model": m or "unknown", "calls": n, "prompt_tokens": p or 0,
+             "completion_tokens": c or 0, "cost_usd": round(cost or 0.0, 6)}
+            for m, n, p, c, cost in rows]
+
+
+async def tool_usage(session: AsyncSession, where: Any) -> list[dict[str, Any]]:
+    tool = DATA["tool"].as_string()
+    refused = func.sum(case((DATA["refused"].as_boolean().is_(True), 1), else_=0)).cast(Integer)
+    rows = (await session.exec(
+        select(tool, func.count(), refused)
+        .join(Task, col(Task.id) == col(TaskEvent.task_id))
+        .where(col(TaskEvent.type) == "tool_call", where).group_by(tool)
+    )).all()
+    return [{"tool": t or "unknown", "calls": n, "refused": r or 0} for t, n, r in rows]
+
+
+async def task_times(session: AsyncSession, where: Any) -> tuple[list[float], list[float]]:
+    """(assignment waits, run durations) in seconds."""
+    rows = (await session.exec(
+        select(Task.created_at, Task.assigned_at, Task.started_at, Task.finished_at).where(where)
+    )).all()
+    waits = [w for c, a, _s, _f in rows if (w := _seconds(c, a)) is not None]
+    runs = [d for _c, a, s, f in rows if (d := _seconds(s or a, f)) is not None]
+    return waits, runs
+
+
+async def _counts(session: AsyncSession, column: Any, where: Any = True) -> dict[str, int]:
+    rows = (await session.exec(select(column, func.count()).where(where).group_by(column))).all()
+    return {str(k): int(n) for k, n in rows}
+
+
+@metrics_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+async def metrics(session: SessionDep) -> PlainTextResponse:
+    """Prometheus scrape endpoint (aggregates only: no titles, no users)."""
+    out = Exposition()
+    by_status = await _counts(session, Task.status)
+    out.family("taskbench_tasks", "gauge", "Tasks by status.",
+               [({"status": s.value}, by_status.get(s.value, 0)) for s in TaskStatus])
+    out.family("taskbench_queue_depth", "gauge", "Tasks waiting for an agent.",
+               [({}, by_status.get("pending", 0))])
+    waits, runs = await task_times(session, True)
+    out.histogram("taskbench_assignment_wait_seconds", "Submission to assignment.", waits)
+    out.histogram("taskbench_task_duration_seconds", "Start to finish of ended tasks.", runs)
+    llm = await llm_usage(session, True)
+    out.family("taskbench_llm_calls_total", "counter", "LLM calls by model.",
+               [({"model": r["model"]}, r["calls"]) for r in llm])
+    out.family("taskbench_llm_tokens_total", "counter", "LLM tokens by model and kind.",
+               [({"model": r["model"], "kind": k}, r[f"{k}_tokens"])
+                for r in llm for k in ("prompt", "completion")])
+    out.family("taskbench_llm_cost_usd_total", "counter", "LLM spend in USD by model.",
+               [({"model": r["model"]}, r["cost_usd"]) for r in llm])
+    tools = await tool_usage(session, True)
+    out.family("taskbench_tool_calls_total", "counter", "Tool calls by tool.",
+               [({"tool": r["tool"]}, r["calls"]) for r in tools])
+    out.family("taskbench_tool_refusals_total", "counter", "Refused tool calls by tool.",
+               [({"tool": r["tool"]}, r["refused"]) for r in tools])
+    emails = await _counts(session, OutboxMessage.status)
+    out.family("taskbench_emails", "gauge", "Outbox messages by status (sent, failed, …).",
+               [({"status": k}, v) for k, v in sorted(emails.items())])
+    await _workers(session, out)
+    return PlainTextResponse(out.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _workers(session: AsyncSession, out: Exposition) -> None:
+    now = utcnow()
+    workers = (await session.exec(select(WorkerNode))).all()
+    out.family("taskbench_worker_heartbeat_age_seconds", "gauge",
+               "Seconds since each worker's last heartbeat.",
+               [({"worker": w.id}, _seconds(w.heartbeat_at, now) or 0.0) for w in workers])
+    out.family("taskbench_worker_tasks_in_flight", "gauge", "Tasks each worker is running.",
+               [({"worker": w.id}, w.tasks_in_flight) for w in workers])
+    agents = await _counts(session, Agent.status)
+    out.family("taskbench_agents", "gauge", "Agents by status.",
+               [({"status": k}, v) for k, v in sorted(agents.items())])
+
+
+@router.get("")
+async def analytics(
+    session: SessionDep, user: CurrentUser,
+    since: Annotated[datetime | None, Query(description="tasks created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="tasks created before")] = None,
+) -> dict[str, Any]:
+    """Figures over tasks created in [since, until): yours, or everyone's for admins."""
+    where = _task_filter(None if user.is_admin else user.id, since, until)
+    waits, runs = await task_times(session, where)
+    by_status = await _counts(session, Task.status, where)
+    agents = (await session.exec(
+        select(Agent.name, func.count(), func.avg(Task.cost_usd), func.sum(Task.cost_usd))
+        .join(Task, col(Task.agent_id) == col(Agent.id)).where(where).group_by(Agent.name)
+    )).all()
+    return {
+        "range": {"since": since, "until": until},
+        "tasks": {"count": sum(by_status.values()), "by_status": by_status},
+        "assignment_wait_s": _avg(waits), "duration_s": _avg(runs),
+        "agents": [{"agent": n, "tasks": c, "avg_cost_usd": round(a or 0, 6),
+                    "cost_usd": round(s or 0, 6)} for n, c, a, s in agents],
+        "llm": await llm_usage(session, where),
+        "tools": await tool_usage(session, where),
+    }
+
+
+def _avg(values: list[float]) -> dict[str, float | int]:
+    ordered = sorted(values)
+    p50 = ordered[len(ordered) // 2] if ordered else 0.0
+    return {"count": len(values), "avg": round(sum(values) / len(values), 3) if values else 0.0,
+            "p50": round(p50, 3), "max": round(ordered[-1], 3) if ordered else 0.0}

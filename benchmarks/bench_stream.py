@@ -1,0 +1,190 @@
+"""Live-stream benchmark: `python -m benchmarks.bench_stream [--clients 1000] [--seconds 20]`.
+
+N SSE clients follow T tasks on a real uvicorn while a writer process appends events at
+--rate per minute; prints p50/p99 write→receipt latency, then GET /api/v1/tasks/{id} requests
+per second beside a bare FastAPI endpoint measured the same way in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ADMIN_KEY = "tb_admin_" + "b" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bare_app():  # uvicorn --factory target: the baseline endpoint
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/ping/{item_id}")
+    async def ping(item_id: int) -> dict:
+        return {"id": item_id, "status": "ok"}
+
+    return app
+
+
+async def prepare(tasks: int) -> list[int]:
+    from app.db import dispose_engines, session_scope
+    from app.migrate import upgrade
+    from app.config import get_settings
+    from app.models import Task
+    from app.security import ensure_admin_key, user_for_key
+
+    await asyncio.to_thread(upgrade, get_settings().db_url)
+    async with session_scope() as session:
+        await ensure_admin_key(session, ADMIN_KEY)
+    async with session_scope() as session:
+        user = await user_for_key(session, ADMIN_KEY)
+        rows = [Task(owner_id=user.id, title=f"bench {i}") for i in range(tasks)]
+        session.add_all(rows)
+        await session.flush()
+        ids = [r.id for r in rows]
+    await dispose_engines()
+    return ids
+
+
+def writer(task_ids: list[int], per_minute: int, seconds: float) -> None:
+    """Append events round-robin at the target rate, in small transactions every 50 ms."""
+    async def run() -> None:
+        from app.db import session_scope
+        from app.events import append_event, publish
+
+        per_tick = per_minute / 60 * 0.05
+        owed, i, end = 0.0, 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            tick = time.monotonic()
+            owed += per_tick
+            async with session_scope() as session:
+                events = []
+                while owed >= 1:
+                    tid = task_ids[i % len(task_ids)]
+                    events.append(await append_event(session, tid, "bench", {"t": time.time()}))
+                    owed, i = owed - 1, i + 1
+            publish(events)
+            await asyncio.sleep(max(0.0, 0.05 - (time.monotonic() - tick)))
+    asyncio.run(run())
+
+
+async def sse_client(port: int, task_id: int, latencies: list[float], stop: asyncio.Event,
+                     ready: list[int]) -> None:
+    reader, wr = await asyncio.open_connection("127.0.0.1", port)
+    wr.write((f"GET /api/v1/tasks/{task_id}/events HTTP/1.1\r\nHost: x\r\n"
+              f"Accept: text/event-stream\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n").encode())
+    await wr.drain()
+    ready.append(1)
+    while not stop.is_set():
+        try:
+            line = await asyncio.wait_for(reader.readline(), 1)
+        except TimeoutError:
+            continue
+        if not line:
+            break
+        if b'"t": ' in line and line.startswith(b"data: "):
+            sent = json.loads(line[6:])["data"]["t"]
+            latencies.append(time.time() - sent)
+    wr.close()
+
+
+async def hammer(url: str, seconds: float, concurrency: int = 16) -> float:
+    import httpx
+
+    done = 0
+    end = time.monotonic() + seconds
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        async def one() -> None:
+            nonlocal done
+            while time.monotonic() < end:
+                resp = await client.get(url)
+                assert resp.status_code == 200, resp.text
+                done += 1
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+    return done / seconds
+
+
+def serve(target: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *target, "--port", str(port),
+                             "--log-level", "warning", "--no-access-log"])
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{target} did not start")
+        time.sleep(0.1)
+
+
+async def main(args: argparse.Namespace) -> None:
+    task_ids = await prepare(args.tasks)
+    port, bare_port = free_port(), free_port()
+    api = serve(["app.main:create_app", "--factory"], port)
+    bare = serve(["benchmarks.bench_stream:bare_app", "--factory"], bare_port)
+    try:
+        latencies: list[float] = []
+        stop, ready = asyncio.Event(), []
+        clients = [asyncio.create_task(sse_client(port, task_ids[i % len(task_ids)], latencies,
+                                                  stop, ready)) for i in range(args.clients)]
+        while len(ready) < args.clients:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)
+        proc = multiprocessing.Process(target=writer, args=(task_ids, args.rate, args.seconds))
+        proc.start()
+        await asyncio.to_thread(proc.join)
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*clients, return_exceptions=True)
+        expected = args.rate / 60 * args.seconds * args.clients / args.tasks
+        report(latencies, expected, args)
+        print("GET /api/v1/tasks/{id}:", f"{await hammer(f'http://127.0.0.1:{port}/api/v1/tasks/{task_ids[0]}', 5):.0f} req/s")
+        print("bare FastAPI GET /ping/{id}:", f"{await hammer(f'http://127.0.0.1:{bare_port}/ping/1', 5):.0f} req/s")
+    finally:
+        for server in (api, bare):
+            server.terminate()
+            server.wait(10)
+
+
+def report(latencies: list[float], expected: float, args: argparse.Namespace) -> None:
+    if not latencies:
+        print("no events received")
+        return
+    ordered = sorted(latencies)
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    print(f"{args.clients} SSE clients, {args.tasks} tasks, {args.rate} events/min, "
+          f"{args.seconds:.0f} s")
+    print(f"deliveries {len(latencies)} (expected ~{expected:.0f}); "
+          f"latency p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, "
+          f"mean {statistics.fmean(ordered) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=10_000, help="events per minute")
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="tb-bench-"))
+    os.environ.update({"TASKBENCH_ENVIRONMENT": "test", "TASKBENCH_VAR_DIR": str(tmp),
+                       "TASKBENCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'tb.db'}",
+                       "TASKBENCH_ADMIN_API_KEY": ADMIN_KEY,
+                       "TASKBENCH_RATE_LIMIT_PER_MINUTE": "10000000",
+                       "TASKBENCH_WORKSPACES_DIR": str(tmp / "ws")})
+    asyncio.run(main(args))

@@ -1,0 +1,174 @@
+/* Taskbench dashboard: live timeline and scenario graph. No framework, no CDN.
+   Streams use fetch() on the SSE endpoint so every event type arrives (EventSource only
+   dispatches named events one listens for) and the token travels in a header, not the URL. */
+"use strict";
+
+const ENDED = new Set(["completed", "failed", "cancelled"]);
+
+function el(tag, attrs, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;  // never innerHTML: events are untrusted
+  return node;
+}
+
+async function freshToken(holder) {
+  const resp = await fetch("/session/token", {credentials: "same-origin"});
+  if (!resp.ok) { window.location = "/login"; return; }
+  holder.dataset.token = (await resp.json()).access_token;
+}
+
+async function api(holder, path) {
+  let resp = await fetch(path, {headers: {Authorization: "Bearer " + holder.dataset.token}});
+  if (resp.status === 401) {
+    await freshToken(holder);
+    resp = await fetch(path, {headers: {Authorization: "Bearer " + holder.dataset.token}});
+  }
+  return resp.ok ? resp.json() : null;
+}
+
+/* Follow /api/v1/tasks/{id}/events as SSE from `after`, calling onEvent once per event. */
+async function follow(holder, after, onEvent, onState) {
+  let last = after;
+  for (;;) {
+    try {
+      const resp = await fetch(`/api/v1/tasks/${holder.dataset.task}/events?after=${last}`, {
+        headers: {Accept: "text/event-stream", Authorization: "Bearer " + holder.dataset.token}});
+      if (resp.status === 401) { await freshToken(holder); continue; }
+      if (!resp.ok) { onState("error " + resp.status); return; }
+      onState("live");
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const data = frame.split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6));
+          const kind = (frame.match(/^event: (.*)$/m) || [])[1];
+          if (!data.length || kind === "overflow") continue;
+          const event = JSON.parse(data.join("\n"));
+          if (event.seq <= last) continue;
+          last = event.seq;
+          onEvent(event);
+        }
+      }
+    } catch (err) { /* network blip: reconnect below from the last seq seen */ }
+    onState("reconnecting…");
+    await new Promise(r => setTimeout(r, 1000));
+  }
+}
+
+function eventText(e) {
+  const d = e.data || {};
+  const text = d.summary || d.status || d.phase || d.tool || d.content || d.scene || "";
+  return String(text).slice(0, 200);
+}
+
+function taskPage(holder) {
+  const timeline = document.getElementById("timeline");
+  const status = document.getElementById("task-status");
+  const live = document.getElementById("live");
+  const refreshFiles = async () => {
+    const files = await api(holder, `/api/v1/tasks/${holder.dataset.task}/artifacts`);
+    const list = document.getElementById("files");
+    if (!files || !files.length) return;
+    list.replaceChildren(...files.map(f => {
+      const li = el("li");
+      li.append(el("a", {href: `/tasks/${holder.dataset.task}/files/${f.path}`}, f.path));
+      return li;
+    }));
+  };
+  follow(holder, Number(holder.dataset.lastSeq || 0), e => {
+    const li = el("li", {"data-seq": e.seq, class: "ev ev-" + e.type});
+    li.append(el("b", {}, String(e.seq)), " ", el("span", {class: "type"}, e.type), " ",
+              el("span", {class: "text"}, eventText(e)));
+    timeline.append(li);
+    if (e.type === "status" && e.data.status) {
+      status.textContent = e.data.status;
+      status.className = "status s-" + e.data.status;
+      if (ENDED.has(e.data.status)) {
+        const cancel = document.getElementById("cancel-form");
+        if (cancel) cancel.remove();
+        refreshFiles();
+      }
+    }
+  }, state => { live.textContent = state; });
+}
+
+/* Scenario page: the social graph as SVG, redrawn as interactions arrive. */
+function drawGraph(svg, graph) {
+  const nodes = graph.nodes || [];
+  const w = 600, h = 420, r = Math.min(w, h) / 2 - 50;
+  const pos = {};
+  nodes.forEach((n, i) => {
+    const a = (2 * Math.PI * i) / Math.max(nodes.length, 1) - Math.PI / 2;
+    pos[n.name] = [w / 2 + r * Math.cos(a), h / 2 + r * Math.sin(a)];
+  });
+  const ns = "http://www.w3.org/2000/svg";
+  const make = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const parts = [];
+  for (const e of graph.edges || []) {
+    if (!pos[e.a] || !pos[e.b]) continue;
+    const strength = Math.abs(Number(e.strength || 0));
+    const line = make("line", {x1: pos[e.a][0], y1: pos[e.a][1], x2: pos[e.b][0], y2: pos[e.b][1],
+      class: "edge " + (Number(e.strength || 0) < 0 ? "neg" : "pos"),
+      "stroke-width": (1 + 6 * Math.min(strength, 1)).toFixed(1), "data-a": e.a, "data-b": e.b});
+    line.append(make("title", {}, `${e.a} – ${e.b}: strength ${e.strength}, trust ${e.trust}`));
+    parts.push(line);
+  }
+  for (const n of nodes) {
+    const g = make("g", {class: "node", "data-name": n.name});
+    g.append(make("circle", {cx: pos[n.name][0], cy: pos[n.name][1], r: 10 + 20 * (n.centrality || 0)}));
+    g.append(make("text", {x: pos[n.name][0], y: pos[n.name][1] + 40, "text-anchor": "middle"}, n.name));
+    parts.push(g);
+  }
+  svg.replaceChildren(...parts);
+  svg.dataset.edges = String((graph.edges || []).length);
+}
+
+function scenarioPage(holder) {
+  const svg = document.getElementById("graph");
+  const slider = document.getElementById("turn");
+  const label = document.getElementById("turn-label");
+  const transcript = document.getElementById("transcript");
+  const base = `/api/v1/scenarios/runs/${holder.dataset.task}`;
+  let latest = true, pending = null;
+  const load = async () => {
+    const turn = latest ? "" : `?turn=${slider.value}`;
+    const graph = await api(holder, base + "/graph" + turn);
+    if (graph) {
+      drawGraph(svg, graph);
+      if (latest) { slider.max = graph.turn || 0; slider.value = graph.turn || 0; }
+      label.textContent = latest ? `latest (turn ${graph.turn})` : `turn ${slider.value}`;
+    }
+    const script = await api(holder, base + "/transcript");
+    if (script) {
+      transcript.replaceChildren(...(script.entries || []).map(x =>
+        el("li", {}, `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`)));
+    }
+  };
+  slider.addEventListener("input", () => { latest = Number(slider.value) >= Number(slider.max); load(); });
+  load();
+  follow(holder, 0, e => {
+    if (e.type === "status") document.getElementById("task-status").textContent = e.data.status;
+    if (!["interaction", "relationship", "graph", "narration", "turn", "status"].includes(e.type)) return;
+    clearTimeout(pending);
+    pending = setTimeout(load, 150);  // coalesce a burst of a turn's events into one redraw
+  }, () => {});
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const task = document.getElementById("task");
+  if (task) taskPage(task);
+  const scenario = document.getElementById("scenario");
+  if (scenario) scenarioPage(scenario);
+});

@@ -1,0 +1,80 @@
+"""Files at creation, the redelivery cap, workspace pruning, complexity estimates."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from app.complexity import estimate_complexity
+from app.db import session_scope
+from app.models import Task
+from app.sandbox.workspace import Workspace, prune_workspaces
+from tests.conftest import run_enqueued
+from tests.fakes.llm_server import finish, tool_call
+
+
+async def test_files_given_at_creation_reach_the_workspace(app_client, enqueued, llm):
+    # given a model that reads the uploaded file and copies it to output/
+    llm.script(tool_call("read_file", path="input/data.csv"),
+               tool_call("write_file", path="output/copy.csv", content="a,b"),
+               finish("d"), finish("b"), finish("t"))
+    # when the task and its file are submitted in one multipart request
+    resp = await app_client.post(
+        "/tasks/with-files",
+        data={"task": json.dumps({"title": "copy the csv", "complexity": 1})},
+        files={"files": ("data.csv", b"a,b\n1,2\n")})
+    assert resp.status_code == 201, resp.text
+    await run_enqueued(enqueued)
+    # then the agent read it from input/
+    read = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert read[0] == "a,b\n1,2\n"
+    task = (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+    assert task["status"] == "completed"
+
+
+async def test_bad_task_json_in_multipart_is_422_naming_the_field(app_client):
+    resp = await app_client.post(
+        "/tasks/with-files", data={"task": json.dumps({"title": "x", "complexity": 42})},
+        files={"files": ("a.txt", b"x")})
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "task", "complexity"]
+
+
+async def test_task_that_keeps_killing_its_worker_ends_failed(app_client, enqueued, llm):
+    # given a task already delivered (and lost) as often as allowed
+    resp = await app_client.post("/tasks", json={"title": "poison", "complexity": 1})
+    task_id = resp.json()["id"]
+    async with session_scope() as session:
+        await session.execute(update(Task).where(col(Task.id) == task_id).values(attempts=3))
+    # when it is delivered once more
+    await run_enqueued(enqueued)
+    # then it fails with the reason instead of running again, and frees its agent
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "failed"
+    assert "delivered 4 times" in task["error"]
+    assert llm.requests == []
+    agents = (await app_client.get("/agents")).json()["data"]
+    assert all(a["active_tasks"] == 0 for a in agents)
+
+
+def test_prune_removes_only_old_workspaces(tmp_path):
+    old = Workspace.for_task(tmp_path, "junior", 1)
+    new = Workspace.for_task(tmp_path, "junior", 2)
+    for ws in (old, new):
+        ws.create(title="t", description="d")
+    week_ago = time.time() - 8 * 86400
+    os.utime(old.root, (week_ago, week_ago))
+    removed = prune_workspaces(tmp_path, 7 * 86400)
+    assert removed == [old.root] and not old.root.exists() and new.root.exists()
+
+
+def test_complexity_estimate_grows_with_the_work_named():
+    assert estimate_complexity("fix typo", "") == 2
+    heavy = estimate_complexity(
+        "refactor", "migrate the API modules to the database, add pytest tests, research and "
+        "cite sources " + "word " * 200)
+    assert heavy >= 8
