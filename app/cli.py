@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.logging_setup import configure
+
+    configure(json_logs=get_settings().log_json)
     for noisy in ("weasyprint", "fontTools", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(args.fn(args) or 0)

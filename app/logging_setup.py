@@ -21,12 +21,12 @@ agent_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("agent", 
 @contextlib.contextmanager
 def bind(*, task_id: int | None = None, agent: str | None = None) -> Iterator[None]:
     """Tag every log line in this context (and tasks it spawns) with the task and agent."""
-    tokens = [task_id_var.set(task_id), agent_var.set(agent)]
+    task_token, agent_token = task_id_var.set(task_id), agent_var.set(agent)
     try:
         yield
     finally:
-        agent_var.reset(tokens[1])
-        task_id_var.reset(tokens[0])
+        agent_var.reset(agent_token)
+        task_id_var.reset(task_token)
 
 
 class ContextFilter(logging.Filter):

@@ -11,10 +11,21 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import agents, artifacts, auth, health, stream, tasks
-from app.config import get_settings
+from app.api import (
+    agent_protocol,
+    agents,
+    artifacts,
+    auth,
+    dashboard,
+    health,
+    metrics,
+    stream,
+    tasks,
+)
+from app.config import TEMPLATES_DIR, get_settings
 from app.db import dispose_engines, session_scope
 from app.security import ensure_admin_key
 from app.seed import seed_agents
@@ -113,9 +124,14 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     for extra in _optional_routers():
         api.include_router(extra)
     api.include_router(auth.router)
+    api.include_router(metrics.router)
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(stream.ws_router)
+    app.include_router(agent_protocol.router)
+    app.include_router(metrics.metrics_router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(Exception)

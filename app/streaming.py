@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TASK_CHANNEL = "taskbench:task:"
 STATUS_CHANNEL = "taskbench:status"
 LOG_BATCH = 500
+JSON_KEY = "_json"  # cache of the serialised event, shared by every follower
 
 
 @dataclass
@@ -47,6 +48,15 @@ def payload(event: TaskEvent) -> dict[str, Any]:
     """An event as clients see it (the shape of EventPublic)."""
     return {"task_id": event.task_id, "seq": event.seq, "type": event.type,
             "data": event.data, "created_at": event.created_at.isoformat()}
+
+
+def encoded(event: dict[str, Any]) -> str:
+    """The event as JSON, serialised once however many clients follow it."""
+    cached = event.get(JSON_KEY)
+    if cached is None:
+        cached = json.dumps({k: v for k, v in event.items() if k != JSON_KEY}, default=str)
+        event[JSON_KEY] = cached
+    return cached
 
 
 class Subscription:
@@ -200,7 +210,7 @@ def _redis_publish(url: str, data: dict[str, Any]) -> None:
     client = _redis_clients.get(url)
     if client is None:
         client = _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2)
-    raw = json.dumps(data, default=str)
+    raw = encoded(data)
     client.publish(f"{TASK_CHANNEL}{data['task_id']}", raw)
     if data["type"] == "status":
         client.publish(STATUS_CHANNEL, raw)
@@ -215,7 +225,9 @@ async def read_log(task_id: int, after: int, limit: int = LOG_BATCH) -> list[dic
     return [payload(r) for r in rows]
 
 
-async def follow(task_id: int, *, after: int = 0, idle_s: float = 15.0) -> AsyncIterator[Item]:
+async def follow(
+    task_id: int, *, after: int = 0, idle_s: float = 15.0
+) -> AsyncGenerator[Item, None]:
     """Every event of a task after `after`, in order and once each, then live ones forever."""
     hub = get_hub()
     sub = await hub.subscribe(task_id)
@@ -242,12 +254,15 @@ async def follow(task_id: int, *, after: int = 0, idle_s: float = 15.0) -> Async
 async def _next_live(sub: Subscription, last: int, idle_s: float) -> Item | None:
     """The next live item after `last`; None on a gap, so the caller re-reads the log."""
     while True:
-        try:
-            event = await asyncio.wait_for(sub.queue.get(), timeout=idle_s)
-        except TimeoutError:
-            return Item("ping")
-        if sub.overflowed:
+        if sub.overflowed and sub.queue.empty():
             return Item("overflow", {"resume_from": last})
+        try:  # the fast path under load skips wait_for's timer
+            event = sub.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), timeout=idle_s)
+            except TimeoutError:
+                return Item("ping")
         if event["seq"] <= last:
             continue
         if event["seq"] > last + 1:

@@ -42,9 +42,9 @@ def bare_app():  # uvicorn --factory target: the baseline endpoint
 
 
 async def prepare(tasks: int) -> list[int]:
+    from app.config import get_settings
     from app.db import dispose_engines, session_scope
     from app.migrate import upgrade
-    from app.config import get_settings
     from app.models import Task
     from app.security import ensure_admin_key, user_for_key
 
@@ -153,8 +153,10 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.gather(*clients, return_exceptions=True)
         expected = args.rate / 60 * args.seconds * args.clients / args.tasks
         report(latencies, expected, args)
-        print("GET /api/v1/tasks/{id}:", f"{await hammer(f'http://127.0.0.1:{port}/api/v1/tasks/{task_ids[0]}', 5):.0f} req/s")
-        print("bare FastAPI GET /ping/{id}:", f"{await hammer(f'http://127.0.0.1:{bare_port}/ping/1', 5):.0f} req/s")
+        task_rate = await hammer(f"http://127.0.0.1:{port}/api/v1/tasks/{task_ids[0]}", 5)
+        bare_rate = await hammer(f"http://127.0.0.1:{bare_port}/ping/1", 5)
+        print(f"GET /api/v1/tasks/{{id}}: {task_rate:.0f} req/s; "
+              f"bare FastAPI GET /ping/{{id}}: {bare_rate:.0f} req/s (same client, same run)")
     finally:
         for server in (api, bare):
             server.terminate()

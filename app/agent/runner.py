@@ -31,6 +31,7 @@ from app.config import Settings, get_settings
 from app.db import session_scope
 from app.events import publish
 from app.lifecycle import close_task
+from app.logging_setup import bind
 from app.models import Agent, Task, TaskStatus, utcnow
 from app.queue import enqueue
 from app.sandbox.venv import create_venv
@@ -202,8 +203,9 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
                       error=f"delivered {attempt} times; the task keeps killing its worker")
             return "failed"
         ctx = await _context(task_id, owner, settings)
-        await _prepare(ctx, attempt)
-        await _execute(ctx, settings)
+        with bind(task_id=task_id, agent=ctx.agent.name):
+            await _prepare(ctx, attempt)
+            await _execute(ctx, settings)
     except Exception as exc:
         log.exception("task %s crashed", task_id)
         await end(task_id, TaskStatus.failed, error=f"internal error: {type(exc).__name__}")

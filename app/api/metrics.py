@@ -63,7 +63,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def _task_filter(owner_id: int | None, since: datetime | None, until: datetime | None) -> Any:
-    terms = [col(Task.id).is_not(None)]
+    terms: list[Any] = [col(Task.id).is_not(None)]
     if owner_id is not None:
         terms.append(col(Task.owner_id) == owner_id)
     if since is not None:
@@ -76,7 +76,7 @@ def _task_filter(owner_id: int | None, since: datetime | None, until: datetime |
 async def llm_usage(session: AsyncSession, where: Any) -> list[dict[str, Any]]:
     model = DATA["model"].as_string()
     rows = (await session.exec(
-        select(model, func.count(), func.sum(DATA["prompt_tokens"].as_integer()),
+        select(model, func.count(), func.sum(DATA["prompt_tokens"].as_integer()),  # type: ignore[call-overload]
                func.sum(DATA["completion_tokens"].as_integer()),
                func.sum(DATA["cost_usd"].as_float()))
         .join(Task, col(Task.id) == col(TaskEvent.task_id))

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.deps import SessionDep, bearer, key_or_token_user, owned_task
 from app.db import session_factory
 from app.models import User
-from app.streaming import Item, follow, follow_status
+from app.streaming import Item, encoded, follow, follow_status
 from app.tokens import looks_like_token
 
 ws_router = APIRouter(tags=["stream"])
@@ -66,7 +66,7 @@ def _sse(item: Item) -> str:
     if item.kind == "overflow":
         return f"event: overflow\ndata: {json.dumps(item.data)}\n\n"
     event = item.data
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {encoded(event)}\n\n"
 
 
 async def sse_response(
@@ -116,10 +116,10 @@ async def _pump(websocket: WebSocket, items: AsyncIterator[Item]) -> None:
     await websocket.accept()
     try:
         async for item in items:
-            body = dict(item.data) if item.kind == "overflow" else {}
             if item.kind == "event":
-                body = {"event": item.data}
-            await websocket.send_json({"type": item.kind, **body})
+                await websocket.send_text('{"type":"event","event":' + encoded(item.data) + "}")
+            else:
+                await websocket.send_json({"type": item.kind, **item.data})
             if item.kind == "overflow":
                 await websocket.close(code=1013, reason="fell behind; reconnect with ?after=")
                 return

@@ -52,6 +52,11 @@ async def sse_events(client: httpx.AsyncClient, url: str, *, until: Any, headers
     return got
 
 
+async def new_task(client: httpx.AsyncClient) -> int:
+    made = await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})
+    return int(made.json()["id"])
+
+
 def is_done(event: dict[str, Any]) -> bool:
     return event["type"] == "status" and event["data"]["status"] in {"completed", "failed"}
 
@@ -65,7 +70,7 @@ async def test_sse_client_connected_before_start_gets_every_event_in_order(serve
     # given a task and an SSE client that connects before the worker starts it
     script_three_phases(llm)
     async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=30) as client:
-        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        task_id = await new_task(client)
         follower = asyncio.create_task(
             sse_events(client, f"/api/v1/tasks/{task_id}/events", until=is_done))
         await asyncio.sleep(0.3)
@@ -81,13 +86,16 @@ async def test_sse_client_connected_before_start_gets_every_event_in_order(serve
 
 async def test_sse_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(
         server, enqueued, llm):
-    # given a finished task and a client that read its first three events, then dropped
+    # given a client that reads four events of a running task, then drops
     script_three_phases(llm)
     async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=30) as client:
-        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        task_id = await new_task(client)
         url = f"/api/v1/tasks/{task_id}/events"
-        first = await sse_events(client, url, until=lambda e: False, stop_after=3)
+        dropping = asyncio.create_task(sse_events(client, url, until=is_done, stop_after=4))
+        await asyncio.sleep(0.3)
         await run_enqueued(enqueued)
+        first = await asyncio.wait_for(dropping, 20)
+        assert len(first) == 4
         # when it reconnects with Last-Event-ID
         rest = await asyncio.wait_for(sse_events(
             client, url, until=is_done, headers={"Last-Event-ID": str(first[-1]["seq"])}), 20)
@@ -100,11 +108,12 @@ async def test_sse_reconnect_with_last_event_id_misses_nothing_and_repeats_nothi
 async def test_other_users_stream_is_404_sse_and_ws(server, enqueued):
     other = await new_user_key("other@example.com")
     async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
-        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        task_id = await new_task(client)
         sse = await client.get(f"/api/v1/tasks/{task_id}/events",
                                headers={"Accept": "text/event-stream", **auth(other)})
         assert sse.status_code == 404
-        token = (await client.post("/api/v1/auth/token", headers=auth(other))).json()["access_token"]
+        minted = await client.post("/api/v1/auth/token", headers=auth(other))
+        token = minted.json()["access_token"]
     ws_url = server.replace("http", "ws")
     with pytest.raises(InvalidStatus) as denied:
         async with connect(f"{ws_url}/ws/tasks/{task_id}?token={token}"):
@@ -122,9 +131,10 @@ async def test_websocket_with_token_streams_task_and_global_status(server, enque
     ws_url = server.replace("http", "ws")
     async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
         minted = (await client.post("/api/v1/auth/token")).json()
-        task_id = (await client.post("/api/v1/tasks", json={"title": "t", "complexity": 1})).json()["id"]
+        task_id = await new_task(client)
         # the token also works as a Bearer credential
-        as_bearer = await client.get(f"/api/v1/tasks/{task_id}", headers=auth(minted["access_token"]))
+        as_bearer = await client.get(f"/api/v1/tasks/{task_id}",
+                                     headers=auth(minted["access_token"]))
         assert as_bearer.status_code == 200
     token = minted["access_token"]
     assert minted["expires_in"] == 900
@@ -174,11 +184,12 @@ async def test_slow_client_gets_overflow_with_resume_point(db, monkeypatch):
     for seq in range(1, 6):
         hub.deliver({"task_id": 999, "seq": seq, "type": "x", "data": {}, "created_at": ""})
     items = [await pending]
-    items += [await stream.__anext__() for _ in range(1)]
-    await stream.aclose()
+    items += [await stream.__anext__() for _ in range(3)]
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
     # then it got what fitted, and an overflow telling it to resume from its last seq
-    assert items[0].kind == "event" and items[0].data["seq"] == 1
-    assert items[1].kind == "overflow" and items[1].data == {"resume_from": 1}
+    assert [i.data["seq"] for i in items[:3]] == [1, 2, 3]
+    assert items[3].kind == "overflow" and items[3].data == {"resume_from": 3}
 
 
 def test_placeholder_secret_is_refused_outside_development():

@@ -1,0 +1,135 @@
+"""The Agent Protocol face, driven by the published `agent-protocol-client` (not ours).
+
+That client pins pydantic 1, which Taskbench cannot share a process with, so it lives in its
+own venv (built once under ~/.cache from PyPI) and runs as a subprocess against a live server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import auth, new_user_key, run_enqueued
+from tests.fakes.llm_server import finish, tool_call
+from tests.live_server import live_server
+
+ADMIN_KEY = "tb_admin_" + "a" * 32
+VENV = Path.home() / ".cache" / "taskbench" / "ap-client-venv"
+
+PRELUDE = textwrap.dedent("""
+    import asyncio, json, sys
+    from agent_protocol_client import AgentApi, ApiClient, Configuration, TaskRequestBody
+    from agent_protocol_client.models import StepRequestBody
+
+    async def main(url, key, task_id):
+        async with ApiClient(Configuration(host=url)) as client:
+            client.set_default_header("Authorization", "Bearer " + key)
+            api = AgentApi(client)
+            out = await run(api, task_id)
+        print(json.dumps(out))
+""")
+
+CREATE = PRELUDE + textwrap.dedent("""
+    async def run(api, _):
+        task = await api.create_agent_task(task_request_body=TaskRequestBody(
+            input="Write a greeting file", additional_input={"complexity": 1}))
+        import os, tempfile
+        path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        with open(path, "w") as fh:
+            fh.write("be polite")
+        art = await api.upload_agent_task_artifacts(task_id=task.task_id, file=path)
+        step = await api.execute_agent_task_step(
+            task_id=task.task_id, step_request_body=StepRequestBody(input="please be brief"))
+        return {"task_id": task.task_id, "upload": art.file_name, "step": step.name,
+                "step_input": step.input}
+    asyncio.run(main(*sys.argv[1:3], None))
+""")
+
+FOLLOW = PRELUDE + textwrap.dedent("""
+    async def run(api, task_id):
+        names = []
+        while True:
+            step = await api.execute_agent_task_step(
+                task_id=task_id, step_request_body=StepRequestBody(additional_input={"wait_s": 0}))
+            if step.is_last:
+                break
+        steps = await api.list_agent_task_steps(task_id=task_id, page_size=100)
+        arts = await api.list_agent_task_artifacts(task_id=task_id)
+        made = [a for a in arts.artifacts if a.agent_created]
+        body = await api.download_agent_task_artifact(task_id=task_id,
+                                                      artifact_id=made[0].artifact_id)
+        task = await api.get_agent_task(task_id=task_id)
+        return {"steps": [s.name for s in steps.steps], "last": step.name,
+                "artifacts": sorted(a.relative_path for a in arts.artifacts),
+                "body": bytes(body).decode(), "status": task.additional_input["status"]}
+    asyncio.run(main(*sys.argv[1:4]))
+""")
+
+
+@pytest.fixture(scope="session")
+def ap_python() -> str:
+    """The venv's python with agent-protocol-client; skipped when PyPI is out of reach."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    probe = subprocess.run([str(python), "-c", "import agent_protocol_client"], check=False)
+    if probe.returncode != 0:
+        got = subprocess.run([str(python), "-m", "pip", "install", "-q",
+                              "agent-protocol-client>=1.1,<2"], check=False)
+        if got.returncode != 0:
+            pytest.skip("agent-protocol-client could not be installed")
+    return str(python)
+
+
+async def client_run(python: str, script: str, *args: str) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        python, "-c", script, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_agent_protocol_client_drives_a_whole_task(ap_python, db, enqueued, llm):
+    # given a live server and a model that writes an output file
+    llm.script(tool_call("write_file", path="output/greeting.txt", content="hello there"),
+               finish("planned"), finish("built"), finish("tested"))
+    with live_server() as url:
+        # when the published client creates a task, uploads an input and sends a step
+        created = await client_run(ap_python, CREATE, url, ADMIN_KEY)
+        assert created == {"task_id": created["task_id"], "upload": "notes.txt",
+                           "step": "message", "step_input": "please be brief"}
+        await run_enqueued(enqueued)
+        # and then follows it step by step to the end, lists artifacts and downloads one
+        done = await client_run(ap_python, FOLLOW, url, ADMIN_KEY, created["task_id"])
+    # then it saw the run as steps, the files on both sides, and the file's content
+    assert done["status"] == "completed" and done["last"] == done["steps"][-1]
+    assert "status" in done["steps"]
+    assert "message" in done["steps"] and "phase" in done["steps"]
+    assert done["artifacts"] == ["greeting.txt", "notes.txt"]
+    assert done["body"] == "hello there"
+
+
+async def test_agent_protocol_is_authenticated_and_owner_scoped(app_client):
+    base = str(app_client.base_url).replace("/api/v1", "")
+    async with httpx.AsyncClient(transport=app_client._transport, base_url=base) as raw:
+        assert (await raw.get("/ap/v1/agent/tasks")).status_code == 401
+        made = await raw.post("/ap/v1/agent/tasks", json={"input": "hi"}, headers=auth(ADMIN_KEY))
+        assert made.status_code == 200 and made.json()["input"] == "hi"
+        task_id = made.json()["task_id"]
+        other = auth(await new_user_key("other@example.com"))
+        assert (await raw.get(f"/ap/v1/agent/tasks/{task_id}", headers=other)).status_code == 404
+        listed = await raw.get("/ap/v1/agent/tasks", headers=other)
+        assert listed.json()["pagination"]["total_items"] == 0
+        bad = await raw.get(f"/ap/v1/agent/tasks/{task_id}/artifacts/Li4vLi4vZXRjL3Bhc3N3ZA",
+                            headers=auth(ADMIN_KEY))  # "../../etc/passwd"
+        assert bad.status_code == 404
+        refused = await raw.post("/ap/v1/agent/tasks", headers=auth(ADMIN_KEY),
+                                 json={"input": "x", "additional_input": {"complexity": 99}})
+        assert refused.status_code == 422
