@@ -50,7 +50,7 @@ async def append_event(
         update(Task)
         .where(col(Task.id) == task_id)
         .values(last_seq=Task.last_seq + 1, updated_at=utcnow())
-        .returning(Task.last_seq)
+        .returning(col(Task.last_seq))
     )
     seq = result.scalar_one()
     event = TaskEvent(task_id=task_id, seq=seq, type=type, data=_fit(data or {}))

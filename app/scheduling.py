@@ -54,7 +54,7 @@ async def _claim_agent(session: AsyncSession, agent_id: int) -> bool:
             active_tasks=Agent.active_tasks + 1,
             last_active=utcnow(),
             status=case(
-                (Agent.active_tasks + 1 >= Agent.max_concurrent, AgentStatus.busy.value),
+                (col(Agent.active_tasks) + 1 >= col(Agent.max_concurrent), AgentStatus.busy.value),
                 else_=AgentStatus.available.value,
             ),
         )
@@ -67,7 +67,7 @@ async def _unclaim_agent(session: AsyncSession, agent_id: int) -> None:
         update(Agent)
         .where(col(Agent.id) == agent_id)
         .values(
-            active_tasks=case((Agent.active_tasks > 0, Agent.active_tasks - 1), else_=0),
+            active_tasks=case((col(Agent.active_tasks) > 0, col(Agent.active_tasks) - 1), else_=0),
             status=case(
                 (col(Agent.status) == AgentStatus.busy.value, AgentStatus.available.value),
                 else_=Agent.status,
@@ -139,7 +139,7 @@ async def release_slot(session: AsyncSession, task_id: int) -> bool:
         update(Task)
         .where(col(Task.id) == task_id, col(Task.slot_held).is_(True))
         .values(slot_held=False)
-        .returning(Task.agent_id)
+        .returning(col(Task.agent_id))
     )
     agent_id = result.scalar_one_or_none()
     if agent_id is None:

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -53,7 +52,7 @@ def client_for(settings: Settings) -> AsyncOpenAI:
         _clients[key] = AsyncOpenAI(
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key or "not-set",
-            timeout=httpx.Timeout(settings.llm_timeout_s, connect=10.0),
+            timeout=settings.llm_timeout_s,
             max_retries=0,
         )
     return _clients[key]

@@ -78,7 +78,7 @@ async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | N
             .values(lease_owner=owner, attempts=Task.attempts + 1,
                     lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
                     started_at=func.coalesce(Task.started_at, now))
-            .returning(Task.attempts)
+            .returning(col(Task.attempts))
         )
         return result.scalar_one_or_none()
 
@@ -100,7 +100,7 @@ async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
                 update(Task)
                 .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
                 .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
-                .returning(Task.status)
+                .returning(col(Task.status))
             )
             status = result.scalar_one_or_none()
         if status is None:

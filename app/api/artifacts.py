@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
-from pydantic import ValidationError
 from fastapi.responses import FileResponse
+from pydantic import ValidationError
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.tasks import to_public
 from app.config import get_settings
 from app.db import session_scope
 from app.events import append_event, publish
-from app.api.tasks import to_public
 from app.lifecycle import close_task
 from app.models import TERMINAL, Agent, Task, TaskCreate, TaskPublic, TaskStatus
-from app.submission import SubmissionError, submit_task
 from app.queue import enqueue
 from app.sandbox.workspace import PathRefused, Workspace
+from app.submission import SubmissionError, submit_task
 
 router = APIRouter(prefix="/tasks", tags=["artifacts"])
 UPLOAD_SUFFIXES = {

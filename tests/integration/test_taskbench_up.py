@@ -56,7 +56,8 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail("taskbench up did not become healthy:\n" + (tmp_path / "up.log").read_text())
+            log_text = (tmp_path / "up.log").read_text()
+            pytest.fail(f"taskbench up did not become healthy:\n{log_text}")
         # when a task is submitted with the CLI and followed to the end
         done = subprocess.run(
             [sys.executable, "-m", "app.cli", "submit", "hello", "--complexity", "1",
