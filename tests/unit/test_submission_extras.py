@@ -78,3 +78,26 @@ def test_complexity_estimate_grows_with_the_work_named():
         "refactor", "migrate the API modules to the database, add pytest tests, research and "
         "cite sources " + "word " * 200)
     assert heavy >= 8
+
+
+async def test_task_from_github_issue_url_takes_its_title_and_body(
+    app_client, enqueued, tmp_path, monkeypatch
+):
+    from app.config import reset_settings
+    from tests.fakes.github_server import FakeGitHub
+
+    with FakeGitHub(tmp_path / "remote") as fake:
+        monkeypatch.setenv("TASKBENCH_GITHUB_TOKEN", "tbtest-issue-token-123456")
+        monkeypatch.setenv("TASKBENCH_GITHUB_API_URL", fake.url)
+        reset_settings()
+        url = fake.add_issue(7, "Fix the flaky widget", "It fails on Tuesdays.")
+        # when a task names only the issue
+        resp = await app_client.post("/tasks", json={"complexity": 1, "github": {"issue": url}})
+        # then the issue's title and body become the task
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["title"] == "Fix the flaky widget"
+        assert resp.json()["description"] == "It fails on Tuesdays."
+        bad = await app_client.post("/tasks", json={
+            "complexity": 1, "github": {"issue": "https://example.com/not/an/issue"}})
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["loc"] == ["body", "github", "issue"]
