@@ -140,14 +140,23 @@ class RunContext:
         )
 
     async def call_tool(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
-        """Dispatch one tool call and record it as a `tool_call` event."""
+        """Dispatch one tool call; record it as a `tool_call` event and add its resource use
+        (duration, CPU seconds, peak memory, refusals) to the task's totals, in one transaction."""
         result = await dispatch(self.tool_context(), name, arguments, self.agent.allowed_tools)
         args = arguments if isinstance(arguments, dict) else redact(str(arguments))[:4000]
-        await self.emit("tool_call", {
-            "tool": name, "args": redact_obj(args), "ok": result.ok, "refused": result.refused,
-            "duration_ms": round(result.duration_ms, 2), "output": result.output[:4000],
-            "data": result.data,
-        })
+        async with session_scope() as session:
+            event = await append_event(session, self.task_id, "tool_call", {
+                "tool": name, "args": redact_obj(args), "ok": result.ok,
+                "refused": result.refused, "duration_ms": round(result.duration_ms, 2),
+                "output": result.output[:4000], "data": result.data,
+            })
+            task = await session.get(Task, self.task_id, with_for_update=True)
+            if task is not None:
+                await session.refresh(task, ["usage"])
+                usage = add_resources(dict(task.usage or {}), result)
+                await session.execute(
+                    update(Task).where(col(Task.id) == self.task_id).values(usage=usage))
+        publish([event])
         return result
 
     # -- the inbox and checkpoints -----------------------------------------------------------
@@ -186,3 +195,17 @@ class RunContext:
 
 
 _TERMINAL = ("completed", "failed", "cancelled")
+
+
+def add_resources(usage: dict[str, Any], result: Dispatched) -> dict[str, Any]:
+    """The task's resource totals with one more tool call added."""
+    data = result.data or {}
+    usage["tool_calls"] = int(usage.get("tool_calls", 0)) + 1
+    usage["tool_refusals"] = int(usage.get("tool_refusals", 0)) + int(result.refused)
+    usage["tool_seconds"] = round(float(usage.get("tool_seconds", 0.0))
+                                  + result.duration_ms / 1000, 4)
+    if isinstance(data.get("cpu_s"), int | float):
+        usage["cpu_s"] = round(float(usage.get("cpu_s", 0.0)) + data["cpu_s"], 4)
+    if isinstance(data.get("peak_rss_kb"), int | float):
+        usage["peak_rss_kb"] = max(int(usage.get("peak_rss_kb", 0)), int(data["peak_rss_kb"]))
+    return usage

@@ -101,3 +101,26 @@ async def test_task_from_github_issue_url_takes_its_title_and_body(
             "complexity": 1, "github": {"issue": "https://example.com/not/an/issue"}})
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"] == ["body", "github", "issue"]
+
+
+async def test_tool_resource_use_is_summed_on_the_task(app_client, enqueued, llm):
+    # given a model that runs two commands in the jail and makes one refused call
+    llm.script(tool_call("run_command", command="ls"),
+               tool_call("run_command", command="python -c 'print(sum(range(10**6)))'"),
+               tool_call("run_command", command="curl http://example.com"),
+               finish("d"), finish("b"), finish("t"))
+    resp = await app_client.post("/tasks", json={"title": "run", "complexity": 1})
+    await run_enqueued(enqueued)
+    # then the task shows the totals of what its tools used
+    task = (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+    res = task["resources"]
+    assert res["tool_calls"] == 3 and res["tool_refusals"] == 1
+    assert res["cpu_s"] > 0 and res["peak_rss_kb"] > 0 and res["tool_seconds"] > 0
+    # and so does its report
+    import io
+
+    from pypdf import PdfReader
+
+    pdf = await app_client.get(f"/tasks/{task['id']}/report.pdf")
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "3 calls (1 refused)" in " ".join(text.split())
