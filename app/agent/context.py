@@ -41,6 +41,7 @@ class RunContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     elapsed_before_s: float = 0.0
     services: dict[str, Any] = field(default_factory=dict)
+    borrowed_workspace: bool = False  # a subtask working in its parent's workspace
     # Set when the task is in a tree of delegated tasks: the root's budget covers them all.
     tree: TaskTree | None = None
 
@@ -142,7 +143,12 @@ class RunContext:
     async def call_tool(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
         """Dispatch one tool call; record it as a `tool_call` event and add its resource use
         (duration, CPU seconds, peak memory, refusals) to the task's totals, in one transaction."""
-        result = await dispatch(self.tool_context(), name, arguments, self.agent.allowed_tools)
+        if self.workspace.shared:
+            async with self.workspace.lock():
+                result = await dispatch(self.tool_context(), name, arguments,
+                                        self.agent.allowed_tools)
+        else:
+            result = await dispatch(self.tool_context(), name, arguments, self.agent.allowed_tools)
         args = arguments if isinstance(arguments, dict) else redact(str(arguments))[:4000]
         async with session_scope() as session:
             event = await append_event(session, self.task_id, "tool_call", {

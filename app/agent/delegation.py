@@ -32,7 +32,8 @@ from app.agent.budget import (
 )
 from app.agent.context import RunContext
 from app.db import session_factory, session_scope
-from app.models import TERMINAL, Task, TaskCreate, User
+from app.events import append_event, publish
+from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User
 from app.submission import SubmissionError, submit_task
 from app.tools.errors import ToolError
 
@@ -108,7 +109,8 @@ async def child_limits(ctx: RunContext) -> Limits:
 
 
 async def create_child(
-    ctx: RunContext, state: dict[str, Any], title: str, description: str, complexity: int
+    ctx: RunContext, state: dict[str, Any], title: str, description: str, complexity: int,
+    shared_workspace: bool = False,
 ) -> int:
     """Create a subtask of ctx's task; the loop pauses before its next step until all end."""
     config = ctx.agent.config or {}
@@ -127,7 +129,10 @@ async def create_child(
             priority=min(100, ctx.task.priority + 1),  # finish subtasks before new work
             budget={"max_steps": limits.max_steps, "max_tokens": limits.max_tokens,
                     "max_cost_usd": round(limits.max_cost_usd, 6), "timeout_s": limits.timeout_s},
+            inputs={SHARED_KEY: ctx.task_id} if shared_workspace else {},
         )
+        if shared_workspace:
+            ctx.workspace.mark_shared()
         # a read session: submit_task opens its own write transaction
         async with session_factory()() as session:
             owner = await session.get(User, ctx.task.owner_id)
@@ -140,7 +145,8 @@ async def create_child(
     children.append(child.id)
     state["awaiting_children"] = True
     await ctx.emit("delegated", {"child_id": child.id, "title": child.title,
-                                 "complexity": child.complexity, "budget": child.budget})
+                                 "complexity": child.complexity, "budget": child.budget,
+                                 "shared_workspace": shared_workspace})
     return child.id
 
 
@@ -190,4 +196,35 @@ def _copy_outputs(child: Task, dest: Path) -> list[str]:
     return copied
 
 
-__all__ = ["TaskTree", "attach_tree", "child_results", "create_child"]
+SHARED_KEY = "shared_workspace_of"
+
+
+def shared_workspace_of(task: Task) -> int | None:
+    """The parent whose workspace this child works in; honoured only for the task's own parent
+    (a submitter cannot point a task at someone else's workspace: parent_id is set by us)."""
+    wanted = ((task.spec or {}).get("inputs") or {}).get(SHARED_KEY)
+    return task.parent_id if wanted is not None and wanted == task.parent_id else None
+
+
+async def send_task_message(ctx: RunContext, task_id: int, content: str) -> str:
+    """Post a message to this task's parent or one of its children (the channel people use)."""
+    async with session_scope() as session:
+        target = await session.get(Task, task_id)
+        related = target is not None and (
+            target.id == ctx.task.parent_id or target.parent_id == ctx.task_id)
+        if target is None or not related:
+            raise ToolError(f"task {task_id} is neither this task's parent nor one of its"
+                            " subtasks")
+        if target.status in {s.value for s in TERMINAL}:
+            raise ToolError(f"task {task_id} has already ended ({target.status})")
+        message = TaskMessage(task_id=task_id, author=f"task:{ctx.task_id}", content=content)
+        session.add(message)
+        await session.flush()
+        event = await append_event(session, task_id, "message", {
+            "message_id": message.id, "author": message.author, "content": content[:2000]})
+    publish([event])
+    return f"message sent to task #{task_id}; it sees it on its next step"
+
+
+__all__ = ["TaskTree", "attach_tree", "child_results", "create_child", "send_task_message",
+           "shared_workspace_of"]

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from app.agent.context import RunContext
-from app.agent.delegation import attach_tree, child_results, create_child
+from app.agent.delegation import attach_tree, child_results, create_child, send_task_message
 from app.agent.inspector import review
 from app.agent.stuck import StuckDetector, current_model, models_for, respond
 from app.agent.waiting import pause, take_wait
@@ -145,8 +145,9 @@ async def work_phases(ctx: RunContext, messages: Messages, state: dict[str, Any]
         summaries[phase] = await run_phase(ctx, messages, state)
         done.append(phase)
         await ctx.save_checkpoint(messages, state)
-        ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                                   done=done)
+        if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
+            ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
+                                       done=done)
 
 
 async def run_agent(ctx: RunContext) -> str:
@@ -156,6 +157,7 @@ async def run_agent(ctx: RunContext) -> str:
     messages = list(checkpoint.messages) if checkpoint and checkpoint.messages else []
     messages = messages or initial_messages(ctx)
     ctx.services["delegate"] = partial(create_child, ctx, state)
+    ctx.services["message_task"] = partial(send_task_message, ctx)
     await attach_tree(ctx, state)
     await resume(ctx, messages, state)
     while True:
@@ -168,6 +170,7 @@ async def run_agent(ctx: RunContext) -> str:
         state["current"] = "build"
         await ctx.save_checkpoint(messages, state)
     summaries = state["summaries"]
-    ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                               done=[*WORK_PHASES, "review", "complete"])
+    if not ctx.borrowed_workspace:
+        ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
+                                   done=[*WORK_PHASES, "review", "complete"])
     return summaries.get("test") or summaries.get("build") or summaries.get("design") or ""

@@ -24,6 +24,7 @@ from sqlmodel import col
 from app import deliver
 from app.agent.budget import Limits, Spent, TreeBudgetExceeded
 from app.agent.context import RunContext
+from app.agent.delegation import shared_workspace_of
 from app.agent.errors import LeaseLost, RunStopped, TaskCancelled
 from app.agent.llm import LLMError
 from app.agent.waiting import RunPaused
@@ -119,9 +120,7 @@ async def _context(task_id: int, owner: str, settings: Settings) -> RunContext:
         assert task is not None and task.agent_id is not None
         agent = await session.get(Agent, task.agent_id)
         assert agent is not None
-        # a resumed task may run on another agent; it keeps the workspace it started in
-        workspace = (Workspace(Path(task.workspace)) if task.workspace
-                     else Workspace.for_task(settings.workspaces_dir, agent.name, task_id))
+        workspace, borrowed = await _workspace_for(session, task, agent, settings)
         task.workspace = str(workspace.root)
         session.add(task)
     elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
@@ -129,7 +128,22 @@ async def _context(task_id: int, owner: str, settings: Settings) -> RunContext:
                       limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
                       spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens,
                                   task.cost_usd),
-                      elapsed_before_s=max(0.0, elapsed))
+                      elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed)
+
+
+async def _workspace_for(
+    session: Any, task: Task, agent: Agent, settings: Settings
+) -> tuple[Workspace, bool]:
+    """The task's workspace, and whether it is its parent's (a shared-workspace subtask)."""
+    parent_id = shared_workspace_of(task)
+    if parent_id is not None:
+        parent = await session.get(Task, parent_id)
+        if parent is not None and parent.workspace:
+            return Workspace(Path(parent.workspace)), True
+    # a resumed task may run on another agent; it keeps the workspace it started in
+    if task.workspace:
+        return Workspace(Path(task.workspace)), False
+    return Workspace.for_task(settings.workspaces_dir, agent.name, task.id or 0), False
 
 
 def _take_uploads(ctx: RunContext) -> None:

@@ -6,10 +6,14 @@ and anything whose real path (symlinks followed) lands outside the workspace.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +94,29 @@ class Workspace:
         if must_exist and not real.exists():
             raise PathRefused(f"no such file in the workspace: {rel!r}")
         return real
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".taskbench.lock"
+
+    def mark_shared(self) -> None:
+        """Note that other tasks work here too: from now on tool calls take the lock."""
+        self.lock_file.touch(exist_ok=True)
+
+    @property
+    def shared(self) -> bool:
+        return self.lock_file.exists()
+
+    @asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Serialize tool calls of the tasks sharing this workspace (an flock on its lock file)."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def relative(self, path: Path) -> str:
         return str(Path(os.path.realpath(path)).relative_to(os.path.realpath(self.root)))

@@ -10,11 +10,12 @@
     ├── mail       send_email         (notify list / allowed domains, rate limited, outbox)
     ├── github     open_pull_request
     ├── delegate   delegate           (a subtask; the runner's `delegate` service creates it)
+    ├── messaging  message_task       (to the parent or a subtask, on the message channel)
     ├── ask        ask_user           (waiting_input until a person answers)
     └── finish     finish
 """
 
-from app.tools import (  # noqa: F401  (registration by import)  # noqa: F401  (registration by import)  # noqa: F401  (registration by import)
+from app.tools import (  # noqa: F401  (registration by import)
     ask,
     commands,
     delegate,
@@ -22,6 +23,7 @@ from app.tools import (  # noqa: F401  (registration by import)  # noqa: F401  (
     finish,
     github,
     mail,
+    messaging,
     packages,
     python,
     reports,

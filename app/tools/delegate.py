@@ -21,11 +21,19 @@ from app.tools.registry import ToolContext, ToolResult, tool
             "title": {"type": "string", "description": "A short title for the subtask"},
             "description": {"type": "string", "description": "Everything the subtask needs"},
             "complexity": {"type": "integer", "minimum": 1, "maximum": 10},
+            "shared_workspace": {
+                "type": "boolean",
+                "description": "Let the subtask work in this task's own workspace (tool calls"
+                " of all tasks sharing it are serialized); default: a workspace of its own",
+            },
         },
         "required": ["title", "description", "complexity"],
     },
 )
-async def delegate(ctx: ToolContext, title: str, description: str, complexity: int) -> ToolResult:
+async def delegate(
+    ctx: ToolContext, title: str, description: str, complexity: int,
+    shared_workspace: bool = False,
+) -> ToolResult:
     create = ctx.services.get("delegate")
     if create is None:
         raise ToolError("delegation is not available in this task")
@@ -33,7 +41,8 @@ async def delegate(ctx: ToolContext, title: str, description: str, complexity: i
         raise ToolError("complexity must be between 1 and 10")
     if not title.strip() or not description.strip():
         raise ToolError("a subtask needs a title and a description")
-    child_id = await create(title.strip()[:300], description.strip(), complexity)
+    child_id = await create(title.strip()[:300], description.strip(), complexity,
+                            bool(shared_workspace))
     return ToolResult(
         f"Subtask #{child_id} created. This task pauses after this reply until its subtasks"
         " end; their results will follow.",

@@ -106,3 +106,42 @@ async def test_cancelling_a_waiting_parent_cancels_its_children(app_client, enqu
     assert child["error"] == f"parent task {parent_id} ended cancelled"
     assert set(await run_enqueued(enqueued)) <= {"skipped"}
     assert (await agent_named(app_client, "engineer"))["active_tasks"] == 0
+
+
+async def test_shared_workspace_child_writes_where_the_parent_reads_and_they_talk(
+    app_client, enqueued, llm
+):
+    # given a parent that lets its subtask work in its own workspace
+    await _one_engineer_slot(app_client)
+    router = Router()
+    llm.responder = router
+    resp = await app_client.post("/tasks", json={"title": "parent", "complexity": 5,
+                                                 "budget": {"max_steps": 40}})
+    parent_id = resp.json()["id"]
+    router.script("parent", tool_call("delegate", title="child", description="Write the file.",
+                                      complexity=5, shared_workspace=True),
+                  tool_call("read_file", path="src/shared.txt"))
+    router.script("child", tool_call("write_file", path="src/shared.txt", content="from child"),
+                  tool_call("message_task", task_id=parent_id, content="see src/shared.txt"),
+                  tool_call("message_task", task_id=999_999, content="stranger"))
+    # when both run to the end
+    await run_enqueued(enqueued)
+    # then the child wrote into the parent's workspace, and the parent read it there
+    parent = (await app_client.get(f"/tasks/{parent_id}")).json()
+    assert parent["status"] == "completed", parent
+    [child_id] = parent["children"]
+    assert (_workspace(parent) / "src" / "shared.txt").read_text() == "from child"
+    parent_asks = requests_about(llm.requests, "parent")
+    tool_outputs = [m["content"] for r in parent_asks for m in r["messages"]
+                    if m["role"] == "tool"]
+    assert "from child" in tool_outputs
+    # and the child's message reached the parent on the channel people use, while a message
+    # to an unrelated task was refused
+    texts = [m["content"] for m in parent_asks[-1]["messages"] if m["role"] == "user"]
+    assert any(f"task:{child_id}" in t and "see src/shared.txt" in t for t in texts)
+    child_outputs = [m["content"] for r in requests_about(llm.requests, "child")
+                     for m in r["messages"] if m["role"] == "tool"]
+    assert any("neither this task's parent nor one of its subtasks" in o for o in child_outputs)
+    # the child kept out of the parent's README and did not get a workspace of its own
+    assert (_workspace(parent) / "README.md").read_text().startswith("# parent")
+    assert not (_workspace(parent).parent / str(child_id)).exists()
