@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -22,8 +21,10 @@ from app.api import (
     dashboard,
     health,
     metrics,
+    scenarios,
     stream,
     tasks,
+    templates,
 )
 from app.config import TEMPLATES_DIR, get_settings
 from app.db import dispose_engines, session_scope
@@ -119,12 +120,8 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, health):
+    for module in (tasks, artifacts, agents, health, scenarios, templates, auth, metrics):
         api.include_router(module.router)
-    for extra in _optional_routers():
-        api.include_router(extra)
-    api.include_router(auth.router)
-    api.include_router(metrics.router)
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(stream.ws_router)
@@ -141,14 +138,3 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
 
     return app
 
-
-def _optional_routers() -> list[Any]:
-    """Routers of capabilities that live in their own modules (scenarios, templates, …)."""
-    found = []
-    for name in ("app.api.scenarios", "app.api.templates"):
-        try:
-            module = __import__(name, fromlist=["router"])
-        except ImportError:
-            continue
-        found.append(module.router)
-    return found
