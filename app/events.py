@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -60,22 +60,29 @@ async def append_event(
 
 
 async def append_events(
-    session: AsyncSession, task_id: int, items: list[tuple[str, dict[str, Any]]]
+    session: AsyncSession, task_id: int, items: list[tuple[str, dict[str, Any]]],
+    *, task_values: dict[str, Any] | None = None,
 ) -> list[TaskEvent]:
-    """Add several events with one sequence bump and one flush (the caller commits)."""
-    if not items:
+    """Add several events with one sequence bump and one INSERT (the caller commits).
+
+    `task_values` are more columns of the task row to set in the same UPDATE (counters, usage),
+    so a step's record costs one statement for the task and one for its events."""
+    if not items and not task_values:
         return []
     result = await session.execute(
         update(Task)
         .where(col(Task.id) == task_id)
-        .values(last_seq=Task.last_seq + len(items), updated_at=utcnow())
+        .values(last_seq=Task.last_seq + len(items), updated_at=utcnow(), **(task_values or {}))
         .returning(col(Task.last_seq))
     )
     first = result.scalar_one() - len(items) + 1
     events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))
               for i, (type, data) in enumerate(items)]
-    session.add_all(events)
-    await session.flush()
+    if events:
+        # Core executemany: no ORM flush, no RETURNING of ids nobody reads
+        await session.execute(insert(TaskEvent), [
+            {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data,
+             "created_at": e.created_at} for e in events])
     return events
 
 

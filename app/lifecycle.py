@@ -49,9 +49,9 @@ async def close_task(
     if status is TaskStatus.completed:
         data["finished_by"] = row[2]
     events = [await append_event(session, task_id, "status", data)]
-    task = await session.get(Task, task_id)
+    # populate_existing: one SELECT that also refreshes a row the session already holds
+    task = await session.get(Task, task_id, populate_existing=True)
     if task is not None:
-        await session.refresh(task)
         deliver.enqueue_notifications(session, task)
     if status is not TaskStatus.completed:
         events += await _close_children(session, task_id, status)

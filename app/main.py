@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import tracing
 from app.api import (
     agent_protocol,
     agents,
@@ -31,6 +32,7 @@ from app.db import dispose_engines, session_scope
 from app.security import ensure_admin_key
 from app.seed import seed_agents
 from app.sweeper import sweep_once
+from app.tracing_asgi import TraceRequests
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -101,6 +103,7 @@ async def startup() -> None:
 def create_app(*, sweeper: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tracing.setup("taskbench-api")
         await startup()
         task = asyncio.create_task(_sweep_forever(get_settings().sweep_interval_s)) if sweeper \
             else None
@@ -112,6 +115,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await dispose_engines()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Taskbench",
@@ -130,6 +134,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(BodyLimit)
+    app.add_middleware(TraceRequests)  # outermost: a 413 is a traced request too
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
+from app import tracing
 from app.config import get_settings
 from app.db import session_scope
 from app.models import WorkerNode, utcnow
@@ -42,10 +43,11 @@ async def dedicated_agents() -> set[str]:
     return names
 
 
-def _send(task_id: int, queue: str, name: str = "run_task") -> None:
+def _send(task_id: int, queue: str, name: str = "run_task",
+          headers: dict[str, str] | None = None) -> None:
     from worker.celery_app import current_celery  # the one import of worker/ from app/
 
-    current_celery().send_task(name, args=[task_id], queue=queue)
+    current_celery().send_task(name, args=[task_id], queue=queue, headers=headers)
 
 
 async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> None:
@@ -54,9 +56,20 @@ async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_ta
     if not items:
         return
     dedicated = await dedicated_agents()
+    # The caller's trace (W3C traceparent) rides on the message; the worker continues it.
+    headers = tracing.inject() or None
     for task_id, agent_name in items:
         queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
-        if name == "run_task":
+        if name == "run_task" and headers is None:
             await asyncio.to_thread(_send, task_id, queue)
         else:
-            await asyncio.to_thread(_send, task_id, queue, name)
+            await asyncio.to_thread(_send, task_id, queue, name, headers)
+
+
+def send_task(name: str, args: list[int | str], queue: str, *,
+              expires: float | None = None) -> None:
+    """Send worker task `name` with plain arguments (ids, names), e.g. one scenario actor's
+    turn; blocking, so async code calls it in a thread, after the commit of what it reads."""
+    from worker.celery_app import current_celery  # as in _send: app/ reaches worker/ only here
+
+    current_celery().send_task(name, args=args, queue=queue, expires=expires)

@@ -8,7 +8,10 @@ server on loopback answering at once. Reported:
 1. engine overhead per actor turn beyond the LLM call (target ≤ 5 ms): the time of asking one
    actor and recording its move (prompt rendering, parsing, the `llm_call` usage record, the
    interaction and relationship events) minus the time spent inside the HTTP model call;
-2. the whole 10 × 20 run: wall time, model calls, events and events per second.
+2. the whole 10 × 20 run: wall time, model calls, events and events per second;
+3. the same run with `turn_order: simultaneous` (the actors' calls of a turn at once, their
+   moves written in one transaction), with the scripted model answering at once and after
+   LATENCY_S, beside the fixed order.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from typing import Any
 N_CHARACTERS = 10
 N_TURNS = 20
 TARGET_MS = 5.0
+LATENCY_S = 0.02
 
 
-def _scenario() -> dict[str, Any]:
+def _scenario(turn_order: str = "fixed") -> dict[str, Any]:
     names = [f"Person {i:02d}" for i in range(N_CHARACTERS)]
     return {
         "name": "bench", "title": "Benchmark town", "setting": "A square.", "turns": N_TURNS,
+        "turn_order": turn_order,
         "characters": [{"name": n, "traits": {"openness": 0.5}} for n in names],
         "analyst": {"enabled": True, "every_k_turns": 5},
     }
@@ -56,11 +61,15 @@ class Timers:
         self.llm_s = 0.0
         self.actor_steps: list[float] = []
 
-    def install(self) -> None:
+    def install(self) -> Any:
+        """Patch the model call and the actor step; returns the function that undoes it."""
         from app.agent import llm
         from app.agent.scenario import turn
 
         real_chat, real_move, real_apply = llm.chat, turn.actor_move, turn.apply_move
+
+        def restore() -> None:
+            llm.chat, turn.actor_move = real_chat, real_move  # type: ignore[assignment]
 
         async def chat(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -80,9 +89,10 @@ class Timers:
 
         llm.chat = chat  # type: ignore[assignment]
         turn.actor_move = actor_move  # type: ignore[assignment]
+        return restore
 
 
-async def _context(settings: Any) -> Any:
+async def _context(settings: Any, turn_order: str = "fixed") -> Any:
     from app.agent.budget import Limits
     from app.agent.context import RunContext
     from app.db import session_scope
@@ -95,7 +105,7 @@ async def _context(settings: Any) -> Any:
         session.add_all([user, agent])
         await session.flush()
         task = Task(owner_id=user.id, agent_id=agent.id, kind="scenario", title="bench",
-                    status="build", spec={"scenario": "bench", "definition": _scenario(),
+                    status="build", spec={"scenario": "bench", "definition": _scenario(turn_order),
                                           "seed": 1})
         session.add(task)
         await session.flush()
@@ -107,30 +117,66 @@ async def _context(settings: Any) -> Any:
                       worker_id="bench")
 
 
-async def _run(tmp: Path, url: str) -> dict[str, Any]:
+async def _wall(tmp: Path, url: str, turn_order: str) -> float:
+    """The whole run's wall time in seconds (nothing patched)."""
+    from app.agent.scenario import run_scenario
+
+    settings = await _settings(tmp, url)
+    ctx = await _context(settings, turn_order)
+    started = time.perf_counter()
+    await run_scenario(ctx)
+    wall = time.perf_counter() - started
+    await _close(settings)
+    return wall
+
+
+async def _close(settings: Any) -> None:
+    """Close this run's HTTP client and engines inside its own event loop."""
+    from app.agent import llm
+    from app.db import dispose_engines
+
+    await llm.client_for(settings).close()
+    llm.reset_clients()
+    await dispose_engines()
+
+
+async def _settings(tmp: Path, url: str) -> Any:
+    """Point the process at a fresh SQLite database under `tmp` and migrate it."""
+    from app.agent import llm
+    from app.config import reset_settings
+    from app.migrate import upgrade
+
+    llm.reset_clients()  # a cached client belongs to the previous run's event loop
+    tmp.mkdir(parents=True, exist_ok=True)
     os.environ.update({
         "TASKBENCH_VAR_DIR": str(tmp / "var"), "TASKBENCH_WORKSPACES_DIR": str(tmp / "ws"),
         "TASKBENCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
         "TASKBENCH_LLM_BASE_URL": url, "TASKBENCH_LLM_API_KEY": "bench-key-not-secret",
     })
-    from app.agent.scenario import run_scenario
-    from app.agent.scenario.replay import load_events
-    from app.config import reset_settings
-    from app.db import dispose_engines, session_scope
-    from app.migrate import upgrade
-
     settings = reset_settings()
     await asyncio.to_thread(upgrade, settings.db_url)
+    return settings
+
+
+async def _run(tmp: Path, url: str) -> dict[str, Any]:
+    from app.agent.scenario import run_scenario
+    from app.agent.scenario.replay import load_events
+    from app.db import session_scope
+
+    settings = await _settings(tmp, url)
     timers = Timers()
-    timers.install()
+    restore = timers.install()
     ctx = await _context(settings)
     started = time.perf_counter()
-    await run_scenario(ctx)
+    try:
+        await run_scenario(ctx)
+    finally:
+        restore()
     wall = time.perf_counter() - started
     async with session_scope() as session:
         events = len(await load_events(session, ctx.task_id))
     commit_ms = await _commit_ms(ctx)
-    await dispose_engines()
+    await _close(settings)
     steps_ms = [s * 1000 for s in timers.actor_steps]
     return {"wall_s": wall, "events": events, "llm_s": timers.llm_s, "calls": ctx.spent.steps,
             "actor_turns": len(steps_ms), "overhead_ms_mean": statistics.mean(steps_ms),
@@ -148,9 +194,19 @@ async def _commit_ms(ctx: Any, n: int = 50) -> float:
 def main() -> None:
     from tests.fakes.llm_server import ScriptedLLM
 
+    latency = {"s": 0.0}
+
+    def respond(request: dict[str, Any]) -> dict[str, Any]:
+        return {**_responder(request), "delay": latency["s"]}
+
+    walls: dict[tuple[str, float], float] = {}
     with tempfile.TemporaryDirectory() as tmp, ScriptedLLM() as llm:
-        llm.responder = _responder
-        r = asyncio.run(_run(Path(tmp), llm.url))
+        llm.responder = respond
+        r = asyncio.run(_run(Path(tmp) / "timed", llm.url))
+        for latency["s"] in (0.0, LATENCY_S):
+            for order in ("fixed", "simultaneous"):
+                where = Path(tmp) / f"{order}-{latency['s']}"
+                walls[order, latency["s"]] = asyncio.run(_wall(where, llm.url, order))
     verdict = "ok" if r["overhead_ms_mean"] <= TARGET_MS else "over target"
     print(f"scenario {N_CHARACTERS} characters × {N_TURNS} turns (scripted LLM, SQLite)")
     print(f"  engine overhead per actor turn   mean {r['overhead_ms_mean']:.2f} ms, "
@@ -163,6 +219,10 @@ def main() -> None:
           f"({r['llm_s'] / r['calls'] * 1000:.2f} ms per call on loopback)")
     print(f"  events                           {r['events']} "
           f"({r['events'] / r['wall_s']:.0f} events/s)")
+    for lat in (0.0, LATENCY_S):
+        fixed, simultaneous = walls["fixed", lat], walls["simultaneous", lat]
+        print(f"  whole run, model answers in {lat * 1000:2.0f} ms  fixed order {fixed:.2f} s, "
+              f"simultaneous {simultaneous:.2f} s ({fixed / simultaneous:.1f}×)")
 
 
 if __name__ == "__main__":

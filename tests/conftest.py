@@ -119,14 +119,19 @@ async def db(env: dict[str, str]) -> AsyncIterator[None]:
 
 
 class Enqueued(list):  # type: ignore[type-arg]
-    """(task id, queue) of runs the API enqueued; `deliveries` the deliver_task messages
-    (the broker is bypassed in in-process tests)."""
+    """(task id, queue) of runs the API enqueued; `deliveries` the deliver_task messages;
+    `headers` the message headers (trace context) by task id (the broker is bypassed in
+    in-process tests)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.deliveries: list[int] = []
+        self.headers: dict[int, dict[str, str]] = {}
 
-    def send(self, task_id: int, queue: str, name: str = "run_task") -> None:
+    def send(self, task_id: int, queue: str, name: str = "run_task",
+             headers: dict[str, str] | None = None) -> None:
+        if headers:
+            self.headers[task_id] = headers
         if name == "deliver_task":
             self.deliveries.append(task_id)
         else:
@@ -169,14 +174,21 @@ async def new_user_key(email: str, *, admin: bool = False) -> str:
 async def run_enqueued(enqueued: Enqueued) -> list[str]:
     """Run every enqueued task in this process, as a worker would, until none are left."""
     from app.agent.runner import deliver_task, run_task
+    from app.tracing import consumer_span
 
     results = []
+    headers = getattr(enqueued, "headers", {})
     while enqueued or getattr(enqueued, "deliveries", None):
         while enqueued:
             task_id, _queue = enqueued.pop(0)
-            results.append(await run_task(task_id, owner=f"test-{uuid.uuid4().hex[:6]}"))
+            # continued from the message's trace context, as worker/tasks.py does
+            with consumer_span("run_task", headers.get(task_id), {"taskbench.task_id": task_id}):
+                results.append(await run_task(task_id, owner=f"test-{uuid.uuid4().hex[:6]}"))
         while getattr(enqueued, "deliveries", None):
-            await deliver_task(enqueued.deliveries.pop(0))
+            task_id = enqueued.deliveries.pop(0)
+            with consumer_span("deliver_task", headers.get(task_id),
+                               {"taskbench.task_id": task_id}):
+                await deliver_task(task_id)
     return results
 
 

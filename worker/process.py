@@ -11,8 +11,14 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
+from app import tracing
 from app.agent import llm
 from app.config import get_settings
 from app.db import forget_engines
@@ -43,6 +49,13 @@ def _on_child_start(**_: Any) -> None:
     _loop = None
     forget_engines()
     llm.reset_clients()
+    # Here, not in the parent: the span exporter's thread must be this child's own.
+    tracing.setup("taskbench-worker")
+
+
+@worker_process_shutdown.connect
+def _on_child_exit(**_: Any) -> None:
+    tracing.shutdown()  # export the spans still batched before the child goes away
 
 
 def _agents() -> list[str]:

@@ -2,6 +2,11 @@
 
 It owns the durable side of a run: events, usage accounting, budget checks before each model
 call, the task's inbox, checkpoints for resuming, and tool dispatch with its `tool_call` event.
+
+A step's writes (its `llm_call` event and usage, its `tool_call` events and resource use, the
+phase change, the checkpoint) are collected in a StepRecord and written in one transaction by
+`flush()`, which `save_checkpoint` and `emit` call, and `chat` calls before every model call:
+nothing a step did is ever still pending when the model is asked again.
 """
 
 from __future__ import annotations
@@ -14,15 +19,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from app import tracing
 from app.agent import llm
 from app.agent.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.agent.errors import BudgetExceeded
+from app.agent.steps import StepRecord, write_step
 from app.config import Settings
-from app.db import session_scope
-from app.events import append_event, publish
+from app.db import session_factory, session_scope
+from app.events import publish
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, utcnow
 from app.redact import redact, redact_obj
 from app.sandbox.workspace import Workspace
+from app.tools.errors import ToolControl
 from app.tools.registry import Dispatched, ToolContext, dispatch
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ class RunContext:
     borrowed_workspace: bool = False  # a subtask working in its parent's workspace
     # Set when the task is in a tree of delegated tasks: the root's budget covers them all.
     tree: TaskTree | None = None
+    # What the current step has done and not yet written (see flush)
+    pending: StepRecord = field(default_factory=StepRecord)
 
     @property
     def task_id(self) -> int:
@@ -52,21 +62,29 @@ class RunContext:
 
     # -- the event log -----------------------------------------------------------------------
     async def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
-        """Append one event durably (its own short transaction) and publish it."""
-        async with session_scope() as session:
-            event = await append_event(session, self.task_id, type, data or {})
-        publish([event])
+        """Append one event durably (with whatever the step has pending) and publish it."""
+        self.record(type, data)
+        await self.flush()
+
+    def record(self, type: str, data: dict[str, Any] | None = None) -> None:
+        """Append one event with the step's record: durable at the next flush."""
+        self.pending.events.append((type, data or {}))
 
     async def set_phase(self, phase: str) -> None:
-        async with session_scope() as session:
-            await session.execute(
-                update(Task)
-                .where(col(Task.id) == self.task_id, col(Task.status).not_in(_TERMINAL))
-                .values(status=phase, phase=phase, updated_at=utcnow())
-            )
-            event = await append_event(session, self.task_id, "phase", {"phase": phase})
-        publish([event])
+        """Move the task to `phase` (unless it has ended); written with the step's record."""
+        self.pending.phase = phase
+        self.record("phase", {"phase": phase})
         self.task.phase = phase
+
+    async def flush(self) -> None:
+        """Write the step's pending record in one transaction, then publish its events."""
+        if not self.pending:
+            return
+        record = self.pending
+        async with session_scope() as session:
+            events = await write_step(session, self.task_id, record, self.tree)
+        self.pending = StepRecord()
+        publish(events)
 
     # -- the model ---------------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -87,48 +105,37 @@ class RunContext:
         response_format: dict[str, Any] | None = None,
         role: str = "agent",
     ) -> llm.Completion:
-        """One budget-checked model call; usage is stored and an `llm_call` event written."""
+        """One budget-checked model call; its usage and `llm_call` event go with the step."""
         models = models or self.models()
+        await self.flush()  # the last step's effects are durable before the model is asked again
         self.check_time()
         prompt_estimate = estimate_prompt_tokens(messages, tools)
         if self.tree is not None:
             await self.tree.check(models[0], prompt_estimate)
         cap = reserve(self.limits, self.spent, model=models[0], prompt_tokens=prompt_estimate)
         started = time.perf_counter()
-        completion = await llm.chat(
-            self.settings, models=models, messages=messages, tools=tools, max_tokens=cap,
-            response_format=response_format, on_event=self.emit,
-        )
+        with tracing.span("llm.chat", {"gen_ai.request.model": models[0], "taskbench.role": role},
+                          kind="client") as traced:
+            completion = await llm.chat(
+                self.settings, models=models, messages=messages, tools=tools, max_tokens=cap,
+                response_format=response_format, on_event=self.emit,
+            )
+            traced.set_attributes(tracing.completion_attributes(completion))
         await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
         return completion
 
     async def record_usage(self, c: llm.Completion, *, role: str, ms: float) -> None:
+        """Count one model call (in memory now; its usage and `llm_call` event at the flush)."""
         self.spent.steps += 1
         self.spent.tokens += c.prompt_tokens + c.completion_tokens
         self.spent.cost_usd += c.cost_usd
-        # model_used names the model doing the work: an inspector's call does not change it
-        model = {"model_used": c.model} if role == "agent" else {}
-        async with session_scope() as session:
-            await session.execute(
-                update(Task)
-                .where(col(Task.id) == self.task_id)
-                .values(
-                    steps=Task.steps + 1,
-                    prompt_tokens=Task.prompt_tokens + c.prompt_tokens,
-                    completion_tokens=Task.completion_tokens + c.completion_tokens,
-                    cost_usd=Task.cost_usd + c.cost_usd,
-                    **model,
-                )
-            )
-            if self.tree is not None:
-                await self.tree.add(session, c)
-            event = await append_event(session, self.task_id, "llm_call", {
-                "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
-                "duration_ms": round(ms, 1), "tool_calls": len(c.tool_calls),
-                "content": (c.content or "")[:2000],
-            })
-        publish([event])
+        self.pending.calls.append((c, role))
+        self.record("llm_call", {
+            "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+            "duration_ms": round(ms, 1), "tool_calls": len(c.tool_calls),
+            "content": (c.content or "")[:2000],
+        })
 
     # -- tools -------------------------------------------------------------------------------
     def tool_context(self) -> ToolContext:
@@ -141,77 +148,71 @@ class RunContext:
         )
 
     async def call_tool(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
-        """Dispatch one tool call; record it as a `tool_call` event and add its resource use
-        (duration, CPU seconds, peak memory, refusals) to the task's totals, in one transaction."""
-        if self.workspace.shared:
-            async with self.workspace.lock():
+        """Dispatch one tool call; its `tool_call` event and resource use (duration, CPU seconds,
+        peak memory, refusals) go with the step's record, durable at the next flush."""
+        if name in FLUSH_FIRST:
+            await self.flush()
+        with tracing.span(f"tool.{name}", {"taskbench.tool": name},
+                          expected=(ToolControl,)) as traced:
+            if self.workspace.shared:
+                async with self.workspace.lock():
+                    result = await dispatch(self.tool_context(), name, arguments,
+                                            self.agent.allowed_tools)
+            else:
                 result = await dispatch(self.tool_context(), name, arguments,
                                         self.agent.allowed_tools)
-        else:
-            result = await dispatch(self.tool_context(), name, arguments, self.agent.allowed_tools)
+            traced.set_attributes({"taskbench.tool.ok": result.ok,
+                                   "taskbench.tool.refused": result.refused})
         args = arguments if isinstance(arguments, dict) else redact(str(arguments))[:4000]
-        async with session_scope() as session:
-            event = await append_event(session, self.task_id, "tool_call", {
-                "tool": name, "args": redact_obj(args), "ok": result.ok,
-                "refused": result.refused, "duration_ms": round(result.duration_ms, 2),
-                "output": result.output[:4000], "data": result.data,
-            })
-            task = await session.get(Task, self.task_id, with_for_update=True)
-            if task is not None:
-                await session.refresh(task, ["usage"])
-                usage = add_resources(dict(task.usage or {}), result)
-                await session.execute(
-                    update(Task).where(col(Task.id) == self.task_id).values(usage=usage))
-        publish([event])
+        self.record("tool_call", {
+            "tool": name, "args": redact_obj(args), "ok": result.ok,
+            "refused": result.refused, "duration_ms": round(result.duration_ms, 2),
+            "output": result.output[:4000], "data": result.data,
+        })
+        self.pending.tool_results.append(result)
         return result
 
     # -- the inbox and checkpoints -----------------------------------------------------------
     async def take_messages(self) -> list[TaskMessage]:
-        """Messages posted to the task that the agent has not seen yet (now marked seen)."""
-        async with session_scope() as session:
+        """Messages posted to the task that the agent has not seen yet (now marked seen).
+
+        Most steps find none: a plain read, and a write transaction only when there are some."""
+        async with session_factory()() as session:
             rows = list((await session.exec(
                 select(TaskMessage)
                 .where(TaskMessage.task_id == self.task_id, col(TaskMessage.delivered_at).is_(None))
                 .order_by(col(TaskMessage.id))
             )).all())
-            for row in rows:
-                row.delivered_at = utcnow()
-                session.add(row)
-        return rows
+        if not rows:
+            return []
+        async with session_scope() as session:
+            # only the ones nobody else marked in between (a second run of the same task)
+            taken = set((await session.execute(
+                update(TaskMessage)
+                .where(col(TaskMessage.id).in_([r.id for r in rows]),
+                       col(TaskMessage.delivered_at).is_(None))
+                .values(delivered_at=utcnow())
+                .returning(col(TaskMessage.id))
+            )).scalars().all())
+        return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
-        async with session_scope() as session:
+        async with session_factory()() as session:
             return await session.get(TaskCheckpoint, self.task_id)
 
     async def save_checkpoint(
-        self, messages: list[dict[str, Any]], state: dict[str, Any]
+        self, messages: list[dict[str, Any]], state: dict[str, Any], *, now: bool = True
     ) -> None:
-        async with session_scope() as session:
-            row = await session.get(TaskCheckpoint, self.task_id)
-            if row is None:
-                row = TaskCheckpoint(task_id=self.task_id)
-            row.messages = list(messages)
-            row.state = dict(state)
-            row.phase = self.task.phase
-            row.updated_at = utcnow()
-            session.add(row)
+        """Checkpoint the trajectory with the step's record; `now=False` leaves it to the next
+        flush (only where nothing with an effect can happen before that flush)."""
+        self.pending.checkpoint = (list(messages), dict(state), self.task.phase)
+        if now:
+            await self.flush()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-_TERMINAL = ("completed", "failed", "cancelled")
-
-
-def add_resources(usage: dict[str, Any], result: Dispatched) -> dict[str, Any]:
-    """The task's resource totals with one more tool call added."""
-    data = result.data or {}
-    usage["tool_calls"] = int(usage.get("tool_calls", 0)) + 1
-    usage["tool_refusals"] = int(usage.get("tool_refusals", 0)) + int(result.refused)
-    usage["tool_seconds"] = round(float(usage.get("tool_seconds", 0.0))
-                                  + result.duration_ms / 1000, 4)
-    if isinstance(data.get("cpu_s"), int | float):
-        usage["cpu_s"] = round(float(usage.get("cpu_s", 0.0)) + data["cpu_s"], 4)
-    if isinstance(data.get("peak_rss_kb"), int | float):
-        usage["peak_rss_kb"] = max(int(usage.get("peak_rss_kb", 0)), int(data["peak_rss_kb"]))
-    return usage
+# Tools that read the task's totals from the database: the step's usage is written first
+# (`delegate` sizes the subtask's budget from what the task and its tree have spent)
+FLUSH_FIRST = frozenset({"delegate"})

@@ -2,8 +2,9 @@
 
 Each work phase starts with its prompt (templates/prompts/phase_<name>.j2) and ends when the
 model calls `finish(summary)`; review is a separate inspector call (app.agent.inspector) that may
-send the work back to build. The messages are the trajectory, checkpointed after every step, so
-a redelivered or resumed task carries on where it stopped.
+send the work back to build. The messages are the trajectory, checkpointed after every step
+together with everything the step recorded (one transaction, app.agent.steps), so a redelivered
+or resumed task carries on where it stopped and never repeats a tool call that was recorded.
 
     step = deliver the inbox → one model call → run its tool calls → watch for being stuck
 
@@ -78,9 +79,9 @@ async def run_phase(ctx: RunContext, messages: Messages, state: dict[str, Any]) 
             detector.reset()
             await respond(ctx, reason, messages, state)
         state["detector"] = detector.to_state()
-        await ctx.save_checkpoint(messages, state)
         if summary is not None:
-            return summary
+            return summary  # work_phases checkpoints it together with the phase marked done
+        await ctx.save_checkpoint(messages, state)
 
 
 def _control(name: str, output: str, ok: bool = True) -> Dispatched:
@@ -104,8 +105,8 @@ async def execute_calls(
             except FinishRequested as done:
                 summary = done.summary
                 result = _control(name, "ok")
-                await ctx.emit("finished", {"phase": ctx.task.phase, "summary": summary,
-                                            "model": current_model(ctx, state)})
+                ctx.record("finished", {"phase": ctx.task.phase, "summary": summary,
+                                        "model": current_model(ctx, state)})
             except WaitRequested as wait:
                 state["question"] = wait.question or wait.reason
                 result = _control(name, render_prompt("question_sent"))
@@ -144,7 +145,9 @@ async def work_phases(ctx: RunContext, messages: Messages, state: dict[str, Any]
             await ctx.save_checkpoint(messages, state)
         summaries[phase] = await run_phase(ctx, messages, state)
         done.append(phase)
-        await ctx.save_checkpoint(messages, state)
+        # Written with the next phase's start or the review (no model call, no tool in between),
+        # so the end of a phase and the start of the next are one transaction.
+        await ctx.save_checkpoint(messages, state, now=False)
         if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
             ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
                                        done=done)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from app import deliver
 from app.agent.budget import Limits, Spent, TreeBudgetExceeded
@@ -29,9 +29,9 @@ from app.agent.errors import LeaseLost, RunStopped, TaskCancelled
 from app.agent.llm import LLMError
 from app.agent.waiting import RunPaused
 from app.config import Settings, get_settings
-from app.db import session_scope
+from app.db import session_factory, session_scope
 from app.events import publish
-from app.lifecycle import close_task
+from app.lifecycle import TERMINAL_VALUES, close_task
 from app.logging_setup import bind
 from app.models import Agent, Task, TaskStatus, utcnow
 from app.queue import enqueue
@@ -67,21 +67,51 @@ def _kinds() -> dict[str, Kind]:
 
 async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
     """Take the task's lease if it is free or expired; returns the delivery count."""
-    now = utcnow()
     async with session_scope() as session:
-        result = await session.execute(
-            update(Task)
-            .where(
-                col(Task.id) == task_id,
-                col(Task.status).in_(LEASABLE),
-                (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now),
-            )
-            .values(lease_owner=owner, attempts=Task.attempts + 1,
-                    lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-                    started_at=func.coalesce(Task.started_at, now))
-            .returning(col(Task.attempts))
+        return await _lease(session, task_id, owner, settings)
+
+
+async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> int | None:
+    now = utcnow()
+    result = await session.execute(
+        update(Task)
+        .where(
+            col(Task.id) == task_id,
+            col(Task.status).in_(LEASABLE),
+            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now),
         )
-        return result.scalar_one_or_none()
+        .values(lease_owner=owner, attempts=Task.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+                started_at=func.coalesce(Task.started_at, now))
+        .returning(col(Task.attempts))
+    )
+    attempt: int | None = result.scalar_one_or_none()
+    return attempt
+
+
+async def _start(
+    task_id: int, owner: str, settings: Settings
+) -> tuple[int | None, RunContext | None]:
+    """Take the lease and load what the run needs, in one transaction: (attempt, context).
+
+    No context when the lease is not ours, or when the task was delivered too often."""
+    async with session_scope() as session:
+        attempt = await _lease(session, task_id, owner, settings)
+        if attempt is None or attempt > settings.max_deliveries:
+            return attempt, None
+        task = await session.get(Task, task_id)
+        assert task is not None and task.agent_id is not None
+        agent = await session.get(Agent, task.agent_id)
+        assert agent is not None
+        workspace, borrowed = await _workspace_for(session, task, agent, settings)
+        task.workspace = str(workspace.root)
+        session.add(task)
+    elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
+    return attempt, RunContext(
+        task=task, agent=agent, workspace=workspace, settings=settings,
+        limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
+        spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens, task.cost_usd),
+        elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed)
 
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
@@ -114,23 +144,6 @@ async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
         return
 
 
-async def _context(task_id: int, owner: str, settings: Settings) -> RunContext:
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        assert task is not None and task.agent_id is not None
-        agent = await session.get(Agent, task.agent_id)
-        assert agent is not None
-        workspace, borrowed = await _workspace_for(session, task, agent, settings)
-        task.workspace = str(workspace.root)
-        session.add(task)
-    elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
-    return RunContext(task=task, agent=agent, workspace=workspace, settings=settings,
-                      limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
-                      spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens,
-                                  task.cost_usd),
-                      elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed)
-
-
 async def _workspace_for(
     session: Any, task: Task, agent: Agent, settings: Settings
 ) -> tuple[Workspace, bool]:
@@ -160,10 +173,12 @@ def _take_uploads(ctx: RunContext) -> None:
 async def _prepare(ctx: RunContext, attempt: int) -> None:
     ctx.workspace.create(title=ctx.task.title, description=ctx.task.description)
     _take_uploads(ctx)
-    made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv)
-    await ctx.emit("started", {"attempt": attempt, "worker": ctx.worker_id,
-                               "workspace": ctx.workspace.relative(ctx.workspace.root),
-                               "venv": made_with, "agent": ctx.agent.name})
+    made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
+                                        cache_dir=ctx.settings.var_dir / "cache" / "uv")
+    # written with the first phase change, before the first model call
+    ctx.record("started", {"attempt": attempt, "worker": ctx.worker_id,
+                           "workspace": ctx.workspace.relative(ctx.workspace.root),
+                           "venv": made_with, "agent": ctx.agent.name})
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
 
 
@@ -201,6 +216,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         return
     finally:
         keeper.cancel()
+    await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
 
 
@@ -208,15 +224,14 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
     """Run or resume `task_id`; returns what happened (for logs and tests)."""
     settings = get_settings()
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    attempt = await acquire_lease(task_id, owner, settings)
+    attempt, ctx = await _start(task_id, owner, settings)
     if attempt is None:
         return "skipped"
     try:
-        if attempt > settings.max_deliveries:
+        if ctx is None:
             await end(task_id, TaskStatus.failed,
                       error=f"delivered {attempt} times; the task keeps killing its worker")
             return "failed"
-        ctx = await _context(task_id, owner, settings)
         with bind(task_id=task_id, agent=ctx.agent.name):
             await _prepare(ctx, attempt)
             await _execute(ctx, settings)
@@ -225,19 +240,24 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
         await end(task_id, TaskStatus.failed, error=f"internal error: {type(exc).__name__}")
         return "crashed"
     finally:
-        if await _has_ended(task_id):
-            await _deliver(task_id)
+        await _deliver_if_ended(task_id)
         await assign_and_enqueue()
     return "ran"
 
 
-async def _deliver(task_id: int) -> None:
-    """Hand the deliverables to their own worker task, so this run ends when its status is set."""
+async def _deliver_if_ended(task_id: int) -> None:
+    """Hand the deliverables of an ended task to their own worker task, so this run ends when
+    its status is set."""
     try:
-        async with session_scope() as session:
-            task = await session.get(Task, task_id)
-            agent = await session.get(Agent, task.agent_id) if task and task.agent_id else None
-        await enqueue([(task_id, agent.name if agent else "")], name="deliver_task")
+        async with session_factory()() as session:  # a read: no write lock
+            row = (await session.exec(
+                select(Task.status, Agent.name)
+                .join(Agent, col(Agent.id) == col(Task.agent_id), isouter=True)
+                .where(Task.id == task_id)
+            )).first()
+        if row is None or row[0] not in TERMINAL_VALUES:
+            return
+        await enqueue([(task_id, row[1] or "")], name="deliver_task")
     except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
         log.exception("could not enqueue deliverables for task %s", task_id)
 
@@ -248,9 +268,3 @@ async def deliver_task(task_id: int) -> None:
         await deliver.after_end(task_id)
     except Exception:  # noqa: BLE001 - the outbox and the sweep retry what did not go out
         log.exception("deliverables for task %s failed", task_id)
-
-
-async def _has_ended(task_id: int) -> bool:
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        return task is not None and task.status in ("completed", "failed", "cancelled")

@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agent.scenario import replay, store
+from app.agent.scenario import outcomes, replay, store
 from app.agent.scenario.schema import MAX_TURNS, Scenario
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.templates import find, read_body, unprocessable
@@ -227,6 +228,28 @@ async def run_relationships(task_id: int, character: str, session: SessionDep,
     if character not in cast:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{character!r} is not in the cast")
     return {"character": character, "history": replay.relationships_over_time(events, character)}
+
+
+@router.get("/runs/{task_id}/outcomes", response_model=outcomes.Outcomes)
+async def run_outcomes(task_id: int, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """How the batch of run `task_id` turned out: the run itself and every batch member.
+
+    Per objective, how many completed runs the final analysis marked met / not met; per pair of
+    the cast, the final strength and trust (n, mean, min, max); conflicts, collaborations,
+    interactions and turns per run likewise; and how many runs completed, failed or are still
+    going. `per_run` has each run's own figures.
+    """
+    parent, events = await _run(session, task_id, user)
+    children = (await session.exec(
+        select(Task).where(Task.parent_id == task_id, Task.kind == TaskKind.scenario)
+        .order_by(col(Task.id)))).all()
+    members = [c for c in children if ((c.spec or {}).get("inputs") or {}).get("batch_seed")
+               is not None]
+    rows = [outcomes.run_outcome(parent, events)]
+    for member in members:
+        assert member.id is not None
+        rows.append(outcomes.run_outcome(member, await replay.load_events(session, member.id)))
+    return {"task_id": task_id, **outcomes.aggregate(rows), "per_run": rows}
 
 
 @router.get("/runs/{task_id}/export")

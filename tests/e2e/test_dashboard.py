@@ -104,3 +104,52 @@ async def test_forms_without_csrf_token_are_refused(db, enqueued, browser):
         signed_out = await browser.new_page()
         await signed_out.goto(f"{url}/tasks")
         assert signed_out.url.endswith("/login")
+
+
+async def test_scenario_graph_gains_edges_live(db, enqueued, llm, browser):
+    """The scenario page's SVG graph grows turn by turn while the run plays, without a reload."""
+    import httpx
+
+    from tests.unit.scenario_fixtures import THREE, CastResponder, move
+
+    SHOTS.mkdir(exist_ok=True)
+    # given a cast that ties one more pair each turn (Ann–Bob start tied), slowly enough to see
+    ties = {("Ann", 1): move("Bob", "Evening, Bob."), ("Ann", 2): move("Cy", "Cy, wash up."),
+            ("Bob", 3): move("Cy", "I'll help, Cy.")}
+    cast = CastResponder()
+    for name in ("Ann", "Bob", "Cy"):
+        cast.plans[name] = lambda turn, _req, name=name: delayed(0.4, ties.get(
+            (name, turn), move(None, action="silent", content="", mood=None)))
+    llm.responder = cast
+    with live_server() as url:
+        async with httpx.AsyncClient(base_url=f"{url}/api/v1",
+                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as api:
+            assert (await api.post("/templates/scenarios", json=THREE)).status_code == 201
+            started = await api.post("/scenarios/three/runs", json={"seed": 1})
+            assert started.status_code == 201, started.text
+        task_id = started.json()["task_id"]
+        page = await browser.new_page()
+        await sign_in(page, url)
+        await page.goto(f"{url}/scenarios/runs/{task_id}")
+        # every edge count the graph is drawn with, in order
+        await page.evaluate("""() => {
+            window.__sameDocument = true; window.__edges = [];
+            const svg = document.getElementById('graph');
+            new MutationObserver(() => window.__edges.push(Number(svg.dataset.edges)))
+              .observe(svg, {attributes: true, attributeFilter: ['data-edges']});
+        }""")
+        # when the worker side plays the run while the page is open
+        await asyncio.wait_for(run_enqueued(enqueued), 90)
+        await page.wait_for_selector("#task-status:text('completed')", timeout=20_000)
+        await page.wait_for_function("document.getElementById('graph').dataset.edges === '3'",
+                                     timeout=20_000)
+        await page.screenshot(path=str(SHOTS / "scenario-live.png"), full_page=True)
+        # then the graph gained its edges one turn at a time, in the same document
+        assert await page.evaluate("window.__sameDocument") is True
+        counts = await page.evaluate("window.__edges")
+        assert counts == sorted(counts) and {1, 2, 3} <= set(counts), counts
+        pairs = await page.locator("#graph line.edge").evaluate_all(
+            "els => els.map(e => [e.dataset.a, e.dataset.b].sort().join('-'))")
+        assert sorted(pairs) == ["Ann-Bob", "Ann-Cy", "Bob-Cy"]
+        assert await page.locator("#graph g.node").count() == 3
+        assert "Evening, Bob." in await page.inner_text("#transcript")

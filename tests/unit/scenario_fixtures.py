@@ -44,6 +44,14 @@ def move(target: str | None, content: str = "hello", kind: str = "chat",
                             "emotional_state": mood}))
 
 
+def analysis(*, met: bool, summary: str = "Ann and Bob grew closer.") -> Response:
+    """The analyst's reply, with its verdict on THREE's objective."""
+    return text(json.dumps({"summary": summary,
+                            "alliances": ["Ann with Bob: 'hello' (turn 1)"],
+                            "objectives": [{"objective": "Decide who washes up",
+                                            "met": met, "evidence": "none"}]}))
+
+
 class CastResponder:
     """Answers by role: the narrator, the analyst, or the actor the system prompt names.
 
@@ -54,6 +62,8 @@ class CastResponder:
     def __init__(self) -> None:
         self.plans: dict[str, list[Response] | Callable[[int, dict[str, Any]], Response]] = {}
         self.calls: dict[str, int] = {}
+        # (final, request) → reply; None: the default analysis (objective not met)
+        self.analyst: Callable[[bool, dict[str, Any]], Response] | None = None
 
     def __call__(self, request: dict[str, Any]) -> Response:
         system = request["messages"][0]["content"]
@@ -62,10 +72,9 @@ class CastResponder:
             turn = int(re.search(r"Turn (\d+)", user).group(1))  # type: ignore[union-attr]
             return text(json.dumps({"scene": f"Scene of turn {turn}.", "changes": "time passes"}))
         if system.startswith("You are the analyst"):
-            return text(json.dumps({"summary": "Ann and Bob grew closer.",
-                                    "alliances": ["Ann with Bob: 'hello' (turn 1)"],
-                                    "objectives": [{"objective": "Decide who washes up",
-                                                    "met": False, "evidence": "none"}]}))
+            if self.analyst is not None:
+                return self.analyst("The scene is over" in user, request)
+            return analysis(met=False)
         name = re.match(r"You play ([^,\n]+?)(,|\sin )", system).group(1)  # type: ignore[union-attr]
         turn = int(re.search(r"Turn (\d+) of", user).group(1))  # type: ignore[union-attr]
         plan = self.plans.get(name)

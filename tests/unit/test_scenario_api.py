@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 
 from tests.conftest import run_enqueued
-from tests.unit.scenario_fixtures import THREE, CastResponder, move
+from tests.unit.scenario_fixtures import THREE, CastResponder, analysis, move
 
 
 async def _three_run(app_client, llm, enqueued, **body) -> int:
@@ -115,3 +116,58 @@ async def test_templates_crud_and_yaml_round_trip(app_client):
     assert (await app_client.get("/templates/playbooks")).status_code == 200
     assert (await app_client.delete("/templates/scenarios/three")).status_code == 204
     assert (await app_client.delete("/templates/scenarios/rerum_novarum")).status_code == 404
+
+
+async def test_batch_outcomes_compare_the_runs(app_client, llm, enqueued):
+    # given: five runs (the parent, then four seeds) told apart by the order they run in: Ann
+    # collaborates with Bob in runs 0, 2, 4 and quarrels in runs 1, 3; the analyst marks the
+    # objective met in runs 0 and 2 only, and the final analysis of run 3 fails
+    resp = await app_client.post("/templates/scenarios", json=THREE)
+    assert resp.status_code == 201, resp.text
+    cast = CastResponder()
+
+    def run_no() -> int:
+        return (cast.calls["Ann"] - 1) // 3  # Ann moves once in each of the 3 turns
+
+    def ann(turn: int, _request: dict) -> dict:
+        kind, mood = ("conflict", -0.6) if run_no() % 2 else ("collaboration", 0.7)
+        return move("Bob", f"run {run_no()}, turn {turn}", kind, mood)
+
+    def analyst(final: bool, request: dict) -> dict:
+        run = int(re.search(r"run (\d+), turn", request["messages"][1]["content"]).group(1))
+        if final and run == 3:
+            return {"error": 400, "message": "scripted failure"}
+        return analysis(met=final and run in (0, 2))
+
+    cast.plans["Ann"] = ann
+    cast.plans["Bob"] = [move("Ann", "Hi Ann.")]
+    cast.analyst = analyst
+    llm.responder = cast
+    parent = (await app_client.post("/scenarios/three/runs", json={"seed": 3})).json()["task_id"]
+    await run_enqueued(enqueued)
+
+    # when: a batch of four more seeds runs and the outcomes are asked for
+    batch = await app_client.post(f"/scenarios/runs/{parent}/batch", json={"seeds": [1, 2, 3, 4]})
+    assert batch.status_code == 201, batch.text
+    await run_enqueued(enqueued)
+    resp = await app_client.get(f"/scenarios/runs/{parent}/outcomes")
+
+    # then
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["runs"] == {"total": 5, "completed": 4, "failed": 1, "cancelled": 0,
+                           "unfinished": 0, "analysed": 4}
+    assert out["objectives"] == [{"objective": "Decide who washes up", "met": 2, "not_met": 2,
+                                  "no_verdict": 0, "met_rate": 0.5}], out["objectives"]
+    assert out["conflicts"] == {"n": 4, "mean": 0.75, "min": 0.0, "max": 3.0}
+    assert out["collaborations"] == {"n": 4, "mean": 2.25, "min": 0.0, "max": 3.0}
+    ties = {r["pair"]: r for r in out["relationships"]}
+    assert set(ties) == {"Ann – Bob", "Ann – Cy", "Bob – Cy"}
+    ann_bob = ties["Ann – Bob"]["strength"]
+    assert ann_bob["n"] == 4 and ann_bob["min"] < 0.2 < ann_bob["max"]
+    assert ann_bob["min"] <= ann_bob["mean"] <= ann_bob["max"]
+    assert ties["Bob – Cy"]["trust"] == {"n": 4, "mean": 0.5, "min": 0.5, "max": 0.5}
+    per_run = {r["task_id"]: r for r in out["per_run"]}
+    assert per_run[parent]["objectives_met"] == {"Decide who washes up": True}
+    assert sorted(r["seed"] for r in out["per_run"]) == [1, 2, 3, 3, 4]
+    assert [r["status"] for r in out["per_run"]].count("failed") == 1

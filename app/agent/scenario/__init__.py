@@ -5,10 +5,12 @@
     relationships.py   the bounded update formula of a pair's strength and trust
     graph.py           the graph at a turn and its metrics
     replies.py         parsing the models' structured replies
-    turn.py            one turn: inbox, narrator, actors, relationships, events
+    turn.py            one turn: inbox, narrator, actors (in order or simultaneously), events
     analysis.py        the analyst and the workspace files
     engine.py          run_scenario(ctx): start, resume, fork, play, analyse
+    distributed.py     a simultaneous turn as one `act_scenario_turn` Celery task per actor
     replay.py          state, transcript and graph derived from the event log
+    outcomes.py        outcome distributions over a batch of runs (objectives met, ties, counts)
     report.py, svg.py  what the PDF report embeds: cast, transcript, graph and ties charts
 """
 

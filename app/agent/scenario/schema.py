@@ -75,7 +75,17 @@ class Scenario(BaseModel):
     turns: int | None = Field(default=None)
     duration_minutes: int | None = Field(default=None, ge=1)
     minutes_per_turn: int | None = Field(default=None, ge=1)
-    turn_order: Literal["fixed", "shuffled"] = "fixed"
+    turn_order: Literal["fixed", "shuffled", "simultaneous"] = Field(
+        default="fixed", description=(
+            "fixed: cast order; shuffled: a seeded order per turn; simultaneous: every actor "
+            "moves from the same state at the start of the turn, so their model calls run "
+            "concurrently (moves are applied afterwards in cast order, or the narrator's)"))
+    distributed: bool = Field(default=False, description=(
+        "With turn_order simultaneous: each actor's turn is its own Celery task when live "
+        "workers are registered (else the calls run concurrently in the run's own worker)"))
+    actor_task_timeout_s: int = Field(default=120, ge=1, le=3600, description=(
+        "How long a distributed turn waits for an actor's task before computing the move "
+        "itself"))
     characters: list[Character] = Field(min_length=2, max_length=MAX_CHARACTERS)
     relationships: list[StartingRelationship] = Field(default_factory=list)
     narrator: Narrator = Field(default_factory=Narrator)
@@ -142,6 +152,10 @@ def _cross_check(data: dict[str, Any]) -> list[Problem]:
         problems += _trait_problems(char.get("traits"), ["characters", i, "traits"])
     problems += _relationship_problems(data.get("relationships"), set(names))
     problems += _turn_problems(data)
+    if data.get("distributed") is True and data.get("turn_order") != "simultaneous":
+        problems.append({"loc": ["distributed"], "msg": (
+            "distributed needs turn_order: simultaneous (only then are the actors' moves "
+            "independent of each other within a turn)")})
     return problems
 
 

@@ -1,5 +1,8 @@
 """One turn of a scenario: inbox → narrator → each actor in order → relationships → events.
 
+With `turn_order: simultaneous` every actor moves from the state at the start of the turn (after
+the narration), so their model calls run at once; the moves are then applied in a fixed order.
+
 An actor's unusable reply (not JSON, wrong shape, unknown target) is an `actor_reply_invalid`
 event and goes back to the model once with the reason; a second bad reply skips that actor for
 the turn (`actor_skipped`). Neither ever stops the run.
@@ -7,9 +10,11 @@ the turn (`actor_skipped`). Neither ever stops the run.
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from app.agent.scenario.relationships import INTERACTION_TYPES, pair_key
 from app.agent.scenario.replay import RunState, transcript_line
@@ -27,6 +32,7 @@ from app.prompts import render_prompt
 
 RECENT_LINES = 12
 MAX_ATTEMPTS = 2
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,13 +81,61 @@ async def play_turn(run: Run, turn: int) -> None:
         run.state.lines += [transcript_line({"type": "user_message", "data": m}) or ""
                             for m in inbox]
     narration = await narrate(run, turn, inbox)
-    for name in actor_order(run, turn, narration.get("order") or []):
-        mine = [m for m in inbox if m["target"] in (None, name)]
-        move = await actor_move(run, name, turn, scene=narration.get("scene", ""), inbox=mine)
-        if move is not None:
-            await apply_move(run, name, move, turn)
+    order, scene = actor_order(run, turn, narration.get("order") or []), narration.get("scene", "")
+    if run.scenario.turn_order == "simultaneous":
+        # Every move is asked from the same state, then applied in `order`: the result does not
+        # depend on which call (or which worker) finished first.
+        moves = await simultaneous_moves(run, turn, order, scene=scene, inbox=inbox)
+        events = []
+        for name in order:
+            move, extra = moves[name]
+            if move is not None:
+                events += move_events(run, name, move, turn, extra)
+        await emit_many(ctx, events)  # one transaction for the whole turn's moves
+    else:
+        for name in order:
+            move = await actor_move(run, name, turn, scene=scene, inbox=inbox_for(inbox, name))
+            if move is not None:
+                await apply_move(run, name, move, turn)
     await ctx.emit("scenario_turn", {"turn": turn, "phase": "end", "of": run.total})
     run.state.turn = turn
+
+
+def inbox_for(inbox: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The user messages one actor sees: those to it by name and those to everyone."""
+    return [m for m in inbox if m["target"] in (None, name)]
+
+
+Moves = dict[str, tuple[ActorMove | None, dict[str, Any] | None]]
+
+
+async def simultaneous_moves(run: Run, turn: int, order: list[str], *, scene: str,
+                             inbox: list[dict[str, Any]]) -> Moves:
+    """Every actor's move of a simultaneous turn: from workers when distributed, the rest here
+    concurrently (each call budget-checked by ctx.chat); name → (move, extra event fields)."""
+    moves: Moves = {}
+    if run.scenario.distributed:
+        from app.agent.scenario import distributed  # it builds on this module
+
+        moves = await distributed.moves_from_workers(run, turn, order)
+    here = [n for n in order if n not in moves]
+    extra = {"computed_by": "runner"} if run.scenario.distributed else None
+    asked = await gather_all([actor_move(run, n, turn, scene=scene, inbox=inbox_for(inbox, n))
+                              for n in here])
+    moves.update({name: (move, extra) for name, move in zip(here, asked, strict=True)})
+    return moves
+
+
+async def gather_all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines concurrently; on the first failure cancel the rest and raise it as is."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def actor_order(run: Run, turn: int, narrator_order: list[str]) -> list[str]:
@@ -170,6 +224,12 @@ async def actor_move(run: Run, name: str, turn: int, *, scene: str,
 async def apply_move(run: Run, name: str, move: ActorMove, turn: int,
                      extra: dict[str, Any] | None = None) -> None:
     """Record a move: the interaction, each touched relationship, the actor's new mood."""
+    await emit_many(run.ctx, move_events(run, name, move, turn, extra))
+
+
+def move_events(run: Run, name: str, move: ActorMove, turn: int,
+                extra: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Apply a move to the run's state; the events that record it (for the caller to write)."""
     state = run.state
     if move.emotional_state:
         state.states[name] = move.emotional_state
@@ -187,5 +247,5 @@ async def apply_move(run: Run, name: str, move: ActorMove, turn: int,
                 "turn": turn, **rel.as_dict(), "a": a, "b": b,
                 "delta": {"strength": round(rel.strength - before.strength, 6),
                           "trust": round(rel.trust - before.trust, 6)}}))
-    await emit_many(run.ctx, events)
     state.lines.append(transcript_line({"type": "interaction", "data": interaction}) or "")
+    return events
