@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
-from app.config import reset_settings
-from tests.conftest import REDIS_URL
 from tests.fakes.llm_server import ScriptedLLM
 from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
 from tests.unit.scenario_fixtures import THREE, CastResponder, move
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def redis_broker(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = REDIS_URL.rsplit("/", 1)[0] + "/8"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    monkeypatch.setenv("TASKBENCH_BROKER_URL", url)
-    monkeypatch.setenv("TASKBENCH_VISIBILITY_TIMEOUT_S", "60")
-    reset_settings()
-    yield url
-    client.flushdb()
-    monkeypatch.delenv("TASKBENCH_BROKER_URL")
-    reset_settings()
-
-
-@pytest.fixture
-async def api(db: None) -> AsyncIterator[httpx.AsyncClient]:
-    """The in-process API, enqueuing for real."""
-    from app.main import create_app, startup
-
-    app = create_app(sweeper=False)
-    await startup()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
-        headers={"Authorization": f"Bearer {os.environ['TASKBENCH_ADMIN_API_KEY']}"},
-    ) as client:
-        yield client
 
 
 async def _done(task_id: int) -> Any:

@@ -4,45 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL
 from tests.fakes.llm_server import ScriptedLLM, finish, tool_call
 from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def redis_broker(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = REDIS_URL.rsplit("/", 1)[0] + "/7"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    monkeypatch.setenv("TASKBENCH_BROKER_URL", url)
-    monkeypatch.setenv("TASKBENCH_VISIBILITY_TIMEOUT_S", "60")
-    _reload_celery()
-    yield url
-    client.flushdb()
-    monkeypatch.delenv("TASKBENCH_BROKER_URL")
-    _reload_celery()
-
-
-def _reload_celery() -> None:
-    """Settings are cached; re-read them (the Celery app follows the broker URL)."""
-    from app.config import reset_settings
-
-    reset_settings()
-
-
-@pytest.fixture
-def worker_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "TASKBENCH_BROKER_URL": os.environ.get("TASKBENCH_BROKER_URL", "")}
 
 
 async def _submit(client, **body) -> int:  # type: ignore[no-untyped-def]
@@ -54,22 +24,6 @@ async def _submit(client, **body) -> int:  # type: ignore[no-untyped-def]
 async def _done(task_id: int):  # type: ignore[no-untyped-def]
     task = await task_row(task_id)
     return task if task.status in ("completed", "failed", "cancelled") else None
-
-
-@pytest.fixture
-async def api(db: None):  # type: ignore[no-untyped-def]
-    """The in-process API, enqueuing for real (no `enqueued` fixture here)."""
-    import httpx
-
-    from app.main import create_app, startup
-
-    app = create_app(sweeper=False)
-    await startup()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1",
-        headers={"Authorization": f"Bearer {os.environ['TASKBENCH_ADMIN_API_KEY']}"},
-    ) as client:
-        yield client
 
 
 async def test_embedded_broker_worker_runs_tasks(api, worker_env, tmp_path: Path):
