@@ -19,6 +19,7 @@ from openai import AsyncOpenAI
 
 from app.agent.pricing import cost_for
 from app.config import Settings
+from app.redact import redact
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
@@ -65,16 +66,19 @@ def reset_clients() -> None:
 def _to_completion(resp: Any, model: str, settings: Settings) -> Completion:
     choice = resp.choices[0]
     msg = choice.message
+    # A reply is hostile input too: a secret in it must not reach the workspace (through tool
+    # arguments), the event log, or the next prompt (the conversation echoes the reply).
     tool_calls = [
         {
             "id": tc.id,
             "type": "function",
-            "function": {"name": tc.function.name, "arguments": tc.function.arguments or "{}"},
+            "function": {"name": tc.function.name,
+                         "arguments": redact(tc.function.arguments or "{}")},
         }
         for tc in (msg.tool_calls or [])
         if getattr(tc, "function", None) is not None
     ]
-    message: dict[str, Any] = {"role": "assistant", "content": msg.content or ""}
+    message: dict[str, Any] = {"role": "assistant", "content": redact(msg.content or "")}
     if tool_calls:
         message["tool_calls"] = tool_calls
     usage = resp.usage
