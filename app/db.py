@@ -3,8 +3,12 @@
 On SQLite (WAL, busy timeout) reads are deferred transactions that take no lock, and every
 `session_scope()` begins with BEGIN IMMEDIATE, so a read-then-write transaction queues for the
 write lock up front instead of failing with "database is locked" halfway. The rule that follows:
-writes go through `session_scope()`; request sessions (SessionDep) read. PostgreSQL needs none
-of this: its row locks make each conditional UPDATE atomic.
+writes go through `session_scope()` (or `connection_scope()`, the same on a Core connection);
+request sessions (SessionDep) read. PostgreSQL needs none of this: its row locks make each
+conditional UPDATE atomic.
+
+The hot paths of a run (a step's record, the inbox check, the lease keeper) use Core connections:
+the same SQL for a fraction of the Python an ORM session costs (~1.8 ms for an empty one).
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,3 +113,15 @@ async def session_scope(engine: AsyncEngine | None = None) -> AsyncIterator[Asyn
         except BaseException:
             await session.rollback()
             raise
+
+
+@asynccontextmanager
+async def connection_scope(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncConnection]:
+    """A write transaction on a Core connection: commits on success, rolls back on error
+    (IMMEDIATE on SQLite, like `session_scope`)."""
+    engine = engine or get_engine()
+    async with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.execution_options(**{IMMEDIATE: True})
+        async with conn.begin():
+            yield conn

@@ -12,10 +12,11 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import Task, TaskEvent, utcnow
+from app.models import Task, TaskEvent, table, utcnow
 from app.redact import redact_obj
 
 log = logging.getLogger(__name__)
@@ -60,17 +61,18 @@ async def append_event(
 
 
 async def append_events(
-    session: AsyncSession, task_id: int, items: list[tuple[str, dict[str, Any]]],
+    conn: AsyncSession | AsyncConnection, task_id: int, items: list[tuple[str, dict[str, Any]]],
     *, task_values: dict[str, Any] | None = None,
 ) -> list[TaskEvent]:
     """Add several events with one sequence bump and one INSERT (the caller commits).
 
     `task_values` are more columns of the task row to set in the same UPDATE (counters, usage),
-    so a step's record costs one statement for the task and one for its events."""
+    so a step's record costs one statement for the task and one for its events. Plain Core
+    statements on the tables, so `conn` may be a session or a (cheaper) Core connection."""
     if not items and not task_values:
         return []
-    result = await session.execute(
-        update(Task)
+    result = await conn.execute(
+        update(table(Task))
         .where(col(Task.id) == task_id)
         .values(last_seq=Task.last_seq + len(items), updated_at=utcnow(), **(task_values or {}))
         .returning(col(Task.last_seq))
@@ -80,7 +82,7 @@ async def append_events(
               for i, (type, data) in enumerate(items)]
     if events:
         # Core executemany: no ORM flush, no RETURNING of ids nobody reads
-        await session.execute(insert(TaskEvent), [
+        await conn.execute(insert(table(TaskEvent)), [
             {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data,
              "created_at": e.created_at} for e in events])
     return events

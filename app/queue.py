@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from app import tracing
 from app.config import get_settings
-from app.db import session_scope
+from app.db import get_engine
 from app.models import WorkerNode, utcnow
 
 DEFAULT_QUEUE = "taskbench"
@@ -34,11 +34,11 @@ async def dedicated_agents() -> set[str]:
         return names
     settings = get_settings()
     alive_after = utcnow() - timedelta(seconds=settings.worker_heartbeat_s * 3)
-    async with session_scope() as session:
-        rows = (await session.exec(
-            select(WorkerNode).where(col(WorkerNode.heartbeat_at) > alive_after)
-        )).all()
-    names = {a for row in rows for a in (row.agents or [])}
+    async with get_engine().connect() as conn:  # a read: no write lock
+        rows = (await conn.execute(
+            select(WorkerNode.agents).where(col(WorkerNode.heartbeat_at) > alive_after)
+        )).scalars().all()
+    names = {a for agents in rows for a in (agents or [])}
     _dedicated = (time.monotonic(), names)
     return names
 

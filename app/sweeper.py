@@ -10,11 +10,11 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlmodel import col
+from sqlmodel import col, select
 
 from app.config import get_settings
-from app.db import session_scope
-from app.models import Agent, WorkerNode, utcnow
+from app.db import get_engine, session_scope
+from app.models import Agent, Task, TaskStatus, WorkerNode, utcnow
 from app.queue import enqueue
 from app.scheduling import assign_pending, mark_enqueued, stale_tasks
 
@@ -22,7 +22,16 @@ log = logging.getLogger(__name__)
 
 
 async def assign_and_enqueue() -> int:
-    """Assign pending tasks to free agents and enqueue them (after the commit)."""
+    """Assign pending tasks to free agents and enqueue them (after the commit).
+
+    Every run ends with this; most find nothing pending, which a plain read tells without a
+    write transaction (and on SQLite, without queueing for the write lock)."""
+    async with get_engine().connect() as conn:
+        pending = (await conn.execute(
+            select(Task.id).where(col(Task.status) == TaskStatus.pending.value).limit(1)
+        )).first()
+    if pending is None:
+        return 0
     async with session_scope() as session:
         assigned = await assign_pending(session)
     await enqueue((a.task_id, a.agent_name) for a in assigned)

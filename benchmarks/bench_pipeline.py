@@ -3,10 +3,11 @@
 1. Submit → completed latency of a no-op task (the scripted model calls `finish` at once in every
    phase), fresh workspace and venv each time, one worker: p50/p95, beside the floor measured in
    the same run = a bare Celery no-op round trip + one `uv venv`.
-2. Completed tasks per second for N no-op tasks through 2 worker processes, beside a bare Celery
-   no-op task's throughput through the same 2 workers.
+2. Completed tasks per second for N no-op tasks through 2 worker processes (each with
+   `--concurrency` pool processes, default 1), beside a bare Celery no-op task's throughput
+   through the same 2 workers.
 
-    python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30]
+    python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30] [--concurrency 1]
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
     reset_settings()
     await asyncio.to_thread(upgrade, db_url)
     owner = await _setup()
-    workers = [WorkerProcess(env, tmp / "w1.log")]
+    workers = [WorkerProcess(env, tmp / "w1.log", concurrency=args.concurrency)]
     try:
         await wait_for(workers_alive, timeout=120)
         await latency(owner, 3)  # warm-up
@@ -169,11 +170,12 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
         print(f"latency submit→completed  p50 {pct(lat, .5):7.1f} ms  p95 {pct(lat, .95):7.1f} ms"
               f"   | floor {floor:6.1f} ms (celery no-op {statistics.median(floor_celery):.1f}"
               f" + uv venv {statistics.median(floor_uv):.1f})  ratio {pct(lat, .5) / floor:.1f}x")
-        workers.append(WorkerProcess(env, tmp / "w2.log"))
+        workers.append(WorkerProcess(env, tmp / "w2.log", concurrency=args.concurrency))
         await wait_for(lambda: _count_workers(2), timeout=120)
         tps = await throughput(owner, args.tasks)
         base = celery_throughput(args.tasks)
-        print(f"throughput {args.tasks} no-op tasks, 2 workers: {tps:7.1f} tasks/s"
+        print(f"throughput {args.tasks} no-op tasks, 2 workers x concurrency {args.concurrency}:"
+              f" {tps:7.1f} tasks/s"
               f"   | bare celery no-op: {base:7.1f} tasks/s")
     finally:
         for w in workers:
@@ -188,6 +190,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="pool processes per worker (the latency run uses worker 1)")
     parser.add_argument("--eager-reports", action="store_true",
                         help="render every task's PDF at its end (default: on demand)")
     pg_url, fake = create_pg_database(), ScriptedLLM().start()

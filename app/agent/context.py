@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col
 
 from app import tracing
 from app.agent import llm
@@ -25,9 +25,9 @@ from app.agent.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.agent.errors import BudgetExceeded
 from app.agent.steps import StepRecord, write_step
 from app.config import Settings
-from app.db import session_factory, session_scope
+from app.db import connection_scope, get_engine, session_scope
 from app.events import publish
-from app.models import Agent, Task, TaskCheckpoint, TaskMessage, utcnow
+from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.redact import redact, redact_obj
 from app.sandbox.workspace import Workspace
 from app.tools.errors import ToolControl
@@ -81,8 +81,8 @@ class RunContext:
         if not self.pending:
             return
         record = self.pending
-        async with session_scope() as session:
-            events = await write_step(session, self.task_id, record, self.tree)
+        async with connection_scope() as conn:
+            events = await write_step(conn, self.task_id, record, self.tree)
         self.pending = StepRecord()
         publish(events)
 
@@ -177,14 +177,16 @@ class RunContext:
         """Messages posted to the task that the agent has not seen yet (now marked seen).
 
         Most steps find none: a plain read, and a write transaction only when there are some."""
-        async with session_factory()() as session:
-            rows = list((await session.exec(
-                select(TaskMessage)
-                .where(TaskMessage.task_id == self.task_id, col(TaskMessage.delivered_at).is_(None))
+        async with get_engine().connect() as conn:  # a read on a Core connection: no write lock
+            found = (await conn.execute(
+                table(TaskMessage).select()
+                .where(col(TaskMessage.task_id) == self.task_id,
+                       col(TaskMessage.delivered_at).is_(None))
                 .order_by(col(TaskMessage.id))
-            )).all())
-        if not rows:
+            )).all()
+        if not found:
             return []
+        rows = [TaskMessage(**row._mapping) for row in found]
         async with session_scope() as session:
             # only the ones nobody else marked in between (a second run of the same task)
             taken = set((await session.execute(
@@ -197,8 +199,12 @@ class RunContext:
         return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
-        async with session_factory()() as session:
-            return await session.get(TaskCheckpoint, self.task_id)
+        async with get_engine().connect() as conn:
+            row = (await conn.execute(
+                table(TaskCheckpoint).select()
+                .where(col(TaskCheckpoint.task_id) == self.task_id)
+            )).first()
+        return TaskCheckpoint(**row._mapping) if row is not None else None
 
     async def save_checkpoint(
         self, messages: list[dict[str, Any]], state: dict[str, Any], *, now: bool = True

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +34,7 @@ from app.agent.budget import (
 from app.agent.context import RunContext
 from app.db import session_factory, session_scope
 from app.events import append_event, publish
-from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User
+from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User, table
 from app.submission import SubmissionError, submit_task
 from app.tools.errors import ToolError
 
@@ -61,20 +62,23 @@ class TaskTree:
             raise TreeBudgetExceeded(f"budget of task tree #{self.root_id} exhausted: {exc}",
                                      root_id=self.root_id) from exc
 
-    async def add(self, session: AsyncSession, c: llm.Completion) -> None:
+    async def add(self, conn: AsyncConnection, c: llm.Completion) -> None:
         """Add one call to the root's tree totals, in the caller's transaction."""
-        await self._bump(session, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
+        await self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
 
-    async def _bump(self, session: AsyncSession, steps: int, tokens: int, cost: float) -> None:
+    async def _bump(
+        self, conn: AsyncSession | AsyncConnection, steps: int, tokens: int, cost: float
+    ) -> None:
         # read-modify-write under a row lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)
-        row = (await session.exec(
-            select(Task).where(Task.id == self.root_id).with_for_update()
-        )).one()
-        usage = dict(row.usage or {})
+        usage = (await conn.execute(
+            select(Task.usage).where(col(Task.id) == self.root_id).with_for_update()
+        )).scalar_one()
+        usage = dict(usage or {})
         usage["tree_steps"] = int(usage.get("tree_steps", 0)) + steps
         usage["tree_tokens"] = int(usage.get("tree_tokens", 0)) + tokens
         usage["tree_cost_usd"] = round(float(usage.get("tree_cost_usd", 0.0)) + cost, 8)
-        await session.execute(update(Task).where(col(Task.id) == self.root_id).values(usage=usage))
+        await conn.execute(update(table(Task))
+                           .where(col(Task.id) == self.root_id).values(usage=usage))
 
     async def start(self, ctx: RunContext) -> None:
         """Seed the root's tree totals with what the root itself spent before delegating."""

@@ -29,11 +29,11 @@ from app.agent.errors import LeaseLost, RunStopped, TaskCancelled
 from app.agent.llm import LLMError
 from app.agent.waiting import RunPaused
 from app.config import Settings, get_settings
-from app.db import session_factory, session_scope
+from app.db import connection_scope, get_engine, session_scope
 from app.events import publish
 from app.lifecycle import TERMINAL_VALUES, close_task
 from app.logging_setup import bind
-from app.models import Agent, Task, TaskStatus, utcnow
+from app.models import Agent, OutboxMessage, OutboxStatus, Task, TaskStatus, table, utcnow
 from app.queue import enqueue
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
@@ -126,9 +126,9 @@ async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
     """Renew the lease; cancel `work` when the task is cancelled or the lease is gone."""
     while not work.done():
         await asyncio.sleep(KEEPER_INTERVAL_S)
-        async with session_scope() as session:
-            result = await session.execute(
-                update(Task)
+        async with connection_scope() as conn:
+            result = await conn.execute(
+                update(table(Task))
                 .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
                 .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
                 .returning(col(Task.status))
@@ -247,19 +247,31 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
 
 async def _deliver_if_ended(task_id: int) -> None:
     """Hand the deliverables of an ended task to their own worker task, so this run ends when
-    its status is set."""
+    its status is set; no message when it has none (lazy report, no email, no GitHub)."""
     try:
-        async with session_factory()() as session:  # a read: no write lock
-            row = (await session.exec(
-                select(Task.status, Agent.name)
+        async with get_engine().connect() as conn:  # a read: no write lock
+            row = (await conn.execute(
+                select(Task.status, Agent.name, Task.notify, Task.github)
+                .add_columns(_unsent_mail(task_id))
                 .join(Agent, col(Agent.id) == col(Task.agent_id), isouter=True)
-                .where(Task.id == task_id)
+                .where(col(Task.id) == task_id)
             )).first()
         if row is None or row[0] not in TERMINAL_VALUES:
             return
-        await enqueue([(task_id, row[1] or "")], name="deliver_task")
+        status, agent, notify, github, unsent = row
+        if not (get_settings().eager_reports or (notify or {}).get("email") or github or unsent):
+            return
+        await enqueue([(task_id, agent or "")], name="deliver_task")
     except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
         log.exception("could not enqueue deliverables for task %s", task_id)
+
+
+def _unsent_mail(task_id: int) -> Any:
+    """Whether the task has email not yet sent (e.g. a `send_email` whose own flush failed)."""
+    return (select(OutboxMessage.id)
+            .where(col(OutboxMessage.task_id) == task_id,
+                   col(OutboxMessage.status) == OutboxStatus.pending)
+            .exists())
 
 
 async def deliver_task(task_id: int) -> None:

@@ -8,7 +8,7 @@ from app.models.agent import (
     AgentStatus,
     AgentUpdate,
 )
-from app.models.base import utcnow
+from app.models.base import table, utcnow
 from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.task import (
@@ -62,5 +62,6 @@ __all__ = [
     "User",
     "UserPublic",
     "WorkerNode",
+    "table",
     "utcnow",
 ]

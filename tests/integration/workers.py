@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class WorkerProcess:
     """A worker in its own session, so the whole process group can be signalled at once."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, agents: str = "") -> None:
-        args = [sys.executable, "-m", "app.cli", "worker", "--concurrency", "1",
+    def __init__(self, env: dict[str, str], log_path: Path, agents: str = "",
+                 concurrency: int = 1) -> None:
+        args = [sys.executable, "-m", "app.cli", "worker", "--concurrency", str(concurrency),
                 "--loglevel", "INFO"]
         if agents:
             args += ["--agents", agents]
