@@ -60,10 +60,7 @@ async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_ta
     headers = tracing.inject() or None
     for task_id, agent_name in items:
         queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
-        if name == "run_task" and headers is None:
-            await asyncio.to_thread(_send, task_id, queue)
-        else:
-            await asyncio.to_thread(_send, task_id, queue, name, headers)
+        await asyncio.to_thread(_send, task_id, queue, name, headers)
 
 
 def send_task(name: str, args: list[int | str], queue: str, *,

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.loopback import close, serve
+
 Response = dict[str, Any]
 _ids = itertools.count(1)
 
@@ -69,7 +71,6 @@ class ScriptedLLM:
         self.dead_models: set[str] = set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control ---------------------------------------------------------------------------
     def script(self, *responses: Response, model: str | None = None) -> ScriptedLLM:
@@ -127,17 +128,12 @@ class ScriptedLLM:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        close(self._server)
+        self._server = None
 
     def __enter__(self) -> ScriptedLLM:
         return self.start()

@@ -16,6 +16,7 @@ from app.config import Settings, reset_settings
 from app.db import make_engine, session_scope
 from app.models import Task, TaskEvent, User, utcnow
 from app.sandbox.workspace import Workspace
+from app.tools.registry import ToolContext
 
 
 @pytest.fixture
@@ -182,3 +183,18 @@ def bar_chart_svg(values: list[int], extra: str = "") -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
         f' width="200" height="110">{bars}{extra}</svg>'
     )
+
+
+def tool_context(
+    task: Task, settings: Settings, *, events: list | None = None,
+    services: dict[str, Any] | None = None,
+) -> ToolContext:
+    """A ToolContext for `task` whose emitted events land in `events` as {type, data}."""
+    sink = events if events is not None else []
+
+    async def emit(type_: str, data: dict[str, Any]) -> None:
+        sink.append({"type": type_, "data": data})
+
+    return ToolContext(task_id=task.id or 0, workspace=Workspace(Path(task.workspace or ".")),
+                       settings=settings, emit=emit, task=task.model_dump(),
+                       services=services or {})

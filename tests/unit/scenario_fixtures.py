@@ -121,3 +121,12 @@ async def make_run_context(spec: dict[str, Any], *, max_steps: int = 500) -> Run
     limits = Limits.resolve({"max_steps": max_steps}, settings)
     return RunContext(task=task, agent=agent, workspace=ws, settings=settings, limits=limits,
                       worker_id="test")
+
+
+async def run_events(task_id: int) -> list[dict[str, Any]]:
+    """A scenario run's events as the replay functions read them."""
+    from app.agent.scenario.replay import load_events
+    from app.db import session_scope
+
+    async with session_scope() as session:
+        return await load_events(session, task_id)

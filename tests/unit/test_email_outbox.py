@@ -17,11 +17,14 @@ from app.db import session_scope
 from app.deliver import enqueue_notifications, outbox_state
 from app.deliver.outbox import flush_pending, notifications_for
 from app.models import Task
-from app.sandbox.workspace import Workspace
 from app.tools.errors import ToolRefused
 from app.tools.mail import send_email
-from app.tools.registry import ToolContext
-from tests.unit.deliver_fixtures import create_task, engine, settings  # noqa: F401
+from tests.unit.deliver_fixtures import (  # noqa: F401
+    create_task,
+    engine,
+    settings,
+    tool_context,
+)
 
 
 class Inbox:
@@ -228,27 +231,12 @@ async def test_enqueue_twice_for_the_same_run_cannot_commit(engine, settings):
             enqueue_notifications(session, await session.get(Task, task.id))
 
 
-def tool_ctx(task: Task, settings, engine) -> ToolContext:
-    async def emit(type_, data):
-        events.append((type_, data))
-
-    events: list = []
-    return ToolContext(
-        task_id=task.id,
-        workspace=Workspace(Path(task.workspace)),
-        settings=settings,
-        emit=emit,
-        task=task.model_dump(),
-        services={"engine": engine},
-    )
-
-
 async def test_send_email_tool_is_limited_and_deduplicated(engine, settings, smtp):
     s = smtp.configure(email_allow_domains='["partner.example"]', email_agent_max_per_hour=2)
     smtp.start()
     task = await create_task(engine, s, status="build", notify={"email": ["boss@example.com"]})
     (Path(task.workspace) / "output" / "data.csv").write_text("a,b\n1,2\n")
-    ctx = tool_ctx(task, s, engine)
+    ctx = tool_context(task, s, services={"engine": engine})
 
     await send_email(
         ctx, to="boss@example.com", subject="Hi", body="Draft", attach=["output/data.csv"]

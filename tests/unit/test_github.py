@@ -18,9 +18,8 @@ from app.deliver.github import issue_to_task, mirror_for
 from app.models import Task, TaskEvent
 from app.sandbox.workspace import Workspace
 from app.tools.github import open_pull_request
-from app.tools.registry import ToolContext
 from tests.fakes.github_server import FakeGitHub
-from tests.unit.deliver_fixtures import create_task, engine, settings  # noqa: F401
+from tests.unit.deliver_fixtures import create_task, engine, settings, tool_context  # noqa: F401
 
 TOKEN = "tbtest-PLANTED-4f9a1c7e2b8d6053"
 
@@ -39,19 +38,6 @@ def git_show(bare: Path, spec: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(bare), "show", spec], capture_output=True, text=True, check=True
     ).stdout
-
-
-def ctx_for(task: Task, settings, events: list) -> ToolContext:
-    async def emit(type_, data):
-        events.append({"type": type_, "data": data})
-
-    return ToolContext(
-        task_id=task.id,
-        workspace=Workspace(Path(task.workspace)),
-        settings=settings,
-        emit=emit,
-        task=task.model_dump(),
-    )
 
 
 def plant_traps(src: Path, marker: Path) -> None:
@@ -80,7 +66,7 @@ async def test_pull_request_opened_once_updated_after_and_token_never_leaks(
     )
     ws = Workspace(Path(task.workspace))
     events: list = []
-    ctx = ctx_for(task, s, events)
+    ctx = tool_context(task, s, events=events)
 
     # given the repository was cloned into src/ before the agent started
     await prepare(task.model_dump(), ws, s, ctx.emit)
@@ -166,4 +152,4 @@ async def test_open_pull_request_refused_without_repo(engine, settings):
 
     task = await create_task(engine, settings, status="build")
     with pytest.raises(ToolRefused):
-        await open_pull_request(ctx_for(task, settings, []), title="x", body="y")
+        await open_pull_request(tool_context(task, settings), title="x", body="y")

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import pytest
 
 from app.agent.scenario import run_scenario, scenario_report_context
-from app.agent.scenario.replay import effective, graph_at, load_events, transcript
+from app.agent.scenario.replay import effective, graph_at, transcript
 from app.db import session_scope
 from app.models import TaskMessage
 from tests.fakes.llm_server import text
@@ -19,6 +19,7 @@ from tests.unit.scenario_fixtures import (
     close_llm_client,
     make_run_context,
     move,
+    run_events,
 )
 
 
@@ -26,11 +27,6 @@ from tests.unit.scenario_fixtures import (
 async def _client(db):
     yield
     await close_llm_client()
-
-
-async def _events(task_id: int) -> list[dict[str, Any]]:
-    async with session_scope() as session:
-        return await load_events(session, task_id)
 
 
 def _types(events: list[dict[str, Any]]) -> list[str]:
@@ -50,7 +46,7 @@ async def test_three_characters_run_end_to_end(llm):
     summary = await run_scenario(ctx)
 
     # then
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     types = _types(events)
     assert types.count("narration") == 3
     assert types.count("interaction") == 9
@@ -95,7 +91,7 @@ async def test_malformed_actor_reply_is_corrected_or_skipped(llm):
     await run_scenario(ctx)
 
     # then: the run finished; the invalid replies and the skip are events
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     invalid = [e["data"] for e in events if e["type"] == "actor_reply_invalid"]
     assert [(i["turn"], i["attempt"]) for i in invalid] == [(1, 1), (2, 1), (2, 2)]
     assert "not a JSON object" in invalid[0]["error"]
@@ -126,7 +122,7 @@ async def test_fork_from_turn_two_shares_turns_then_diverges(llm):
     await run_scenario(child)
 
     # then: turns 1–2 are the parent's, turn 3 differs
-    parent_events, child_events = await _events(parent.task_id), await _events(child.task_id)
+    parent_events, child_events = await run_events(parent.task_id), await run_events(child.task_id)
 
     def lines(events: list[dict[str, Any]], turn: int) -> list[str]:
         return [e.get("content") or e.get("scene") for e in transcript(events)
@@ -163,7 +159,7 @@ async def test_user_message_reaches_its_character_next_turn(llm):
     await run_scenario(ctx)
 
     # then
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     user_msgs = [e["data"] for e in events if e["type"] == "user_message"]
     assert [(m["turn"], m["target"]) for m in user_msgs] == [(1, "Cy")]
     cy_moves = [e for e in transcript(events) if e.get("actor") == "Cy"]
@@ -195,7 +191,7 @@ async def test_resume_after_crash_does_not_repeat_finished_turns(llm):
     await run_scenario(ctx)
 
     # then: turn 1 once, turn 2 from its restart only, turn 3 once
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     ann = [e["content"] for e in transcript(events) if e.get("actor") == "Ann"]
     assert ann == ["line 1", "line 2", "line 3"]
     assert "scenario_resumed" in _types(events)

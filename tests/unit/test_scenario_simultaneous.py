@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.agent.scenario import distributed, run_scenario
-from app.agent.scenario.replay import load_events, transcript
+from app.agent.scenario.replay import transcript
 from app.agent.scenario.schema import validate
 from app.db import session_scope
 from app.models import WorkerNode
@@ -21,6 +21,7 @@ from tests.unit.scenario_fixtures import (
     close_llm_client,
     make_run_context,
     move,
+    run_events,
 )
 
 FOUR = {**THREE, "turns": 1, "turn_order": "simultaneous", "analyst": {"enabled": False},
@@ -31,11 +32,6 @@ FOUR = {**THREE, "turns": 1, "turn_order": "simultaneous", "analyst": {"enabled"
 async def _client(db):
     yield
     await close_llm_client()
-
-
-async def _events(task_id: int) -> list[dict[str, Any]]:
-    async with session_scope() as session:
-        return await load_events(session, task_id)
 
 
 def _talking_cast(delays: dict[str, float]) -> tuple[CastResponder, dict[str, float]]:
@@ -70,7 +66,7 @@ async def test_simultaneous_turn_asks_the_actors_concurrently(llm):
     assert "Ann speaks" not in dee["messages"][1]["content"]
     assert "Everyone moves at the same time" in dee["messages"][1]["content"]
     # moves are applied in cast order whatever the finishing order (Dee's call ended first)
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     assert [e["actor"] for e in transcript(events) if e["type"] == "interaction"] == [
         "Ann", "Bob", "Cy", "Dee"]
     ties = [e["data"]["last_interaction"]["by"] for e in events if e["type"] == "relationship"]
@@ -114,7 +110,7 @@ async def test_distributed_turn_takes_moves_from_actor_tasks(llm, monkeypatch):
     assert [s[:4] for s in sent] == [("act_scenario_turn", ctx.task_id, t, n)
                                      for t in (1, 2) for n in ("Ann", "Bob", "Cy", "Dee")]
     assert {(s[4], s[5]) for s in sent} == {("taskbench", 1.0)}
-    events = await _events(ctx.task_id)
+    events = await run_events(ctx.task_id)
     by = {(e["turn"], e["actor"]): e["computed_by"] for e in transcript(events)
           if e["type"] == "interaction"}
     assert by == {(t, n): "runner" if n == "Cy" else "worker"
