@@ -17,7 +17,7 @@ from tests.conftest import REDIS_URL
 @pytest.fixture
 def redis_broker(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Redis (its own database number, flushed) as the broker of the API and its workers."""
-    url = REDIS_URL.rsplit("/", 1)[0] + "/7"
+    url = REDIS_URL.rsplit("/", 1)[0] + "/" + os.environ.get("TASKBENCH_TEST_REDIS_DB", "7")
     client = redis.Redis.from_url(url)
     client.flushdb()
     monkeypatch.setenv("TASKBENCH_BROKER_URL", url)
