@@ -1,4 +1,8 @@
-"""Budgets: steps, tokens, cost and wall time, checked before each LLM call with its worst case."""
+"""Budgets: steps, tokens, cost and wall time, checked before each LLM call with its worst case.
+
+TaskTree: the root's budget covers a whole tree of delegated tasks: every call anywhere adds to
+the root's `usage.tree_*` totals and is checked against the root's limits first.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from app.core.config import Settings
+from app.core.db import session_scope
+from app.models import Task, table
+from app.run import llm
 from app.run.errors import BudgetExceeded
 from app.run.pricing import DEFAULT_MAX_COMPLETION_TOKENS, cost_for
 
@@ -94,3 +106,50 @@ def tightest(*limits: Limits) -> Limits:
         max_cost_usd=min(x.max_cost_usd for x in limits),
         timeout_s=min(x.timeout_s for x in limits),
     )
+
+
+@dataclass(frozen=True)
+class TaskTree:
+    """The root task of a delegation tree, whose limits bound every task in it."""
+
+    root_id: int
+    limits: Limits
+
+    async def spent(self) -> Spent:
+        async with session_scope() as session:
+            usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
+        return Spent(int(usage.get("tree_steps", 0)), int(usage.get("tree_tokens", 0)),
+                     float(usage.get("tree_cost_usd", 0.0)))
+
+    async def check(self, model: str, prompt_tokens: int) -> None:
+        """Raise TreeBudgetExceeded when the next call does not fit the tree's budget."""
+        try:
+            reserve(self.limits, await self.spent(), model=model, prompt_tokens=prompt_tokens)
+        except BudgetExceeded as exc:
+            raise TreeBudgetExceeded(f"budget of task tree #{self.root_id} exhausted: {exc}",
+                                     root_id=self.root_id) from exc
+
+    async def add(self, conn: AsyncConnection, c: llm.Completion) -> None:
+        """Add one call to the root's tree totals, in the caller's transaction."""
+        await self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
+
+    async def _bump(
+        self, conn: AsyncSession | AsyncConnection, steps: int, tokens: int, cost: float
+    ) -> None:
+        # read-modify-write under a row lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)
+        usage = (await conn.execute(
+            select(Task.usage).where(col(Task.id) == self.root_id).with_for_update()
+        )).scalar_one()
+        usage = dict(usage or {})
+        usage["tree_steps"] = int(usage.get("tree_steps", 0)) + steps
+        usage["tree_tokens"] = int(usage.get("tree_tokens", 0)) + tokens
+        usage["tree_cost_usd"] = round(float(usage.get("tree_cost_usd", 0.0)) + cost, 8)
+        await conn.execute(update(table(Task))
+                           .where(col(Task.id) == self.root_id).values(usage=usage))
+
+    async def start(self, spent: Spent) -> None:
+        """Seed the root's tree totals with what the root itself spent before delegating."""
+        async with session_scope() as session:
+            usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
+            if "tree_steps" not in (usage or {}):
+                await self._bump(session, spent.steps, spent.tokens, spent.cost_usd)

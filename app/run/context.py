@@ -34,7 +34,7 @@ from app.tools.errors import ToolControl
 from app.tools.registry import Dispatched, ToolContext, dispatch
 
 if TYPE_CHECKING:
-    from app.run.agent.delegation import TaskTree
+    from app.run.budget import TaskTree
 
 
 @dataclass

@@ -28,7 +28,7 @@ from app.tasks.events import append_events
 from app.tools.registry import Dispatched
 
 if TYPE_CHECKING:
-    from app.run.agent.delegation import TaskTree
+    from app.run.budget import TaskTree
 
 TERMINAL = ("completed", "failed", "cancelled")
 

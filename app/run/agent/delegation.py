@@ -2,8 +2,7 @@
 
     create_child     the `delegate` tool's service: a child task via submit_task, its limits the
                      tightest of its own defaults and what the parent (and the tree) has left
-    TaskTree         the root's budget covers the whole tree: every call anywhere adds to the
-                     root's `usage.tree_*` totals and is checked against the root's limits first
+    attach_tree      the run's TaskTree (app.run.budget): the root's budget covers the whole tree
     child_results    on resume, each ended child's summary and files, copied into subtasks/<id>/
 """
 
@@ -11,81 +10,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.db import session_factory, session_scope
-from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User, table
-from app.run import llm
-from app.run.budget import (
-    BudgetExceeded,
-    Limits,
-    Spent,
-    TreeBudgetExceeded,
-    remaining,
-    reserve,
-    tightest,
-)
+from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User
+from app.run.budget import Limits, TaskTree, remaining, tightest
 from app.run.context import RunContext
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import append_event, publish
 from app.tools.errors import ToolError
 
 MAX_COPY_BYTES = 20 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class TaskTree:
-    """The root task of a delegation tree, whose limits bound every task in it."""
-
-    root_id: int
-    limits: Limits
-
-    async def spent(self) -> Spent:
-        async with session_scope() as session:
-            usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
-        return Spent(int(usage.get("tree_steps", 0)), int(usage.get("tree_tokens", 0)),
-                     float(usage.get("tree_cost_usd", 0.0)))
-
-    async def check(self, model: str, prompt_tokens: int) -> None:
-        """Raise TreeBudgetExceeded when the next call does not fit the tree's budget."""
-        try:
-            reserve(self.limits, await self.spent(), model=model, prompt_tokens=prompt_tokens)
-        except BudgetExceeded as exc:
-            raise TreeBudgetExceeded(f"budget of task tree #{self.root_id} exhausted: {exc}",
-                                     root_id=self.root_id) from exc
-
-    async def add(self, conn: AsyncConnection, c: llm.Completion) -> None:
-        """Add one call to the root's tree totals, in the caller's transaction."""
-        await self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
-
-    async def _bump(
-        self, conn: AsyncSession | AsyncConnection, steps: int, tokens: int, cost: float
-    ) -> None:
-        # read-modify-write under a row lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)
-        usage = (await conn.execute(
-            select(Task.usage).where(col(Task.id) == self.root_id).with_for_update()
-        )).scalar_one()
-        usage = dict(usage or {})
-        usage["tree_steps"] = int(usage.get("tree_steps", 0)) + steps
-        usage["tree_tokens"] = int(usage.get("tree_tokens", 0)) + tokens
-        usage["tree_cost_usd"] = round(float(usage.get("tree_cost_usd", 0.0)) + cost, 8)
-        await conn.execute(update(table(Task))
-                           .where(col(Task.id) == self.root_id).values(usage=usage))
-
-    async def start(self, ctx: RunContext) -> None:
-        """Seed the root's tree totals with what the root itself spent before delegating."""
-        async with session_scope() as session:
-            usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
-            if "tree_steps" not in (usage or {}):
-                await self._bump(session, ctx.spent.steps, ctx.spent.tokens, ctx.spent.cost_usd)
 
 
 async def attach_tree(ctx: RunContext, state: dict[str, Any]) -> None:
@@ -125,7 +64,7 @@ async def create_child(
         raise ToolError("subtasks nest too deep; do this part yourself")
     if ctx.tree is None:
         ctx.tree = TaskTree(ctx.task_id, ctx.limits)
-        await ctx.tree.start(ctx)
+        await ctx.tree.start(ctx.spent)
     limits = await child_limits(ctx)
     try:
         task_in = TaskCreate(
@@ -230,5 +169,5 @@ async def send_task_message(ctx: RunContext, task_id: int, content: str) -> str:
     return f"message sent to task #{task_id}; it sees it on its next step"
 
 
-__all__ = ["TaskTree", "attach_tree", "child_results", "create_child", "send_task_message",
+__all__ = ["attach_tree", "child_results", "create_child", "send_task_message",
            "shared_workspace_of"]
