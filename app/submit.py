@@ -7,8 +7,9 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app import kinds
 from app.core.db import session_scope
-from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
+from app.models import Agent, Task, TaskCreate, TaskEvent, User
 from app.tasks.complexity import estimate_complexity
 from app.tasks.enqueue import enqueue
 from app.tasks.events import append_event, publish
@@ -28,24 +29,8 @@ def _err(loc: list[str | int], msg: str) -> dict[str, Any]:
 
 
 def _kind_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
-    """Ask the playbook or scenario engine whether it can run what was asked."""
-    if task_in.kind == TaskKind.playbook:
-        if not task_in.playbook:
-            return [_err(["playbook"], "a playbook task needs `playbook` (its name)")]
-        from app.run.playbook import validate_playbook_request
-
-        found = validate_playbook_request(task_in.playbook, task_in.inputs)
-    elif task_in.kind == TaskKind.scenario:
-        if not task_in.scenario:
-            return [_err(["scenario"], "a scenario task needs `scenario` (its name)")]
-        from app.run.scenario import validate_scenario_request
-
-        found = validate_scenario_request(task_in.scenario, task_in.inputs.get("overrides") or {},
-                                          definition=task_in.inputs.get("definition"))
-    else:
-        if not (task_in.title or task_in.description):
-            return [_err(["title"], "a task needs a title or a description")]
-        return []
+    """Ask the task's kind whether it can run what was asked."""
+    found = kinds.get(task_in.kind.value).validate(task_in)
     return [{"loc": ["body", *e.get("loc", [])], "msg": e["msg"], "type": "value_error"}
             for e in found]
 
@@ -126,7 +111,7 @@ async def _insert(
         notify=task_in.notify.model_dump(mode="json"),
         github=task_in.github.model_dump(exclude_none=True) if task_in.github else None,
         spec={"playbook": task_in.playbook, "scenario": task_in.scenario,
-              "inputs": task_in.inputs, **_scenario_spec(task_in)},
+              "inputs": task_in.inputs, **kinds.get(task_in.kind.value).spec(task_in)},
     )
     session.add(task)
     await session.flush()
@@ -140,10 +125,3 @@ async def _insert(
     await session.refresh(task)
     return task, assignment, events
 
-
-def _scenario_spec(task_in: TaskCreate) -> dict[str, Any]:
-    if task_in.kind != TaskKind.scenario:
-        return {}
-    inputs = task_in.inputs
-    return {"overrides": inputs.get("overrides") or {}, "seed": inputs.get("seed"),
-            "fork_of": inputs.get("fork_of"), "from_turn": inputs.get("from_turn")}

@@ -12,15 +12,14 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
-from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app import kinds
 from app.api.deps import CurrentUser, SessionDep
-from app.kinds.scenario import schema as scenario_schema
+from app.kinds import TemplateSpec
 from app.kinds.scenario import store
-from app.models import AgentCreate, TemplatePublic, TemplateRecord, TemplatesPublic, User, utcnow
-from app.ops.seed import agent_templates
+from app.models import TemplatePublic, TemplateRecord, TemplatesPublic, User, utcnow
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 TemplateType = Literal["agents", "playbooks", "scenarios"]
@@ -52,28 +51,20 @@ async def read_body(request: Request) -> Any:
     return data
 
 
+def _type(type_: str) -> TemplateSpec:
+    return kinds.templates()[type_]
+
+
 def check(type_: str, data: Any) -> list[dict[str, Any]]:
     """Problems with a template body of this type (the same rules as the shipped files)."""
-    if type_ == "scenarios":
-        return scenario_schema.validate(data)[1]
-    try:
-        AgentCreate.model_validate(data)
-    except ValidationError as exc:
-        return [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors(include_url=False)]
-    return []
+    checker = _type(type_).check
+    if checker is None:
+        return [{"loc": [], "msg": f"{type_} templates are files and cannot be stored"}]
+    return checker(data)
 
 
 def _shipped(type_: str) -> dict[str, dict[str, Any]]:
-    if type_ == "scenarios":
-        return {s["name"]: s["data"] for s in store.load_scenarios()}
-    if type_ == "agents":
-        return {a.name: a.model_dump(mode="json") for a in agent_templates()}
-    try:
-        from app.run.playbook import list_playbooks
-    except ImportError:  # the playbook engine is optional; list the files as they are
-        return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-                for p in sorted((store.TEMPLATES_DIR / "playbooks").glob("*.yaml"))}
-    return {p["name"]: p for p in list_playbooks()}
+    return _type(type_).shipped()
 
 
 async def _stored(
@@ -92,16 +83,13 @@ def _public(row: TemplateRecord) -> TemplatePublic:
 
 
 def json_schema(type_: str) -> dict[str, Any] | None:
-    if type_ == "scenarios":
-        return scenario_schema.Scenario.model_json_schema()
-    if type_ == "agents":
-        return AgentCreate.model_json_schema()
-    return None
+    schema = _type(type_).json_schema
+    return schema() if schema else None
 
 
 async def find(session: AsyncSession, type_: str, name: str) -> TemplatePublic:
     """One template by name: the stored one, else the shipped file; 404 when neither."""
-    rows = await _stored(session, type_, name) if type_ != "playbooks" else []
+    rows = await _stored(session, type_, name) if _type(type_).check else []
     if rows:
         return _public(rows[0])
     shipped = _shipped(type_)
@@ -114,7 +102,7 @@ async def find(session: AsyncSession, type_: str, name: str) -> TemplatePublic:
 async def list_templates(type_: TemplateType, session: SessionDep, _user: CurrentUser
                          ) -> TemplatesPublic:
     """Every template of a type (stored ones shadow shipped files), with the type's schema."""
-    rows = await _stored(session, type_) if type_ != "playbooks" else []
+    rows = await _stored(session, type_) if _type(type_).check else []
     stored = {r.name: _public(r) for r in rows}
     shipped = {n: TemplatePublic(type=type_, name=n, source="shipped", body=b)
                for n, b in _shipped(type_).items()}

@@ -1,1 +1,10 @@
-"""What a task kind is (agent, playbook, scenario): schema, validation, report section."""
+"""What a task kind is (agent, playbook, scenario): schema, validation, templates, report section.
+
+Importing this package registers every kind (explicitly: a broken kind fails here, loudly).
+"""
+
+from app.kinds import agent, playbook, scenario
+from app.kinds.registry import KindSpec, TemplateSpec, UnknownKind, get, names, templates
+
+__all__ = ["KindSpec", "TemplateSpec", "UnknownKind", "agent", "get", "names", "playbook",
+           "scenario", "templates"]

@@ -1,28 +1,19 @@
-"""Seed the default agents from templates/agents/*.yaml on first start (idempotent)."""
+"""Seed the default agents from templates/agents/*.yaml on first start (idempotent).
+
+The files are read by app.kinds.agent.agent_templates (also what /templates/agents lists).
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
-import yaml
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.core.config import TEMPLATES_DIR
-from app.models import Agent, AgentCreate
+from app.kinds.agent import agent_templates
+from app.models import Agent
 
 log = logging.getLogger(__name__)
-
-
-def agent_templates(directory: Path = TEMPLATES_DIR / "agents") -> list[AgentCreate]:
-    """The shipped agent definitions, validated."""
-    found = []
-    for path in sorted(directory.glob("*.yaml")):
-        data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        found.append(AgentCreate.model_validate(data))
-    return found
 
 
 async def seed_agents(session: AsyncSession) -> int:

@@ -57,7 +57,7 @@ def _kinds() -> dict[str, Kind]:
     except ImportError:
         pass
     try:
-        from app.run.scenario import run_scenario
+        from app.run.scenario.engine import run_scenario
 
         kinds["scenario"] = run_scenario
     except ImportError:

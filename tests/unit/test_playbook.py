@@ -16,13 +16,14 @@ from sqlmodel import col, select
 
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.kinds.playbook import list_playbooks, validate_playbook_request
 from app.kinds.playbook import schema as playbook_schema
 from app.kinds.playbook.schema import PlaybookInvalid, parse_playbook, playbook_names
 from app.models import Agent, Task, TaskEvent, User
 from app.run.budget import Limits
 from app.run.context import RunContext
 from app.run.errors import AgentFailed
-from app.run.playbook import list_playbooks, run_playbook, validate_playbook_request
+from app.run.playbook import run_playbook
 from app.sandbox.workspace import Workspace
 from app.tools import REGISTRY
 from tests.fakes.llm_server import ScriptedLLM, text

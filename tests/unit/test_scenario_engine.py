@@ -10,8 +10,9 @@ import pytest
 
 from app.core.db import session_scope
 from app.kinds.scenario.replay import effective, graph_at, transcript
+from app.kinds.scenario.report import scenario_report_context
 from app.models import TaskMessage
-from app.run.scenario import run_scenario, scenario_report_context
+from app.run.scenario.engine import run_scenario
 from tests.fakes.llm_server import text
 from tests.unit.scenario_fixtures import (
     THREE,

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from app.kinds.scenario.schema import apply_overrides, validate
-from app.run.scenario import load_scenarios, validate_scenario_request
+from app.kinds.scenario.store import load_scenarios, validate_scenario_request
 from tests.unit.scenario_fixtures import THREE
 
 

@@ -13,7 +13,8 @@ from app.core.db import session_scope
 from app.kinds.scenario.replay import transcript
 from app.kinds.scenario.schema import validate
 from app.models import WorkerNode
-from app.run.scenario import distributed, run_scenario
+from app.run.scenario import distributed
+from app.run.scenario.engine import run_scenario
 from tests.fakes.llm_server import delayed
 from tests.unit.scenario_fixtures import (
     THREE,

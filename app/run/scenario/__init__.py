@@ -1,5 +1,8 @@
 """Scenario runs: characters, narrator and analyst taking turns, relationships, a social graph.
 
+What a scenario is (schema, store, replay, report) lives in app.kinds.scenario; this package holds
+how one runs. Import the modules themselves (this __init__ imports nothing).
+
     schema.py          what a scenario file may say; validation naming every problem
     store.py           shipped files in templates/scenarios/ and stored templates
     relationships.py   the bounded update formula of a pair's strength and trust
@@ -13,14 +16,3 @@
     outcomes.py        outcome distributions over a batch of runs (objectives met, ties, counts)
     report.py, svg.py  what the PDF report embeds: cast, transcript, graph and ties charts
 """
-
-from app.kinds.scenario.report import scenario_report_context
-from app.kinds.scenario.store import load_scenarios, validate_scenario_request
-from app.run.scenario.engine import run_scenario
-
-__all__ = [
-    "load_scenarios",
-    "run_scenario",
-    "scenario_report_context",
-    "validate_scenario_request",
-]

@@ -30,7 +30,10 @@ from app.run.scenario.analysis import (
     write_analysis_file,
     write_turn_files,
 )
+from app.run.scenario.distributed import moves_from_workers
 from app.run.scenario.turn import Run, actor_move, apply_move, emit_many, play_turn
+
+REMOTE = moves_from_workers  # how a distributed scenario's simultaneous turn reaches the workers
 
 
 def spec_value(spec: dict[str, Any], key: str) -> Any:
@@ -115,7 +118,7 @@ async def prepare(ctx: Any) -> tuple[Run, Ledger]:
     await emit_many(ctx, [_started_event(scenario, ledger, seed)])
     state = RunState(states={c.name: c.emotional_state for c in scenario.characters},
                      ledger=Ledger(dict(ledger.rels)))
-    run = Run(ctx=ctx, scenario=scenario, seed=seed, state=state)
+    run = Run(ctx=ctx, scenario=scenario, seed=seed, state=state, remote_moves=REMOTE)
     await _initial_graph(run)
     return run, ledger
 
@@ -138,7 +141,8 @@ async def _resume(ctx: Any, own: list[Event]) -> tuple[Run, Ledger]:
     start = replay.started(replay.effective(own))
     scenario = Scenario.model_validate(start["scenario"])
     state = replay.state_at(own)
-    run = Run(ctx=ctx, scenario=scenario, seed=int(start["seed"]), state=state)
+    run = Run(ctx=ctx, scenario=scenario, seed=int(start["seed"]), state=state,
+              remote_moves=REMOTE)
     # Messages delivered to the half-played turn would be lost with it: hand them over again.
     run.carried_inbox = [e["data"] for e in own if e["type"] == "user_message"
                          and e["data"].get("turn") == state.turn + 1]
@@ -169,7 +173,8 @@ async def _fork(ctx: Any, spec: dict[str, Any], parent_id: int) -> tuple[Run, Le
                *inherited]
     await emit_many(ctx, prelude)  # one transaction: a fork is either fully set up or not at all
     run = Run(ctx=ctx, scenario=scenario, seed=seed, state=replay.state_at(
-        [{"seq": i, "type": t, "data": d} for i, (t, d) in enumerate(prelude)]))
+        [{"seq": i, "type": t, "data": d} for i, (t, d) in enumerate(prelude)]),
+        remote_moves=REMOTE)
     return run, ledger
 
 

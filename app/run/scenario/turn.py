@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,6 +44,9 @@ class Run:
     seed: int
     state: RunState
     carried_inbox: list[dict[str, Any]] = field(default_factory=list)
+    # For a distributed scenario: the moves workers computed for a simultaneous turn (given by
+    # the engine: distributed.moves_from_workers, which builds on this module)
+    remote_moves: Callable[[Run, int, list[str]], Awaitable[Moves]] | None = None
 
     @property
     def total(self) -> int:
@@ -114,10 +117,8 @@ async def simultaneous_moves(run: Run, turn: int, order: list[str], *, scene: st
     """Every actor's move of a simultaneous turn: from workers when distributed, the rest here
     concurrently (each call budget-checked by ctx.chat); name → (move, extra event fields)."""
     moves: Moves = {}
-    if run.scenario.distributed:
-        from app.run.scenario import distributed  # it builds on this module
-
-        moves = await distributed.moves_from_workers(run, turn, order)
+    if run.scenario.distributed and run.remote_moves is not None:
+        moves = await run.remote_moves(run, turn, order)
     here = [n for n in order if n not in moves]
     extra = {"computed_by": "runner"} if run.scenario.distributed else None
     asked = await gather_all([actor_move(run, n, turn, scene=scene, inbox=inbox_for(inbox, n))
