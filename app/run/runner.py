@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled
+from app.run.kinds import RUNNERS
 from app.run.llm import LLMError
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
@@ -43,26 +43,6 @@ log = logging.getLogger(__name__)
 LEASABLE = [s.value for s in (TaskStatus.assigned, TaskStatus.design, TaskStatus.build,
                               TaskStatus.test, TaskStatus.review)]
 KEEPER_INTERVAL_S = 0.5
-Kind = Callable[[RunContext], Awaitable[str]]
-
-
-def _kinds() -> dict[str, Kind]:
-    from app.run.agent.loop import run_agent
-
-    kinds: dict[str, Kind] = {"agent": run_agent}
-    try:
-        from app.run.playbook import run_playbook
-
-        kinds["playbook"] = run_playbook
-    except ImportError:
-        pass
-    try:
-        from app.run.scenario.engine import run_scenario
-
-        kinds["scenario"] = run_scenario
-    except ImportError:
-        pass
-    return kinds
 
 
 async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
@@ -184,7 +164,7 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
 
 async def _execute(ctx: RunContext, settings: Settings) -> None:
     """Run the task's kind under the keeper and end the task by how it went."""
-    kind = _kinds().get(ctx.task.kind)
+    kind = RUNNERS.get(ctx.task.kind)
     if kind is None:
         await end(ctx.task_id, TaskStatus.failed, error=f"unknown task kind {ctx.task.kind!r}")
         return
