@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.deps import AdminUser, CurrentUser, SessionDep
 from app.core.db import session_scope
 from app.models import RUNNING, Agent, AgentCreate, AgentPublic, AgentsPublic, AgentUpdate, Task
-from app.ops.sweeper import assign_and_enqueue
+from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.scheduling import quality
 
 router = APIRouter(prefix="/agents", tags=["agents"])

@@ -29,8 +29,8 @@ from app.models import (
     User,
     utcnow,
 )
-from app.ops.sweeper import assign_and_enqueue
 from app.submit import SubmissionError, submit_task
+from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.events import append_event, list_events, publish
 from app.tasks.lifecycle import close_task
 

@@ -10,32 +10,15 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlmodel import col, select
+from sqlmodel import col
 
 from app.core.config import get_settings
-from app.core.db import get_engine, session_scope
-from app.models import Agent, Task, TaskStatus, WorkerNode, utcnow
-from app.tasks.enqueue import enqueue
-from app.tasks.scheduling import assign_pending, mark_enqueued, stale_tasks
+from app.core.db import session_scope
+from app.models import Agent, WorkerNode, utcnow
+from app.tasks.enqueue import assign_and_enqueue, enqueue
+from app.tasks.scheduling import mark_enqueued, stale_tasks
 
 log = logging.getLogger(__name__)
-
-
-async def assign_and_enqueue() -> int:
-    """Assign pending tasks to free agents and enqueue them (after the commit).
-
-    Every run ends with this; most find nothing pending, which a plain read tells without a
-    write transaction (and on SQLite, without queueing for the write lock)."""
-    async with get_engine().connect() as conn:
-        pending = (await conn.execute(
-            select(Task.id).where(col(Task.status) == TaskStatus.pending.value).limit(1)
-        )).first()
-    if pending is None:
-        return 0
-    async with session_scope() as session:
-        assigned = await assign_pending(session)
-    await enqueue((a.task_id, a.agent_name) for a in assigned)
-    return len(assigned)
 
 
 async def requeue_lost() -> int:

@@ -25,7 +25,6 @@ from app.core.config import Settings, get_settings
 from app.core.db import connection_scope, get_engine, session_scope
 from app.core.logging import bind
 from app.models import Agent, OutboxMessage, OutboxStatus, Task, TaskStatus, table, utcnow
-from app.ops.sweeper import assign_and_enqueue
 from app.run.agent.delegation import shared_workspace_of
 from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
@@ -35,7 +34,7 @@ from app.run.kinds import RUNNERS
 from app.run.llm import LLMError
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
-from app.tasks.enqueue import enqueue
+from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
 from app.tasks.lifecycle import TERMINAL_VALUES, close_task
 

@@ -15,8 +15,9 @@ from sqlmodel import col, select
 
 from app.core import tracing
 from app.core.config import get_settings
-from app.core.db import get_engine
-from app.models import WorkerNode, utcnow
+from app.core.db import get_engine, session_scope
+from app.models import Task, TaskStatus, WorkerNode, utcnow
+from app.tasks.scheduling import assign_pending
 
 DEFAULT_QUEUE = "taskbench"
 _dedicated: tuple[float, set[str]] = (0.0, set())
@@ -70,3 +71,20 @@ def send_task(name: str, args: list[int | str], queue: str, *,
     from worker.celery_app import current_celery  # as in _send: app/ reaches worker/ only here
 
     current_celery().send_task(name, args=args, queue=queue, expires=expires)
+
+
+async def assign_and_enqueue() -> int:
+    """Assign pending tasks to free agents and enqueue them (after the commit).
+
+    Every run ends with this; most find nothing pending, which a plain read tells without a
+    write transaction (and on SQLite, without queueing for the write lock)."""
+    async with get_engine().connect() as conn:
+        pending = (await conn.execute(
+            select(Task.id).where(col(Task.status) == TaskStatus.pending.value).limit(1)
+        )).first()
+    if pending is None:
+        return 0
+    async with session_scope() as session:
+        assigned = await assign_pending(session)
+    await enqueue((a.task_id, a.agent_name) for a in assigned)
+    return len(assigned)
