@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import app.integrations  # noqa: F401 - registers the task-end hook (the notification rows)
 from app.api import (
     agent_protocol,
     agents,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import app.integrations  # noqa: F401 - registers the task-end hook (the notification rows)
 from app.core import tracing
 
 # Imported here, in the parent, so pool children fork with everything loaded.

@@ -24,6 +24,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.integrations import outbox
 from app.sandbox.workspace import Workspace
+from app.tasks import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ async def prepare(task: Any, workspace: Workspace, settings: Settings, emit: Any
 def enqueue_notifications(session: Any, task: Any) -> None:
     """Add the task's notification rows to `session`; they commit with the status change."""
     outbox.enqueue_task_end(session, task)
+
+
+lifecycle.on_end(enqueue_notifications)  # the rows commit with the status change
 
 
 async def after_end(task_id: int, *, engine: Any = None) -> None:

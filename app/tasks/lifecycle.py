@@ -1,22 +1,35 @@
 """Ending a task: the one place a task becomes completed, failed or cancelled.
 
-The status change, the agent slot's release, the `status` event and the notification rows are
-one transaction, guarded so that a task ends exactly once however many callers race to end it.
+The status change, the agent slot's release, the `status` event and the notification rows (added
+by the hooks registered with `on_end`, see app.integrations) are one transaction, guarded so that
+a task ends exactly once however many callers race to end it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app import integrations as deliver
 from app.models import TERMINAL, Agent, Task, TaskEvent, TaskStatus, utcnow
 from app.tasks.events import append_event
 from app.tasks.scheduling import release_slot
 
 TERMINAL_VALUES = [s.value for s in TERMINAL]
+
+# Called with (session, task) in the transaction that ends the task: what must commit with the
+# status change (the notification rows). app.integrations registers its hook when imported.
+EndHook = Callable[[AsyncSession, Task], None]
+_ON_END: list[EndHook] = []
+
+
+def on_end(hook: EndHook) -> None:
+    """Run `hook` in every task-ending transaction (once, however often it is registered)."""
+    if hook not in _ON_END:
+        _ON_END.append(hook)
 
 
 async def close_task(
@@ -52,7 +65,8 @@ async def close_task(
     # populate_existing: one SELECT that also refreshes a row the session already holds
     task = await session.get(Task, task_id, populate_existing=True)
     if task is not None:
-        deliver.enqueue_notifications(session, task)
+        for hook in _ON_END:
+            hook(session, task)
     if status is not TaskStatus.completed:
         events += await _close_children(session, task_id, status)
     if row[1] is not None:
