@@ -14,6 +14,7 @@ from app.core.config import get_settings
 from app.core.db import dispose_engines, session_scope
 from app.models import WorkerNode, utcnow
 from app.ops.sweeper import sweep_once
+from app.sandbox.selftest import run_selftest
 
 
 async def register(node_id: str, agents: list[str], sandbox: str) -> None:
@@ -41,10 +42,6 @@ async def unregister(node_id: str) -> None:
 
 
 def sandbox_summary() -> str:
-    try:
-        from app.sandbox.selftest import run_selftest
-    except ImportError:
-        return "unchecked"
     status = run_selftest(get_settings())
     return f"{status.get('mode')}:{'ok' if status.get('ok') else 'FAILED'}"
 

@@ -168,9 +168,7 @@ async def create_task_with_files(
 async def report_pdf(task_id: int, session: SessionDep, user: CurrentUser):
     """The task's PDF report, rendered on demand when missing."""
     await owned_task(session, task_id, user)
-    try:
-        from app.integrations.report import ensure_report
-    except ImportError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "reports are not available") from exc
+    from app.integrations.report import ensure_report  # WeasyPrint: loaded on first use
+
     path = await ensure_report(task_id)
     return FileResponse(path, media_type="application/pdf", filename=f"task-{task_id}.pdf")

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from app.api.deps import SessionDep
 from app.core.config import get_settings
 from app.models import WorkerNode, utcnow
+from app.sandbox.selftest import run_selftest
 
 router = APIRouter(tags=["health"])
 
@@ -29,10 +30,6 @@ def _broker_ok() -> tuple[bool, str]:
 
 
 def _sandbox() -> dict[str, Any]:
-    try:
-        from app.sandbox.selftest import run_selftest
-    except ImportError:
-        return {"mode": "unchecked"}
     try:
         return run_selftest(get_settings())
     except Exception as exc:  # noqa: BLE001 - /health reports, it never crashes

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.core.db import session_scope
+from app.integrations.outbox import notifications_for
 from app.models import (
     TERMINAL,
     Agent,
@@ -38,10 +39,6 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 async def _notifications(session: AsyncSession, task_id: int) -> list[dict[str, Any]]:
-    try:
-        from app.integrations.outbox import notifications_for
-    except ImportError:
-        return []
     return await notifications_for(session, task_id)
 
 

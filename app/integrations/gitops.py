@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.redact import redact
+from app.sandbox.jail import host_git_env
 
 GIT_TIMEOUT_S = 300.0
 
@@ -29,25 +29,7 @@ class GitError(RuntimeError):
 
 
 def _safe_env() -> dict[str, str]:
-    try:  # the jail's definition wins when it exists, so there is one way to do this
-        from app.sandbox.jail import host_git_env
-    except ImportError:
-        return _own_host_git_env()
-    return dict(host_git_env())
-
-
-def _own_host_git_env() -> dict[str, str]:
-    """A minimal environment for host git: no inherited secrets, no user or system config."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": "/nonexistent",
-        "LANG": "C.UTF-8",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "SSH_ASKPASS": "/bin/false",
-    }
+    return dict(host_git_env())  # the jail's definition: one way to run host git
 
 
 def git_env(token: str | None, *, allow_file: bool = False) -> dict[str, str]:

@@ -14,6 +14,7 @@ from sqlmodel import col
 
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.integrations.outbox import flush_pending
 from app.models import Agent, WorkerNode, utcnow
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.scheduling import mark_enqueued, stale_tasks
@@ -46,10 +47,6 @@ async def prune_workers() -> None:
 
 
 async def flush_outbox() -> None:
-    try:
-        from app.integrations.outbox import flush_pending
-    except ImportError:
-        return
     await flush_pending(50)
 
 
