@@ -24,7 +24,7 @@ from app.api import artifacts as files_api
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.live import follow
 from app.api.tasks import add_message
-from app.models import TERMINAL, MessageCreate, Task, TaskCreate, TaskEvent
+from app.models import TERMINAL_VALUES, MessageCreate, Task, TaskCreate, TaskEvent
 from app.sandbox.workspace import PathRefused, Workspace
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import list_events
@@ -127,7 +127,7 @@ def _output_text(event: TaskEvent) -> str:
 
 
 def _step(task: Task, event: TaskEvent) -> Step:
-    ended = task.status in {s.value for s in TERMINAL}
+    ended = task.status in TERMINAL_VALUES
     step_input = event.data.get("content") if event.type == "message" else None
     return Step(task_id=str(task.id), step_id=str(event.seq), name=event.type,
                 status="completed", input=step_input, output=_output_text(event),
@@ -191,7 +191,7 @@ async def execute_agent_task_step(task_id: str, session: SessionDep, user: Curre
     task = await owned_task(session, _task_id(task_id), user)
     body = body or StepRequestBody()
     if body.input:
-        if task.status in {s.value for s in TERMINAL}:
+        if task.status in TERMINAL_VALUES:
             raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended")
         await add_message(session, task, MessageCreate(content=body.input), user)
         await session.rollback()  # end the read snapshot: the message was committed elsewhere
@@ -208,7 +208,7 @@ async def execute_agent_task_step(task_id: str, session: SessionDep, user: Curre
 async def _next_step(session: AsyncSession, task: Task, wait_s: float) -> Step:
     assert task.id is not None
     seen = task.last_seq
-    if task.status not in {s.value for s in TERMINAL} and wait_s > 0:
+    if task.status not in TERMINAL_VALUES and wait_s > 0:
         stream = follow(task.id, after=seen, idle_s=wait_s)
         try:
             item = await asyncio.wait_for(anext(stream), wait_s)

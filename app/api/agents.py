@@ -10,7 +10,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import AdminUser, CurrentUser, SessionDep
 from app.core.db import session_scope
-from app.models import RUNNING, Agent, AgentCreate, AgentPublic, AgentsPublic, AgentUpdate, Task
+from app.models import (
+    RUNNING_VALUES,
+    Agent,
+    AgentCreate,
+    AgentPublic,
+    AgentsPublic,
+    AgentUpdate,
+    Task,
+)
 from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.scheduling import quality
 
@@ -92,7 +100,7 @@ async def delete_agent(agent_id: int, session: SessionDep, _admin: AdminUser) ->
 async def _delete(session: AsyncSession, agent_id: int) -> None:
     agent = await _get(session, agent_id)
     busy = (await session.exec(select(func.count()).select_from(Task).where(
-        Task.agent_id == agent_id, col(Task.status).in_([s.value for s in RUNNING])))).one()
+        Task.agent_id == agent_id, col(Task.status).in_(RUNNING_VALUES)))).one()
     if busy:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"agent {agent.name} has {busy} unfinished task(s); disable it instead")

@@ -15,7 +15,7 @@ from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.tasks import to_public
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.models import TERMINAL, Agent, Task, TaskCreate, TaskPublic, TaskStatus
+from app.models import TERMINAL_VALUES, Agent, Task, TaskCreate, TaskPublic, TaskStatus
 from app.sandbox.workspace import PathRefused, Workspace
 from app.submit import SubmissionError, submit_task
 from app.tasks.enqueue import enqueue
@@ -117,7 +117,7 @@ async def upload_files(
 ) -> list[dict]:
     """Upload input files; they appear in the workspace's input/ folder."""
     task = await owned_task(session, task_id, user)
-    if task.status in {s.value for s in TERMINAL}:
+    if task.status in TERMINAL_VALUES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended")
     ws = output_root(task)
     dest = ws.root / "input" if ws else uploads_dir(task_id)

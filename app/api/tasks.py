@@ -14,7 +14,7 @@ from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.core.db import session_scope
 from app.integrations.outbox import notifications_for
 from app.models import (
-    TERMINAL,
+    TERMINAL_VALUES,
     Agent,
     EventPublic,
     EventsPublic,
@@ -143,7 +143,7 @@ async def post_message(
 ) -> MessagePublic:
     """Leave a note the running agent sees on its next step."""
     task = await owned_task(session, task_id, user)
-    if task.status in {s.value for s in TERMINAL}:
+    if task.status in TERMINAL_VALUES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended ({task.status})")
     return await add_message(session, task, body, user)
 

@@ -13,7 +13,11 @@ from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.task import (
     RUNNING,
+    RUNNING_VALUES,
     TERMINAL,
+    TERMINAL_VALUES,
+    WORKING,
+    WORKING_VALUES,
     Budget,
     MessageCreate,
     MessagePublic,
@@ -32,7 +36,11 @@ from app.models.worker import WorkerNode
 
 __all__ = [
     "RUNNING",
+    "RUNNING_VALUES",
     "TERMINAL",
+    "TERMINAL_VALUES",
+    "WORKING",
+    "WORKING_VALUES",
     "Agent",
     "AgentCreate",
     "AgentPublic",

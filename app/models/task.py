@@ -39,6 +39,14 @@ RUNNING = frozenset(
         TaskStatus.waiting_children,
     }
 )
+# A worker holds (or may take) the task's lease: the statuses run_task leases and the sweep requeues
+WORKING = frozenset(
+    {TaskStatus.assigned, TaskStatus.design, TaskStatus.build, TaskStatus.test, TaskStatus.review}
+)
+# The same sets as plain strings, sorted: for SQL IN lists and comparisons with Task.status
+TERMINAL_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in TERMINAL))
+RUNNING_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in RUNNING))
+WORKING_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in WORKING))
 
 
 class TaskKind(StrEnum):

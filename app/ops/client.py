@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-TERMINAL = {"completed", "failed", "cancelled"}
+from app.models import TERMINAL_VALUES
 
 
 def submit_and_follow(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def _follow(client: httpx.Client, task_id: int) -> int:
                 ev["data"].get("status") or ""
             print(f"  [{ev['seq']:>4}] {ev['type']:<16} {detail}")
         task = client.get(f"/tasks/{task_id}").json()
-        if task["status"] in TERMINAL and not page["data"]:
+        if task["status"] in TERMINAL_VALUES and not page["data"]:
             print(f"task {task_id} {task['status']}: {task.get('summary') or task.get('error')}")
             return 0 if task["status"] == "completed" else 1
         time.sleep(0.5)

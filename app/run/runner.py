@@ -24,7 +24,17 @@ from app import integrations as deliver
 from app.core.config import Settings, get_settings
 from app.core.db import connection_scope, get_engine, session_scope
 from app.core.logging import bind
-from app.models import Agent, OutboxMessage, OutboxStatus, Task, TaskStatus, table, utcnow
+from app.models import (
+    TERMINAL_VALUES,
+    WORKING_VALUES,
+    Agent,
+    OutboxMessage,
+    OutboxStatus,
+    Task,
+    TaskStatus,
+    table,
+    utcnow,
+)
 from app.run.agent.delegation import shared_workspace_of
 from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
@@ -36,11 +46,9 @@ from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
-from app.tasks.lifecycle import TERMINAL_VALUES, close_task
+from app.tasks.lifecycle import close_task
 
 log = logging.getLogger(__name__)
-LEASABLE = [s.value for s in (TaskStatus.assigned, TaskStatus.design, TaskStatus.build,
-                              TaskStatus.test, TaskStatus.review)]
 KEEPER_INTERVAL_S = 0.5
 
 
@@ -56,7 +64,7 @@ async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> 
         update(Task)
         .where(
             col(Task.id) == task_id,
-            col(Task.status).in_(LEASABLE),
+            col(Task.status).in_(WORKING_VALUES),
             (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now),
         )
         .values(lease_owner=owner, attempts=Task.attempts + 1,

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from app.models import Task, TaskCheckpoint, TaskEvent, table, utcnow
+from app.models import TERMINAL_VALUES, Task, TaskCheckpoint, TaskEvent, table, utcnow
 from app.run import llm
 from app.tasks.events import append_events
 from app.tools.registry import Dispatched
@@ -30,7 +30,6 @@ from app.tools.registry import Dispatched
 if TYPE_CHECKING:
     from app.run.budget import TaskTree
 
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -73,7 +72,7 @@ async def write_step(
         if agent_models:
             values["model_used"] = agent_models[-1]
     if record.phase is not None:
-        running = col(Task.status).not_in(TERMINAL)
+        running = col(Task.status).not_in(TERMINAL_VALUES)
         values["status"] = case((running, record.phase), else_=Task.status)
         values["phase"] = case((running, record.phase), else_=Task.phase)
     events = await append_events(conn, task_id, record.events, task_values=values)

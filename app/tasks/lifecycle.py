@@ -14,11 +14,9 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import TERMINAL, Agent, Task, TaskEvent, TaskStatus, utcnow
+from app.models import TERMINAL_VALUES, Agent, Task, TaskEvent, TaskStatus, utcnow
 from app.tasks.events import append_event
 from app.tasks.scheduling import release_slot
-
-TERMINAL_VALUES = [s.value for s in TERMINAL]
 
 # Called with (session, task) in the transaction that ends the task: what must commit with the
 # status change (the notification rows). app.integrations registers its hook when imported.

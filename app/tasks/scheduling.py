@@ -15,7 +15,7 @@ from sqlalchemy import case, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import Agent, AgentStatus, Task, TaskStatus, utcnow
+from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskStatus, utcnow
 from app.models.base import EPOCH
 from app.tasks.events import append_event
 
@@ -154,15 +154,13 @@ async def stale_tasks(
     """Tasks to re-queue: their worker vanished (lease expired, re-queued after `grace_s`), or
     their message never reached a worker (never leased, queued more than `unstarted_s` ago)."""
     now = utcnow()
-    running = [s.value for s in (TaskStatus.assigned, TaskStatus.design, TaskStatus.build,
-                                 TaskStatus.test, TaskStatus.review)]
     lost = (col(Task.lease_owner).is_not(None)) & (col(Task.lease_expires_at) < now) & or_(
         col(Task.enqueued_at).is_(None),
         col(Task.enqueued_at) < now - timedelta(seconds=grace_s))
     unstarted = (col(Task.lease_owner).is_(None)) & or_(
         col(Task.enqueued_at).is_(None),
         col(Task.enqueued_at) < now - timedelta(seconds=unstarted_s))
-    stmt = select(Task).where(col(Task.status).in_(running), or_(lost, unstarted))
+    stmt = select(Task).where(col(Task.status).in_(WORKING_VALUES), or_(lost, unstarted))
     return list((await session.exec(stmt)).all())
 
 

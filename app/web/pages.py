@@ -20,7 +20,17 @@ from app.api.auth import api_key_row, token_for
 from app.api.deps import SessionDep, owned_task
 from app.auth.tokens import SESSION_AUDIENCE, mint
 from app.core.config import get_settings
-from app.models import Agent, AgentStatus, MessageCreate, Task, TaskCreate, TaskStatus, WorkerNode
+from app.models import (
+    RUNNING_VALUES,
+    TERMINAL_VALUES,
+    Agent,
+    AgentStatus,
+    MessageCreate,
+    Task,
+    TaskCreate,
+    TaskStatus,
+    WorkerNode,
+)
 from app.models import ApiKey as ApiKeyRow
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import list_events
@@ -136,10 +146,9 @@ async def task_page(task_id: int, request: Request, session: SessionDep) -> Resp
                if e.type in ("pull_request", "pr_opened") and e.data.get("url")), None)
     return render(request, "task.html", {
         "user": user, "task": public, "events": events, "files": files, "pr_url": pr,
-        "token": await _page_token(session, key_id), "ended": task.status in _ENDED})
+        "token": await _page_token(session, key_id), "ended": task.status in TERMINAL_VALUES})
 
 
-_ENDED = {TaskStatus.completed.value, TaskStatus.failed.value, TaskStatus.cancelled.value}
 
 
 async def _page_token(session: SessionDep, key_id: int) -> str:
@@ -186,7 +195,7 @@ async def agents_page(request: Request, session: SessionDep) -> Response:
         done = (await session.exec(select(Task).where(
             Task.agent_id == agent.id, col(Task.finished_at).is_not(None)))).all()
         current = [t.id for t in (await session.exec(select(Task).where(
-            Task.agent_id == agent.id, col(Task.status).not_in(list(_ENDED) + ["pending"])
+            Task.agent_id == agent.id, col(Task.status).in_(RUNNING_VALUES)
         ))).all()]
         durations = [(t.finished_at - (t.started_at or t.created_at)).total_seconds()
                      for t in done if t.finished_at and (t.started_at or t.created_at)]

@@ -4,6 +4,9 @@ checked by `lint-imports`, allows cycles between modules of one layer; this does
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import grimp
 import networkx as nx
 
@@ -26,3 +29,12 @@ def test_no_import_cycle() -> None:
 def test_function_level_imports_count() -> None:
     # app.ops.cli imports app.main only inside a function: the graph must still hold that edge
     assert _graph().has_edge("app.ops.cli", "app.main")
+
+
+def test_task_statuses_are_grouped_in_one_place() -> None:
+    # the terminal/running/working sets live in app/models/task.py; nowhere else spells them out
+    root = Path(__file__).resolve().parents[2]
+    spelled = re.compile(r"""["']completed["'],\s*["']failed["'],\s*["']cancelled["']""")
+    found = [str(p.relative_to(root)) for d in ("app", "worker") for p in (root / d).rglob("*.py")
+             if spelled.search(p.read_text(encoding="utf-8"))]
+    assert found == []

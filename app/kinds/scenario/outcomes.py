@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from app.kinds.scenario import replay
 from app.kinds.scenario.relationships import Ledger, pair_key
 from app.kinds.scenario.replies import match_name
+from app.models import TERMINAL_VALUES
 
 
 class Dist(BaseModel):
@@ -178,7 +179,7 @@ def aggregate(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": {"total": len(outcomes), "completed": statuses.get("completed", 0),
                  "failed": statuses.get("failed", 0), "cancelled": statuses.get("cancelled", 0),
                  "unfinished": sum(v for k, v in statuses.items()
-                                   if k not in ("completed", "failed", "cancelled")),
+                                   if k not in TERMINAL_VALUES),
                  "analysed": sum(o["final_analysis"] for o in done)},
         "objectives": objectives,
         "relationships": [

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from app.core.db import session_factory, session_scope
-from app.models import TERMINAL, Task, TaskCreate, TaskMessage, User
+from app.models import TERMINAL_VALUES, Task, TaskCreate, TaskMessage, User
 from app.run.budget import Limits, TaskTree, remaining, tightest
 from app.run.context import RunContext
 from app.submit import SubmissionError, submit_task
@@ -106,10 +106,9 @@ async def _depth(ctx: RunContext) -> int:
 async def child_results(ctx: RunContext, state: dict[str, Any]) -> list[dict[str, Any]]:
     """Ended children not yet reported: status, summary or error, and their output files."""
     reported: list[int] = state.setdefault("reported_children", [])
-    ended = [s.value for s in TERMINAL]
     async with session_scope() as session:
         rows = (await session.exec(
-            select(Task).where(Task.parent_id == ctx.task_id, col(Task.status).in_(ended),
+            select(Task).where(Task.parent_id == ctx.task_id, col(Task.status).in_(TERMINAL_VALUES),
                                col(Task.id).not_in(reported or [0])).order_by(col(Task.id))
         )).all()
     results = []
@@ -158,7 +157,7 @@ async def send_task_message(ctx: RunContext, task_id: int, content: str) -> str:
         if target is None or not related:
             raise ToolError(f"task {task_id} is neither this task's parent nor one of its"
                             " subtasks")
-        if target.status in {s.value for s in TERMINAL}:
+        if target.status in TERMINAL_VALUES:
             raise ToolError(f"task {task_id} has already ended ({target.status})")
         message = TaskMessage(task_id=task_id, author=f"task:{ctx.task_id}", content=content)
         session.add(message)

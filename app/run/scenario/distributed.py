@@ -33,7 +33,7 @@ from app.core.db import session_factory
 from app.kinds.scenario import replay
 from app.kinds.scenario.replies import ActorMove
 from app.kinds.scenario.schema import Scenario
-from app.models import Agent, Task, TaskEvent, WorkerNode, utcnow
+from app.models import TERMINAL_VALUES, Agent, Task, TaskEvent, WorkerNode, utcnow
 from app.run.budget import Limits, Spent
 from app.run.context import RunContext
 from app.run.errors import RunStopped
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 ACTOR_TASK = "act_scenario_turn"
 MOVE_EVENT = "actor_move"
 POLL_FIRST_S, POLL_MAX_S = 0.05, 0.5
-ENDED = ("completed", "failed", "cancelled")
 
 
 # -- the coordinator ---------------------------------------------------------------------------
@@ -147,7 +146,7 @@ async def act_turn(task_id: int, turn: int, actor: str) -> str:
         task = await session.get(Task, task_id)
         agent = await session.get(Agent, task.agent_id) if task and task.agent_id else None
         events = replay.effective(await replay.load_events(session, task_id))
-    if task is None or agent is None or task.status in ENDED:
+    if task is None or agent is None or task.status in TERMINAL_VALUES:
         return "skipped: the task is not running"
     basis = _open_turn(events, turn)
     if basis is None:
