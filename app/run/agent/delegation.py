@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from app.core.db import session_factory, session_scope
 from app.models import TERMINAL_VALUES, Task, TaskCreate, TaskMessage, User
+from app.run.agent.state import LoopState
 from app.run.budget import Limits, TaskTree, remaining, tightest
 from app.run.context import RunContext
 from app.submit import SubmissionError, submit_task
@@ -27,10 +28,10 @@ from app.tools.errors import ToolError
 MAX_COPY_BYTES = 20 * 1024 * 1024
 
 
-async def attach_tree(ctx: RunContext, state: dict[str, Any]) -> None:
+async def attach_tree(ctx: RunContext, state: LoopState) -> None:
     """Give the context its tree (if it is in one) so every call is checked and counted."""
     if ctx.task.parent_id is None:
-        if state.get("children"):
+        if state.children:
             ctx.tree = TaskTree(ctx.task_id, ctx.limits)
         return
     async with session_scope() as session:
@@ -52,12 +53,12 @@ async def child_limits(ctx: RunContext) -> Limits:
 
 
 async def create_child(
-    ctx: RunContext, state: dict[str, Any], title: str, description: str, complexity: int,
+    ctx: RunContext, state: LoopState, title: str, description: str, complexity: int,
     shared_workspace: bool = False,
 ) -> int:
     """Create a subtask of ctx's task; the loop pauses before its next step until all end."""
     config = ctx.agent.config or {}
-    children: list[int] = state.setdefault("children", [])
+    children = state.children
     if len(children) >= int(config.get("max_children", 8)):
         raise ToolError(f"this task already has {len(children)} subtasks, the most it may have")
     if await _depth(ctx) >= int(config.get("max_delegation_depth", 3)):
@@ -86,7 +87,7 @@ async def create_child(
         raise ToolError(f"the subtask was refused: {exc}") from exc
     assert child.id is not None
     children.append(child.id)
-    state["awaiting_children"] = True
+    state.awaiting_children = True
     await ctx.emit("delegated", {"child_id": child.id, "title": child.title,
                                  "complexity": child.complexity, "budget": child.budget,
                                  "shared_workspace": shared_workspace})
@@ -103,9 +104,9 @@ async def _depth(ctx: RunContext) -> int:
     return depth
 
 
-async def child_results(ctx: RunContext, state: dict[str, Any]) -> list[dict[str, Any]]:
+async def child_results(ctx: RunContext, state: LoopState) -> list[dict[str, Any]]:
     """Ended children not yet reported: status, summary or error, and their output files."""
-    reported: list[int] = state.setdefault("reported_children", [])
+    reported = state.reported_children
     async with session_scope() as session:
         rows = (await session.exec(
             select(Task).where(Task.parent_id == ctx.task_id, col(Task.status).in_(TERMINAL_VALUES),

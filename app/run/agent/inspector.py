@@ -21,6 +21,7 @@ from sqlmodel import col
 from app.core.db import session_scope
 from app.core.prompts import render_prompt
 from app.models import Agent, Task
+from app.run.agent.state import LoopState
 from app.run.context import RunContext
 
 MAX_PLAN_CHARS = 6000
@@ -85,7 +86,7 @@ def _material(root: Path) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def inspect(
-    ctx: RunContext, config: InspectorConfig, state: dict[str, Any]
+    ctx: RunContext, config: InspectorConfig, state: LoopState
 ) -> dict[str, Any]:
     """One inspector call; the normalised verdict, or a passing one marked `unusable`."""
     plan, files = _material(ctx.workspace.root)
@@ -93,7 +94,7 @@ async def inspect(
         {"role": "system", "content": render_prompt("inspector", threshold=config.threshold)},
         {"role": "user", "content": render_prompt(
             "inspector_input", task=ctx.task, plan=plan, files=files,
-            summaries=state.get("summaries", {}), previous=state.get("reviews", []))},
+            summaries=state.summaries, previous=state.reviews)},
     ]
     completion = await ctx.chat(messages, models=[config.model], role="inspector",
                                 response_format={"type": "json_object"})
@@ -117,7 +118,7 @@ async def _record(ctx: RunContext, result: dict[str, Any], rounds: list[dict[str
                                   .values({column: column + 1}))
 
 
-async def review(ctx: RunContext, messages: list[dict[str, Any]], state: dict[str, Any]) -> bool:
+async def review(ctx: RunContext, messages: list[dict[str, Any]], state: LoopState) -> bool:
     """Run the review phase; False means the work went back to build with the findings."""
     await ctx.set_phase("review")
     config = InspectorConfig.of(ctx.agent)
@@ -125,7 +126,7 @@ async def review(ctx: RunContext, messages: list[dict[str, Any]], state: dict[st
         await ctx.emit("review", {"verdict": "pass", "skipped": True,
                                   "reason": "the inspector is off for this agent"})
         return True
-    rounds: list[dict[str, Any]] = state.setdefault("reviews", [])
+    rounds = state.reviews
     result = await inspect(ctx, config, state)
     passed = result["verdict"] == "pass" and (result["score"] is None
                                               or result["score"] >= config.threshold)

@@ -23,6 +23,7 @@ from app.core.prompts import render_prompt
 from app.models import TaskStatus
 from app.run.agent.delegation import attach_tree, child_results, create_child, send_task_message
 from app.run.agent.inspector import review
+from app.run.agent.state import LoopState
 from app.run.agent.stuck import StuckDetector, current_model, models_for, respond
 from app.run.agent.waiting import pause, take_wait
 from app.run.context import RunContext
@@ -52,19 +53,20 @@ async def deliver_inbox(ctx: RunContext, messages: Messages) -> None:
         await ctx.emit("message_delivered", {"message_id": note.id, "author": note.author})
 
 
-async def pause_if_asked(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+async def pause_if_asked(ctx: RunContext, messages: Messages, state: LoopState) -> None:
     """Pause before the next call when the last reply delegated work or asked a question."""
-    if state.pop("awaiting_children", False):
+    if state.awaiting_children:
+        state.awaiting_children = False
         await pause(ctx, TaskStatus.waiting_children, messages, state)
-    question = state.pop("question", None)
+    question, state.question = state.question, None
     if question:
         await pause(ctx, TaskStatus.waiting_input, messages, state, question=question)
 
 
-async def run_phase(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> str:
+async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> str:
     """Step until the model calls `finish`; returns its summary."""
     tools = schemas(ctx.agent.allowed_tools)
-    detector = StuckDetector.for_agent(ctx.agent.config or {}, state.get("detector"))
+    detector = StuckDetector.for_agent(ctx.agent.config or {}, state.detector)
     while True:
         await pause_if_asked(ctx, messages, state)
         await deliver_inbox(ctx, messages)
@@ -78,10 +80,10 @@ async def run_phase(ctx: RunContext, messages: Messages, state: dict[str, Any]) 
         if reason and summary is None:
             detector.reset()
             await respond(ctx, reason, messages, state)
-        state["detector"] = detector.to_state()
+        state.detector = detector.to_state()
         if summary is not None:
             return summary  # work_phases checkpoints it together with the phase marked done
-        await ctx.save_checkpoint(messages, state)
+        await ctx.save_checkpoint(messages, state.to_checkpoint())
 
 
 def _control(name: str, output: str, ok: bool = True) -> Dispatched:
@@ -90,7 +92,7 @@ def _control(name: str, output: str, ok: bool = True) -> Dispatched:
 
 
 async def execute_calls(
-    ctx: RunContext, calls: list[dict[str, Any]], messages: Messages, state: dict[str, Any]
+    ctx: RunContext, calls: list[dict[str, Any]], messages: Messages, state: LoopState
 ) -> tuple[str | None, list[Dispatched]]:
     """Run one reply's tool calls in order; the summary if `finish` was among them."""
     summary: str | None = None
@@ -108,14 +110,14 @@ async def execute_calls(
                 ctx.record("finished", {"phase": ctx.task.phase, "summary": summary,
                                         "model": current_model(ctx, state)})
             except WaitRequested as wait:
-                state["question"] = wait.question or wait.reason
+                state.question = wait.question or wait.reason
                 result = _control(name, render_prompt("question_sent"))
         results.append(result)
         messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.output})
     return summary, results
 
 
-async def resume(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+async def resume(ctx: RunContext, messages: Messages, state: LoopState) -> None:
     """Coming back from a wait: hand the model its subtasks' results (answers come by inbox)."""
     wait = take_wait(state)
     if wait is None:
@@ -127,27 +129,26 @@ async def resume(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> 
         await ctx.emit("children_results", {"children": [
             {"id": c["id"], "status": c["status"], "files": len(c["files"])} for c in children]})
     await ctx.emit("resumed", {"after": wait["status"]})
-    await ctx.save_checkpoint(messages, state)
+    await ctx.save_checkpoint(messages, state.to_checkpoint())
 
 
-async def work_phases(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> None:
     """Run the work phases not yet done, each from its prompt to the model's `finish`."""
-    done: list[str] = state.setdefault("phases_done", [])
-    summaries: dict[str, str] = state.setdefault("summaries", {})
+    done, summaries = state.phases_done, state.summaries
     for phase in WORK_PHASES:
         if phase in done:
             continue
         await ctx.set_phase(phase)
-        if state.get("current") != phase:
+        if state.current != phase:
             messages.append({"role": "user", "content": render_prompt(
                 f"phase_{phase}", task=ctx.task, summaries=summaries)})
-            state["current"] = phase
-            await ctx.save_checkpoint(messages, state)
+            state.current = phase
+            await ctx.save_checkpoint(messages, state.to_checkpoint())
         summaries[phase] = await run_phase(ctx, messages, state)
         done.append(phase)
         # Written with the next phase's start or the review (no model call, no tool in between),
         # so the end of a phase and the start of the next are one transaction.
-        await ctx.save_checkpoint(messages, state, now=False)
+        await ctx.save_checkpoint(messages, state.to_checkpoint(), now=False)
         if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
             ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
                                        done=done)
@@ -156,7 +157,7 @@ async def work_phases(ctx: RunContext, messages: Messages, state: dict[str, Any]
 async def run_agent(ctx: RunContext) -> str:
     """Work the task through its phases and reviews; returns the final summary."""
     checkpoint = await ctx.load_checkpoint()
-    state: dict[str, Any] = dict(checkpoint.state) if checkpoint else {}
+    state = LoopState.from_checkpoint(checkpoint.state if checkpoint else None)
     messages = list(checkpoint.messages) if checkpoint and checkpoint.messages else []
     messages = messages or initial_messages(ctx)
     ctx.services["delegate"] = partial(create_child, ctx, state)
@@ -169,10 +170,10 @@ async def run_agent(ctx: RunContext) -> str:
         if await review(ctx, messages, state):
             break
         # sent back: build again from the findings (already in the conversation), then test
-        state["phases_done"] = ["design"]
-        state["current"] = "build"
-        await ctx.save_checkpoint(messages, state)
-    summaries = state["summaries"]
+        state.phases_done = ["design"]
+        state.current = "build"
+        await ctx.save_checkpoint(messages, state.to_checkpoint())
+    summaries = state.summaries
     if not ctx.borrowed_workspace:
         ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
                                    done=[*WORK_PHASES, "review", "complete"])

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.core.prompts import render_prompt
+from app.run.agent.state import LoopState
 from app.run.context import RunContext
 from app.run.errors import AgentFailed
 from app.tools.registry import Dispatched
@@ -92,10 +93,10 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 async def respond(
-    ctx: RunContext, reason: str, messages: list[dict[str, Any]], state: dict[str, Any]
+    ctx: RunContext, reason: str, messages: list[dict[str, Any]], state: LoopState
 ) -> None:
     """Climb one rung of the ladder for `reason`: warn, else escalate, else fail the task."""
-    ladder: dict[str, Any] = state.setdefault("stuck", {"warned": False, "escalations": 0})
+    ladder = state.stuck
     if not ladder["warned"]:
         ladder["warned"] = True
         await ctx.emit("stuck", {"reason": reason, "action": "warn",
@@ -107,18 +108,18 @@ async def respond(
         raise AgentFailed(f"stuck: {reason}; no stronger model left to escalate to")
     before = current_model(ctx, state)
     ladder["escalations"] += 1
-    state["model"] = stronger[0]
+    state.model = stronger[0]
     await ctx.emit("escalated", {"from": before, "to": stronger[0], "reason": reason})
     messages.append({"role": "user", "content": render_prompt(
         "escalation", reason=reason, model=stronger[0])})
 
 
-def current_model(ctx: RunContext, state: dict[str, Any]) -> str:
-    return str(state.get("model") or ctx.agent.model)
+def current_model(ctx: RunContext, state: LoopState) -> str:
+    return state.model or ctx.agent.model
 
 
-def models_for(ctx: RunContext, state: dict[str, Any]) -> list[str]:
+def models_for(ctx: RunContext, state: LoopState) -> list[str]:
     """The chain the next call uses: the escalated model alone, or the agent's own chain."""
-    if state.get("model"):
-        return [str(state["model"])]
+    if state.model:
+        return [state.model]
     return ctx.models()

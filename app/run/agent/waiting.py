@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import Task, TaskStatus, utcnow
+from app.run.agent.state import LoopState
 from app.run.context import RunContext
 from app.tasks.events import append_event, publish
 from app.tasks.lifecycle import close_task, wake_parent
@@ -31,19 +32,19 @@ class RunPaused(Exception):  # noqa: N818 - not an error: the run hands the task
 
 
 async def pause(
-    ctx: RunContext, status: TaskStatus, messages: list[dict[str, Any]], state: dict[str, Any],
+    ctx: RunContext, status: TaskStatus, messages: list[dict[str, Any]], state: LoopState,
     *, question: str | None = None,
 ) -> None:
     """Checkpoint, set `status`, release the slot, clear the lease; then raise RunPaused."""
-    state["wait"] = {"status": status.value, "since": utcnow().isoformat(), "question": question}
-    await ctx.save_checkpoint(messages, state)
+    state.wait = {"status": status.value, "since": utcnow().isoformat(), "question": question}
+    await ctx.save_checkpoint(messages, state.to_checkpoint())
     async with session_scope() as session:
         result = await session.execute(
             update(Task)
             .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
             # attempts restart: a pause is a clean hand-back, not a worker dying mid-task
             .values(status=status.value, lease_owner=None, lease_expires_at=None, attempts=0,
-                    spec={**(ctx.task.spec or {}), "wait": state["wait"]}, updated_at=utcnow())
+                    spec={**(ctx.task.spec or {}), "wait": state.wait}, updated_at=utcnow())
             .returning(col(Task.id))
         )
         if result.scalar_one_or_none() is None:
@@ -62,9 +63,10 @@ async def pause(
     raise RunPaused(status.value)
 
 
-def take_wait(state: dict[str, Any]) -> dict[str, Any] | None:
+def take_wait(state: LoopState) -> dict[str, Any] | None:
     """The wait this run resumes from (removed from the state), if any."""
-    return state.pop("wait", None)
+    wait, state.wait = state.wait, None
+    return wait
 
 
 async def expire_input_waits() -> int:
