@@ -31,6 +31,7 @@ from app.run.steps import StepRecord, write_step
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
 from app.tools.errors import ToolControl
+from app.tools.ports import Ports
 from app.tools.registry import Dispatched, ToolContext, dispatch
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class RunContext:
     spent: Spent = field(default_factory=Spent)
     started_monotonic: float = field(default_factory=time.monotonic)
     elapsed_before_s: float = 0.0
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Ports = field(default_factory=Ports)
     borrowed_workspace: bool = False  # a subtask working in its parent's workspace
     # Set when the task is in a tree of delegated tasks: the root's budget covers them all.
     tree: TaskTree | None = None

@@ -34,7 +34,7 @@ async def delegate(
     ctx: ToolContext, title: str, description: str, complexity: int,
     shared_workspace: bool = False,
 ) -> ToolResult:
-    create = ctx.services.get("delegate")
+    create = ctx.services.delegate
     if create is None:
         raise ToolError("delegation is not available in this task")
     if not 1 <= complexity <= 10:

@@ -66,7 +66,7 @@ async def send_email(
         raise ToolError(f"at most {MAX_ATTACHMENTS} attachments")
     for rel in attach:
         ctx.workspace.resolve(rel, must_exist=True)  # PathRefused becomes a refusal
-    engine = ctx.services.get("engine")
+    engine = ctx.services.engine
     async with session_scope(engine) as session:
         if await _sent_last_hour(session, ctx.task_id) >= ctx.settings.email_agent_max_per_hour:
             raise ToolRefused("email rate limit reached for this task; try again later")

@@ -23,7 +23,7 @@ from app.tools.registry import ToolContext, ToolResult, tool
     },
 )
 async def message_task(ctx: ToolContext, task_id: int, content: str) -> ToolResult:
-    send = ctx.services.get("message_task")
+    send = ctx.services.message_task
     if send is None:
         raise ToolError("messaging other tasks is not available in this task")
     if not content.strip():

@@ -17,6 +17,7 @@ from typing import Any
 from app.core.config import Settings
 from app.sandbox.workspace import PathRefused, Workspace
 from app.tools.errors import ToolControl, ToolError, ToolRefused
+from app.tools.ports import Ports
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 MAX_OBSERVATION_CHARS = 20_000
@@ -42,7 +43,7 @@ class ToolContext:
     allowed_commands: list[str] | None = None
     agent_config: dict[str, Any] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Ports = field(default_factory=Ports)
 
 
 ToolFunc = Callable[..., Awaitable[ToolResult | str]]

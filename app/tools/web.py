@@ -52,9 +52,9 @@ async def _get(client: httpx.AsyncClient, t: Target, cap: int) -> tuple[httpx.Re
 
 
 async def _fetch(ctx: ToolContext, url: str) -> tuple[str, httpx.Response, bytes]:
-    resolver = ctx.services.get("resolver")
+    resolver = ctx.services.resolver
     cap = ctx.settings.fetch_max_bytes
-    transport = ctx.services.get("http_transport")
+    transport = ctx.services.http_transport
     async with httpx.AsyncClient(timeout=ctx.settings.fetch_timeout_s, follow_redirects=False,
                                  headers={"User-Agent": USER_AGENT}, transport=transport,
                                  trust_env=False) as client:

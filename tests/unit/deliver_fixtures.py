@@ -16,6 +16,7 @@ from app.core.config import Settings, reset_settings
 from app.core.db import make_engine, session_scope
 from app.models import Task, TaskEvent, User, utcnow
 from app.sandbox.workspace import Workspace
+from app.tools.ports import Ports
 from app.tools.registry import ToolContext
 
 
@@ -187,7 +188,7 @@ def bar_chart_svg(values: list[int], extra: str = "") -> str:
 
 def tool_context(
     task: Task, settings: Settings, *, events: list | None = None,
-    services: dict[str, Any] | None = None,
+    services: Ports | None = None,
 ) -> ToolContext:
     """A ToolContext for `task` whose emitted events land in `events` as {type, data}."""
     sink = events if events is not None else []
@@ -197,4 +198,4 @@ def tool_context(
 
     return ToolContext(task_id=task.id or 0, workspace=Workspace(Path(task.workspace or ".")),
                        settings=settings, emit=emit, task=task.model_dump(),
-                       services=services or {})
+                       services=services or Ports())

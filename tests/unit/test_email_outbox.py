@@ -19,6 +19,7 @@ from app.integrations.outbox import flush_pending, notifications_for
 from app.models import Task
 from app.tools.errors import ToolRefused
 from app.tools.mail import send_email
+from app.tools.ports import Ports
 from tests.unit.deliver_fixtures import (  # noqa: F401
     create_task,
     engine,
@@ -236,7 +237,7 @@ async def test_send_email_tool_is_limited_and_deduplicated(engine, settings, smt
     smtp.start()
     task = await create_task(engine, s, status="build", notify={"email": ["boss@example.com"]})
     (Path(task.workspace) / "output" / "data.csv").write_text("a,b\n1,2\n")
-    ctx = tool_context(task, s, services={"engine": engine})
+    ctx = tool_context(task, s, services=Ports(engine=engine))
 
     await send_email(
         ctx, to="boss@example.com", subject="Hi", body="Draft", attach=["output/data.csv"]

@@ -70,7 +70,7 @@ async def test_fetch_refuses_name_resolving_to_private(tmp_path: Path, web: WebS
         return ["93.184.216.34", "10.0.0.7"] if host == "evil.example" else []
 
     ctx, _ = ctx_for(tmp_path)
-    ctx.services["resolver"] = resolver
+    ctx.services.resolver = resolver
     out = await dispatch(ctx, "fetch_url", {"url": "http://evil.example/x"}, None)
     assert out.refused and "10.0.0.7" in out.output
 

@@ -160,8 +160,8 @@ async def run_agent(ctx: RunContext) -> str:
     state = LoopState.from_checkpoint(checkpoint.state if checkpoint else None)
     messages = list(checkpoint.messages) if checkpoint and checkpoint.messages else []
     messages = messages or initial_messages(ctx)
-    ctx.services["delegate"] = partial(create_child, ctx, state)
-    ctx.services["message_task"] = partial(send_task_message, ctx)
+    ctx.services.delegate = partial(create_child, ctx, state)
+    ctx.services.message_task = partial(send_task_message, ctx)
     await attach_tree(ctx, state)
     await resume(ctx, messages, state)
     while True:
