@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import delayed, finish, tool_call
 from tests.live_server import live_server
 

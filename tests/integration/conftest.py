@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from app.core.config import reset_settings
-from tests.conftest import REDIS_URL
+from tests.factories import REDIS_URL
 
 
 @pytest.fixture

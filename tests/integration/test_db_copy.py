@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from app.models import Task, TaskEvent
 from app.ops.dbcopy import copy_database
-from tests.conftest import create_pg_database, drop_pg_database, run_enqueued
+from tests.factories import create_pg_database, drop_pg_database, run_enqueued
 
 
 async def test_copy_sqlite_to_postgres_keeps_ids_and_counts(app_client, enqueued, llm, env):

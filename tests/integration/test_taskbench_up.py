@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import base_env
+from tests.factories import base_env
 from tests.integration.workers import ROOT
 
 pytestmark = pytest.mark.slow

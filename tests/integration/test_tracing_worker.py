@@ -12,7 +12,7 @@ import redis
 
 from app.core import tracing
 from app.core.config import reset_settings
-from tests.conftest import REDIS_URL, auth
+from tests.factories import REDIS_URL, auth
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.otlp_collector import OtlpCollector
 from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive

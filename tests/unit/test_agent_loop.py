@@ -9,7 +9,7 @@ import pytest
 
 from app.run.agent.stuck import StuckDetector
 from app.tools.registry import Dispatched
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import finish, last_user_text, tool_call
 from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about
 

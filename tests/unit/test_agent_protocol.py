@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import auth, new_user_key, run_enqueued
+from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.live_server import live_server
 

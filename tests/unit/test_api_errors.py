@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import auth, run_enqueued
+from tests.factories import auth, run_enqueued
 
 
 async def test_missing_or_wrong_key_is_401(app_client):

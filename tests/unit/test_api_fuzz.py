@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
 
 from app.core.config import reset_settings
-from tests.conftest import base_env
+from tests.factories import base_env
 
 ADMIN_KEY = "tb_admin_" + "a" * 32
 NOT_A_SERVER_ERROR = CHECKS.get_by_names(["not_a_server_error"])

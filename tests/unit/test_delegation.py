@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import finish, tool_call, tool_calls
 from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.run.agent.inspector import parse_verdict
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import finish, text, tool_call
 from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about, verdict
 

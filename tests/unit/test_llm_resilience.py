@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import error, finish, tool_call
 from tests.unit.loop_fixtures import events_of
 

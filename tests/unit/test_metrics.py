@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import auth, new_user_key, run_enqueued
+from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 
 

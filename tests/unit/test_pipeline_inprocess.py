@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import auth, new_user_key, run_enqueued
+from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 
 

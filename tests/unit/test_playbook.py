@@ -508,7 +508,7 @@ async def test_prompt_step_against_the_scripted_llm(
 async def test_playbook_task_over_rest(
     app_client: Any, enqueued: Any, llm: ScriptedLLM, playbooks_dir: Path
 ) -> None:
-    from tests.conftest import run_enqueued
+    from tests.factories import run_enqueued
 
     # given the playbook is listed with its input schema
     listed = (await app_client.get("/templates/playbooks")).json()

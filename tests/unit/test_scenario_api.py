@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.unit.scenario_fixtures import THREE, CastResponder, analysis, move
 
 

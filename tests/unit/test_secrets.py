@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 
 

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import auth, new_user_key, run_enqueued
+from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.live_server import free_port, live_server
 

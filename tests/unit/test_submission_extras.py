@@ -13,7 +13,7 @@ from app.core.db import session_scope
 from app.models import Task
 from app.sandbox.workspace import Workspace, prune_workspaces
 from app.tasks.complexity import estimate_complexity
-from tests.conftest import run_enqueued
+from tests.factories import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from app.core import tracing
 from app.core.config import reset_settings
-from tests.conftest import auth, run_enqueued
+from tests.factories import auth, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.otlp_collector import OtlpCollector
 
