@@ -41,7 +41,7 @@ def _configure(tmp: Path, smtp_port: int) -> None:
 
 async def bench_report(engine, settings) -> tuple[list[float], list[float]]:
     from app.integrations.report import render_task_report
-    from tests.unit.deliver_fixtures import (
+    from tests.factories.deliver import (
         add_events,
         bar_chart_svg,
         create_task,
@@ -68,7 +68,7 @@ async def bench_report(engine, settings) -> tuple[list[float], list[float]]:
 async def bench_outbox(engine, settings) -> float:
     from app.core.db import session_scope
     from app.integrations.outbox import enqueue_agent_mail, flush_pending
-    from tests.unit.deliver_fixtures import create_task
+    from tests.factories.deliver import create_task
 
     task = await create_task(engine, settings, status="build")
     async with session_scope(engine) as session:

@@ -110,7 +110,7 @@ async def test_scenario_graph_gains_edges_live(db, enqueued, llm, browser):
     """The scenario page's SVG graph grows turn by turn while the run plays, without a reload."""
     import httpx
 
-    from tests.unit.scenario_fixtures import THREE, CastResponder, move
+    from tests.factories.scenario import THREE, CastResponder, move
 
     SHOTS.mkdir(exist_ok=True)
     # given a cast that ties one more pair each turn (Ann–Bob start tied), slowly enough to see

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.factories.scenario import THREE, CastResponder, move
 from tests.fakes.llm_server import ScriptedLLM
 from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
-from tests.unit.scenario_fixtures import THREE, CastResponder, move
 
 pytestmark = pytest.mark.slow
 

@@ -124,7 +124,7 @@ async def test_dedicated_worker_serves_only_its_agents_queue(api, worker_env, tm
 
 
 async def test_scenario_runs_through_a_real_worker(api, worker_env, llm, tmp_path):
-    from tests.unit.scenario_fixtures import CastResponder, move
+    from tests.factories.scenario import CastResponder, move
 
     # given the shipped negotiation scenario and a cast that talks
     cast = CastResponder()

@@ -1,0 +1,1 @@
+"""Unit tests: pure and fast; no servers, no database, no worker processes."""

@@ -8,7 +8,7 @@ import pytest
 
 from app.kinds.scenario.schema import apply_overrides, validate
 from app.kinds.scenario.store import load_scenarios, validate_scenario_request
-from tests.unit.scenario_fixtures import THREE
+from tests.factories.scenario import THREE
 
 
 def test_every_shipped_scenario_validates():

@@ -14,7 +14,7 @@ import pytest
 
 from app.integrations.pdf import ResourceRefused, SafeFetcher
 from app.integrations.report import ensure_report, render_markdown_report, render_task_report
-from tests.unit.deliver_fixtures import (  # noqa: F401  (fixtures)
+from tests.factories.deliver import (  # noqa: F401  (fixtures)
     add_events,
     bar_chart_svg,
     create_task,

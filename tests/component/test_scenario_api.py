@@ -8,7 +8,7 @@ import re
 import yaml
 
 from tests.factories import run_enqueued
-from tests.unit.scenario_fixtures import THREE, CastResponder, analysis, move
+from tests.factories.scenario import THREE, CastResponder, analysis, move
 
 
 async def _three_run(app_client, llm, enqueued, **body) -> int:

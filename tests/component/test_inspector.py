@@ -6,8 +6,8 @@ import pytest
 
 from app.run.agent.inspector import parse_verdict
 from tests.factories import run_enqueued
+from tests.factories.loop import Router, agent_named, events_of, requests_about, verdict
 from tests.fakes.llm_server import finish, text, tool_call
-from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about, verdict
 
 ENGINEER_MODEL = "openai/gpt-4.1-mini"
 INSPECTOR_MODEL = "openai/gpt-4o-mini"  # the engineer's config.inspector_model

@@ -6,8 +6,8 @@ import itertools
 from pathlib import Path
 
 from tests.factories import run_enqueued
+from tests.factories.loop import Router, agent_named, events_of, requests_about
 from tests.fakes.llm_server import finish, tool_call, tool_calls
-from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about
 
 
 def _delegate(title: str) -> dict:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.factories import run_enqueued
+from tests.factories.loop import events_of
 from tests.fakes.llm_server import error, finish, tool_call
-from tests.unit.loop_fixtures import events_of
 
 JUNIOR = "openai/gpt-4o-mini"
 JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"

@@ -13,8 +13,7 @@ from app.kinds.scenario.replay import effective, graph_at, transcript
 from app.kinds.scenario.report import scenario_report_context
 from app.models import TaskMessage
 from app.run.scenario.engine import run_scenario
-from tests.fakes.llm_server import text
-from tests.unit.scenario_fixtures import (
+from tests.factories.scenario import (
     THREE,
     CastResponder,
     close_llm_client,
@@ -22,6 +21,7 @@ from tests.unit.scenario_fixtures import (
     move,
     run_events,
 )
+from tests.fakes.llm_server import text
 
 
 @pytest.fixture(autouse=True)

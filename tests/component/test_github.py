@@ -18,8 +18,8 @@ from app.integrations.github import issue_to_task, mirror_for
 from app.models import Task, TaskEvent
 from app.sandbox.workspace import Workspace
 from app.tools.github import open_pull_request
+from tests.factories.deliver import create_task, engine, settings, tool_context  # noqa: F401
 from tests.fakes.github_server import FakeGitHub
-from tests.unit.deliver_fixtures import create_task, engine, settings, tool_context  # noqa: F401
 
 TOKEN = "tbtest-PLANTED-4f9a1c7e2b8d6053"
 

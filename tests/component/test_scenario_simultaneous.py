@@ -15,8 +15,7 @@ from app.kinds.scenario.schema import validate
 from app.models import WorkerNode
 from app.run.scenario import distributed
 from app.run.scenario.engine import run_scenario
-from tests.fakes.llm_server import delayed
-from tests.unit.scenario_fixtures import (
+from tests.factories.scenario import (
     THREE,
     CastResponder,
     close_llm_client,
@@ -24,6 +23,7 @@ from tests.unit.scenario_fixtures import (
     move,
     run_events,
 )
+from tests.fakes.llm_server import delayed
 
 FOUR = {**THREE, "turns": 1, "turn_order": "simultaneous", "analyst": {"enabled": False},
         "characters": [*THREE["characters"], {"name": "Dee", "role": "cat"}]}

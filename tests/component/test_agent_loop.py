@@ -10,8 +10,8 @@ import pytest
 from app.run.agent.stuck import StuckDetector
 from app.tools.registry import Dispatched
 from tests.factories import run_enqueued
+from tests.factories.loop import Router, agent_named, events_of, requests_about
 from tests.fakes.llm_server import finish, last_user_text, tool_call
-from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about
 
 ENGINEER_MODEL = "openai/gpt-4.1-mini"
 

@@ -20,7 +20,7 @@ from app.models import Task
 from app.tools.errors import ToolRefused
 from app.tools.mail import send_email
 from app.tools.ports import Ports
-from tests.unit.deliver_fixtures import (  # noqa: F401
+from tests.factories.deliver import (  # noqa: F401
     create_task,
     engine,
     settings,
