@@ -1,4 +1,4 @@
-"""What a task kind is (agent, playbook, scenario): schema, validation, templates, report section.
+"""What a task kind is (agent, playbook, scenario): validation, Task.spec fields, templates.
 
 Importing this package registers every kind (explicitly: a broken kind fails here, loudly).
 """

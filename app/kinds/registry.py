@@ -7,7 +7,7 @@ on the kind: submit validates through `get(kind).validate`, api/templates lists 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,6 @@ class KindSpec:
     validate: Callable[[TaskCreate], list[Problem]]  # [] when a submission of it may run
     spec: Callable[[TaskCreate], dict[str, Any]] = _no_spec  # extra fields of Task.spec
     templates: TemplateSpec | None = None
-    report_section: Callable[[int], Awaitable[dict[str, Any]]] | None = None
 
 
 _KINDS: dict[str, KindSpec] = {}

@@ -18,7 +18,6 @@ from typing import Any
 
 from app.kinds.registry import KindSpec, Problem, TemplateSpec, register
 from app.kinds.scenario import schema, store
-from app.kinds.scenario.report import scenario_report_context
 from app.models import TaskCreate
 
 
@@ -43,5 +42,4 @@ SPEC = register(KindSpec(
         type="scenarios", shipped=lambda: {s["name"]: s["data"] for s in store.load_scenarios()},
         check=lambda data: schema.validate(data)[1],
         json_schema=schema.Scenario.model_json_schema),
-    report_section=scenario_report_context,
 ))
