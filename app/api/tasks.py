@@ -38,10 +38,6 @@ from app.tasks.lifecycle import close_task
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
-async def _notifications(session: AsyncSession, task_id: int) -> list[dict[str, Any]]:
-    return await notifications_for(session, task_id)
-
-
 async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
     """The public view of a task: its agent's name, children and notifications included."""
     assert task.id is not None
@@ -56,7 +52,7 @@ async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
         usage={"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens,
                "cost_usd": round(task.cost_usd, 6), "steps": task.steps},
         resources=task.usage or {},
-        notifications=await _notifications(session, task.id),
+        notifications=await notifications_for(session, task.id),
     )
     return TaskPublic.model_validate(data)
 
