@@ -27,6 +27,7 @@ from app.api import (
     tasks,
     templates,
 )
+from app.api.ap_key_url import KeyInPath
 from app.config import TEMPLATES_DIR, get_settings
 from app.db import dispose_engines, session_scope
 from app.security import ensure_admin_key
@@ -49,7 +50,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         settings = get_settings()
-        is_upload = scope["path"].endswith("/files")
+        is_upload = scope["path"].endswith(("/files", "/artifacts"))
         limit = settings.max_upload_bytes * 20 if is_upload else settings.max_body_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
@@ -134,7 +135,8 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(BodyLimit)
-    app.add_middleware(TraceRequests)  # outermost: a 413 is a traced request too
+    app.add_middleware(TraceRequests)  # a 413 is a traced request too
+    app.add_middleware(KeyInPath)  # outermost: tracing and logs never see a key in a path
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -117,14 +117,30 @@ async def upload_files(
 ) -> list[dict]:
     """Upload input files; they appear in the workspace's input/ folder."""
     task = await owned_task(session, task_id, user)
+    return await store_uploads(task, files)
+
+
+async def store_uploads(task: Task, files: list[UploadFile], *, folder: str = "") -> list[dict]:
+    """Save input files under input/`folder` (a relative folder, checked); one event for all."""
+    assert task.id is not None
     if task.status in {s.value for s in TERMINAL}:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended")
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task.id} has ended")
     ws = output_root(task)
-    dest = ws.root / "input" if ws else uploads_dir(task_id)
+    base = ws.root / "input" if ws else uploads_dir(task.id)
+    dest = base
+    if folder:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            dest = Workspace(base).resolve(folder)  # refuses .., absolute paths, symlinks out
+        except PathRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"relative_path: {exc}") from exc
     limit = get_settings().max_upload_bytes
     saved = [await _save(f, dest, limit) for f in files[:20]]
+    for item in saved:
+        item["path"] = f"{folder}/{item['name']}" if folder else item["name"]
     async with session_scope() as write:
-        event = await append_event(write, task_id, "files_uploaded", {"files": saved})
+        event = await append_event(write, task.id, "files_uploaded", {"files": saved})
     publish([event])
     return saved
 
