@@ -22,6 +22,7 @@ from app.api import (
     dashboard,
     health,
     metrics,
+    openapi,
     scenarios,
     stream,
     tasks,
@@ -123,14 +124,17 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         version="0.1.0",
         description="Submit a task over REST; get back finished work, events, files and a report.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, health, scenarios, templates, auth, metrics):
-        api.include_router(module.router)
+    for module in (tasks, artifacts, agents, scenarios, templates, auth, metrics):
+        api.include_router(module.router, responses=openapi.ERRORS)
+    api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)
-    app.include_router(health.router)
+    app.include_router(health.router, include_in_schema=False)  # the same, for probes
     app.include_router(stream.ws_router)
-    app.include_router(agent_protocol.router)
+    app.include_router(agent_protocol.router, responses=openapi.ERRORS)
+    openapi.install(app)
     app.include_router(metrics.metrics_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")

@@ -40,6 +40,7 @@ from app.api.agent_protocol_schemas import (
     TaskRequestBody,
 )
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.openapi import ENDED, binary
 from app.api.tasks import add_message
 from app.events import list_events
 from app.models import TERMINAL, MessageCreate, Task, TaskCreate, TaskEvent
@@ -139,7 +140,7 @@ async def list_agent_task_steps(task_id: str, session: SessionDep, user: Current
                             pagination=_pagination(task.last_seq, current_page, page_size))
 
 
-@router.post("/tasks/{task_id}/steps", response_model=Step)
+@router.post("/tasks/{task_id}/steps", response_model=Step, responses=ENDED)
 async def execute_agent_task_step(task_id: str, session: SessionDep, user: CurrentUser,
                                   body: StepRequestBody | None = None) -> Step:
     """With `input`: a message the agent reads on its next step. Without: the next event this
@@ -286,7 +287,7 @@ async def list_agent_task_artifacts(task_id: str, session: SessionDep, user: Cur
                                 pagination=_pagination(len(found), current_page, page_size))
 
 
-@router.post("/tasks/{task_id}/artifacts", response_model=Artifact)
+@router.post("/tasks/{task_id}/artifacts", response_model=Artifact, responses=ENDED)
 async def upload_agent_task_artifacts(
     task_id: str, session: SessionDep, user: CurrentUser,
     file: Annotated[UploadFile, File(description="File to upload")],
@@ -300,7 +301,8 @@ async def upload_agent_task_artifacts(
     return _artifact(f"input/{saved[0]['path']}", _input_dir(task) / saved[0]["path"], False)
 
 
-@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse)
+@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse,
+            responses=binary())
 async def download_agent_task_artifact(task_id: str, artifact_id: str, session: SessionDep,
                                        user: CurrentUser) -> Any:
     tid = _task_id(task_id)

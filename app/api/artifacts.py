@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.openapi import ENDED, binary
 from app.api.tasks import to_public
 from app.config import get_settings
 from app.db import session_scope
@@ -60,7 +61,8 @@ async def list_artifacts(task_id: int, session: SessionDep, user: CurrentUser) -
     return files
 
 
-@router.get("/{task_id}/artifacts/{path:path}", response_class=FileResponse)
+@router.get("/{task_id}/artifacts/{path:path}", response_class=FileResponse,
+            responses=binary())
 async def download_artifact(task_id: int, path: str, session: SessionDep, user: CurrentUser):
     task = await owned_task(session, task_id, user)
     ws = output_root(task)
@@ -110,7 +112,7 @@ async def _save(upload: UploadFile, dest_dir: Path, limit: int) -> dict[str, Any
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED,
-             response_model=list[dict[str, Any]])
+             response_model=list[dict[str, Any]], responses=ENDED)
 async def upload_files(
     task_id: int, session: SessionDep, user: CurrentUser,
     files: Annotated[list[UploadFile], File(description="input files for the task")],
@@ -180,7 +182,8 @@ async def create_task_with_files(
     return await to_public(session, created)
 
 
-@router.get("/{task_id}/report.pdf", response_class=FileResponse)
+@router.get("/{task_id}/report.pdf", response_class=FileResponse,
+            responses=binary("application/pdf", "The task's report as PDF"))
 async def report_pdf(task_id: int, session: SessionDep, user: CurrentUser):
     """The task's PDF report, rendered on demand when missing."""
     await owned_task(session, task_id, user)
