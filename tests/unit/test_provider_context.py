@@ -165,3 +165,21 @@ async def test_time_budget_stop_mid_tool_still_records_the_step(app_client, enqu
     assert task["status"] == "failed" and "time budget" in task["error"], task
     assert task["usage"]["steps"] == 2
     assert len(await events_of(app_client, task["id"], "llm_call")) == 2
+
+
+async def test_crash_mid_step_still_records_the_step(app_client, enqueued, llm, monkeypatch):
+    # given a bug of ours that raises after a model call and its tool call
+    from app.agent.stuck import StuckDetector
+
+    def broken(self, calls, results):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(StuckDetector, "observe", broken)
+    llm.script(tool_call("list_files"))
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then it failed as an internal error, with the call and its tool call written
+    assert task["status"] == "failed" and task["error"] == "internal error: RuntimeError", task
+    assert task["usage"]["steps"] == 1
+    assert len(await events_of(app_client, task["id"], "llm_call")) == 1
+    assert len(await events_of(app_client, task["id"], "tool_call")) == 1

@@ -140,6 +140,7 @@ async def test_missing_usage_is_estimated_marked_and_counted(app_client, enqueue
     request_chars = len(json.dumps(llm.requests[0]))
     assert abs(calls[0]["data"]["prompt_tokens"] - request_chars // 4) < request_chars // 20
     assert task["usage"]["prompt_tokens"] == sum(c["data"]["prompt_tokens"] for c in calls)
+    assert task["resources"]["estimated_llm_calls"] == len(calls)
     assert task["usage"]["cost_usd"] > 0
 
 
