@@ -14,7 +14,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 KEYED = re.compile(r"^/ap/k/(?P<key>[A-Za-z0-9_\-]{8,200})/v1(?P<rest>/.*)?$")
 

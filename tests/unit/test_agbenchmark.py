@@ -85,7 +85,7 @@ async def test_agbenchmark_interface_challenges_pass(
 ):
     # given a live server letting key-in-URL clients in, and a model playing the agent
     monkeypatch.setenv("TASKBENCH_AP_KEY_IN_URL", "true")
-    from app.config import reset_settings
+    from app.core.config import reset_settings
 
     reset_settings()
     llm.responder = play_the_agent

@@ -157,7 +157,7 @@ async def test_agent_protocol_is_authenticated_and_owner_scoped(app_client):
 
 
 async def test_key_in_url_is_opt_in_and_still_needs_a_valid_key(app_client, monkeypatch):
-    from app.config import reset_settings
+    from app.core.config import reset_settings
 
     base = str(app_client.base_url).replace("/api/v1", "")
     async with httpx.AsyncClient(transport=app_client._transport, base_url=base) as raw:

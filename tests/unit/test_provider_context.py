@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from app.agent.budget import estimate_prompt_tokens
-from app.agent.condense import condense
+from app.run.budget import estimate_prompt_tokens
+from app.run.condense import condense
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import cut_off, finish, text, tool_call
 from tests.unit.loop_fixtures import agent_named, events_of
@@ -169,7 +169,7 @@ async def test_time_budget_stop_mid_tool_still_records_the_step(app_client, enqu
 
 async def test_crash_mid_step_still_records_the_step(app_client, enqueued, llm, monkeypatch):
     # given a bug of ours that raises after a model call and its tool call
-    from app.agent.stuck import StuckDetector
+    from app.run.agent.stuck import StuckDetector
 
     def broken(self, calls, results):
         raise RuntimeError("a bug")

@@ -3,8 +3,8 @@ ended with the provider's own words when they cannot, never an internal error or
 
 from __future__ import annotations
 
-from app.agent.llm import request_body
-from app.config import get_settings
+from app.core.config import get_settings
+from app.run.llm import request_body
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import body_error, no_choices, raw_body
 from tests.unit.loop_fixtures import events_of
