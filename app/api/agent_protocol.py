@@ -173,7 +173,7 @@ def _number(value: Any, default: float) -> float:
 # The last step each (task, user) was given by POST …/steps without input, so that stepping
 # reports every event once, in order. Per API process; `additional_input.after` (a step_id)
 # gives a client its own cursor instead.
-_cursors: OrderedDict[tuple[int, int], int] = OrderedDict()
+_cursors: OrderedDict[tuple[int, str, int], int] = OrderedDict()
 MAX_CURSORS = 10_000
 
 
@@ -181,7 +181,7 @@ async def _next_step(session: AsyncSession, task: Task, user_id: int, wait_s: fl
                      after: int | None) -> Step:
     """The first event after the cursor, waiting up to `wait_s` for one to happen."""
     assert task.id is not None
-    key = (task.id, user_id)
+    key = (task.id, str(task.created_at), user_id)  # the creation time: ids of a reset database
     cursor = after if after is not None else _cursors.get(key, 0)
     ended = task.status in {s.value for s in TERMINAL}
     if not ended and wait_s > 0:
