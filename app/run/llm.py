@@ -192,7 +192,7 @@ def _give_up(settings: Settings, model: str, exc: Exception, error: str) -> None
 
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
-    text = redact(str(exc).strip() or exc.__class__.__name__)
+    text = redact(" ".join(str(exc).split()) or exc.__class__.__name__)
     return f"{status}: {text}"[:1000] if status else text[:1000]
 
 

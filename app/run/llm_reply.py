@@ -9,7 +9,8 @@ OpenAI-compatible providers differ in ways that used to crash a task:
   broken JSON, or no `choices` at all → ProviderError carrying the provider's own message;
 - `content` as a list of parts → their text joined; `reasoning` / `reasoning_content` → dropped,
   so it never goes back in the next request;
-- tool-call `arguments` as an object, inside ```json fences, or followed by text → one JSON string;
+- tool-call `arguments` as an object, inside ```json fences, followed by text, or JSON-encoded
+  twice → one JSON object string;
   a tool call with no `id` → one made up (never `null` echoed back);
 - tool calls written as text in `content` (`<tool_call>{…}</tool_call>`, or a bare JSON object
   with `name` and `arguments`), as open models served without a tool parser answer → real calls,
@@ -172,6 +173,8 @@ def arguments_json(raw: Any) -> str:
         value = json.loads(candidate)
     except json.JSONDecodeError:
         value = _leading_object(candidate)
+    if isinstance(value, str):  # encoded twice
+        value = _leading_object(value)
     return json.dumps(value) if isinstance(value, dict) else text
 
 
