@@ -29,6 +29,7 @@ UPLOAD_SUFFIXES = {
     ".js", ".ts", ".sql", ".ini", ".cfg", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".svg",
     ".pdf", ".ipynb", ".log",
 }
+FOLDER_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_. -]{0,99}$")
 EXECUTABLE_MAGIC = (b"\x7fELF", b"MZ", b"#!")
 
 
@@ -132,8 +133,11 @@ async def store_uploads(task: Task, files: list[UploadFile], *, folder: str = ""
     dest = base
     if folder:
         try:
+            if not all(FOLDER_PART.match(part) for part in folder.split("/")):
+                raise PathRefused("each folder name may hold letters, digits, _ . - and spaces, "
+                                  f"and not start with a dot: {folder!r}")
             base.mkdir(parents=True, exist_ok=True)
-            dest = Workspace(base).resolve(folder)  # refuses .., absolute paths, symlinks out
+            dest = Workspace(base).resolve(folder)  # refuses a link out of the folder
         except PathRefused as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"relative_path: {exc}") from exc

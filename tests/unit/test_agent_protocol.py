@@ -181,7 +181,7 @@ async def test_upload_folder_cannot_leave_the_input_folder(app_client):
     async with httpx.AsyncClient(transport=app_client._transport, base_url=base) as raw:
         made = await raw.post("/ap/v1/agent/tasks", json={"input": "hi"}, headers=auth(ADMIN_KEY))
         task_id = made.json()["task_id"]
-        for folder in ("../../etc", "a/../../b", "ok/\x00"):
+        for folder in ("../../etc", "a/../../b", "ok/\x00", "a/.git", "a//b", "new\nline"):
             resp = await raw.post(f"/ap/v1/agent/tasks/{task_id}/artifacts",
                                   headers=auth(ADMIN_KEY), data={"relative_path": folder},
                                   files={"file": ("x.txt", b"data", "text/plain")})
