@@ -192,3 +192,27 @@ async def test_upload_folder_cannot_leave_the_input_folder(app_client):
                               files={"file": ("x.txt", b"data", "text/plain")})
         assert kept.status_code == 200
         assert kept.json()["relative_path"] == "in/side" and kept.json()["created_at"]
+
+
+async def test_key_in_url_is_gone_from_the_request_before_anything_logs_it(monkeypatch):
+    # given the opt-in, and a request scope as the server hands it to the app
+    from app.api.ap_key_url import KeyInPath
+    from app.core.config import reset_settings
+
+    monkeypatch.setenv("TASKBENCH_AP_KEY_IN_URL", "true")
+    reset_settings()
+    seen = {}
+
+    async def app(scope, _receive, _send):
+        seen.update(scope)
+
+    scope = {"type": "http", "path": f"/ap/k/{ADMIN_KEY}/v1/agent/tasks",
+             "raw_path": f"/ap/k/{ADMIN_KEY}/v1/agent/tasks".encode(),
+             "headers": [(b"authorization", b"Bearer someone-else")]}
+    # when it passes the middleware
+    await KeyInPath(app)(scope, None, None)
+    # then the very scope the server logs from carries no key in its path, only in the header
+    assert scope["path"] == "/ap/v1/agent/tasks" and ADMIN_KEY.encode() not in scope["raw_path"]
+    assert scope["headers"] == [(b"authorization", f"Bearer {ADMIN_KEY}".encode())]
+    assert seen["path"] == "/ap/v1/agent/tasks"
+    reset_settings()
