@@ -40,7 +40,7 @@ OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 _CONTEXT = re.compile(r"context[_ ]length|context window|maximum context|too many tokens|"
                       r"prompt is too long|input is too long|reduce the length", re.I)
 _MAX_TOKENS_REFUSED = re.compile(r"max_completion_tokens|max_tokens.{0,60}(not supported|"
-                                 r"unsupported|use)", re.I | re.S)
+                                 r"unsupported|\buse\b)", re.I | re.S)
 
 
 class LLMError(Exception):
