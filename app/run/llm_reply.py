@@ -11,7 +11,8 @@ OpenAI-compatible providers differ in ways that used to crash a task:
   so it never goes back in the next request;
 - tool-call `arguments` as an object, inside ```json fences, followed by text, or JSON-encoded
   twice → one JSON object string;
-  a tool call with no `id` → one made up (never `null` echoed back);
+- a tool call with no `id`, or one another call of the reply has → one made up (never `null`
+  echoed back);
 - tool calls written as text in `content` (`<tool_call>{…}</tool_call>`, or a bare JSON object
   with `name` and `arguments`), as open models served without a tool parser answer → real calls,
   but only for tools that were offered;
@@ -82,7 +83,7 @@ def read_reply(
     if not isinstance(msg, dict):
         raise ProviderError(f"{model} returned a malformed message", retryable=True)
     content = _text_of(msg.get("content"))
-    calls = [_tool_call(c) for c in (msg.get("tool_calls") or []) if _is_call(c)]
+    calls = _unique_ids([_tool_call(c) for c in (msg.get("tool_calls") or []) if _is_call(c)])
     if not calls and tool_names:
         content, calls = _calls_in_text(content, tool_names)
     # A reply is hostile input too: a secret in it must not reach the workspace (through tool
@@ -151,6 +152,16 @@ def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
         "function": {"name": str(fn["name"]), "arguments": redact(arguments_json(
             fn.get("arguments")))},
     }
+
+
+def _unique_ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each call its own id: some servers number every reply's calls from zero, or repeat one."""
+    seen: set[str] = set()
+    for call in calls:
+        if call["id"] in seen:
+            call["id"] = _new_id()
+        seen.add(call["id"])
+    return calls
 
 
 def _new_id() -> str:

@@ -40,10 +40,13 @@ def _reply(message: dict, **extra) -> bytes:
 def test_ids_are_made_up_and_unique():
     body = _reply({"tool_calls": [
         {"function": {"name": "read_file", "arguments": "{}"}},
-        {"id": None, "function": {"name": "list_files", "arguments": "{}"}}]})
+        {"id": None, "function": {"name": "list_files", "arguments": "{}"}},
+        {"id": "0", "function": {"name": "list_files", "arguments": "{}"}},
+        {"id": "0", "function": {"name": "list_files", "arguments": "{}"}}]})
     calls = read_reply(body, model="m", request_chars=40, tool_names=set()).tool_calls
     ids = [c["id"] for c in calls]
-    assert all(i.startswith("call_") for i in ids) and len(set(ids)) == 2
+    assert all(i.startswith("call_") for i in ids[:2]) and ids[2] == "0"
+    assert len(set(ids)) == 4
 
 
 def test_calls_in_text_only_for_offered_tools():
