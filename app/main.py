@@ -21,11 +21,13 @@ from app.api import (
     auth,
     health,
     metrics,
+    openapi,
     scenarios,
     stream,
     tasks,
     templates,
 )
+from app.api.ap_key_url import KeyInPath
 from app.auth.keys import ensure_admin_key
 from app.core import tracing
 from app.core.config import TEMPLATES_DIR, get_settings
@@ -50,7 +52,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         settings = get_settings()
-        is_upload = scope["path"].endswith("/files")
+        is_upload = scope["path"].endswith(("/files", "/artifacts"))
         limit = settings.max_upload_bytes * 20 if is_upload else settings.max_body_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
@@ -123,19 +125,23 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         version="0.1.0",
         description="Submit a task over REST; get back finished work, events, files and a report.",
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, health, scenarios, templates, auth, metrics):
-        api.include_router(module.router)
+    for module in (tasks, artifacts, agents, scenarios, templates, auth, metrics):
+        api.include_router(module.router, responses=openapi.ERRORS)
+    api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)
-    app.include_router(health.router)
+    app.include_router(health.router, include_in_schema=False)  # the same, for probes
     app.include_router(stream.ws_router)
-    app.include_router(agent_protocol.router)
+    app.include_router(agent_protocol.router, responses=openapi.ERRORS)
+    openapi.install(app)
     app.include_router(metrics.metrics_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(BodyLimit)
-    app.add_middleware(TraceRequests)  # outermost: a 413 is a traced request too
+    app.add_middleware(TraceRequests)  # a 413 is a traced request too
+    app.add_middleware(KeyInPath)  # outermost: tracing and logs never see a key in a path
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

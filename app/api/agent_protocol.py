@@ -3,7 +3,11 @@
     AP task      ─ a Taskbench task (id as a string; `input` is the description)
     AP step      ─ one event of the task's log (step_id = seq, name = event type)
     POST step    ─ with input: a message to the agent; without: wait for the next event
-    AP artifact  ─ a file in output/ (agent_created) or input/ (uploaded); id = its path, encoded
+    AP artifact  ─ a file in output/ (agent_created) or input/ (uploaded); id = its path, encoded;
+                   `relative_path` its folder there ('' at the top), `created_at` its mtime
+
+Clients that cannot send an Authorization header (agbenchmark) can be let in by URL instead:
+see app.api.ap_key_url (off by default).
 """
 
 from __future__ import annotations
@@ -11,18 +15,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from datetime import datetime
+import os
+from collections import OrderedDict
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api import artifacts as files_api
+from app.api.agent_protocol_schemas import (
+    APTask,
+    Artifact,
+    ArtifactListResponse,
+    Pagination,
+    Step,
+    StepListResponse,
+    StepRequestBody,
+    TaskListResponse,
+    TaskRequestBody,
+)
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.live import follow
+from app.api.openapi import ENDED, binary
 from app.api.tasks import add_message
 from app.models import TERMINAL_VALUES, MessageCreate, Task, TaskCreate, TaskEvent
 from app.sandbox.workspace import PathRefused, Workspace
@@ -32,68 +51,6 @@ from app.tasks.events import list_events
 router = APIRouter(prefix="/ap/v1/agent", tags=["agent-protocol"])
 TASK_FIELDS = {"title", "kind", "complexity", "priority", "budget", "notify", "github",
                "playbook", "scenario", "inputs", "agent"}
-
-
-class TaskRequestBody(BaseModel):
-    input: str | None = Field(default=None, max_length=100_000)
-    additional_input: dict[str, Any] | None = None
-
-
-class StepRequestBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    input: str | None = Field(default=None, max_length=20_000)
-    additional_input: dict[str, Any] | None = None
-
-
-class Artifact(BaseModel):
-    artifact_id: str
-    agent_created: bool
-    file_name: str
-    relative_path: str | None = None
-    created_at: datetime | None = None
-
-
-class APTask(BaseModel):
-    task_id: str
-    input: str | None
-    additional_input: dict[str, Any] = Field(default_factory=dict)
-    artifacts: list[Artifact] = Field(default_factory=list)
-
-
-class Step(BaseModel):
-    task_id: str
-    step_id: str
-    name: str | None
-    status: str
-    input: str | None = None
-    output: str | None = None
-    additional_input: dict[str, Any] = Field(default_factory=dict)
-    additional_output: dict[str, Any] = Field(default_factory=dict)
-    artifacts: list[Artifact] = Field(default_factory=list)
-    is_last: bool = False
-
-
-class Pagination(BaseModel):
-    total_items: int
-    total_pages: int
-    current_page: int
-    page_size: int
-
-
-class TaskListResponse(BaseModel):
-    tasks: list[APTask]
-    pagination: Pagination
-
-
-class StepListResponse(BaseModel):
-    steps: list[Step]
-    pagination: Pagination
-
-
-class ArtifactListResponse(BaseModel):
-    artifacts: list[Artifact]
-    pagination: Pagination
 
 
 Page = Annotated[int, Query(ge=1, le=100_000)]
@@ -183,11 +140,12 @@ async def list_agent_task_steps(task_id: str, session: SessionDep, user: Current
                             pagination=_pagination(task.last_seq, current_page, page_size))
 
 
-@router.post("/tasks/{task_id}/steps", response_model=Step)
+@router.post("/tasks/{task_id}/steps", response_model=Step, responses=ENDED)
 async def execute_agent_task_step(task_id: str, session: SessionDep, user: CurrentUser,
                                   body: StepRequestBody | None = None) -> Step:
-    """With `input`: a message the agent reads on its next step. Without: the task's next
-    event (waiting up to `additional_input.wait_s`, default 10 s), `is_last` once it ended."""
+    """With `input`: a message the agent reads on its next step. Without: the next event this
+    client has not been given yet (waiting up to `additional_input.wait_s`, default 10 s, for
+    one), so stepping walks the log once, in order; `is_last` on the last event of an ended task."""
     task = await owned_task(session, _task_id(task_id), user)
     body = body or StepRequestBody()
     if body.input:
@@ -201,31 +159,56 @@ async def execute_agent_task_step(task_id: str, session: SessionDep, user: Curre
             .order_by(col(TaskEvent.seq).desc()))).first()
         assert event is not None
         return _step(task, event)
-    wait_s = float((body.additional_input or {}).get("wait_s", 10))
-    return await _next_step(session, task, min(max(wait_s, 0.0), 30.0))
+    extra = body.additional_input or {}
+    wait_s = min(max(_number(extra.get("wait_s"), 10.0), 0.0), 30.0)
+    after = extra.get("after")
+    cursor = int(after) if isinstance(after, int) and after >= 0 else None
+    return await _next_step(session, task, user.id or 0, wait_s, cursor)
 
 
-async def _next_step(session: AsyncSession, task: Task, wait_s: float) -> Step:
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) else default
+
+
+# The last step each (task, user) was given by POST …/steps without input, so that stepping
+# reports every event once, in order. Per API process; `additional_input.after` (a step_id)
+# gives a client its own cursor instead.
+_cursors: OrderedDict[tuple[int, str, int], int] = OrderedDict()
+MAX_CURSORS = 10_000
+
+
+async def _next_step(session: AsyncSession, task: Task, user_id: int, wait_s: float,
+                     after: int | None) -> Step:
+    """The first event after the cursor, waiting up to `wait_s` for one to happen."""
     assert task.id is not None
-    seen = task.last_seq
-    if task.status not in TERMINAL_VALUES and wait_s > 0:
-        stream = follow(task.id, after=seen, idle_s=wait_s)
-        try:
-            item = await asyncio.wait_for(anext(stream), wait_s)
-            if item.kind == "event":
-                seen = item.data["seq"]
-        except TimeoutError:
-            pass
-        finally:
-            await stream.aclose()
+    key = (task.id, str(task.created_at), user_id)  # the creation time: ids of a reset database
+    cursor = after if after is not None else _cursors.get(key, 0)
+    ended = task.status in TERMINAL_VALUES
+    if not ended and wait_s > 0:
+        await _wait_for_event(task.id, cursor, wait_s)  # returns at once if there is one
     await session.rollback()  # a fresh snapshot: the events came from other transactions
     await session.refresh(task)
-    event = (await session.exec(select(TaskEvent).where(
-        TaskEvent.task_id == task.id, TaskEvent.seq == seen))).first()
-    if event is None:
-        return Step(task_id=str(task.id), step_id="0", name="waiting", status="running",
-                    output=task.status)
-    return _step(task, event)
+    found = await list_events(session, task.id, after=cursor, limit=1)
+    if not found and task.status in TERMINAL_VALUES and task.last_seq:
+        found = await list_events(session, task.id, after=task.last_seq - 1, limit=1)
+    if not found:
+        return Step(task_id=str(task.id), step_id=str(cursor), name="waiting",
+                    status="running", output=task.status)
+    _cursors[key] = found[0].seq
+    _cursors.move_to_end(key)
+    while len(_cursors) > MAX_CURSORS:
+        _cursors.popitem(last=False)
+    return _step(task, found[0])
+
+
+async def _wait_for_event(task_id: int, after: int, wait_s: float) -> None:
+    stream = follow(task_id, after=after, idle_s=wait_s)
+    try:
+        await asyncio.wait_for(anext(stream), wait_s)
+    except TimeoutError:
+        pass
+    finally:
+        await stream.aclose()
 
 
 @router.get("/tasks/{task_id}/steps/{step_id}", response_model=Step)
@@ -252,21 +235,43 @@ def _decode(artifact_id: str) -> str:
 
 
 async def _artifacts(task: Task, session: AsyncSession, user: Any) -> list[Artifact]:
-    """Outputs the agent made, then inputs that were uploaded."""
+    """Outputs the agent made, then inputs that were uploaded; `relative_path` is the folder."""
     assert task.id is not None
     made = await files_api.list_artifacts(task.id, session, user)
-    found = [Artifact(artifact_id=_encode(f"output/{f['path']}"), agent_created=True,
-                      file_name=f["path"].rsplit("/", 1)[-1], relative_path=f["path"])
+    ws = files_api.output_root(task)
+    found = [_artifact(f"output/{f['path']}", ws.output / f["path"] if ws else None, True)
              for f in made]
     inputs = _input_dir(task)
     if inputs.is_dir():
-        found += [Artifact(artifact_id=_encode(f"input/{p.name}"), agent_created=False,
-                           file_name=p.name, relative_path=p.name)
-                  for p in sorted(inputs.iterdir()) if p.is_file() and not p.is_symlink()]
+        found += [_artifact(f"input/{rel}", inputs / rel, False) for rel in _files_under(inputs)]
     return found
 
 
-def _input_dir(task: Task) -> Any:
+def _artifact(path: str, on_disk: Path | None, agent_created: bool) -> Artifact:
+    """An artifact for workspace path `path` (output/… or input/…), dated by its file."""
+    inner = path.split("/", 1)[1]
+    folder, _, name = inner.rpartition("/")
+    try:
+        stamp = datetime.fromtimestamp(os.lstat(on_disk).st_mtime, UTC) if on_disk else None
+    except OSError:
+        stamp = None
+    return Artifact(artifact_id=_encode(path), agent_created=agent_created, file_name=name,
+                    relative_path=folder, created_at=stamp or datetime.now(UTC))
+
+
+def _files_under(root: Path) -> list[str]:
+    """Regular files below `root` (relative, sorted), never following a link."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_file() and not full.is_symlink():
+                found.append(str(full.relative_to(root)))
+    return found
+
+
+def _input_dir(task: Task) -> Path:
     ws = files_api.output_root(task)
     return ws.root / "input" if ws else files_api.uploads_dir(task.id or 0)
 
@@ -282,21 +287,22 @@ async def list_agent_task_artifacts(task_id: str, session: SessionDep, user: Cur
                                 pagination=_pagination(len(found), current_page, page_size))
 
 
-@router.post("/tasks/{task_id}/artifacts", response_model=Artifact)
+@router.post("/tasks/{task_id}/artifacts", response_model=Artifact, responses=ENDED)
 async def upload_agent_task_artifacts(
     task_id: str, session: SessionDep, user: CurrentUser,
     file: Annotated[UploadFile, File(description="File to upload")],
-    relative_path: Annotated[str | None, Form(max_length=500)] = None,
+    relative_path: Annotated[str | None, Form(
+        max_length=500, description="Folder (under input/) to put the file in")] = None,
 ) -> Artifact:
-    """An input file for the task (its name is kept, its folders are not)."""
-    tid = _task_id(task_id)
-    saved = await files_api.upload_files(tid, session, user, [file])
-    name = saved[0]["name"]
-    return Artifact(artifact_id=_encode(f"input/{name}"), agent_created=False,
-                    file_name=name, relative_path=name)
+    """An input file for the task, kept in its `relative_path` folder under input/."""
+    task = await owned_task(session, _task_id(task_id), user)
+    folder = (relative_path or "").strip().strip("/")
+    saved = await files_api.store_uploads(task, [file], folder=folder)
+    return _artifact(f"input/{saved[0]['path']}", _input_dir(task) / saved[0]["path"], False)
 
 
-@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse)
+@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse,
+            responses=binary())
 async def download_agent_task_artifact(task_id: str, artifact_id: str, session: SessionDep,
                                        user: CurrentUser) -> Any:
     tid = _task_id(task_id)

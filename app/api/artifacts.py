@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.openapi import ENDED, binary
 from app.api.tasks import to_public
 from app.core.config import get_settings
 from app.core.db import session_scope
@@ -28,6 +29,7 @@ UPLOAD_SUFFIXES = {
     ".js", ".ts", ".sql", ".ini", ".cfg", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".svg",
     ".pdf", ".ipynb", ".log",
 }
+FOLDER_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_. -]{0,99}$")
 EXECUTABLE_MAGIC = (b"\x7fELF", b"MZ", b"#!")
 
 
@@ -60,7 +62,8 @@ async def list_artifacts(task_id: int, session: SessionDep, user: CurrentUser) -
     return files
 
 
-@router.get("/{task_id}/artifacts/{path:path}", response_class=FileResponse)
+@router.get("/{task_id}/artifacts/{path:path}", response_class=FileResponse,
+            responses=binary())
 async def download_artifact(task_id: int, path: str, session: SessionDep, user: CurrentUser):
     task = await owned_task(session, task_id, user)
     ws = output_root(task)
@@ -110,21 +113,40 @@ async def _save(upload: UploadFile, dest_dir: Path, limit: int) -> dict[str, Any
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED,
-             response_model=list[dict[str, Any]])
+             response_model=list[dict[str, Any]], responses=ENDED)
 async def upload_files(
     task_id: int, session: SessionDep, user: CurrentUser,
     files: Annotated[list[UploadFile], File(description="input files for the task")],
 ) -> list[dict]:
     """Upload input files; they appear in the workspace's input/ folder."""
     task = await owned_task(session, task_id, user)
+    return await store_uploads(task, files)
+
+
+async def store_uploads(task: Task, files: list[UploadFile], *, folder: str = "") -> list[dict]:
+    """Save input files under input/`folder` (a relative folder, checked); one event for all."""
+    assert task.id is not None
     if task.status in TERMINAL_VALUES:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} has ended")
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task.id} has ended")
     ws = output_root(task)
-    dest = ws.root / "input" if ws else uploads_dir(task_id)
+    base = ws.root / "input" if ws else uploads_dir(task.id)
+    dest = base
+    if folder:
+        try:
+            if not all(FOLDER_PART.match(part) for part in folder.split("/")):
+                raise PathRefused("each folder name may hold letters, digits, _ . - and spaces, "
+                                  f"and not start with a dot: {folder!r}")
+            base.mkdir(parents=True, exist_ok=True)
+            dest = Workspace(base).resolve(folder)  # refuses a link out of the folder
+        except PathRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"relative_path: {exc}") from exc
     limit = get_settings().max_upload_bytes
     saved = [await _save(f, dest, limit) for f in files[:20]]
+    for item in saved:
+        item["path"] = f"{folder}/{item['name']}" if folder else item["name"]
     async with session_scope() as write:
-        event = await append_event(write, task_id, "files_uploaded", {"files": saved})
+        event = await append_event(write, task.id, "files_uploaded", {"files": saved})
     publish([event])
     return saved
 
@@ -164,7 +186,8 @@ async def create_task_with_files(
     return await to_public(session, created)
 
 
-@router.get("/{task_id}/report.pdf", response_class=FileResponse)
+@router.get("/{task_id}/report.pdf", response_class=FileResponse,
+            responses=binary("application/pdf", "The task's report as PDF"))
 async def report_pdf(task_id: int, session: SessionDep, user: CurrentUser):
     """The task's PDF report, rendered on demand when missing."""
     await owned_task(session, task_id, user)

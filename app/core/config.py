@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     admin_api_key: str = Field("", description="Bootstraps an admin user with this key")
     rate_limit_per_minute: int = Field(600, description="Requests per API key per minute")
     max_body_bytes: int = Field(1024 * 1024, description="Largest JSON body accepted")
+    ap_key_in_url: bool = Field(
+        False, description="Accept /ap/k/{api_key}/v1/… for Agent Protocol clients that cannot "
+        "send an Authorization header (the key travels in the URL: trusted networks only)")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest uploaded file")
 
     llm_base_url: str = Field("https://openrouter.ai/api/v1", description="OpenAI-compatible URL")

@@ -169,4 +169,5 @@ def completion_attributes(completion: Any) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": completion.prompt_tokens,
         "gen_ai.usage.output_tokens": completion.completion_tokens,
         "taskbench.cost_usd": float(completion.cost_usd),
+        "taskbench.usage_estimated": bool(getattr(completion, "usage_estimated", False)),
     }

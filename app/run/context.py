@@ -26,6 +26,7 @@ from app.core.redact import redact, redact_obj
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.run import llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
+from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.steps import StepRecord, write_step
 from app.sandbox.workspace import Workspace
@@ -106,10 +107,31 @@ class RunContext:
         response_format: dict[str, Any] | None = None,
         role: str = "agent",
     ) -> llm.Completion:
-        """One budget-checked model call; its usage and `llm_call` event go with the step."""
+        """One budget-checked model call; its usage and `llm_call` event go with the step.
+
+        `messages` is condensed in place when it nears the model's window, or when the
+        provider refuses it as too long (app.run.condense)."""
         models = models or self.models()
         await self.flush()  # the last step's effects are durable before the model is asked again
         self.check_time()
+        window = window_for(self.agent.config, models[0])
+        if window and estimate_prompt_tokens(messages, tools) > window * NEAR_WINDOW:
+            await self._condense(messages, tools, int(window * NEAR_WINDOW / 2), "near_window")
+        for tries in range(MAX_CONDENSE + 1):
+            try:
+                return await self._chat_once(messages, tools, models, response_format, role)
+            except llm.ContextTooLong as exc:
+                target = estimate_prompt_tokens(messages, tools) // 2
+                if tries == MAX_CONDENSE or not await self._condense(
+                        messages, tools, target, "context_length"):
+                    raise llm.ContextTooLong(
+                        f"{exc} (the conversation could not be condensed enough)") from exc
+        raise AssertionError("unreachable")
+
+    async def _chat_once(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+        models: list[str], response_format: dict[str, Any] | None, role: str,
+    ) -> llm.Completion:
         prompt_estimate = estimate_prompt_tokens(messages, tools)
         if self.tree is not None:
             await self.tree.check(models[0], prompt_estimate)
@@ -120,10 +142,24 @@ class RunContext:
             completion = await llm.chat(
                 self.settings, models=models, messages=messages, tools=tools, max_tokens=cap,
                 response_format=response_format, on_event=self.emit,
+                provider=(self.agent.config or {}).get("provider"),
             )
             traced.set_attributes(tracing.completion_attributes(completion))
         await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
         return completion
+
+    async def _condense(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                        target: int, reason: str) -> bool:
+        """Shorten the conversation in place towards `target` tokens; False if it cannot."""
+        before = estimate_prompt_tokens(messages, tools)
+        shorter = condense(messages, tools, target_tokens=target)
+        if shorter is None:
+            return False
+        await self.emit("condensed", {
+            "reason": reason, "messages_before": len(messages), "messages_after": len(shorter),
+            "tokens_before": before, "tokens_after": estimate_prompt_tokens(shorter, tools)})
+        messages[:] = shorter
+        return True
 
     async def record_usage(self, c: llm.Completion, *, role: str, ms: float) -> None:
         """Count one model call (in memory now; its usage and `llm_call` event at the flush)."""
@@ -135,7 +171,8 @@ class RunContext:
             "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
             "duration_ms": round(ms, 1), "tool_calls": len(c.tool_calls),
-            "content": (c.content or "")[:2000],
+            "content": (c.content or "")[:2000], "finish_reason": c.finish_reason,
+            **({"usage_estimated": True} if c.usage_estimated else {}),
         })
 
     # -- tools -------------------------------------------------------------------------------
@@ -223,3 +260,4 @@ class RunContext:
 # Tools that read the task's totals from the database: the step's usage is written first
 # (`delegate` sizes the subtask's budget from what the task and its tree have spent)
 FLUSH_FIRST = frozenset({"delegate"})
+MAX_CONDENSE = 2  # condense-and-retry rounds after a context-length refusal

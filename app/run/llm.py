@@ -1,49 +1,62 @@
-"""The LLM client: AsyncOpenAI against any OpenAI-compatible endpoint, with retries and fallback.
+"""The LLM client: chat completions against any OpenAI-compatible endpoint, retries and fallback.
 
-    LLMError                  every model in the chain failed; carries the provider's last error
+    LLMError                  no model answered; carries the provider's own last message
+    └── ContextTooLong        the provider refused the prompt as longer than the model's window
     Completion                one answer: the message, usage, cost, which model answered
 
-`chat()` tries the primary model with backoff on 429/5xx/connection errors, then each fallback
-model in turn; every retry and switch is reported through `on_event`.
+`chat()` asks the primary model, retrying with backoff what may pass (429, 5xx, connection
+errors, a 200 carrying a transient `{"error"}`, an HTML page or broken JSON, no choices), then
+each fallback model in turn; every retry and switch is reported through `on_event`. What no other
+model can fix ends the chain at once: a 401 (the same key goes with every model) and a
+context-length refusal (the caller condenses the conversation and asks again).
+
+The request is posted through the AsyncOpenAI client (its auth, base URL, timeouts and status
+errors) as a plain JSON body, and the reply is read as plain JSON by app.run.llm_reply, which
+copes with what real providers send. Provider-specific fields go only where they are understood:
+`usage: {include: true}` and `provider` routing to OpenRouter alone; `max_completion_tokens`
+instead of `max_tokens` for a model that refused the latter (remembered per endpoint and model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
 from app.core.config import Settings
 from app.core.redact import redact
-from app.run.pricing import cost_for
+from app.run.llm_reply import RETRYABLE_CODES, Completion, ProviderError, read_reply
+
+__all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "client_for", "reset_clients"]
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
-RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+_CONTEXT = re.compile(r"context[_ ]length|context window|maximum context|too many tokens|"
+                      r"prompt is too long|input is too long|reduce the length", re.I)
+_MAX_TOKENS_REFUSED = re.compile(r"max_completion_tokens|max_tokens.{0,60}(not supported|"
+                                 r"unsupported|\buse\b)", re.I | re.S)
 
 
 class LLMError(Exception):
     """No model in the chain answered; the message is the provider's last error."""
 
 
-@dataclass
-class Completion:
-    message: dict[str, Any]
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+class ContextTooLong(LLMError):
+    """The provider refused the request as longer than the model's context window."""
 
-    @property
-    def content(self) -> str:
-        return self.message.get("content") or ""
+
+class _ModelFailed(Exception):
+    """This model cannot answer this request; the next one in the chain may."""
 
 
 _clients: dict[tuple[str, str, float], AsyncOpenAI] = {}
+_use_completion_tokens: set[tuple[str, str]] = set()  # (endpoint, model) refusing max_tokens
 
 
 def client_for(settings: Settings) -> AsyncOpenAI:
@@ -61,34 +74,33 @@ def client_for(settings: Settings) -> AsyncOpenAI:
 
 def reset_clients() -> None:
     _clients.clear()
+    _use_completion_tokens.clear()
 
 
-def _to_completion(resp: Any, model: str, settings: Settings) -> Completion:
-    choice = resp.choices[0]
-    msg = choice.message
-    # A reply is hostile input too: a secret in it must not reach the workspace (through tool
-    # arguments), the event log, or the next prompt (the conversation echoes the reply).
-    tool_calls = [
-        {
-            "id": tc.id,
-            "type": "function",
-            "function": {"name": tc.function.name,
-                         "arguments": redact(tc.function.arguments or "{}")},
-        }
-        for tc in (msg.tool_calls or [])
-        if getattr(tc, "function", None) is not None
-    ]
-    message: dict[str, Any] = {"role": "assistant", "content": redact(msg.content or "")}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    usage = resp.usage
-    prompt = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
-    completion = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
-    reported = getattr(usage, "cost", None) if usage else None
-    if reported is None and usage is not None and usage.model_extra:
-        reported = usage.model_extra.get("cost")
-    cost = float(reported) if reported is not None else cost_for(model, prompt, completion)
-    return Completion(message, resp.model or model, prompt, completion, cost, tool_calls)
+def is_openrouter(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host == "openrouter.ai" or host.endswith(".openrouter.ai")
+
+
+def request_body(
+    settings: Settings, model: str, messages: list[dict[str, Any]], *,
+    tools: list[dict[str, Any]] | None, max_tokens: int | None,
+    response_format: dict[str, Any] | None, provider: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The JSON body of one chat-completions request to `model`."""
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if tools:
+        body["tools"] = tools
+    if max_tokens:
+        refuses = (settings.llm_base_url, model) in _use_completion_tokens
+        body["max_completion_tokens" if refuses else "max_tokens"] = max_tokens
+    if response_format:
+        body["response_format"] = response_format
+    if is_openrouter(settings.llm_base_url):
+        body["usage"] = {"include": True}
+        if provider:
+            body["provider"] = provider
+    return body
 
 
 async def chat(
@@ -99,47 +111,88 @@ async def chat(
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int | None = None,
     response_format: dict[str, Any] | None = None,
+    provider: dict[str, Any] | None = None,
     on_event: OnEvent | None = None,
 ) -> Completion:
     """Ask the first model that answers; raise LLMError when none does."""
-    client = client_for(settings)
     last_error = "no model configured"
     for index, model in enumerate(models):
         if index > 0 and on_event:
             await on_event("llm_fallback", {"from": models[index - 1], "to": model,
                                             "error": last_error})
-        for attempt in range(settings.llm_max_retries + 1):
-            kwargs: dict[str, Any] = {"model": model, "messages": messages,
-                                      "extra_body": {"usage": {"include": True}}}
-            if tools:
-                kwargs["tools"] = tools
-            if max_tokens:
-                kwargs["max_tokens"] = max_tokens
-            if response_format:
-                kwargs["response_format"] = response_format
-            try:
-                resp = await client.chat.completions.create(**kwargs)
-                if not resp.choices:
-                    raise LLMError(f"{model} returned no choices")
-                return _to_completion(resp, model, settings)
-            except RETRYABLE as exc:
-                last_error = _describe(exc)
-                if attempt >= settings.llm_max_retries:
-                    break
-                delay = _retry_after(exc) or settings.llm_retry_base_s * (2**attempt)
-                if on_event:
-                    await on_event("llm_retry", {"model": model, "attempt": attempt + 1,
-                                                 "delay_s": round(delay, 3), "error": last_error})
-                await asyncio.sleep(delay)
-            except (openai.APIStatusError, openai.APIResponseValidationError, LLMError) as exc:
-                last_error = _describe(exc)
-                break
+        try:
+            return await _ask_model(settings, model, messages, tools=tools,
+                                    max_tokens=max_tokens, response_format=response_format,
+                                    provider=provider, on_event=on_event)
+        except _ModelFailed as exc:
+            last_error = str(exc)
     raise LLMError(last_error)
+
+
+async def _ask_model(
+    settings: Settings, model: str, messages: list[dict[str, Any]], *,
+    tools: list[dict[str, Any]] | None, max_tokens: int | None,
+    response_format: dict[str, Any] | None, provider: dict[str, Any] | None,
+    on_event: OnEvent | None,
+) -> Completion:
+    """One model, with retries; raises _ModelFailed to move on, LLMError to stop the chain."""
+    tool_names = {t["function"]["name"] for t in tools or [] if "function" in t}
+    attempt = 0
+    while True:
+        body = request_body(settings, model, messages, tools=tools, max_tokens=max_tokens,
+                            response_format=response_format, provider=provider)
+        try:
+            return await _post(settings, body, tool_names)
+        except (openai.APIConnectionError, ProviderError, openai.APIStatusError) as exc:
+            failure: Exception = exc
+        error = _describe(failure)
+        if not _retryable(failure):
+            _give_up(settings, model, failure, error)
+            continue  # asked again with max_completion_tokens
+        if attempt >= settings.llm_max_retries:
+            raise _ModelFailed(error)
+        delay = _retry_after(failure) or settings.llm_retry_base_s * (2**attempt)
+        attempt += 1
+        if on_event:
+            await on_event("llm_retry", {"model": model, "attempt": attempt,
+                                         "delay_s": round(delay, 3), "error": error})
+        await asyncio.sleep(delay)
+
+
+async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
+    response = await client_for(settings).post(
+        "/chat/completions", body=body, cast_to=httpx.Response)
+    request_chars = len(json.dumps(body, default=str))
+    return read_reply(await response.aread(), model=body["model"],
+                      request_chars=request_chars, tool_names=tool_names)
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, ProviderError):
+        return exc.retryable
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_CODES
+    return True  # connection errors and timeouts
+
+
+def _give_up(settings: Settings, model: str, exc: Exception, error: str) -> None:
+    """A refusal retrying will not change: end the chain, move on, or (once) ask differently."""
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    if status == 401:
+        raise LLMError(f"{error} (the API key was refused; no fallback model is tried with it)")
+    text = str(exc)
+    if status in (400, 413, 422) and _CONTEXT.search(text):
+        raise ContextTooLong(error)
+    key = (settings.llm_base_url, model)
+    if status == 400 and key not in _use_completion_tokens and _MAX_TOKENS_REFUSED.search(text):
+        _use_completion_tokens.add(key)
+        return
+    raise _ModelFailed(error)
 
 
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
-    text = str(exc).strip() or exc.__class__.__name__
+    text = redact(" ".join(str(exc).split()) or exc.__class__.__name__)
     return f"{status}: {text}"[:1000] if status else text[:1000]
 
 

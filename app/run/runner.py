@@ -50,6 +50,7 @@ from app.tasks.lifecycle import close_task
 
 log = logging.getLogger(__name__)
 KEEPER_INTERVAL_S = 0.5
+STOP_GRACE_S = 5.0
 
 
 async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
@@ -182,7 +183,8 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
     try:
         summary = await asyncio.wait_for(asyncio.shield(work), timeout=max(remaining, 0.01))
     except TimeoutError:
-        work.cancel()
+        await _stop(work)
+        await _flush_quietly(ctx, work)
         await end(ctx.task_id, TaskStatus.failed,
                   error=f"time budget exhausted ({ctx.limits.timeout_s}s)")
         return
@@ -197,14 +199,36 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
     except RunPaused:
         return  # waiting for subtasks or an answer; the slot and the lease are given back
     except (RunStopped, LLMError) as exc:
+        if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
+            await _flush_quietly(ctx, work)
         await end(ctx.task_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:
             await end(exc.root_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         return
+    except Exception:
+        await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
+        raise
     finally:
         keeper.cancel()
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
+
+
+async def _stop(work: asyncio.Future[Any]) -> None:
+    """Cancel the run and give it a moment to unwind (a tool in a thread cannot be cut)."""
+    work.cancel()
+    await asyncio.wait({work}, timeout=STOP_GRACE_S)
+
+
+async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
+    """Write what the stopped step recorded (its model call's usage, its events), so a run
+    ended by a budget, the stuck detector or a crash does not lose them."""
+    if not work.done():
+        return  # still unwinding: writing now could race its own flush
+    try:
+        await ctx.flush()
+    except Exception:  # noqa: BLE001 - ending the task matters more than its last events
+        log.exception("could not write the last step of task %s", ctx.task_id)
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:

@@ -50,7 +50,8 @@ async def write_step(
 ) -> list[TaskEvent]:
     """Store `record` in the connection's transaction (the caller commits and publishes)."""
     values: dict[str, Any] = {}
-    if record.tool_results:
+    estimated = sum(1 for c, _ in record.calls if c.usage_estimated)
+    if record.tool_results or estimated:
         # read-modify-write of a JSON column: under the row lock (PostgreSQL) or the write lock
         # BEGIN IMMEDIATE already holds (SQLite)
         usage = (await conn.execute(
@@ -58,6 +59,8 @@ async def write_step(
         usage = dict(usage or {})
         for result in record.tool_results:
             usage = add_resources(usage, result)
+        if estimated:  # the provider reported no usage: these calls' tokens are estimates
+            usage["estimated_llm_calls"] = int(usage.get("estimated_llm_calls", 0)) + estimated
         values["usage"] = usage
     if record.calls:
         values.update(

@@ -7,6 +7,12 @@ calls `finish` at once. Every request body is recorded in `requests`.
     llm = ScriptedLLM().start()
     llm.script(tool_call("write_file", path="src/a.py", content="x=1"), finish("ok"))
     llm.script(error(429, retry_after=0), model="cheap/model")
+
+Real providers' quirks, each reproducible: `raw_message(...)` sends an assistant message exactly
+as given (arguments as an object, no id, content parts, reasoning), `body_error` a 200 carrying
+`{"error"}`, `raw_body` an HTML page or broken JSON, `no_choices`, `without_usage`, `cut_off`
+(finish_reason "length"); `refuse_max_tokens`, `context_chars` and `valid_keys` make the endpoint
+as strict as OpenAI's about `max_tokens`, the context window and the key.
 """
 
 from __future__ import annotations
@@ -46,9 +52,38 @@ def text(content: str) -> Response:
 
 
 def error(
-    status: int, message: str = "scripted error", retry_after: float | None = None
+    status: int, message: str = "scripted error", retry_after: float | None = None,
+    code: str | None = None,
 ) -> Response:
-    return {"error": status, "message": message, "retry_after": retry_after}
+    return {"error": status, "message": message, "retry_after": retry_after, "code": code}
+
+
+def raw_message(**message: Any) -> Response:
+    """An assistant message sent exactly as given (content parts, reasoning, odd tool calls)."""
+    return {"message": {"role": "assistant", **message}}
+
+
+def body_error(code: int | str, message: str, **extra: Any) -> Response:
+    """HTTP 200 whose body is `{"error": {...}}` (OpenRouter on an upstream failure)."""
+    return {"body_error": {"code": code, "message": message, **extra}}
+
+
+def raw_body(body: str, content_type: str = "text/html", status: int = 200) -> Response:
+    """A reply body sent as is: an HTML page, broken JSON."""
+    return {"raw_body": body, "content_type": content_type, "status": status}
+
+
+def no_choices() -> Response:
+    return {"no_choices": True}
+
+
+def without_usage(response: Response) -> Response:
+    return {**response, "no_usage": True}
+
+
+def cut_off(response: Response) -> Response:
+    """A reply the provider cut at the output limit (`finish_reason: "length"`)."""
+    return {**response, "finish_reason": "length"}
 
 
 def delayed(seconds: float, response: Response) -> Response:
@@ -57,6 +92,13 @@ def delayed(seconds: float, response: Response) -> Response:
 
 def finish(summary: str = "done") -> Response:
     return tool_call("finish", summary=summary)
+
+
+class RawBody:
+    """A reply body sent as it is, not as JSON."""
+
+    def __init__(self, body: str, content_type: str) -> None:
+        self.body, self.content_type = body, content_type
 
 
 class ScriptedLLM:
@@ -69,6 +111,11 @@ class ScriptedLLM:
         self.completion_tokens = completion_tokens
         self.cost = cost
         self.dead_models: set[str] = set()
+        # quirks of strict endpoints: models answering 400 to `max_tokens`, a context window
+        # (in characters of the request's messages) beyond which a request is refused
+        self.refuse_max_tokens: set[str] = set()
+        self.context_chars: int | None = None
+        self.valid_keys: set[str] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -83,6 +130,9 @@ class ScriptedLLM:
             self.requests.clear()
             self.queues.clear()
             self.dead_models.clear()
+            self.refuse_max_tokens.clear()
+            self.context_chars = None
+            self.valid_keys = None
             self.responder = lambda _req: finish()
 
     def requests_for(self, model: str) -> list[dict[str, Any]]:
@@ -109,6 +159,12 @@ class ScriptedLLM:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, {"error": {"message": "not found"}})
                     return
+                key = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+                if fake.valid_keys is not None and key not in fake.valid_keys:
+                    with fake._lock:
+                        fake.requests.append(body)
+                    self._send(401, {"error": {"message": "Invalid API key", "code": 401}})
+                    return
                 status, payload, headers = fake._answer(body)
                 self._send(status, payload, headers)
 
@@ -119,9 +175,11 @@ class ScriptedLLM:
                     self._send(404, {"error": {"message": "not found"}})
 
             def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None):
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, RawBody)
+                data = payload.body.encode() if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type",
+                                 payload.content_type if raw else "application/json")
                 self.send_header("content-length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -153,8 +211,26 @@ class ScriptedLLM:
                     return self.queues[key].popleft()
         return self.responder(body)
 
+    def _refusal(self, body: dict[str, Any]) -> Response | None:
+        """What a strict endpoint refuses before answering."""
+        model = body.get("model")
+        if model in self.refuse_max_tokens and "max_tokens" in body:
+            return error(400, "Unsupported parameter: 'max_tokens' is not supported with this "
+                         "model. Use 'max_completion_tokens' instead.",
+                         code="unsupported_parameter")
+        size = len(json.dumps(body.get("messages", [])))
+        if self.context_chars is not None and size > self.context_chars:
+            return error(400, f"This model's maximum context length is {self.context_chars} "
+                         f"tokens. However, your messages resulted in {size} tokens.",
+                         code="context_length_exceeded")
+        return None
+
     def _answer(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-        response = self._next(body)
+        refused = self._refusal(body)
+        if refused is not None:
+            with self._lock:
+                self.requests.append(body)
+        response = refused or self._next(body)
         if response.get("delay"):
             time.sleep(float(response["delay"]))
         if "error" in response:
@@ -162,9 +238,18 @@ class ScriptedLLM:
             if response.get("retry_after") is not None:
                 headers["retry-after"] = str(response["retry_after"])
             payload = {"error": {"message": response["message"], "type": "scripted",
-                                 "code": response["error"]}}
+                                 "code": response.get("code") or response["error"]}}
             return int(response["error"]), payload, headers
-        message: dict[str, Any] = {"role": "assistant", "content": response.get("content")}
+        if "raw_body" in response:
+            raw = RawBody(response["raw_body"], response["content_type"])
+            return int(response["status"]), raw, {}
+        if "body_error" in response:
+            return 200, {"error": response["body_error"]}, {}
+        return 200, self._completion(body, response), {}
+
+    def _completion(self, body: dict[str, Any], response: Response) -> dict[str, Any]:
+        message: dict[str, Any] = response.get("message") or {
+            "role": "assistant", "content": response.get("content")}
         calls = response.get("tool_calls") or []
         if calls:
             message["tool_calls"] = [
@@ -185,16 +270,18 @@ class ScriptedLLM:
         }
         if self.cost is not None:
             usage["cost"] = self.cost
+        finish_reason = response.get("finish_reason") or ("tool_calls" if calls else "stop")
         payload = {
             "id": f"chatcmpl-{next(_ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "scripted"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": usage,
+            "choices": [] if response.get("no_choices") else [
+                {"index": 0, "message": message, "finish_reason": finish_reason}],
         }
-        return 200, payload, {}
+        if not response.get("no_usage"):
+            payload["usage"] = usage
+        return payload
 
 
 def last_user_text(request: dict[str, Any]) -> str:

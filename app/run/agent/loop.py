@@ -74,7 +74,10 @@ async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> st
         messages.append(completion.message)
         calls = completion.tool_calls
         summary, results = await execute_calls(ctx, calls, messages, state)
-        if not calls:
+        if completion.truncated:  # cut at the output limit: say so, or it would try again
+            messages.append({"role": "user",
+                             "content": render_prompt("output_cut", calls=bool(calls))})
+        elif not calls:
             messages.append({"role": "user", "content": render_prompt("no_tool_call")})
         reason = detector.observe(calls, results)
         if reason and summary is None:
