@@ -66,13 +66,36 @@ async def test_reviews_are_bounded_by_max_reviews(app_client, enqueued, llm):
     # when the task runs
     task_id = await _submit(app_client, "never", 5)
     await run_enqueued(enqueued)
-    # then it was reviewed twice, sent back once, and ended with the failing review on record
+    # then it was reviewed twice, sent back once, and failed with the inspector's findings
     task = (await app_client.get(f"/tasks/{task_id}")).json()
-    assert task["status"] == "completed"
+    assert task["status"] == "failed"
+    assert task["error"].startswith("ReviewFailed: the inspector did not pass the work after 2")
+    assert "score 0.1 < 0.7): bad" in task["error"]
     reviews = [e["data"] for e in await events_of(app_client, task_id, "review")]
-    assert [r["action"] for r in reviews] == ["revise", "accept"]
-    assert task["review"]["passed"] is False
+    assert [r["action"] for r in reviews] == ["revise", "fail"]
+    assert task["review"]["passed"] is False and task["review"]["outcome"] == "failed"
     assert (await agent_named(app_client, "engineer"))["reviews_failed"] == 2
+
+
+async def test_agent_may_complete_unpassed_work_with_warnings(app_client, enqueued, llm):
+    # given an engineer configured to complete work that never passed, with warnings
+    engineer = await agent_named(app_client, "engineer")
+    config = {**engineer["config"], "on_review_failure": "completed_with_warnings"}
+    patched = await app_client.patch(f"/agents/{engineer['id']}", json={"config": config})
+    assert patched.status_code == 200, patched.text
+    router = Router()
+    router.inspector["meh"].extend([verdict(0.2, "no tests")] * 2)
+    llm.responder = router
+    # when a task runs and fails both reviews
+    task_id = await _submit(app_client, "meh", 5)
+    await run_enqueued(enqueued)
+    # then it completed, and the review says so with its findings
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed" and task["error"] is None
+    assert task["review"]["outcome"] == "completed_with_warnings"
+    assert task["review"]["problems"] == ["no tests"]
+    reviews = [e["data"] for e in await events_of(app_client, task_id, "review")]
+    assert [r["action"] for r in reviews] == ["revise", "accept_with_warnings"]
 
 
 async def test_inspector_off_passes_without_a_call(app_client, enqueued, llm):
