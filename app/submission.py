@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import routing
 from app.complexity import estimate_complexity
+from app.config import get_settings
 from app.db import session_scope
 from app.events import append_event, publish
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
@@ -50,6 +51,13 @@ def _kind_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
         return []
     return [{"loc": ["body", *e.get("loc", [])], "msg": e["msg"], "type": "value_error"}
             for e in found]
+
+
+def _notify_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
+    if task_in.notify.webhook and not get_settings().webhook_secret:
+        return [_err(["notify", "webhook"], "webhooks are signed, and this server has no"
+                     " TASKBENCH_WEBHOOK_SECRET; ask its operator to set one")]
+    return []
 
 
 async def _from_github_issue(task_in: TaskCreate) -> TaskCreate:
@@ -118,7 +126,7 @@ async def submit_task(
 ) -> Task:
     """Create the task, assign it if an agent is free, commit, then enqueue it."""
     task_in = await _from_github_issue(task_in)
-    errors = _kind_errors(task_in)
+    errors = _kind_errors(task_in) + _notify_errors(task_in)
     if errors:
         raise SubmissionError(errors)
     estimated = task_in.complexity is None

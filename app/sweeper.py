@@ -65,9 +65,11 @@ async def prune_workers() -> None:
 async def flush_outbox() -> None:
     try:
         from app.deliver.outbox import flush_pending
+        from app.deliver.webhook import flush_webhooks
     except ImportError:
         return
     await flush_pending(50)
+    await flush_webhooks(50)
 
 
 async def expire_waits() -> None:

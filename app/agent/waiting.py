@@ -2,7 +2,10 @@
 
     run (slot held) ─ pause ─► waiting_children ─ last child ends (lifecycle.wake_parent) ─► pending
                           └──► waiting_input ─ a message arrives (api add_message) ───────► pending
-                                             └ no answer within input_timeout_s (sweep) ──► failed
+                                     │       └ no answer within input_timeout_s (sweep) ──► failed
+                                     └ the owner is told: notify.email (outbox), notify.webhook,
+                                       the dashboard's inbox; each says where to answer and when
+                                       the wait ends
 
 A pause checkpoints the conversation, gives the agent's slot back, clears the lease and returns
 from the run (`RunPaused`); the scheduler later gives the task to any agent covering it, which
@@ -17,9 +20,11 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from app import deliver
 from app.agent.context import RunContext
 from app.config import get_settings
 from app.db import session_scope
+from app.deliver import outbox
 from app.events import append_event, publish
 from app.lifecycle import close_task, wake_parent
 from app.models import Task, TaskStatus, utcnow
@@ -56,9 +61,18 @@ async def pause(
         if question:
             events.append(await append_event(session, ctx.task_id, "question",
                                              {"question": question}))
+            notify = {**(ctx.task.notify or {})}
+            sent_to = outbox.enqueue_question(session, task_id=ctx.task_id, notify=notify,
+                                              question=question, asked_at=state["wait"]["since"])
+            if sent_to:
+                events.append(await append_event(session, ctx.task_id, "question_sent", {
+                    "email": list(notify.get("email") or []),
+                    "webhook": bool(notify.get("webhook")), "messages": len(sent_to)}))
         # children may all have ended before this pause: wake at once rather than never
         events += await wake_parent(session, ctx.task_id)
     publish(events)
+    if question:
+        await deliver.notify_question(ctx.task_id)
     raise RunPaused(status.value)
 
 

@@ -14,6 +14,7 @@ from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.task import (
     RUNNING,
     TERMINAL,
+    AnswerCreate,
     Budget,
     MessageCreate,
     MessagePublic,
@@ -43,6 +44,7 @@ __all__ = [
     "Budget",
     "EventPublic",
     "EventsPublic",
+    "AnswerCreate",
     "MessageCreate",
     "MessagePublic",
     "OutboxMessage",

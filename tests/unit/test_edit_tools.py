@@ -13,7 +13,7 @@ from app.tools.textedit import UndoHistory
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.tool_context import make_context
-from tests.unit.loop_fixtures import Router, events_of
+from tests.unit.loop_fixtures import Router, dashboard_page, events_of
 
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 
@@ -191,18 +191,6 @@ async def test_scripted_agent_edits_and_the_dashboard_shows_the_diff(app_client,
     assert edits and edits[0]["data"]["ok"], edits
     assert "-print('helo')\n+print('hello')" in edits[0]["data"]["data"]["diff"]
     # and the dashboard's task page renders it as a diff block
-    page = await _dashboard_page(app_client, f"/tasks/{task_id}")
+    page = await dashboard_page(app_client, f"/tasks/{task_id}")
     assert '<pre class="diff">' in page
     assert "<span class=\"d-add\">+print(&#39;hello&#39;)</span>" in page
-
-
-async def _dashboard_page(client, path: str) -> str:
-    root = str(client.base_url).rstrip("/").removesuffix("/api/v1")
-    login = await client.get(f"{root}/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
-    assert csrf, login.text[:300]
-    key = client.headers["Authorization"].removeprefix("Bearer ")
-    await client.post(f"{root}/login", data={"api_key": key, "csrf": csrf.group(1)})
-    page = await client.get(f"{root}{path}")
-    assert page.status_code == 200, page.text[:500]
-    return page.text
