@@ -122,7 +122,8 @@ def compose_question(
     settings: Settings, *, to: str, msg_id: str, context: dict[str, Any]
 ) -> EmailMessage:
     """A task's question to a person: the question, where to answer, and the deadline."""
-    subject = _env.get_template("question.subject.txt").render(**context).strip()
+    # the question is the model's text: no line break may reach a header
+    subject = " ".join(_env.get_template("question.subject.txt").render(**context).split())
     msg = _base_message(settings, to, subject, msg_id)
     msg.set_content(redact(_env.get_template("question.txt").render(**context)),
                     cte="quoted-printable")

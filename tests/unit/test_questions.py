@@ -76,6 +76,21 @@ async def test_answer_to_a_task_not_waiting_is_a_409(app_client, enqueued):
     assert empty.status_code == 422
 
 
+def test_question_with_line_breaks_makes_a_one_line_subject():
+    from app.config import Settings
+    from app.deliver.email import compose_question
+    from app.deliver.questions import question_context
+
+    task = {"id": 7, "title": "t"}
+    ctx = {"task": task, **question_context(
+        task, {"question": "Which one?\r\nBcc: victim@example.com", "asked_at": None},
+        Settings())}
+    msg = compose_question(Settings(), to="a@example.com", msg_id="<x@y>", context=ctx)
+    assert msg["Subject"] == "[Taskbench] Task 7 asks: Which one? Bcc: victim@example.com"
+    assert msg["Bcc"] is None
+    assert "Which one?" in msg.get_body(preferencelist=("plain",)).get_content()
+
+
 def test_duration_text():
     assert duration_text(3600) == "1 hour"
     assert duration_text(5400) == "90 minutes"
