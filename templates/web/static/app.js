@@ -71,7 +71,7 @@ function eventText(e) {
 /* A tool call's unified diff (data.diff of an edit), one span per line for colour. */
 function diffBlock(diff) {
   const pre = el("pre", {class: "diff"});
-  for (const line of String(diff).split("\n")) {
+  for (const line of String(diff).replace(/\n$/, "").split("\n")) {
     let cls = "d-ctx";
     if (line.startsWith("+") && !line.startsWith("+++")) cls = "d-add";
     else if (line.startsWith("-") && !line.startsWith("---")) cls = "d-del";
