@@ -207,8 +207,12 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         if isinstance(reason, TaskCancelled):
             await ctx.emit("stopped", {"reason": "cancelled"})
         return
-    except RunPaused:
-        return  # waiting for subtasks or an answer; the slot and the lease are given back
+    except RunPaused as paused:
+        # waiting for subtasks or an answer; the slot and the lease are given back
+        keeper.cancel()
+        if str(paused) == TaskStatus.waiting_input.value:
+            await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
+        return
     except (RunStopped, LLMError) as exc:
         await end(ctx.task_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:

@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from app import deliver
 from app.agent.context import RunContext
 from app.config import get_settings
 from app.db import session_scope
@@ -71,8 +70,8 @@ async def pause(
         # children may all have ended before this pause: wake at once rather than never
         events += await wake_parent(session, ctx.task_id)
     publish(events)
-    if question:
-        await deliver.notify_question(ctx.task_id)
+    # the owner is notified by the runner once this run is over (app.agent.runner): here the
+    # lease is already gone, and the lease keeper would cancel a slow SMTP exchange midway
     raise RunPaused(status.value)
 
 

@@ -4,12 +4,18 @@ answer by the API resumes the task."""
 # ruff: noqa: F811  (the smtp fixture imported from test_email_outbox is re-bound as an argument)
 from __future__ import annotations
 
+import asyncio
+
+from aiosmtpd.controller import Controller
+
+from app.agent.runner import KEEPER_INTERVAL_S
+from app.config import reset_settings
 from app.deliver.outbox import flush_pending
 from app.deliver.questions import duration_text
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import last_user_text, tool_call
 from tests.unit.loop_fixtures import Router, dashboard_page, events_of, requests_about
-from tests.unit.test_email_outbox import smtp  # noqa: F401
+from tests.unit.test_email_outbox import Inbox, free_port, smtp  # noqa: F401
 
 PUBLIC = "https://tb.example.test"
 
@@ -31,8 +37,9 @@ async def test_question_arrives_by_email_and_an_api_answer_completes_the_task(
     # when it runs up to the question
     await run_enqueued(enqueued)
     # then the owner got one email with the question, absolute links, the deadline and its effect
-    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "waiting_input"
-    assert len(smtp.inbox.messages) == 1
+    waiting = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert waiting["status"] == "waiting_input"
+    assert len(smtp.inbox.messages) == 1, waiting["notifications"]
     rcpts, msg = smtp.inbox.messages[0]
     assert rcpts == ["owner@example.com"]
     assert msg["Subject"] == f"[Taskbench] Task {task_id} asks: Which colour?"
@@ -65,6 +72,37 @@ async def test_question_arrives_by_email_and_an_api_answer_completes_the_task(
     assert "Which colour?" not in await dashboard_page(app_client, "/tasks")
     subjects = [m["Subject"] for _, m in smtp.inbox.messages]
     assert len(subjects) == 2 and "completed" in subjects[1]
+
+
+class SlowInbox(Inbox):
+    """An SMTP server slower to accept a recipient than the worker's lease keeper waits."""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802
+        await asyncio.sleep(KEEPER_INTERVAL_S * 4)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_slow_mail_server_still_gets_the_question(app_client, enqueued, llm,
+                                                          monkeypatch):
+    # given an SMTP server slower than the lease keeper's interval
+    inbox = SlowInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        monkeypatch.setenv("TASKBENCH_SMTP_URL",
+                           f"smtp://127.0.0.1:{controller.port}?starttls=0")
+        reset_settings()
+        llm.responder = Router().script("slow", tool_call("ask_user", question="Left or right?"))
+        await app_client.post("/tasks", json={
+            "title": "slow", "complexity": 1, "notify": {"email": ["owner@example.com"]}})
+        # when the task pauses on its question
+        await run_enqueued(enqueued)
+        # then the mail was delivered whole, not cut off when the run handed the task back
+        assert len(inbox.messages) == 1
+        assert "Left or right?" in text_of(inbox.messages[0][1])
+    finally:
+        controller.stop()
 
 
 async def test_answer_to_a_task_not_waiting_is_a_409(app_client, enqueued):
