@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from app.api.deps import SessionDep
-from app.config import get_settings
+from app.core.config import get_settings
 from app.models import WorkerNode, utcnow
 
 router = APIRouter(tags=["health"])

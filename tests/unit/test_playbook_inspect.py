@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.agent.errors import ReviewFailed
-from app.agent.playbook import run_playbook
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Task
+from app.run.errors import ReviewFailed
+from app.run.playbook import run_playbook
 from tests.fakes.llm_server import ScriptedLLM, text
 from tests.unit.test_playbook import events_of, make_context, playbooks_dir, write_playbook  # noqa: F401
 

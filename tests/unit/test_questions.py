@@ -8,10 +8,10 @@ import asyncio
 
 from aiosmtpd.controller import Controller
 
-from app.agent.runner import KEEPER_INTERVAL_S
-from app.config import reset_settings
-from app.deliver.outbox import flush_pending
-from app.deliver.questions import duration_text
+from app.core.config import reset_settings
+from app.integrations.outbox import flush_pending
+from app.integrations.questions import duration_text
+from app.run.runner import KEEPER_INTERVAL_S
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import last_user_text, tool_call
 from tests.unit.loop_fixtures import Router, dashboard_page, events_of, requests_about
@@ -115,9 +115,9 @@ async def test_answer_to_a_task_not_waiting_is_a_409(app_client, enqueued):
 
 
 def test_question_with_line_breaks_makes_a_one_line_subject():
-    from app.config import Settings
-    from app.deliver.email import compose_question
-    from app.deliver.questions import question_context
+    from app.core.config import Settings
+    from app.integrations.email import compose_question
+    from app.integrations.questions import question_context
 
     task = {"id": 7, "title": "t"}
     ctx = {"task": task, **question_context(

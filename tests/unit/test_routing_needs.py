@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import reset_settings
+from app.core.config import reset_settings
 from tests.conftest import run_enqueued
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.llm_server import finish, tool_call

@@ -10,9 +10,9 @@ import time
 import pytest
 from sqlmodel import select
 
-from app.config import reset_settings
-from app.db import session_scope
-from app.deliver.webhook import flush_webhooks, sign, verify
+from app.core.config import reset_settings
+from app.core.db import session_scope
+from app.integrations.webhook import flush_webhooks, sign, verify
 from app.models import OutboxMessage
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import tool_call

@@ -1,0 +1,190 @@
+"""Settings: one `Settings` class, one module-level `settings`, env prefix TASKBENCH_."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+PLACEHOLDER_SECRET = "changethis"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, each field documented by its description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKBENCH_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    environment: str = Field("development", description="development, test or production")
+    host: str = Field("127.0.0.1", description="Where `taskbench up`/`api` listen")
+    port: int = Field(8000, description="Port for `taskbench up`/`api`")
+    public_url: str = Field("", description="Base URL used in emails and PR bodies")
+    var_dir: Path = Field(ROOT / "var", description="Run-time state for the embedded mode")
+    database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in var/")
+    broker_url: str = Field("", description="Celery broker; default an embedded SQLite broker")
+    broker_polling_interval: float = Field(0.05, description="Seconds between embedded polls")
+    redis_url: str = Field("", description="Redis for pub/sub and caches (from broker if redis)")
+    workspaces_dir: Path = Field(ROOT / "workspaces", description="Per-task workspaces")
+    admin_api_key: str = Field("", description="Bootstraps an admin user with this key")
+    rate_limit_per_minute: int = Field(600, description="Requests per API key per minute")
+    max_body_bytes: int = Field(1024 * 1024, description="Largest JSON body accepted")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="Largest uploaded file")
+
+    llm_base_url: str = Field("https://openrouter.ai/api/v1", description="OpenAI-compatible URL")
+    llm_api_key: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "TASKBENCH_LLM_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY"
+        ),
+        description="Key for the LLM endpoint",
+    )
+    llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
+    llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
+    llm_retry_base_s: float = Field(0.5, description="First backoff; doubles per retry")
+
+    default_max_steps: int = Field(50, description="Default budget: LLM calls per task")
+    default_max_tokens: int = Field(400_000, description="Default budget: tokens per task")
+    default_max_cost_usd: float = Field(2.0, description="Default budget: dollars per task")
+    default_timeout_s: int = Field(1800, description="Default budget: wall seconds per task")
+
+    lease_seconds: float = Field(15.0, description="A worker's lease on a task; renewed")
+    sweep_interval_s: float = Field(2.0, description="How often pending/lost tasks are swept")
+    worker_heartbeat_s: float = Field(5.0, description="How often a worker heartbeats")
+    max_deliveries: int = Field(3, description="Runs of one task before it is failed")
+    requeue_unstarted_s: float = Field(
+        60.0, description="Re-queue an assigned task no worker started after this long"
+    )
+    input_timeout_s: float = Field(
+        3600.0, description="How long a task waits for an answer to its question before failing"
+    )
+    visibility_timeout_s: int = Field(30, description="Redis: unacked message redelivery")
+
+    sandbox: str = Field("", description="bwrap or none; default bwrap when it works")
+    eager_reports: bool = Field(
+        True, description="Render every ended task's PDF at once; false: on download or when "
+        "an email or PR needs it"
+    )
+    smtp_url: str = Field("", description="smtp:// or smtps:// URL; empty writes .eml files")
+    email_from: str = Field("taskbench@localhost", description="Sender of notifications")
+    github_token: str = Field("", description="Token for GitHub API and git pushes")
+    github_api_url: str = Field("https://api.github.com", description="GitHub API base URL")
+    search_backend: str = Field("duckduckgo", description="duckduckgo or searxng")
+    searxng_url: str = Field("", description="SearxNG base URL")
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts fetch_url may reach even if private (tests)"
+    )
+    log_json: bool | None = Field(None, description="JSON logs; default when not a terminal")
+    sandbox_uid: int = Field(65534, description="Host uid jailed commands run as (never 0)")
+    sandbox_gid: int = Field(65534, description="Host gid jailed commands run as (never 0)")
+    pip_allow: list[str] = Field(
+        default_factory=list, description="If set, the only packages pip_install may install"
+    )
+    pip_deny: list[str] = Field(default_factory=list, description="Packages pip_install refuses")
+    pip_timeout_s: float = Field(300.0, description="Timeout of one pip_install")
+    pip_allow_sdist: bool = Field(
+        False, description="Let pip_install build sdists (runs package code on the host)"
+    )
+    search_per_minute: int = Field(10, description="web_search calls per task per minute")
+    search_cache_s: int = Field(86400, description="How long a search result is cached")
+    fetch_max_bytes: int = Field(2 * 1024 * 1024, description="Largest page fetch_url reads")
+    fetch_timeout_s: float = Field(20.0, description="Timeout of one fetch_url request")
+    outbox_retry_base_s: float = Field(15.0, description="Outbox: first retry delay; doubles")
+    outbox_retry_max_s: float = Field(300.0, description="Outbox: longest delay between tries")
+    outbox_max_attempts: int = Field(20, description="Outbox: tries before a message fails")
+    outbox_lease_s: float = Field(120.0, description="Outbox: a sender's claim on a message")
+    email_max_attachment_bytes: int = Field(5_000_000, description="Larger files are linked")
+    email_allow_domains: list[str] = Field(
+        default_factory=list, description="Domains send_email may reach besides notify.email"
+    )
+    email_agent_max_per_hour: int = Field(5, description="send_email calls per task per hour")
+    git_allow_file_remotes: bool = Field(
+        False, description="Let host git use file:// remotes (tests with a local bare repo)"
+    )
+    secret_key: str = Field(
+        PLACEHOLDER_SECRET, description="Signs access tokens and dashboard sessions (HS256)"
+    )
+    token_ttl_s: int = Field(900, description="Lifetime of a token from POST /auth/token")
+    session_ttl_s: int = Field(12 * 3600, description="Lifetime of a dashboard session")
+    stream_queue_size: int = Field(1000, description="Events buffered per live-stream client")
+    stream_poll_s: float = Field(0.2, description="Event-table poll interval without Redis")
+    otel_endpoint: str = Field("", description="OTLP/HTTP endpoint; empty disables tracing")
+    webhook_secret: str = Field(
+        "", description="HMAC-SHA256 key signing webhooks (needed for notify.webhook)"
+    )
+    webhook_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts webhooks may reach even if private (tests)"
+    )
+    webhook_timeout_s: float = Field(10.0, description="Timeout of one webhook delivery")
+
+    @model_validator(mode="after")
+    def _real_secret(self) -> Settings:
+        if self.environment not in ("development", "test") and (
+            self.secret_key == PLACEHOLDER_SECRET or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "TASKBENCH_SECRET_KEY must be set to a random value of 32+ characters "
+                f"outside development (environment={self.environment})"
+            )
+        return self
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _normalise_db(cls, v: str) -> str:
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            return "postgresql+asyncpg://" + v.split("://", 1)[1]
+        if v.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + v.split(":///", 1)[1]
+        return v
+
+    @property
+    def base_url(self) -> str:
+        """The absolute base of links sent to people: public_url, else where the API listens."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'taskbench.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"tbsqla+sqlite:///{self.var_dir / 'broker.db'}"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return not self.celery_broker_url.startswith(("redis://", "rediss://", "amqp://"))
+
+    @property
+    def pubsub_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.celery_broker_url.startswith(("redis://", "rediss://")):
+            return self.celery_broker_url
+        return ""
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a workspace, an event, a log line or a prompt."""
+        values = [self.llm_api_key, self.github_token, self.admin_api_key, self.webhook_secret]
+        if self.secret_key != PLACEHOLDER_SECRET:
+            values.append(self.secret_key)
+        if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:
+            values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
+        for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
+            values.append(os.environ.get(name, ""))
+        return [v for v in values if v and len(v) >= 6]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> Settings:
+    """Re-read the environment (tests and the CLI change it)."""
+    get_settings.cache_clear()
+    return get_settings()
