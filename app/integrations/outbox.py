@@ -29,6 +29,7 @@ Message-ID, written atomically, so a stale `sending` row there is simply written
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
@@ -93,7 +94,10 @@ def enqueue_question(session: Any, *, task_id: int, notify: dict[str, Any], ques
 def _add_webhook(session: Any, task_id: int, url: str, event: str, key: str,
                  payload: dict[str, Any], settings: Settings) -> str:
     msg_id = mail.message_id(task_id, event, key, settings)
-    session.add(OutboxMessage(task_id=task_id, kind=state.WEBHOOK, recipient=url[:320],
+    # shown as the recipient: the host only (a webhook's path or query often holds a token)
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    session.add(OutboxMessage(task_id=task_id, kind=state.WEBHOOK, recipient=shown[:320],
                               message_id=msg_id, payload={**payload, "url": url, "event": event}))
     return msg_id
 

@@ -80,6 +80,9 @@ async def test_question_and_end_webhooks_are_signed(app_client, enqueued, llm, h
     assert len(deliveries) == 2
     assert SECRET.encode() not in question["body"] + ended["body"]
     assert {r.status for r in await rows()} == {"sent"}
+    # and the task's notifications name the webhook's host only, not its path
+    shown = (await app_client.get(f"/tasks/{task_id}")).json()["notifications"]
+    assert [n["recipient"] for n in shown] == [f"http://127.0.0.1:{hook.port}"] * 2
 
 
 async def test_failed_delivery_is_retried_with_the_same_delivery_id(app_client, enqueued, llm,
