@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from app.core.config import get_settings
+from app.sandbox.workspace import Workspace
 from app.tools import dispatch
 from app.tools.textedit import UndoHistory
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.tool_context import make_context
-from tests.unit.loop_fixtures import Router, dashboard_page, events_of
+from tests.unit.loop_fixtures import Router, dashboard_page, events_of, requests_about
 
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 
@@ -194,3 +196,45 @@ async def test_scripted_agent_edits_and_the_dashboard_shows_the_diff(app_client,
     page = await dashboard_page(app_client, f"/tasks/{task_id}")
     assert '<pre class="diff">' in page
     assert "<span class=\"d-add\">+print(&#39;hello&#39;)</span>" in page
+
+
+def last_tool_output(request) -> str:
+    """What the model was shown for its previous tool call (the last tool message)."""
+    return next(m["content"] for m in reversed(request["messages"]) if m["role"] == "tool")
+
+
+async def test_scripted_agent_sees_refusals_views_inserts_and_undoes(app_client, enqueued, llm):
+    # given a model that makes a file, misquotes it, views it, inserts a line and undoes that
+    llm.responder = Router().script(
+        "careful",
+        tool_call("write_file", path="src/calc.py", content=SOURCE),
+        tool_call("edit_file", path="src/calc.py", old="return a+b", new="return b + a"),
+        tool_call("view_file", path="src/calc.py", start=1, end=2),
+        tool_call("edit_file", path="src/calc.py", old="return a + b", new="return b + a"),
+        tool_call("insert_lines", path="src/calc.py", line=0, text="# oops"),
+        tool_call("undo_edit", path="src/calc.py"),
+        finish("edited"),
+    )
+    created = await app_client.post("/tasks", json={"title": "careful", "complexity": 2})
+    # when it runs
+    await run_enqueued(enqueued)
+    # then each next request showed the model what its call did
+    sent = requests_about(llm.requests, "careful")
+    refusal, view, edit, insert, undo = (last_tool_output(r) for r in sent[2:7])
+    assert refusal.startswith("Error: `old` was not found in src/calc.py")
+    assert "nearest text is lines 2-2" in refusal and "2\t    return a + b" in refusal
+    assert view == "src/calc.py lines 1-2 of 6:\n1\tdef add(a, b):\n2\t    return a + b" \
+        "\n…[lines 3-6 not shown]"
+    assert edit.startswith("Replaced 1 occurrence in src/calc.py")
+    assert "Inserted 1 line(s) after line 0" in insert
+    assert undo.startswith("Restored the previous version in src/calc.py")
+    # and the file holds the edit without the undone insertion
+    task = (await app_client.get(f"/tasks/{created.json()['id']}")).json()
+    assert task["status"] == "completed", task
+    ws = Workspace.for_task(get_settings().workspaces_dir, task["agent"], task["id"])
+    assert (ws.src / "calc.py").read_text() == SOURCE.replace("return a + b", "return b + a")
+    calls = [e["data"] for e in await events_of(app_client, task["id"], "tool_call")]
+    assert [c["tool"] for c in calls[1:6]] == ["edit_file", "view_file", "edit_file",
+                                              "insert_lines", "undo_edit"]
+    assert [c["ok"] for c in calls[1:6]] == [False, True, True, True, True]
+    assert "+# oops" in calls[4]["data"]["diff"] and "-# oops" in calls[5]["data"]["diff"]
