@@ -111,6 +111,19 @@ async def test_edit_never_writes_through_links(ws, tmp_path):
     assert secret.read_text() == "token=abc\n"
 
 
+async def test_edit_never_walks_through_a_linked_folder(ws, tmp_path):
+    # given a folder inside the workspace reached through a symlinked folder
+    (ws.workspace.src / "real").mkdir()
+    (ws.workspace.src / "real" / "a.py").write_text("x = 1\n")
+    os.symlink(ws.workspace.src / "real", ws.workspace.src / "alias")
+    # when the agent edits through the link, then it is refused and the file is unchanged
+    result = await call(ws, "edit_file", path="src/alias/a.py", old="x = 1", new="x = 2")
+    assert result.refused and "without following a link" in result.output
+    assert (ws.workspace.src / "real" / "a.py").read_text() == "x = 1\n"
+    direct = await call(ws, "edit_file", path="src/real/a.py", old="x = 1", new="x = 2")
+    assert direct.ok
+
+
 async def test_edit_refuses_a_fifo_without_blocking(ws):
     os.mkfifo(ws.workspace.src / "pipe")
     result = await call(ws, "edit_file", path="src/pipe", old="a", new="b")
