@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         """The absolute base of links sent to people: public_url, else where the API listens."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/")
 
     @property
     def db_url(self) -> str:

@@ -134,3 +134,11 @@ def test_duration_text():
     assert duration_text(5400) == "90 minutes"
     assert duration_text(86400 * 2) == "2 days"
     assert duration_text(45) == "45 seconds"
+
+
+def test_links_are_absolute_without_a_public_url():
+    from app.core.config import Settings
+
+    assert Settings(public_url="https://tb.example.test/").base_url == "https://tb.example.test"
+    assert Settings(host="127.0.0.1", port=8001).base_url == "http://127.0.0.1:8001"
+    assert Settings(host="0.0.0.0", port=8000).base_url == "http://localhost:8000"
