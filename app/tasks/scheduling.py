@@ -43,11 +43,6 @@ async def enabled_agents(session: AsyncSession) -> list[Agent]:
     )).all())
 
 
-async def covered_ranges(session: AsyncSession) -> list[tuple[int, int]]:
-    """The complexity ranges enabled agents cover."""
-    return sorted({(a.min_complexity, a.max_complexity) for a in await enabled_agents(session)})
-
-
 async def _claim_agent(session: AsyncSession, agent_id: int) -> bool:
     result = await session.execute(
         update(Agent)
@@ -185,7 +180,6 @@ async def mark_enqueued(session: AsyncSession, task_id: int) -> None:
 __all__ = [
     "Assignment",
     "assign_pending",
-    "covered_ranges",
     "enabled_agents",
     "mark_enqueued",
     "quality",
