@@ -7,7 +7,14 @@ import pytest
 from app.run.agent.inspector import parse_verdict
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, text, tool_call
-from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about, verdict
+from tests.unit.loop_fixtures import (
+    Router,
+    agent_named,
+    dashboard_page,
+    events_of,
+    requests_about,
+    verdict,
+)
 
 ENGINEER_MODEL = "openai/gpt-4.1-mini"
 INSPECTOR_MODEL = "openai/gpt-4o-mini"  # the engineer's config.inspector_model
@@ -96,6 +103,9 @@ async def test_agent_may_complete_unpassed_work_with_warnings(app_client, enqueu
     assert task["review"]["problems"] == ["no tests"]
     reviews = [e["data"] for e in await events_of(app_client, task_id, "review")]
     assert [r["action"] for r in reviews] == ["revise", "accept_with_warnings"]
+    # and the task page says so
+    page = await dashboard_page(app_client, f"/tasks/{task_id}")
+    assert 'id="review-warning"' in page and "no tests" in page
 
 
 async def test_inspector_off_passes_without_a_call(app_client, enqueued, llm):
@@ -129,3 +139,17 @@ def test_parse_verdict_normalises_and_refuses():
         parse_verdict('{"score": 0.5, "problems": [], "verdict": "maybe"}')
     with pytest.raises(KeyError):
         parse_verdict('{"problems": [], "verdict": "pass"}')
+
+
+def test_end_email_states_the_warnings():
+    from app.core.config import Settings
+    from app.integrations.email import compose_task_end
+
+    task = {"id": 3, "title": "t", "status": "completed", "summary": "done", "error": None,
+            "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "steps": 1,
+            "model_used": None, "review": {"outcome": "completed_with_warnings",
+                                           "problems": ["no tests"]}}
+    msg = compose_task_end(Settings(), to="a@example.com", msg_id="<m@x>", report=None,
+                           context={"task": task, "task_url": "u", "report_url": "r"})
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Completed with warnings: the inspector did not pass the work (no tests)" in text
