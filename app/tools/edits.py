@@ -14,7 +14,6 @@ from app.tools import wsfiles
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 from app.tools.textedit import (
-    UndoHistory,
     diff_counts,
     line_of,
     nearest_match,
@@ -22,16 +21,14 @@ from app.tools.textedit import (
     occurrences,
     unified_diff,
 )
+from app.tools.undo import UndoStore
 
 MAX_VIEW_LINES = 400
 SNIPPET_CONTEXT = 3
 
 
-def _history(ctx: ToolContext) -> UndoHistory:
-    history = ctx.services.get("undo_history")
-    if not isinstance(history, UndoHistory):
-        history = ctx.services["undo_history"] = UndoHistory()
-    return history
+def _history(ctx: ToolContext) -> UndoStore:
+    return UndoStore.beside(ctx.workspace)
 
 
 def _key(ctx: ToolContext, path: str) -> str:
@@ -177,7 +174,7 @@ async def insert_lines(ctx: ToolContext, path: str, line: int, text: str) -> Too
 async def undo_edit(ctx: ToolContext, path: str) -> ToolResult:
     key = _key(ctx, path)
     if not _history(ctx).depth(key):
-        raise ToolError(f"no edit of {key} to undo (history is kept per run of the task)")
+        raise ToolError(f"no edit of {key} to undo")
     before = wsfiles.read_text(ctx.workspace, path)
     previous = _history(ctx).pop(key) or ""
     result = _save(ctx, path, before, previous, what="Restored the previous version",

@@ -1,11 +1,9 @@
-"""Pure text helpers for the editing tools: finding a snippet, the nearest match, numbered lines,
-a bounded unified diff, and the per-file undo history. Nothing here touches disk."""
+"""Pure text helpers for the editing tools: finding a snippet, the nearest match, numbered lines
+and a bounded unified diff. Nothing here touches disk."""
 
 from __future__ import annotations
 
 import difflib
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 
 MAX_DIFF_CHARS = 8_000
 MAX_SCAN_LINES = 20_000
@@ -71,38 +69,3 @@ def diff_counts(before: str, after: str) -> tuple[int, int]:
         added += line.startswith("+ ")
         removed += line.startswith("- ")
     return added, removed
-
-
-@dataclass
-class UndoHistory:
-    """The previous versions of edited files: `per_file` each, `max_bytes` in all (oldest
-    files' versions dropped first)."""
-
-    per_file: int = 10
-    max_bytes: int = 8 * 1024 * 1024
-    _versions: OrderedDict[str, deque[str]] = field(default_factory=OrderedDict)
-
-    def push(self, path: str, content: str) -> None:
-        versions = self._versions.pop(path, None) or deque(maxlen=self.per_file)
-        versions.append(content)
-        self._versions[path] = versions  # most recently edited last
-        while self._size() > self.max_bytes and self._versions:
-            oldest_path, oldest = next(iter(self._versions.items()))
-            oldest.popleft()
-            if not oldest:
-                del self._versions[oldest_path]
-
-    def pop(self, path: str) -> str | None:
-        versions = self._versions.get(path)
-        if not versions:
-            return None
-        content = versions.pop()
-        if not versions:
-            del self._versions[path]
-        return content
-
-    def depth(self, path: str) -> int:
-        return len(self._versions.get(path, ()))
-
-    def _size(self) -> int:
-        return sum(len(v) for versions in self._versions.values() for v in versions)

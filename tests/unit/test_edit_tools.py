@@ -11,7 +11,7 @@ import pytest
 from app.core.config import get_settings
 from app.sandbox.workspace import Workspace
 from app.tools import dispatch
-from app.tools.textedit import UndoHistory
+from app.tools.undo import UndoStore
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.tool_context import make_context
@@ -179,13 +179,25 @@ async def test_undo_restores_versions_in_reverse_order(ws):
     assert not nothing.ok and "no edit of src/calc.py to undo" in nothing.output
 
 
-def test_undo_history_is_bounded_per_file_and_in_total():
-    history = UndoHistory(per_file=2, max_bytes=10)
+def test_undo_store_is_bounded_per_file_and_in_total(tmp_path):
+    store = UndoStore(tmp_path / "undo", per_file=2, max_bytes=10)
     for version in ("1", "2", "3"):
-        history.push("a", version)
-    assert history.depth("a") == 2  # "1" dropped
-    history.push("b", "x" * 10)  # over 10 bytes in all: a's oldest versions go first
-    assert history.depth("a") == 0 and history.pop("b") == "x" * 10
+        store.push("a", version)
+    assert store.depth("a") == 2  # "1" dropped
+    store.push("b", "x" * 10)  # over 10 bytes in all: a's oldest versions go first
+    assert store.depth("a") == 0 and store.pop("b") == "x" * 10 and store.pop("b") is None
+
+
+async def test_undo_survives_a_new_run_and_lives_outside_the_workspace(ws, tmp_path):
+    # given an edit made in one run of the task
+    await call(ws, "edit_file", path="src/calc.py", old="a - b", new="b - a")
+    # when the task resumes in a new run (a fresh context on the same workspace)
+    resumed, _events = make_context(ws.workspace.root)
+    result = await call(resumed, "undo_edit", path="src/calc.py")
+    # then the edit can still be undone, and nothing of the history is inside the workspace
+    assert result.ok and read(ws) == SOURCE
+    assert UndoStore.beside(ws.workspace).directory.parent == ws.workspace.root.parent
+    assert not any(".undo" in str(p) for p in ws.workspace.root.rglob("*"))
 
 
 async def test_scripted_agent_edits_and_the_dashboard_shows_the_diff(app_client, enqueued, llm):
