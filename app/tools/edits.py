@@ -2,8 +2,8 @@
 
 Edits replace an exact snippet (refused, with the nearest match or every occurrence's line,
 when it is missing or ambiguous), keep the previous version for `undo_edit`, and put a bounded
-unified diff in the `tool_call` event (`data.diff`) that the dashboard shows. Disk access goes
-through app.tools.wsfiles only.
+unified diff in the `tool_call` event (`data.diff`) that the dashboard shows. Workspace files
+are read and written through app.tools.wsfiles only; previous versions live in app.tools.undo.
 """
 
 from __future__ import annotations
