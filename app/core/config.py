@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(
         "", description="HMAC-SHA256 key signing webhooks (needed for notify.webhook)"
     )
+    webhook_url: str = Field(
+        "", description="Server-wide webhook: told of every task's questions and ends"
+    )
     webhook_allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts webhooks may reach even if private (tests)"
     )

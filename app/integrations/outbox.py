@@ -66,8 +66,7 @@ def enqueue_task_end(session: Any, task: Task, settings: Settings | None = None)
             )
         )
         ids.append(msg_id)
-    url = (task.notify or {}).get("webhook")
-    if url:
+    for url in webhook_urls(task.notify or {}, settings):
         key = f"{task.attempts}:{url}"
         ids.append(_add_webhook(session, task.id or 0, url, "task.ended", key, {}, settings))
     return ids
@@ -85,10 +84,16 @@ def enqueue_question(session: Any, *, task_id: int, notify: dict[str, Any], ques
         session.add(OutboxMessage(task_id=task_id, kind="question", recipient=address,
                                   message_id=msg_id, payload=payload))
         ids.append(msg_id)
-    if notify.get("webhook"):
-        ids.append(_add_webhook(session, task_id, notify["webhook"], "task.question",
-                                asked_at, payload, settings))
+    for url in webhook_urls(notify, settings):
+        ids.append(_add_webhook(session, task_id, url, "task.question", f"{asked_at}:{url}",
+                                payload, settings))
     return ids
+
+
+def webhook_urls(notify: dict[str, Any], settings: Settings) -> list[str]:
+    """The task's own notify.webhook and the server-wide TASKBENCH_WEBHOOK_URL, once each."""
+    urls = [str(notify.get("webhook") or ""), settings.webhook_url]
+    return [u for i, u in enumerate(urls) if u and u not in urls[:i]]
 
 
 def _add_webhook(session: Any, task_id: int, url: str, event: str, key: str,

@@ -52,6 +52,7 @@ async def test_question_arrives_by_email_and_an_api_answer_completes_the_task(
     assert 'the task fails with "no answer within 7200 s"' in body
     sent = await events_of(app_client, task_id, "question_sent")
     assert sent and sent[0]["data"]["email"] == ["owner@example.com"]
+    assert sent[0]["data"]["webhooks"] == 0
     # and a second flush sends nothing again (one Message-ID, at most once)
     assert await flush_pending() == 0 and len(smtp.inbox.messages) == 1
     # and the dashboard's inbox lists the open question with a form to answer it

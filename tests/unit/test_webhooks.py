@@ -145,3 +145,22 @@ def test_verify_accepts_only_a_fresh_untampered_signature():
     assert not verify("other-secret", header, body)
     assert not verify(SECRET, sign(SECRET, now - 3600, body), body)
     assert not verify(SECRET, "garbage", body)
+
+
+async def test_server_wide_webhook_hears_every_task(app_client, enqueued, llm, hook,
+                                                    monkeypatch):
+    # given a webhook configured for the whole server, and a task that names none
+    monkeypatch.setenv("TASKBENCH_WEBHOOK_URL", hook.url)
+    reset_settings()
+    resp = await app_client.post("/tasks", json={"title": "plain", "complexity": 1})
+    # when it ends
+    await run_enqueued(enqueued)
+    # then the server's webhook was told, signed
+    assert [r["headers"]["Taskbench-Event"] for r in hook.received] == ["task.ended"]
+    assert signed_by_secret(hook.received[0])
+    assert json.loads(hook.received[0]["body"])["task"]["id"] == resp.json()["id"]
+    # and a task naming the same URL itself is told once, not twice
+    await app_client.post("/tasks", json={"title": "same", "complexity": 1,
+                                          "notify": {"webhook": hook.url}})
+    await run_enqueued(enqueued)
+    assert len(hook.received) == 2

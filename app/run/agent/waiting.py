@@ -66,7 +66,8 @@ async def pause(
             if sent_to:
                 events.append(await append_event(session, ctx.task_id, "question_sent", {
                     "email": list(notify.get("email") or []),
-                    "webhook": bool(notify.get("webhook")), "messages": len(sent_to)}))
+                    "webhooks": len(outbox.webhook_urls(notify, get_settings())),
+                    "messages": len(sent_to)}))
         # children may all have ended before this pause: wake at once rather than never
         events += await wake_parent(session, ctx.task_id)
     publish(events)
