@@ -1,4 +1,5 @@
-"""Submitting a task: validate it, store it, assign it by complexity, enqueue after the commit."""
+"""Submitting a task: validate it, store it, assign it by the tools it needs and its complexity,
+enqueue after the commit."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import kinds
+from app.core.config import get_settings
 from app.core.db import session_scope
-from app.models import Agent, Task, TaskCreate, TaskEvent, User
+from app.kinds.playbook import playbook_tools
+from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
+from app.tasks import routing
 from app.tasks.complexity import estimate_complexity
 from app.tasks.enqueue import enqueue
 from app.tasks.events import append_event, publish
-from app.tasks.scheduling import Assignment, covered_ranges, try_assign
+from app.tasks.scheduling import Assignment, enabled_agents, try_assign
 
 
 class SubmissionError(Exception):
@@ -35,20 +39,41 @@ def _kind_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
             for e in found]
 
 
+def _notify_errors(task_in: TaskCreate) -> list[dict[str, Any]]:
+    if task_in.notify.webhook and not get_settings().webhook_secret:
+        return [_err(["notify", "webhook"], "webhooks are signed, and this server has no"
+                     " TASKBENCH_WEBHOOK_SECRET; ask its operator to set one")]
+    return []
+
+
 async def _from_github_issue(task_in: TaskCreate) -> TaskCreate:
-    """A task created from a GitHub issue URL takes the issue's title and body."""
+    """A task created from a GitHub issue URL takes the issue's title and body, and its
+    repository (where the pull request goes) unless `github.repo` names one."""
     issue = task_in.github.issue if task_in.github else None
-    if not issue or (task_in.title and task_in.description):
+    if not issue or not task_in.github:
         return task_in
-    from app.integrations.github import issue_to_task
+    from app.integrations.github import issue_to_task, parse_issue_url
 
     try:
-        title, body = await issue_to_task(issue)
+        repo = task_in.github.repo or parse_issue_url(issue)[0]
+        title, body = ((task_in.title, task_in.description) if task_in.title
+                       and task_in.description else await issue_to_task(issue))
     except Exception as exc:  # noqa: BLE001 - any failure is the submitter's bad URL or access
         raise SubmissionError([_err(["github", "issue"], (
             f"could not read the issue: {type(exc).__name__}: {str(exc)[:200]}"))]) from exc
+    github = task_in.github.model_copy(update={"repo": repo})
     return task_in.model_copy(update={"title": task_in.title or title[:300],
-                                      "description": task_in.description or body[:100_000]})
+                                      "description": task_in.description or body[:100_000],
+                                      "github": github})
+
+
+def _needs(task_in: TaskCreate) -> dict[str, str]:
+    """The tools the submission's fields imply (app.tasks.routing documents which)."""
+    tools: list[str] = []
+    if task_in.kind == TaskKind.playbook and task_in.playbook:
+        tools = playbook_tools(task_in.playbook)
+    github = task_in.github.model_dump(exclude_none=True) if task_in.github else None
+    return routing.needs_of(github=github, playbook_tools=tools, playbook=task_in.playbook)
 
 
 def _title(task_in: TaskCreate) -> str:
@@ -59,21 +84,24 @@ def _title(task_in: TaskCreate) -> str:
     return f"{task_in.kind.value}: {task_in.playbook or task_in.scenario}"
 
 
-async def _check_agents(session: AsyncSession, task_in: TaskCreate, complexity: int) -> None:
+async def _check_agents(
+    session: AsyncSession, task_in: TaskCreate, complexity: int, needs: dict[str, str]
+) -> None:
+    """Refuse (422) a submission that no enabled agent, or not its pinned agent, can serve."""
+    loc: list[str | int] = (["github"] if "open_pull_request" in needs
+                            else ["playbook"] if needs else [])
     if task_in.agent:
         agent = (await session.exec(select(Agent).where(Agent.name == task_in.agent))).first()
         if agent is None:
             raise SubmissionError([_err(["agent"], f"no agent named {task_in.agent!r}")])
-        if not agent.min_complexity <= complexity <= agent.max_complexity:
-            raise SubmissionError([_err(["complexity"], (
-                f"agent {agent.name} covers {agent.min_complexity}-{agent.max_complexity},"
-                f" not {complexity}"))])
+        if not routing.can_serve(agent, complexity, needs):
+            reason = routing.unserved_reason([agent], complexity, needs)
+            raise SubmissionError([_err(loc or ["complexity"], f"agent {agent.name}: {reason}")])
         return
-    ranges = await covered_ranges(session)
-    if not any(lo <= complexity <= hi for lo, hi in ranges):
-        covered = ", ".join(f"{lo}-{hi}" for lo, hi in ranges) or "none (no enabled agents)"
-        raise SubmissionError([_err(["complexity"], (
-            f"no enabled agent covers complexity {complexity}; covered ranges: {covered}"))])
+    agents = await enabled_agents(session)
+    if not any(routing.can_serve(a, complexity, needs) for a in agents):
+        reason = routing.unserved_reason(agents, complexity, needs)
+        raise SubmissionError([_err(loc or ["complexity"], reason)])
 
 
 async def submit_task(
@@ -82,16 +110,17 @@ async def submit_task(
 ) -> Task:
     """Create the task, assign it if an agent is free, commit, then enqueue it."""
     task_in = await _from_github_issue(task_in)
-    errors = _kind_errors(task_in)
+    errors = _kind_errors(task_in) + _notify_errors(task_in)
     if errors:
         raise SubmissionError(errors)
     estimated = task_in.complexity is None
     complexity = task_in.complexity or estimate_complexity(task_in.title, task_in.description)
-    await _check_agents(session, task_in, complexity)
+    needs = _needs(task_in)
+    await _check_agents(session, task_in, complexity, needs)
     assert owner.id is not None
     async with session_scope() as write:
         task, assignment, events = await _insert(write, task_in, owner.id, parent_id,
-                                                 complexity, estimated)
+                                                 complexity, estimated, needs)
     publish(events)
     if assignment and enqueue_now:
         await enqueue([(assignment.task_id, assignment.agent_name)])
@@ -100,7 +129,7 @@ async def submit_task(
 
 async def _insert(
     session: AsyncSession, task_in: TaskCreate, owner_id: int, parent_id: int | None,
-    complexity: int, estimated: bool,
+    complexity: int, estimated: bool, needs: dict[str, str],
 ) -> tuple[Task, Assignment | None, list[TaskEvent]]:
     """Insert the task and its `created` event, and try to assign it, in one transaction."""
     task = Task(
@@ -111,7 +140,8 @@ async def _insert(
         notify=task_in.notify.model_dump(mode="json"),
         github=task_in.github.model_dump(exclude_none=True) if task_in.github else None,
         spec={"playbook": task_in.playbook, "scenario": task_in.scenario,
-              "inputs": task_in.inputs, **kinds.get(task_in.kind.value).spec(task_in)},
+              "inputs": task_in.inputs, routing.NEEDS_KEY: needs,
+              **kinds.get(task_in.kind.value).spec(task_in)},
     )
     session.add(task)
     await session.flush()

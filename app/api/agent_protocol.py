@@ -63,7 +63,7 @@ def _pagination(total: int, page: int, size: int) -> Pagination:
 
 
 def _task_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() is true
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"task {raw} not found")
     return int(raw)
 

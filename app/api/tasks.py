@@ -16,6 +16,7 @@ from app.integrations.outbox import notifications_for
 from app.models import (
     TERMINAL_VALUES,
     Agent,
+    AnswerCreate,
     EventPublic,
     EventsPublic,
     MessageCreate,
@@ -176,6 +177,21 @@ async def _answer_question(write: AsyncSession, task_id: int) -> list[TaskEvent]
         return []
     return [await append_event(write, task_id, "status",
                                {"status": "pending", "reason": "the question was answered"})]
+
+
+@router.post("/{task_id}/answer", status_code=status.HTTP_201_CREATED,
+             response_model=MessagePublic)
+async def answer_question(
+    task_id: int, body: AnswerCreate, session: SessionDep, user: CurrentUser
+) -> MessagePublic:
+    """Answer the question the task is waiting on; the task resumes (409 if it is not waiting).
+
+    What `taskbench answer ID "..."` calls."""
+    task = await owned_task(session, task_id, user)
+    if task.status != TaskStatus.waiting_input.value:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"task {task_id} is not waiting for an answer ({task.status})")
+    return await add_message(session, task, MessageCreate(content=body.content), user)
 
 
 @router.get("/{task_id}/messages", response_model=list[MessagePublic])

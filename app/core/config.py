@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     stream_queue_size: int = Field(1000, description="Events buffered per live-stream client")
     stream_poll_s: float = Field(0.2, description="Event-table poll interval without Redis")
     otel_endpoint: str = Field("", description="OTLP/HTTP endpoint; empty disables tracing")
+    webhook_secret: str = Field(
+        "", description="HMAC-SHA256 key signing webhooks (needed for notify.webhook)"
+    )
+    webhook_url: str = Field(
+        "", description="Server-wide webhook: told of every task's questions and ends"
+    )
+    webhook_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts webhooks may reach even if private (tests)"
+    )
+    webhook_timeout_s: float = Field(10.0, description="Timeout of one webhook delivery")
 
     @model_validator(mode="after")
     def _real_secret(self) -> Settings:
@@ -137,6 +147,12 @@ class Settings(BaseSettings):
         if v.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + v.split(":///", 1)[1]
         return v
+
+    @property
+    def base_url(self) -> str:
+        """The absolute base of links sent to people: public_url, else where the API listens."""
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/")
 
     @property
     def db_url(self) -> str:
@@ -160,7 +176,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Values that must never reach a workspace, an event, a log line or a prompt."""
-        values = [self.llm_api_key, self.github_token, self.admin_api_key]
+        values = [self.llm_api_key, self.github_token, self.admin_api_key, self.webhook_secret]
         if self.secret_key != PLACEHOLDER_SECRET:
             values.append(self.secret_key)
         if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:

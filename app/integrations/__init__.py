@@ -6,11 +6,13 @@ may run it again), and none lets a secret reach the workspace, an event or a log
     prepare(task, workspace, settings, emit)   before the agent starts (e.g. clone github.repo)
     enqueue_notifications(session, task)       inside the transaction that ends the task
     after_end(task_id)                         after that commit: report.pdf, PR body, issue
-                                               comment, then the task's emails
+                                               comment, then the task's emails and webhook
+    notify_question(task_id)                   after a question's pause: its emails, webhook
 
     deliver/
     ├── report.py, report_data.py, pdf.py      WeasyPrint reports (safe URL fetcher)
     ├── outbox.py, outbox_state.py, outbox_send.py, email.py   email, exactly once
+    ├── webhook.py, questions.py               signed webhooks (at least once), question text
     └── github.py, gitops.py                   PyGithub + host git (token only in env)
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.integrations import outbox
+from app.integrations.webhook import flush_webhooks
 from app.sandbox.workspace import Workspace
 from app.tasks import lifecycle
 
@@ -71,6 +74,19 @@ async def after_end(task_id: int, *, engine: Any = None) -> None:
         settings=settings,
         engine=engine,
     )
+    await _step("webhook", task_id, engine, flush_webhooks, 100, task_id=task_id,
+                settings=settings, engine=engine)
+
+
+async def notify_question(task_id: int) -> None:
+    """Send what tells a person about the task's question now (the sweep retries failures)."""
+    settings = get_settings()
+    for flush in (outbox.flush_pending, flush_webhooks):
+        try:
+            await flush(100, task_id=task_id, settings=settings)
+        except Exception:  # noqa: BLE001 - the rows stay pending; the sweep sends them later
+            log.exception("question notifications of task %s: %s failed", task_id,
+                          flush.__name__)
 
 
 async def _step(name: str, task_id: int, engine: Any, func: Any, /, *args: Any, **kw: Any) -> None:

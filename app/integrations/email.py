@@ -118,6 +118,20 @@ def compose_task_end(
     return msg
 
 
+def compose_question(
+    settings: Settings, *, to: str, msg_id: str, context: dict[str, Any]
+) -> EmailMessage:
+    """A task's question to a person: the question, where to answer, and the deadline."""
+    # the question is the model's text: no line break may reach a header
+    subject = " ".join(_env.get_template("question.subject.txt").render(**context).split())
+    msg = _base_message(settings, to, subject, msg_id)
+    msg.set_content(redact(_env.get_template("question.txt").render(**context)),
+                    cte="quoted-printable")
+    msg.add_alternative(redact(_env.get_template("question.html").render(**context)),
+                        subtype="html", cte="quoted-printable")
+    return msg
+
+
 def _attach_note(report: Path | None, cap: int) -> str | None:
     if report is None or not report.is_file():
         return "The report could not be rendered; use the link."

@@ -1,6 +1,8 @@
 """The email outbox: rows written with the status change, sent later, each exactly once.
 
-    enqueue_task_end(session, task)   rows for notify.email, in the caller's transaction
+    enqueue_task_end(session, task)   rows for notify.email (+ notify.webhook), in the caller's
+                                      transaction
+    enqueue_question(session, ...)    the same for a question the task asks (app.run.agent.waiting)
     enqueue_agent_mail(...)           a send_email row (async; the tool commits)
     flush_pending(limit)              send what is due; the worker and a periodic sweep call it
     notifications_for(session, id)    each message's state, for GET /tasks/{id}
@@ -27,6 +29,7 @@ Message-ID, written atomically, so a stale `sending` row there is simply written
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
@@ -63,7 +66,45 @@ def enqueue_task_end(session: Any, task: Task, settings: Settings | None = None)
             )
         )
         ids.append(msg_id)
+    for url in webhook_urls(task.notify or {}, settings):
+        key = f"{task.attempts}:{url}"
+        ids.append(_add_webhook(session, task.id or 0, url, "task.ended", key, {}, settings))
     return ids
+
+
+def enqueue_question(session: Any, *, task_id: int, notify: dict[str, Any], question: str,
+                     asked_at: str, settings: Settings | None = None) -> list[str]:
+    """Rows telling the task's owner about its question: one email per notify.email recipient
+    and the webhook, keyed on the moment it was asked (so a replay adds nothing)."""
+    settings = settings or get_settings()
+    payload = {"question": question, "asked_at": asked_at, "timeout_s": settings.input_timeout_s}
+    ids = []
+    for address in sorted({str(r).strip() for r in notify.get("email", []) if str(r).strip()}):
+        msg_id = mail.message_id(task_id, "question", f"{asked_at}:{address.lower()}", settings)
+        session.add(OutboxMessage(task_id=task_id, kind="question", recipient=address,
+                                  message_id=msg_id, payload=payload))
+        ids.append(msg_id)
+    for url in webhook_urls(notify, settings):
+        ids.append(_add_webhook(session, task_id, url, "task.question", f"{asked_at}:{url}",
+                                payload, settings))
+    return ids
+
+
+def webhook_urls(notify: dict[str, Any], settings: Settings) -> list[str]:
+    """The task's own notify.webhook and the server-wide TASKBENCH_WEBHOOK_URL, once each."""
+    urls = [str(notify.get("webhook") or ""), settings.webhook_url]
+    return [u for i, u in enumerate(urls) if u and u not in urls[:i]]
+
+
+def _add_webhook(session: Any, task_id: int, url: str, event: str, key: str,
+                 payload: dict[str, Any], settings: Settings) -> str:
+    msg_id = mail.message_id(task_id, event, key, settings)
+    # shown as the recipient: the host only (a webhook's path or query often holds a token)
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    session.add(OutboxMessage(task_id=task_id, kind=state.WEBHOOK, recipient=shown[:320],
+                              message_id=msg_id, payload={**payload, "url": url, "event": event}))
+    return msg_id
 
 
 async def enqueue_agent_mail(

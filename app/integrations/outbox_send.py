@@ -33,6 +33,13 @@ async def compose(row: OutboxMessage, settings: Settings, engine: Any) -> EmailM
         raise LookupError(f"task {row.task_id} is gone")
     if row.kind == "task_end":
         return await _compose_task_end(row, task, settings, engine)
+    if row.kind == "question":
+        from app.integrations.questions import question_context
+
+        data = task.model_dump()
+        context = {"task": data, **question_context(data, row.payload or {}, settings)}
+        return mail.compose_question(settings, to=row.recipient, msg_id=row.message_id,
+                                     context=context)
     payload = row.payload or {}
     files: list[tuple[str, Path]] = []
     root = Path(task.workspace) if task.workspace else None

@@ -54,13 +54,19 @@ async def expire_stale_sending(engine: Any, *, file_sink: bool) -> None:
         await session.execute(update(OutboxMessage).where(stale).values(updated_at=now, **values))
 
 
-async def claim(engine: Any, limit: int, settings: Settings, task_id: int | None) -> list[int]:
-    """Claim up to `limit` due rows for this sender; each claim is an atomic UPDATE."""
+WEBHOOK = "webhook"  # the row kind sent by app/integrations/webhook.py; every other kind is email
+
+
+async def claim(engine: Any, limit: int, settings: Settings, task_id: int | None, *,
+                webhooks: bool = False) -> list[int]:
+    """Claim up to `limit` due rows (email, or webhooks) for this sender; each claim is an
+    atomic UPDATE."""
     now = utcnow()
-    due = or_(
+    kind = col(OutboxMessage.kind)
+    due = and_(kind == WEBHOOK if webhooks else kind != WEBHOOK, or_(
         and_(col(OutboxMessage.status) == S.pending, col(OutboxMessage.next_attempt_at) <= now),
         and_(col(OutboxMessage.status) == S.claimed, col(OutboxMessage.lease_until) < now),
-    )
+    ))
     stmt = select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.next_attempt_at))
     if task_id is not None:
         stmt = stmt.where(OutboxMessage.task_id == task_id)

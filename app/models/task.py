@@ -68,6 +68,9 @@ class Notify(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: list[EmailStr] = PField(default_factory=list, max_length=50)
+    webhook: str | None = PField(
+        default=None, max_length=2000, pattern=r"^https?://[^\s]+$",
+        description="POSTed a signed JSON body when the task asks a question and when it ends")
 
 
 class GithubSpec(BaseModel):
@@ -174,6 +177,14 @@ class MessageCreate(BaseModel):
 
     content: str = PField(min_length=1, max_length=20_000)
     target: str | None = PField(default=None, max_length=100)
+
+
+class AnswerCreate(BaseModel):
+    """A person's answer to the question a task is waiting on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = PField(min_length=1, max_length=20_000)
 
 
 class MessagePublic(BaseModel):

@@ -15,6 +15,7 @@ from sqlmodel import col
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.integrations.outbox import flush_pending
+from app.integrations.webhook import flush_webhooks
 from app.models import Agent, WorkerNode, utcnow
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.scheduling import mark_enqueued, stale_tasks
@@ -48,6 +49,7 @@ async def prune_workers() -> None:
 
 async def flush_outbox() -> None:
     await flush_pending(50)
+    await flush_webhooks(50)
 
 
 async def expire_waits() -> None:

@@ -5,6 +5,7 @@
     ├── LeaseLost          another worker holds the task now; this one must stop touching it
     ├── BudgetExceeded     steps, tokens, cost or wall time ran out
     └── AgentFailed        the agent cannot go on (all models failed, stuck, bad playbook)
+        └── ReviewFailed   the inspector did not pass the work after its last allowed review
 """
 
 from __future__ import annotations
@@ -27,4 +28,8 @@ class BudgetExceeded(RunStopped):
 
 
 class AgentFailed(RunStopped):
+    pass
+
+
+class ReviewFailed(AgentFailed):
     pass

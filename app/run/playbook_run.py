@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.core.prompts import render_prompt
 from app.kinds.playbook.schema import Playbook, Step
 from app.kinds.playbook.templates import RenderError, evaluate, render_value
 from app.run.context import RunContext
-from app.run.errors import AgentFailed
+from app.run.errors import AgentFailed, ReviewFailed
+from app.run.inspector import FAILED, WARNED, InspectorConfig, findings, judge
 from app.run.llm import LLMError
+from app.run.state import LoopState
 from app.tools.errors import FinishRequested
 from app.tools.registry import REGISTRY
 
@@ -60,7 +62,8 @@ class PlaybookRun:
         for step in self.playbook.steps:
             if step.id in self.results:
                 continue
-            await self.enter_phase("test" if step.check else "build")
+            await self.enter_phase("review" if step.inspect else
+                                   "test" if step.check else "build")
             try:
                 self.results[step.id] = await self.step(step)
             except FinishRequested as exc:  # a `finish` step ends the playbook early
@@ -134,6 +137,8 @@ class PlaybookRun:
     async def settle(self, step: Step, result: Result) -> Result:
         """A failed result ends the run unless the step says `on_error: continue`."""
         if not result["ok"] and step.on_error == "fail":
+            if step.inspect:
+                raise ReviewFailed(f"playbook step {step.id!r} (inspect): {result['output']}")
             what = step.tool or "prompt"
             raise AgentFailed(
                 f"playbook step {step.id!r} ({what}) failed: {result['output'][:500]}"
@@ -185,6 +190,8 @@ class PlaybookRun:
 
     def render(self, step: Step, context: dict[str, Any]) -> Any:
         """The tool's arguments, or the chat messages of a prompt step."""
+        if step.inspect:
+            return None
         if step.tool is not None:
             return _fit_schema(step.tool, render_value(step.args, context))
         system = str(render_value(step.system, context)) if step.system else ""
@@ -204,6 +211,8 @@ class PlaybookRun:
 
     async def execute(self, step: Step, call: Any, context: dict[str, Any]) -> Result:
         """One attempt: the tool call or the model call, then `parse` and `ok_if` applied."""
+        if step.inspect:
+            return await self.inspect(step)
         if step.tool is not None:
             done = await self.ctx.call_tool(step.tool, call)
             result = _result(done.ok, done.output, done.data)
@@ -221,6 +230,16 @@ class PlaybookRun:
         if result["ok"] and step.ok_if is not None:
             result = _judge(step.ok_if, result, context)
         return result
+
+    async def inspect(self, step: Step) -> Result:
+        """The agent's inspector on the work so far; ok when it passes. Its data is the review
+        (score, problems, ...) for `ok_if`; a failure that continues is a warning on record."""
+        config = replace(InspectorConfig.of(self.ctx.agent), max_reviews=1,
+                         on_failure=FAILED if step.on_error == "fail" else WARNED)
+        summaries = {k: str(r.get("output", ""))[:1000] for k, r in self.results.items()}
+        review = await judge(self.ctx, config, LoopState(summaries=summaries))
+        output = "the inspector passed the work" if review["passed"] else findings(review)
+        return _result(bool(review["passed"]), output, review)
 
     async def report(self, step: Step, status: str, attempt: int, output: str = "") -> None:
         data: dict[str, Any] = {"id": step.id, **step.action, "status": status, "attempt": attempt}

@@ -196,8 +196,12 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         if isinstance(reason, TaskCancelled):
             await ctx.emit("stopped", {"reason": "cancelled"})
         return
-    except RunPaused:
-        return  # waiting for subtasks or an answer; the slot and the lease are given back
+    except RunPaused as paused:
+        # waiting for subtasks or an answer; the slot and the lease are given back
+        keeper.cancel()
+        if str(paused) == TaskStatus.waiting_input.value:
+            await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
+        return
     except (RunStopped, LLMError) as exc:
         if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
             await _flush_quietly(ctx, work)

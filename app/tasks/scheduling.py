@@ -1,4 +1,5 @@
-"""Complexity-based assignment with an atomic claim, and releasing an agent's slot.
+"""Assignment by the tools a task needs and its complexity (app.tasks.routing), with an atomic
+claim, and releasing an agent's slot.
 
 A claim is two conditional UPDATEs in one transaction: the agent's `active_tasks` goes up only
 while it is below `max_concurrent`, and the task moves from `pending` only once. On PostgreSQL the
@@ -17,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskStatus, utcnow
 from app.models.base import EPOCH
+from app.tasks import routing
 from app.tasks.events import append_event
 
 CLAIMABLE = (AgentStatus.available, AgentStatus.busy)
@@ -34,12 +36,11 @@ def quality(agent: Agent) -> float:
     return (1 + agent.reviews_passed) / (2 + agent.reviews_passed + agent.reviews_failed)
 
 
-async def covered_ranges(session: AsyncSession) -> list[tuple[int, int]]:
-    """The complexity ranges enabled agents cover (for the 422 on uncovered submissions)."""
-    rows = (await session.exec(
+async def enabled_agents(session: AsyncSession) -> list[Agent]:
+    """Agents that are not disabled (for the 422 on submissions none of them can serve)."""
+    return list((await session.exec(
         select(Agent).where(col(Agent.status).in_([*CLAIMABLE, AgentStatus.offline]))
-    )).all()
-    return sorted({(a.min_complexity, a.max_complexity) for a in rows})
+    )).all())
 
 
 async def _claim_agent(session: AsyncSession, agent_id: int) -> bool:
@@ -77,17 +78,23 @@ async def _unclaim_agent(session: AsyncSession, agent_id: int) -> None:
 
 
 async def _candidates(session: AsyncSession, task: Task) -> list[Agent]:
+    """Free agents that can serve the task (routing.can_serve), the best suited first."""
+    needs = routing.task_needs(task.spec)
     stmt = select(Agent).where(
         col(Agent.status).in_(CLAIMABLE),
         col(Agent.active_tasks) < col(Agent.max_concurrent),
-        col(Agent.min_complexity) <= task.complexity,
         col(Agent.max_complexity) >= task.complexity,
     )
+    if not needs:
+        stmt = stmt.where(col(Agent.min_complexity) <= task.complexity)
     if task.pinned_agent:
         stmt = stmt.where(col(Agent.name) == task.pinned_agent)
-    agents = list((await session.exec(stmt)).all())
-    # The better reviewed agent first; among equals, the least recently active.
-    agents.sort(key=lambda a: (-round(quality(a), 3), a.last_active or EPOCH, a.id))
+    agents = [a for a in (await session.exec(stmt)).all()
+              if routing.can_serve(a, task.complexity, needs)]
+    # The least over-qualified first (0 for agents covering the task); then the better reviewed;
+    # among equals, the least recently active.
+    agents.sort(key=lambda a: (routing.overqualification(a, task.complexity),
+                               -round(quality(a), 3), a.last_active or EPOCH, a.id))
     return agents
 
 
@@ -171,7 +178,7 @@ async def mark_enqueued(session: AsyncSession, task_id: int) -> None:
 __all__ = [
     "Assignment",
     "assign_pending",
-    "covered_ranges",
+    "enabled_agents",
     "mark_enqueued",
     "quality",
     "release_slot",

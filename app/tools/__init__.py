@@ -2,6 +2,7 @@
 
     registry.REGISTRY
     ├── files      read_file, write_file, list_files
+    ├── edits      view_file, edit_file, insert_lines, undo_edit   (exact snippets, undo, diffs)
     ├── commands   run_command        (allow-list + argument rules, then the jail)
     ├── python     run_python         (the task's venv, in the jail)
     ├── packages   pip_install        (uv on the host, into the venv; policy-checked)
@@ -19,6 +20,7 @@ from app.tools import (  # noqa: F401  (registration by import)
     ask,
     commands,
     delegate,
+    edits,
     files,
     finish,
     github,

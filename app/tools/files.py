@@ -48,7 +48,8 @@ async def read_file(ctx: ToolContext, path: str) -> ToolResult:
 
 @tool(
     "write_file",
-    "Create or overwrite a text file in the workspace; parent folders are created.",
+    "Create a new text file (or replace one whole) in the workspace; parent folders are created."
+    " To change part of an existing file use edit_file.",
     {
         "properties": {
             "path": {"type": "string", "description": "relative path, e.g. src/app.py"},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.tools.netguard import Resolver
+from app.sandbox.netguard import Resolver
 
 # (title, description, complexity, shared_workspace) -> the subtask's id
 Delegate = Callable[[str, str, int, bool], Awaitable[int]]

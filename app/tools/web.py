@@ -15,10 +15,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from app.sandbox.netguard import Target, UrlRefused, vet_url
 from app.tools.commands import refuse
 from app.tools.errors import ToolError
 from app.tools.htmltext import html_to_text
-from app.tools.netguard import Target, UrlRefused, vet_url
 from app.tools.registry import ToolContext, ToolResult, tool
 from app.tools.search import search
 

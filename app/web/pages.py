@@ -25,6 +25,7 @@ from app.models import (
     TERMINAL_VALUES,
     Agent,
     AgentStatus,
+    AnswerCreate,
     MessageCreate,
     Task,
     TaskCreate,
@@ -108,9 +109,11 @@ async def tasks_page(request: Request, session: SessionDep,
     user, _ = await page_user(request, session)
     listed = await tasks_api.list_tasks(session, user, status, None, 100)
     agents = (await session.exec(select(Agent.name).order_by(col(Agent.name)))).all()
+    waiting = await tasks_api.list_tasks(session, user, TaskStatus.waiting_input, None, 50)
     return render(request, "tasks.html", {
         "user": user, "tasks": listed.data, "count": listed.count, "status": status,
-        "statuses": [s.value for s in TaskStatus], "agents": agents, "error": error})
+        "statuses": [s.value for s in TaskStatus], "agents": agents, "error": error,
+        "inbox": [(t, (t.spec.get("wait") or {}).get("question") or "") for t in waiting.data]})
 
 
 @router.post("/tasks")
@@ -175,6 +178,16 @@ async def message(task_id: int, request: Request, session: SessionDep, csrf: Csr
     user, _ = await page_user(request, session)
     check_csrf(request, SESSION_COOKIE, csrf)
     await tasks_api.post_message(task_id, MessageCreate(content=content), session, user)
+    return _see(f"/tasks/{task_id}")
+
+
+@router.post("/tasks/{task_id}/answer")
+async def answer(task_id: int, request: Request, session: SessionDep, csrf: Csrf,
+                 content: Annotated[str, Form(min_length=1, max_length=20_000)]) -> Response:
+    """Answer the question the task waits on (from the inbox or the task page)."""
+    user, _ = await page_user(request, session)
+    check_csrf(request, SESSION_COOKIE, csrf)
+    await tasks_api.answer_question(task_id, AnswerCreate(content=content), session, user)
     return _see(f"/tasks/{task_id}")
 
 

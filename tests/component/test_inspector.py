@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from app.run.agent.inspector import parse_verdict
+from app.run.inspector import parse_verdict
 from tests.factories import run_enqueued
-from tests.factories.loop import Router, agent_named, events_of, requests_about, verdict
+from tests.factories.loop import (
+    Router,
+    agent_named,
+    dashboard_page,
+    events_of,
+    requests_about,
+    verdict,
+)
 from tests.fakes.llm_server import finish, text, tool_call
 
 ENGINEER_MODEL = "openai/gpt-4.1-mini"
@@ -66,13 +73,39 @@ async def test_reviews_are_bounded_by_max_reviews(app_client, enqueued, llm):
     # when the task runs
     task_id = await _submit(app_client, "never", 5)
     await run_enqueued(enqueued)
-    # then it was reviewed twice, sent back once, and ended with the failing review on record
+    # then it was reviewed twice, sent back once, and failed with the inspector's findings
     task = (await app_client.get(f"/tasks/{task_id}")).json()
-    assert task["status"] == "completed"
+    assert task["status"] == "failed"
+    assert task["error"].startswith("ReviewFailed: the inspector did not pass the work after 2")
+    assert "score 0.1 < 0.7): bad" in task["error"]
     reviews = [e["data"] for e in await events_of(app_client, task_id, "review")]
-    assert [r["action"] for r in reviews] == ["revise", "accept"]
-    assert task["review"]["passed"] is False
+    assert [r["action"] for r in reviews] == ["revise", "fail"]
+    assert task["review"]["passed"] is False and task["review"]["outcome"] == "failed"
     assert (await agent_named(app_client, "engineer"))["reviews_failed"] == 2
+
+
+async def test_agent_may_complete_unpassed_work_with_warnings(app_client, enqueued, llm):
+    # given an engineer configured to complete work that never passed, with warnings
+    engineer = await agent_named(app_client, "engineer")
+    config = {**engineer["config"], "on_review_failure": "completed_with_warnings"}
+    patched = await app_client.patch(f"/agents/{engineer['id']}", json={"config": config})
+    assert patched.status_code == 200, patched.text
+    router = Router()
+    router.inspector["meh"].extend([verdict(0.2, "no tests")] * 2)
+    llm.responder = router
+    # when a task runs and fails both reviews
+    task_id = await _submit(app_client, "meh", 5)
+    await run_enqueued(enqueued)
+    # then it completed, and the review says so with its findings
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed" and task["error"] is None
+    assert task["review"]["outcome"] == "completed_with_warnings"
+    assert task["review"]["problems"] == ["no tests"]
+    reviews = [e["data"] for e in await events_of(app_client, task_id, "review")]
+    assert [r["action"] for r in reviews] == ["revise", "accept_with_warnings"]
+    # and the task page says so
+    page = await dashboard_page(app_client, f"/tasks/{task_id}")
+    assert 'id="review-warning"' in page and "no tests" in page
 
 
 async def test_inspector_off_passes_without_a_call(app_client, enqueued, llm):
@@ -106,3 +139,17 @@ def test_parse_verdict_normalises_and_refuses():
         parse_verdict('{"score": 0.5, "problems": [], "verdict": "maybe"}')
     with pytest.raises(KeyError):
         parse_verdict('{"problems": [], "verdict": "pass"}')
+
+
+def test_end_email_states_the_warnings():
+    from app.core.config import Settings
+    from app.integrations.email import compose_task_end
+
+    task = {"id": 3, "title": "t", "status": "completed", "summary": "done", "error": None,
+            "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 0.0, "steps": 1,
+            "model_used": None, "review": {"outcome": "completed_with_warnings",
+                                           "problems": ["no tests"]}}
+    msg = compose_task_end(Settings(), to="a@example.com", msg_id="<m@x>", report=None,
+                           context={"task": task, "task_url": "u", "report_url": "r"})
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "Completed with warnings: the inspector did not pass the work (no tests)" in text

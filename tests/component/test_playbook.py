@@ -247,7 +247,7 @@ def test_listing_gives_input_schemas(playbooks_dir: Path) -> None:
             ["retries"],
             "greater than or equal",
         ),
-        ({"args": {}}, [], "exactly one of `tool` or `prompt`"),
+        ({"args": {}}, [], "exactly one of `tool`, `prompt` or `inspect: true`"),
         (
             {"tool": "read_file", "args": {"path": "a"}, "colour": "red"},
             ["colour"],

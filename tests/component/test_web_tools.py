@@ -10,7 +10,7 @@ import pytest
 
 import app.tools  # noqa: F401  (registers the tools)
 from app.core.config import Settings
-from app.tools.netguard import is_public
+from app.sandbox.netguard import is_public
 from app.tools.registry import dispatch
 from tests.fakes.search_server import SearchServer
 from tests.fakes.tool_context import make_context

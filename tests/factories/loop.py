@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -72,3 +73,16 @@ async def events_of(client: Any, task_id: int, type: str | None = None) -> list[
 async def agent_named(client: Any, name: str) -> dict[str, Any]:
     agents = (await client.get("/agents")).json()["data"]
     return next(a for a in agents if a["name"] == name)
+
+
+async def dashboard_page(client: Any, path: str) -> str:
+    """The dashboard page at `path`, signed in with the API client's own key."""
+    root = str(client.base_url).rstrip("/").removesuffix("/api/v1")
+    login = await client.get(f"{root}/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert csrf, login.text[:300]
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    await client.post(f"{root}/login", data={"api_key": key, "csrf": csrf.group(1)})
+    page = await client.get(f"{root}{path}")
+    assert page.status_code == 200, page.text[:500]
+    return page.text

@@ -28,6 +28,15 @@ from app.models import TaskCreate
 log = logging.getLogger(__name__)
 
 
+def playbook_tools(name: str) -> list[str]:
+    """The tools the steps of the playbook `name` call (for routing; [] if it cannot load)."""
+    try:
+        playbook = load_playbook(name)
+    except (PlaybookNotFound, PlaybookInvalid):
+        return []
+    return sorted({step.tool for step in playbook.steps if step.tool})
+
+
 def validate_playbook_request(name: str, inputs: dict[str, Any]) -> list[Problem]:
     """Problems with a `kind: playbook` submission (empty when it may run)."""
     try:

@@ -2,7 +2,7 @@
 
     Playbook            name, description, inputs, steps, summary (a template)
     ├── InputSpec       type (string|integer|number|boolean|list), default, required, enum
-    └── Step            id; `tool` + `args` or `prompt` (+ `system`); when, for_each,
+    └── Step            id; `tool` + `args`, `prompt` (+ `system`) or `inspect`; when, for_each,
                         retries, retry_delay_s, on_error (fail|continue), parse (text|json),
                         ok_if, check
 
@@ -89,6 +89,9 @@ class Step(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     prompt: str | None = None
     system: str | None = None
+    inspect: bool = Field(False, description="run the agent's inspector on the work so far;"
+                          " ok when it passes (its failure fails the run unless on_error:"
+                          " continue, which completes it with warnings)")
     when: str | None = Field(None, description="Jinja expression; the step is skipped if false")
     for_each: str | None = Field(None, description="Jinja expression giving a list")
     retries: int = Field(0, ge=0, le=10, description="extra attempts when a result is not ok")
@@ -104,8 +107,10 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        if (self.tool is None) == (self.prompt is None):
-            raise ValueError("a step needs exactly one of `tool` or `prompt`")
+        if (self.tool is not None) + (self.prompt is not None) + self.inspect != 1:
+            raise ValueError("a step needs exactly one of `tool`, `prompt` or `inspect: true`")
+        if self.inspect and (self.args or self.system or self.for_each):
+            raise ValueError("an `inspect` step takes no `args`, `system` or `for_each`")
         if self.prompt is not None and self.args:
             raise ValueError("`args` belongs to tool steps; a prompt step has `prompt`")
         if self.tool is not None and self.system is not None:
@@ -114,6 +119,8 @@ class Step(BaseModel):
 
     @property
     def action(self) -> dict[str, str]:
+        if self.inspect:
+            return {"inspect": self.id}
         return {"tool": self.tool} if self.tool else {"prompt": self.id}
 
 

@@ -18,9 +18,9 @@ from sqlmodel import col, select
 
 from app.core.db import session_factory, session_scope
 from app.models import TERMINAL_VALUES, Task, TaskCreate, TaskMessage, User
-from app.run.agent.state import LoopState
 from app.run.budget import Limits, TaskTree, remaining, tightest
 from app.run.context import RunContext
+from app.run.state import LoopState
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import append_event, publish
 from app.tools.errors import ToolError

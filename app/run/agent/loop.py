@@ -1,7 +1,7 @@
 """The agent loop: one linear conversation worked through design → build → test → review.
 
 Each work phase starts with its prompt (templates/prompts/phase_<name>.j2) and ends when the
-model calls `finish(summary)`; review is a separate inspector call (app.run.agent.inspector) that
+model calls `finish(summary)`; review is a separate inspector call (app.run.inspector) that
 may send the work back to build. The messages are the trajectory, checkpointed after every step
 together with everything the step recorded (one transaction, app.run.steps), so a redelivered
 or resumed task carries on where it stopped and never repeats a tool call that was recorded.
@@ -22,11 +22,11 @@ from typing import Any
 from app.core.prompts import render_prompt
 from app.models import TaskStatus
 from app.run.agent.delegation import attach_tree, child_results, create_child, send_task_message
-from app.run.agent.inspector import review
-from app.run.agent.state import LoopState
 from app.run.agent.stuck import StuckDetector, current_model, models_for, respond
 from app.run.agent.waiting import pause, take_wait
 from app.run.context import RunContext
+from app.run.inspector import review
+from app.run.state import LoopState
 from app.tools import schemas
 from app.tools.errors import FinishRequested, WaitRequested
 from app.tools.registry import Dispatched

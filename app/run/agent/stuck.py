@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.core.prompts import render_prompt
-from app.run.agent.state import LoopState
 from app.run.context import RunContext
 from app.run.errors import AgentFailed
+from app.run.state import LoopState
 from app.tools.registry import Dispatched
 
 

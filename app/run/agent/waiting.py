@@ -2,7 +2,10 @@
 
     run (slot held) ─ pause ─► waiting_children ─ last child ends (lifecycle.wake_parent) ─► pending
                           └──► waiting_input ─ a message arrives (api add_message) ───────► pending
-                                             └ no answer within input_timeout_s (sweep) ──► failed
+                                     │       └ no answer within input_timeout_s (sweep) ──► failed
+                                     └ the owner is told: notify.email (outbox), notify.webhook,
+                                       the dashboard's inbox; each says where to answer and when
+                                       the wait ends
 
 A pause checkpoints the conversation, gives the agent's slot back, clears the lease and returns
 from the run (`RunPaused`); the scheduler later gives the task to any agent covering it, which
@@ -19,9 +22,10 @@ from sqlmodel import col, select
 
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.integrations import outbox
 from app.models import Task, TaskStatus, utcnow
-from app.run.agent.state import LoopState
 from app.run.context import RunContext
+from app.run.state import LoopState
 from app.tasks.events import append_event, publish
 from app.tasks.lifecycle import close_task, wake_parent
 from app.tasks.scheduling import release_slot
@@ -57,9 +61,19 @@ async def pause(
         if question:
             events.append(await append_event(session, ctx.task_id, "question",
                                              {"question": question}))
+            notify = {**(ctx.task.notify or {})}
+            sent_to = outbox.enqueue_question(session, task_id=ctx.task_id, notify=notify,
+                                              question=question, asked_at=state.wait["since"])
+            if sent_to:
+                events.append(await append_event(session, ctx.task_id, "question_sent", {
+                    "email": list(notify.get("email") or []),
+                    "webhooks": len(outbox.webhook_urls(notify, get_settings())),
+                    "messages": len(sent_to)}))
         # children may all have ended before this pause: wake at once rather than never
         events += await wake_parent(session, ctx.task_id)
     publish(events)
+    # the owner is notified by the runner once this run is over (app.run.runner): here the
+    # lease is already gone, and the lease keeper would cancel a slow SMTP exchange midway
     raise RunPaused(status.value)
 
 

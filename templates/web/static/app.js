@@ -68,6 +68,19 @@ function eventText(e) {
   return String(text).slice(0, 200);
 }
 
+/* A tool call's unified diff (data.diff of an edit), one span per line for colour. */
+function diffBlock(diff) {
+  const pre = el("pre", {class: "diff"});
+  for (const line of String(diff).replace(/\n$/, "").split("\n")) {
+    let cls = "d-ctx";
+    if (line.startsWith("+") && !line.startsWith("+++")) cls = "d-add";
+    else if (line.startsWith("-") && !line.startsWith("---")) cls = "d-del";
+    else if (line.startsWith("@@")) cls = "d-hunk";
+    pre.append(el("span", {class: cls}, line), "\n");
+  }
+  return pre;
+}
+
 function taskPage(holder) {
   const timeline = document.getElementById("timeline");
   const status = document.getElementById("task-status");
@@ -86,6 +99,8 @@ function taskPage(holder) {
     const li = el("li", {"data-seq": e.seq, class: "ev ev-" + e.type});
     li.append(el("b", {}, String(e.seq)), " ", el("span", {class: "type"}, e.type), " ",
               el("span", {class: "text"}, eventText(e)));
+    const diff = e.type === "tool_call" && e.data && e.data.data && e.data.data.diff;
+    if (diff) li.append(diffBlock(diff));
     timeline.append(li);
     if (e.type === "status" && e.data.status) {
       status.textContent = e.data.status;

@@ -8,8 +8,8 @@ import json
 from app.run.budget import estimate_prompt_tokens
 from app.run.condense import condense
 from tests.conftest import run_enqueued
+from tests.factories.loop import agent_named, events_of
 from tests.fakes.llm_server import cut_off, finish, text, tool_call
-from tests.unit.loop_fixtures import agent_named, events_of
 
 BIG = "x" * 3000
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_enqueued
+from tests.factories.loop import is_inspector, verdict
 from tests.fakes.llm_server import Response, finish, tool_call
 from tests.live_server import live_server
-from tests.unit.loop_fixtures import is_inspector, verdict
 
 ADMIN_KEY = "tb_admin_" + "a" * 32
 VENV = Path.home() / ".cache" / "taskbench" / "agbenchmark-venv"

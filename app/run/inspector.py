@@ -3,9 +3,13 @@
 The inspector has its own prompt (templates/prompts/inspector.j2) and model
 (agent.config.inspector_model) and answers JSON: {"score": 0-1, "problems": [...],
 "verdict": "pass" | "revise"}. Work scoring below agent.config.review_threshold goes back to
-build with the findings, at most agent.config.max_reviews reviews in all. Each review is a
-`review` event and is kept on Task.review; the agent's reviews_passed/reviews_failed are the
-Beta posterior the scheduler ranks agents by. With the inspector off, review passes unasked.
+build with the findings, at most agent.config.max_reviews reviews in all. Work that has not
+passed after the last allowed review fails with the findings (ReviewFailed), or, with
+agent.config.on_review_failure = "completed_with_warnings", completes with them as warnings:
+the status stays `completed` and Task.review.outcome says `completed_with_warnings`. Each
+review is a `review` event and is kept on Task.review; the agent's reviews_passed/reviews_failed
+are the Beta posterior the scheduler ranks agents by. With the inspector off, review passes
+unasked. A playbook runs the inspector where it has an `inspect: true` step (`judge`).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from sqlmodel import col
 from app.core.db import session_scope
 from app.core.prompts import render_prompt
 from app.models import Agent, Task
-from app.run.agent.state import LoopState
 from app.run.context import RunContext
+from app.run.errors import ReviewFailed
+from app.run.state import LoopState
 
 MAX_PLAN_CHARS = 6000
 MAX_FILE_CHARS = 3000
 MAX_SHOWN_CHARS = 12_000
+PASSED, FAILED, WARNED = "passed", "failed", "completed_with_warnings"
+OUTCOMES = (FAILED, WARNED)  # what agent.config.on_review_failure may say
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,17 @@ class InspectorConfig:
     model: str
     threshold: float
     max_reviews: int
+    on_failure: str = FAILED
 
     @classmethod
     def of(cls, agent: Agent) -> InspectorConfig:
         config = agent.config or {}
+        on_failure = str(config.get("on_review_failure") or FAILED)
         return cls(enabled=bool(config.get("inspector", False)),
                    model=str(config.get("inspector_model") or agent.model),
                    threshold=float(config.get("review_threshold", 0.7)),
-                   max_reviews=max(1, int(config.get("max_reviews", 2))))
+                   max_reviews=max(1, int(config.get("max_reviews", 2))),
+                   on_failure=on_failure if on_failure in OUTCOMES else FAILED)
 
 
 def parse_verdict(content: str) -> dict[str, Any]:
@@ -118,25 +128,52 @@ async def _record(ctx: RunContext, result: dict[str, Any], rounds: list[dict[str
                                   .values({column: column + 1}))
 
 
+def _outcome(result: dict[str, Any], config: InspectorConfig) -> str:
+    """passed, revise (another round is allowed), or the agent's on_failure after the last."""
+    if result["passed"]:
+        return PASSED
+    return "revise" if result["round"] < config.max_reviews else config.on_failure
+
+
+def findings(result: dict[str, Any]) -> str:
+    """The inspector's verdict as one line for the task's error or a warning."""
+    problems = "; ".join(result.get("problems") or []) or "no problems listed"
+    return (f"the inspector did not pass the work after {result['round']} review(s) (score"
+            f" {result['score']} < {result['threshold']}): {problems}")[:4000]
+
+
+async def judge(ctx: RunContext, config: InspectorConfig, state: LoopState
+                ) -> dict[str, Any]:
+    """One review round: inspect, decide, keep it on the task and emit it as a `review` event."""
+    rounds: list[dict[str, Any]] = state.reviews
+    result = await inspect(ctx, config, state)
+    passed = result["verdict"] == "pass" and (result["score"] is None
+                                              or result["score"] >= config.threshold)
+    result.update(round=len(rounds) + 1, threshold=config.threshold, passed=passed)
+    result["outcome"] = _outcome(result, config)
+    result["action"] = {PASSED: "accept", "revise": "revise", FAILED: "fail",
+                        WARNED: "accept_with_warnings"}[result["outcome"]]
+    rounds.append(dict(result))
+    await _record(ctx, result, rounds)
+    await ctx.emit("review", result)
+    return result
+
+
 async def review(ctx: RunContext, messages: list[dict[str, Any]], state: LoopState) -> bool:
-    """Run the review phase; False means the work went back to build with the findings."""
+    """Run the review phase; False means the work went back to build with the findings.
+
+    Raises ReviewFailed when the last allowed review did not pass and the agent fails such work.
+    """
     await ctx.set_phase("review")
     config = InspectorConfig.of(ctx.agent)
     if not config.enabled:
         await ctx.emit("review", {"verdict": "pass", "skipped": True,
                                   "reason": "the inspector is off for this agent"})
         return True
-    rounds = state.reviews
-    result = await inspect(ctx, config, state)
-    passed = result["verdict"] == "pass" and (result["score"] is None
-                                              or result["score"] >= config.threshold)
-    result.update(round=len(rounds) + 1, threshold=config.threshold, passed=passed)
-    final = passed or result["round"] >= config.max_reviews
-    result["action"] = "accept" if final else "revise"
-    rounds.append(dict(result))
-    await _record(ctx, result, rounds)
-    await ctx.emit("review", result)
-    if final:
+    result = await judge(ctx, config, state)
+    if result["outcome"] == FAILED:
+        raise ReviewFailed(findings(result))
+    if result["outcome"] != "revise":
         return True
     messages.append({"role": "user", "content": render_prompt(
         "review_findings", score=result["score"], problems=result["problems"],

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from tests.conftest import run_enqueued
+from tests.factories.loop import events_of
 from tests.fakes.llm_server import finish, raw_message, text, tool_call, without_usage
-from tests.unit.loop_fixtures import events_of
 
 
 async def _run(app_client, enqueued, **body) -> dict:

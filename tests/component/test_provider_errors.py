@@ -6,8 +6,8 @@ from __future__ import annotations
 from app.core.config import get_settings
 from app.run.llm import request_body
 from tests.conftest import run_enqueued
+from tests.factories.loop import events_of
 from tests.fakes.llm_server import body_error, no_choices, raw_body
-from tests.unit.loop_fixtures import events_of
 
 JUNIOR = "openai/gpt-4o-mini"
 JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"
