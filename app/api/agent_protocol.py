@@ -12,10 +12,11 @@ import asyncio
 import base64
 import binascii
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,7 +26,8 @@ from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.live import follow
 from app.api.tasks import add_message
 from app.models import TERMINAL, MessageCreate, Task, TaskCreate, TaskEvent
-from app.sandbox.workspace import PathRefused, Workspace
+from app.sandbox import fs
+from app.sandbox.workspace import PathRefused
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import list_events
 
@@ -258,17 +260,18 @@ async def _artifacts(task: Task, session: AsyncSession, user: Any) -> list[Artif
     found = [Artifact(artifact_id=_encode(f"output/{f['path']}"), agent_created=True,
                       file_name=f["path"].rsplit("/", 1)[-1], relative_path=f["path"])
              for f in made]
-    inputs = _input_dir(task)
-    if inputs.is_dir():
-        found += [Artifact(artifact_id=_encode(f"input/{p.name}"), agent_created=False,
-                           file_name=p.name, relative_path=p.name)
-                  for p in sorted(inputs.iterdir()) if p.is_file() and not p.is_symlink()]
+    root, folder = files_api.input_dest(task)
+    found += await asyncio.to_thread(_inputs, root, folder)
     return found
 
 
-def _input_dir(task: Task) -> Any:
-    ws = files_api.output_root(task)
-    return ws.root / "input" if ws else files_api.uploads_dir(task.id or 0)
+def _inputs(root: Path, folder: str) -> list[Artifact]:
+    try:
+        entries = fs.listdir(root, folder)
+    except PathRefused:  # none uploaded yet, or a link planted in place of input/
+        return []
+    return [Artifact(artifact_id=_encode(f"input/{e.name}"), agent_created=False,
+                     file_name=e.name, relative_path=e.name) for e in entries if e.safe_file]
 
 
 @router.get("/tasks/{task_id}/artifacts", response_model=ArtifactListResponse)
@@ -296,7 +299,7 @@ async def upload_agent_task_artifacts(
                     file_name=name, relative_path=name)
 
 
-@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse)
+@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=StreamingResponse)
 async def download_agent_task_artifact(task_id: str, artifact_id: str, session: SessionDep,
                                        user: CurrentUser) -> Any:
     tid = _task_id(task_id)
@@ -307,9 +310,9 @@ async def download_agent_task_artifact(task_id: str, artifact_id: str, session: 
     if not path.startswith("input/"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact")
     try:
-        target = Workspace(_input_dir(task)).resolve(path[len("input/"):], must_exist=True)
+        name = "/".join(fs.split(path[len("input/"):]))
     except PathRefused as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact") from exc
-    if not target.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact")
-    return FileResponse(target, filename=target.name)
+    root, folder = files_api.input_dest(task)
+    return await asyncio.to_thread(files_api.file_response, root, f"{folder}/{name}",
+                                   Path(name).name)

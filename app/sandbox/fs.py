@@ -33,7 +33,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +82,7 @@ class Entry:
     uid: int
     gid: int
     blocks: int
+    dir_fd: int = field(default=-1, compare=False, repr=False)  # valid until the walk moves on
 
     @property
     def safe_file(self) -> bool:
@@ -353,7 +354,7 @@ def _scan(fd: int, prefix: str) -> list[Entry]:
         for item in it:
             st = item.stat(follow_symlinks=False)
             found.append(Entry(f"{prefix}{item.name}", item.name, _kind(st.st_mode), st.st_size,
-                               st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_blocks))
+                               st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_blocks, fd))
     return sorted(found, key=lambda e: e.name)
 
 
