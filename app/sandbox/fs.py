@@ -133,7 +133,8 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
 def _refuse_kind(shown: str, st: os.stat_result, want: str) -> PathRefused:
     kind = _kind(st.st_mode)
     if kind in ("link", "fifo", "socket", "device"):
-        return NotAllowed(f"{shown} is a {kind}; the host does not follow or open those")
+        label = "symlink" if kind == "link" else kind
+        return NotAllowed(f"{shown} is a {label}; the host does not follow or open those")
     if kind == "file" and st.st_nlink > 1:
         return NotAllowed(f"{shown} has {st.st_nlink} hard links; refused")
     return WrongKind(f"{shown} is a {'directory' if kind == 'dir' else 'file'}, not a {want}")
