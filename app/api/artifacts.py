@@ -146,7 +146,9 @@ def input_dest(task: Task) -> tuple[Path, str]:
     ws = output_root(task)
     if ws is not None:
         return ws.root, "input"
-    return get_settings().var_dir, f"uploads/{int(task.id or 0)}"
+    staging = get_settings().var_dir / "uploads"
+    staging.mkdir(parents=True, exist_ok=True)  # the host's own folder under var_dir
+    return staging, str(int(task.id or 0))
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED,

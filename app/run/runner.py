@@ -162,7 +162,7 @@ async def _workspace_for(
 def _take_uploads(ctx: RunContext) -> None:
     """Move files uploaded before the workspace existed into its input/ folder (through fs:
     an input/ the jail turned into a link is refused, never written through)."""
-    var, staged = ctx.settings.var_dir, f"uploads/{ctx.task_id}"
+    var, staged = ctx.settings.var_dir / "uploads", str(ctx.task_id)
     if fs.kind(var, staged) != "dir":
         return
     for entry in fs.files(var, staged):

@@ -38,8 +38,9 @@ MODULES = {
 }
 
 LINES = {
-    "api/artifacts.py": [  # var_dir/reports: the host's own file
+    "api/artifacts.py": [  # var_dir/reports and var_dir/uploads: the host's own folders
         'return FileResponse(path, media_type="application/pdf", filename=f"task-{task_id}.pdf")',
+        "staging.mkdir(parents=True, exist_ok=True)",
     ],
     "integrations/email.py": [  # var_dir/reports and var_dir/outbox: the host's own files
         "size = path.stat().st_size if path.is_file() else -1",
