@@ -58,7 +58,9 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
     events = list(result.all())
     root = workspace_root(task)
     url = task_url(task_id, settings)
-    files, images = rd.output_files(root, f"{url}/artifacts")
+    # walks and reads of the workspace leave the event loop (the API renders on demand)
+    files, images = await asyncio.to_thread(rd.output_files, root, f"{url}/artifacts")
+    plan = await asyncio.to_thread(rd.plan, task, events, root)
     steps, steps_cut = rd.timeline(events)
     return {
         "task": task,
@@ -69,7 +71,7 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
         "duration": rd.duration(task.started_at, task.finished_at or utcnow()),
         "summary": rd.markdown(task.summary),
         "error": rd.clip(task.error or ""),
-        "plan": rd.markdown(rd.plan(task, events, root)),
+        "plan": rd.markdown(plan),
         "review": task.review or {},
         "review_findings": _findings(task.review),
         "timeline": steps,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import os
 from pathlib import Path
 
 import httpx
+import pypdf
 import pytest
 
 from app.core.db import session_scope
@@ -210,3 +212,18 @@ async def test_upload_hostile_names(app_client, ap, task_ws, host, face, name) -
     assert resp.status_code in (201, 200, 422), resp.text
     assert not (host.root / "planted.txt").exists()
     assert all(p.parent == ws.root / "input" for p in (ws.root / "input").iterdir())
+
+
+# -- report.pdf --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+async def test_report_pdf_with_planted_plan_and_image(app_client, task_ws, host, kind) -> None:
+    task_id, ws = task_ws
+    host.plant(ws.root, "PLAN.md", kind)
+    host.plant(ws.root, "output/chart.png", "symlink", host.root / "image.png")
+    resp = await asyncio.wait_for(app_client.get(f"/tasks/{task_id}/report.pdf"), 120)
+    assert resp.status_code == 200 and resp.content.startswith(b"%PDF")
+    reader = pypdf.PdfReader(io.BytesIO(resp.content))
+    text = "".join(page.extract_text() or "" for page in reader.pages)
+    assert host.secret not in text and "chart.png" not in text
+    await _still_answers(app_client, task_id)
