@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import os
+import itertools
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -44,7 +44,8 @@ from app.api.live import follow
 from app.api.openapi import ENDED, binary
 from app.api.tasks import add_message
 from app.models import TERMINAL_VALUES, MessageCreate, Task, TaskCreate, TaskEvent
-from app.sandbox.workspace import PathRefused, Workspace
+from app.sandbox import fs
+from app.sandbox.workspace import PathRefused
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import list_events
 
@@ -235,45 +236,33 @@ def _decode(artifact_id: str) -> str:
 
 
 async def _artifacts(task: Task, session: AsyncSession, user: Any) -> list[Artifact]:
-    """Outputs the agent made, then inputs that were uploaded; `relative_path` is the folder."""
+    """Outputs the agent made, then inputs that were uploaded; `relative_path` is the folder.
+    Inputs are listed through app.sandbox.fs (links, FIFOs and hard-linked files left out)."""
     assert task.id is not None
     made = await files_api.list_artifacts(task.id, session, user)
-    ws = files_api.output_root(task)
-    found = [_artifact(f"output/{f['path']}", ws.output / f["path"] if ws else None, True)
-             for f in made]
-    inputs = _input_dir(task)
-    if inputs.is_dir():
-        found += [_artifact(f"input/{rel}", inputs / rel, False) for rel in _files_under(inputs)]
+    found = [_artifact(task, f"output/{f['path']}", True) for f in made]
+    root, folder = files_api.input_dest(task)
+    found += [_artifact(task, f"input/{rel}", False)
+              for rel in await asyncio.to_thread(_inputs, root, folder)]
     return found
 
 
-def _artifact(path: str, on_disk: Path | None, agent_created: bool) -> Artifact:
-    """An artifact for workspace path `path` (output/… or input/…), dated by its file."""
+def _artifact(task: Task, path: str, agent_created: bool) -> Artifact:
+    """An artifact for workspace path `path` (output/… or input/…). `created_at` is the task's
+    last change: the host reads no timestamps from the workspace, which the jail controls."""
     inner = path.split("/", 1)[1]
     folder, _, name = inner.rpartition("/")
-    try:
-        stamp = datetime.fromtimestamp(os.lstat(on_disk).st_mtime, UTC) if on_disk else None
-    except OSError:
-        stamp = None
+    stamp = task.updated_at or task.created_at or datetime.now().astimezone()
     return Artifact(artifact_id=_encode(path), agent_created=agent_created, file_name=name,
-                    relative_path=folder, created_at=stamp or datetime.now(UTC))
+                    relative_path=folder, created_at=stamp)
 
 
-def _files_under(root: Path) -> list[str]:
-    """Regular files below `root` (relative, sorted), never following a link."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if full.is_file() and not full.is_symlink():
-                found.append(str(full.relative_to(root)))
-    return found
-
-
-def _input_dir(task: Task) -> Path:
-    ws = files_api.output_root(task)
-    return ws.root / "input" if ws else files_api.uploads_dir(task.id or 0)
+def _inputs(root: Path, folder: str) -> list[str]:
+    """Regular single-link files below input/ (relative to it), never following a link."""
+    try:
+        return [e.path for e in itertools.islice(fs.files(root, folder), files_api.MAX_LISTED)]
+    except PathRefused:  # none uploaded yet, or a link planted in place of input/
+        return []
 
 
 @router.get("/tasks/{task_id}/artifacts", response_model=ArtifactListResponse)
@@ -298,10 +287,10 @@ async def upload_agent_task_artifacts(
     task = await owned_task(session, _task_id(task_id), user)
     folder = (relative_path or "").strip().strip("/")
     saved = await files_api.store_uploads(task, [file], folder=folder)
-    return _artifact(f"input/{saved[0]['path']}", _input_dir(task) / saved[0]["path"], False)
+    return _artifact(task, f"input/{saved[0]['path']}", False)
 
 
-@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=FileResponse,
+@router.get("/tasks/{task_id}/artifacts/{artifact_id}", response_class=StreamingResponse,
             responses=binary())
 async def download_agent_task_artifact(task_id: str, artifact_id: str, session: SessionDep,
                                        user: CurrentUser) -> Any:
@@ -313,9 +302,9 @@ async def download_agent_task_artifact(task_id: str, artifact_id: str, session: 
     if not path.startswith("input/"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact")
     try:
-        target = Workspace(_input_dir(task)).resolve(path[len("input/"):], must_exist=True)
+        name = "/".join(fs.split(path[len("input/"):]))
     except PathRefused as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact") from exc
-    if not target.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact")
-    return FileResponse(target, filename=target.name)
+    root, folder = files_api.input_dest(task)
+    return await asyncio.to_thread(files_api.file_response, root, f"{folder}/{name}",
+                                   Path(name).name)

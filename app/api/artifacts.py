@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import mimetypes
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
@@ -17,6 +22,7 @@ from app.api.tasks import to_public
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import TERMINAL_VALUES, Agent, Task, TaskCreate, TaskPublic, TaskStatus
+from app.sandbox import fs
 from app.sandbox.workspace import PathRefused, Workspace
 from app.submit import SubmissionError, submit_task
 from app.tasks.enqueue import enqueue
@@ -31,38 +37,55 @@ UPLOAD_SUFFIXES = {
 }
 FOLDER_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_. -]{0,99}$")
 EXECUTABLE_MAGIC = (b"\x7fELF", b"MZ", b"#!")
-
-
-def uploads_dir(task_id: int) -> Path:
-    """Where files uploaded for a task wait until its workspace exists (then input/)."""
-    return get_settings().var_dir / "uploads" / str(task_id)
+MAX_LISTED = 10_000
+MAX_NAME_CHARS = 200
 
 
 def output_root(task: Task) -> Workspace | None:
     return Workspace(Path(task.workspace)) if task.workspace else None
 
 
-@router.get("/{task_id}/artifacts", response_model=list[dict[str, Any]])
-async def list_artifacts(task_id: int, session: SessionDep, user: CurrentUser) -> list[dict]:
-    """Files under the workspace's output/ folder."""
-    task = await owned_task(session, task_id, user)
-    ws = output_root(task)
-    if ws is None or not ws.output.is_dir():
-        return []
+def _list_output(root: Path, task_id: int) -> list[dict[str, Any]]:
     files = []
-    for dirpath, dirnames, filenames in os.walk(ws.output):
-        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if full.is_symlink():
-                continue
-            rel = str(full.relative_to(ws.output))
-            files.append({"path": rel, "bytes": full.stat().st_size,
-                          "url": f"/api/v1/tasks/{task_id}/artifacts/{rel}"})
+    for entry in itertools.islice(fs.files(root, "output"), MAX_LISTED):
+        files.append({"path": entry.path, "bytes": entry.size,
+                      "url": f"/api/v1/tasks/{task_id}/artifacts/{entry.path}"})
     return files
 
 
-@router.get("/{task_id}/artifacts/{path:path}", response_class=FileResponse,
+@router.get("/{task_id}/artifacts", response_model=list[dict[str, Any]])
+async def list_artifacts(task_id: int, session: SessionDep, user: CurrentUser) -> list[dict]:
+    """Regular files under the workspace's output/ folder (links and FIFOs are not shown)."""
+    task = await owned_task(session, task_id, user)
+    ws = output_root(task)
+    if ws is None:
+        return []
+    try:
+        return await asyncio.to_thread(_list_output, ws.root, task_id)
+    except PathRefused:  # no output/ yet, or a link planted in its place
+        return []
+
+
+def file_response(root: Path, rel: str, name: str) -> StreamingResponse:
+    """Stream a workspace file opened through fs (a link, FIFO or device is a 404)."""
+    try:
+        fh = fs.open_read(root, rel)
+    except PathRefused as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    size = os.fstat(fh.fileno()).st_size
+
+    def chunks() -> Iterator[bytes]:
+        with fh:
+            while chunk := fh.read(1 << 16):
+                yield chunk
+
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    disposition = f"attachment; filename*=utf-8''{quote(name)}"
+    return StreamingResponse(chunks(), media_type=media, headers={
+        "Content-Length": str(size), "Content-Disposition": disposition})
+
+
+@router.get("/{task_id}/artifacts/{path:path}", response_class=StreamingResponse,
             responses=binary())
 async def download_artifact(task_id: int, path: str, session: SessionDep, user: CurrentUser):
     task = await owned_task(session, task_id, user)
@@ -70,19 +93,19 @@ async def download_artifact(task_id: int, path: str, session: SessionDep, user: 
     if ws is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the task has no workspace yet")
     try:
-        target = ws.resolve(f"output/{path}", must_exist=True)
-        Workspace(ws.output).resolve(path, must_exist=True)
+        rel = "/".join(fs.split(path))
     except PathRefused as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    if not target.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{path} is not a file")
-    return FileResponse(target, filename=target.name)
+    return await asyncio.to_thread(file_response, ws.root, f"output/{rel}", Path(rel).name)
 
 
 def _check_upload(name: str, head: bytes) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(name or "")).lstrip(".")
     if not clean:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "file name is empty")
+    if len(clean) > MAX_NAME_CHARS:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"file name is longer than {MAX_NAME_CHARS} characters")
     if Path(clean).suffix.lower() not in UPLOAD_SUFFIXES:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"{clean}: file type not accepted; allowed: "
@@ -93,23 +116,42 @@ def _check_upload(name: str, head: bytes) -> str:
     return clean
 
 
-async def _save(upload: UploadFile, dest_dir: Path, limit: int) -> dict[str, Any]:
+async def _save(upload: UploadFile, dest: tuple[Path, str], limit: int) -> dict[str, Any]:
+    """Stream one upload into `dest` (root, folder) through fs: a temp file created
+    exclusively, renamed over the name at the end; a link planted there is replaced."""
     head = await upload.read(512)
     name = _check_upload(upload.filename or "", head)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / name
+    root, folder = dest
     size = len(head)
-    with open(target, "wb") as fh:
-        fh.write(head)
+    try:
+        writer = fs.atomic_writer(root, f"{folder}/{name}")
+        fh = await asyncio.to_thread(writer.__enter__)
+    except PathRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"cannot store {name}: {exc}") from exc
+    try:
+        await asyncio.to_thread(fh.write, head)
         while chunk := await upload.read(1 << 16):
             size += len(chunk)
             if size > limit:
-                fh.close()
-                target.unlink(missing_ok=True)
                 raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                     f"{name} is larger than {limit} bytes")
-            fh.write(chunk)
+            await asyncio.to_thread(fh.write, chunk)
+    except BaseException as exc:
+        await asyncio.to_thread(writer.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await asyncio.to_thread(writer.__exit__, None, None, None)
     return {"name": name, "bytes": size}
+
+
+def input_dest(task: Task) -> tuple[Path, str]:
+    """(root, folder) where a task's input files go: input/ of its workspace, or a staging
+    folder under var_dir until the workspace exists."""
+    ws = output_root(task)
+    if ws is not None:
+        return ws.root, "input"
+    staging = get_settings().var_dir / "uploads"
+    staging.mkdir(parents=True, exist_ok=True)  # the host's own folder under var_dir
+    return staging, str(int(task.id or 0))
 
 
 @router.post("/{task_id}/files", status_code=status.HTTP_201_CREATED,
@@ -123,26 +165,29 @@ async def upload_files(
     return await store_uploads(task, files)
 
 
+def _checked_folder(folder: str) -> str:
+    if folder and not all(FOLDER_PART.match(part) for part in folder.split("/")):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "relative_path: each folder name may hold letters, digits, _ . - and "
+                            f"spaces, and not start with a dot: {folder!r}")
+    return folder
+
+
 async def store_uploads(task: Task, files: list[UploadFile], *, folder: str = "") -> list[dict]:
     """Save input files under input/`folder` (a relative folder, checked); one event for all."""
     assert task.id is not None
     if task.status in TERMINAL_VALUES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"task {task.id} has ended")
-    ws = output_root(task)
-    base = ws.root / "input" if ws else uploads_dir(task.id)
-    dest = base
+    root, base = input_dest(task)
+    dest = f"{base}/{_checked_folder(folder)}" if folder else base
     if folder:
         try:
-            if not all(FOLDER_PART.match(part) for part in folder.split("/")):
-                raise PathRefused("each folder name may hold letters, digits, _ . - and spaces, "
-                                  f"and not start with a dot: {folder!r}")
-            base.mkdir(parents=True, exist_ok=True)
-            dest = Workspace(base).resolve(folder)  # refuses a link out of the folder
+            await asyncio.to_thread(fs.makedirs, root, dest)
         except PathRefused as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"relative_path: {exc}") from exc
     limit = get_settings().max_upload_bytes
-    saved = [await _save(f, dest, limit) for f in files[:20]]
+    saved = [await _save(f, (root, dest), limit) for f in files[:20]]
     for item in saved:
         item["path"] = f"{folder}/{item['name']}" if folder else item["name"]
     async with session_scope() as write:
@@ -172,7 +217,7 @@ async def create_task_with_files(
     assert created.id is not None
     limit = get_settings().max_upload_bytes
     try:
-        saved = [await _save(f, uploads_dir(created.id), limit) for f in files[:20]]
+        saved = [await _save(f, input_dest(created), limit) for f in files[:20]]
     except HTTPException:
         async with session_scope() as write:
             await close_task(write, created.id, TaskStatus.failed, error="input files refused")

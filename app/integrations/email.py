@@ -79,11 +79,15 @@ def _attach_file(msg: EmailMessage, path: Path, name: str, cap: int) -> str | No
         return f"{name} is not available."
     if size > cap:
         return f"{name} ({size} bytes) is larger than the {cap}-byte limit; use the link."
+    _attach_bytes(msg, path.read_bytes(), name)  # var_dir/reports: the host's own file
+    return None
+
+
+def _attach_bytes(msg: EmailMessage, data: bytes, name: str) -> None:
     maintype, subtype = (
         ("application", "pdf") if name.endswith(".pdf") else ("application", "octet-stream")
     )
-    msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=name)
-    return None
+    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
 
 
 def _base_message(settings: Settings, to: str, subject: str, msg_id: str) -> EmailMessage:
@@ -146,26 +150,26 @@ def compose_agent_mail(
     msg_id: str,
     subject: str,
     body: str,
-    attachments: list[tuple[str, Path]],
+    attachments: list[tuple[str, bytes | None]],
 ) -> EmailMessage:
-    """A message an agent sent with send_email; the text says it comes from an agent."""
+    """A message an agent sent with send_email; the text says it comes from an agent.
+    Attachments come as bytes already read through app.sandbox.fs (None: refused/missing)."""
     cap, total = settings.email_max_attachment_bytes, 0
-    kept: list[tuple[str, Path]] = []
+    kept: list[tuple[str, bytes]] = []
     notes: list[str] = []
-    for name, path in attachments:
-        size = path.stat().st_size if path.is_file() else -1
-        if size < 0 or total + size > cap:
+    for name, data in attachments:
+        if data is None or total + len(data) > cap:
             notes.append(f"{name} was left out (missing or over the {cap}-byte limit).")
             continue
-        total += size
-        kept.append((name, path))
+        total += len(data)
+        kept.append((name, data))
     ctx = {"body": body, "task_id": msg_id.split(".")[1], "notes": notes}
     msg = _base_message(settings, to, subject, msg_id)
     msg.set_content(
         redact(_env.get_template("agent_mail.txt").render(**ctx)), cte="quoted-printable"
     )
-    for name, path in kept:
-        _attach_file(msg, path, name, cap)
+    for name, data in kept:
+        _attach_bytes(msg, data, name)
     return msg
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader
 from app.core.config import TEMPLATES_DIR, Settings, get_settings
 from app.core.redact import redact
 from app.integrations import gitops
+from app.sandbox import fs
 from app.sandbox.workspace import Workspace
 
 ISSUE_URL = re.compile(
@@ -72,9 +74,11 @@ async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: S
     spec = task.get("github") or {}
     info = await asyncio.to_thread(_repo_info, settings, spec["repo"])
     base = spec.get("base_branch") or info["default_branch"]
-    if not (workspace.src / ".git").exists():
-        workspace.src.mkdir(parents=True, exist_ok=True)
-        if any(workspace.src.iterdir()):
+    if fs.kind(workspace.root, "src") not in ("dir", None):
+        raise gitops.GitError("src/ is not a plain directory; refusing to clone into it")
+    if fs.kind(workspace.root, "src/.git") is None:
+        fs.makedirs(workspace.root, "src")
+        if fs.listdir(workspace.root, "src"):
             raise gitops.GitError("src/ is not empty; refusing to clone over it")
         await gitops.clone(
             info["clone_url"],
@@ -121,17 +125,23 @@ async def open_or_update_pr(
     info = await asyncio.to_thread(_repo_info, settings, spec["repo"])
     base = spec.get("base_branch") or info["default_branch"]
     branch = branch_for(task["id"])
-    pushed = await gitops.commit_and_push(
-        mirror=mirror_for(task["id"], settings),
-        url=info["clone_url"],
-        work_tree=workspace.src,
-        branch=branch,
-        base=base,
-        message=redact(f"{title}\n\nTaskbench task {task['id']}"),
-        author=("Taskbench", settings.email_from),
-        token=settings.github_token or None,
-        allow_file=settings.git_allow_file_remotes,
-    )
+    mirror = mirror_for(task["id"], settings)
+    stage = mirror.with_name(f"stage-{int(task['id'])}")
+    await asyncio.to_thread(gitops.stage_tree, workspace.root, "src", stage)
+    try:
+        pushed = await gitops.commit_and_push(
+            mirror=mirror,
+            url=info["clone_url"],
+            work_tree=stage,
+            branch=branch,
+            base=base,
+            message=redact(f"{title}\n\nTaskbench task {task['id']}"),
+            author=("Taskbench", settings.email_from),
+            token=settings.github_token or None,
+            allow_file=settings.git_allow_file_remotes,
+        )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, stage, True)
     pr, created = await asyncio.to_thread(
         _find_or_create_pr,
         settings,

@@ -2,9 +2,11 @@
 
 Two rules make this safe against a hostile workspace and keep the token secret:
 
-- The host never runs git on the agent's `.git`. Commits are built in a host-owned bare
-  mirror (var_dir/git/task-<id>.git) with the workspace's src/ as the work tree and a private
-  index, so hooks, filters or config an agent planted in src/.git are never read. Every host
+- The host never runs git on the agent's `.git` or its files. src/ is first copied through
+  app.sandbox.fs into a host-owned staging folder (regular files only: links, FIFOs and
+  hard-linked files are left out, never followed); commits are built in a host-owned bare
+  mirror (var_dir/git/task-<id>.git) with that copy as the work tree and a private index, so
+  hooks, filters or config an agent planted in src/.git are never read. Every host
   git also runs with system/global config ignored, hooks and fsmonitor off, no prompts.
 - The token reaches git only as an `http.extraHeader` passed through GIT_CONFIG_COUNT/KEY/VALUE
   in the environment of that one subprocess: never in a URL, a config file, the workspace, an
@@ -15,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.redact import redact
+from app.sandbox import fs
 from app.sandbox.jail import host_git_env
 
 GIT_TIMEOUT_S = 300.0
+MAX_STAGE_BYTES = 512 * 1024 * 1024
 
 
 class GitError(RuntimeError):
@@ -98,6 +103,29 @@ async def clone(
     if branch:
         args += ["--branch", branch]
     await run_git(*args, "--", url, str(dest), token=token, allow_file=allow_file)
+
+
+def stage_tree(root: Path, rel: str, dest: Path, *, max_bytes: int = MAX_STAGE_BYTES) -> list[str]:
+    """Copy the work under root/rel (its .git left out) into `dest`, a fresh host-owned folder,
+    through app.sandbox.fs; host git then commits `dest`, never the workspace itself, so a
+    link planted in src/ cannot make it read a host file. Returns what was left out (links,
+    FIFOs, devices, hard-linked files)."""
+    if dest.exists():  # dest: under var_dir/git, the host's own folder
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    skipped: list[str] = []
+    total = 0
+    for entry in fs.walk(root, rel, skip=frozenset({".git"})):
+        if entry.kind == "dir":
+            fs.makedirs(dest, entry.path)
+        elif not entry.safe_file:
+            skipped.append(entry.path)
+        else:
+            total += entry.size
+            if total > max_bytes:
+                raise GitError(f"src/ holds more than {max_bytes} bytes; not pushed")
+            fs.copy_file(root, f"{rel}/{entry.path}", dest, entry.path, limit=max_bytes)
+    return skipped
 
 
 @dataclass(frozen=True)

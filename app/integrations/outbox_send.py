@@ -4,6 +4,7 @@ guarantee in app/integrations/outbox.py hold."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.policy
 import logging
@@ -19,7 +20,7 @@ from app.core.db import session_scope
 from app.integrations import email as mail
 from app.integrations import outbox_state as state
 from app.models import OutboxMessage, Task
-from app.sandbox.workspace import PathRefused, Workspace
+from app.sandbox import fs
 
 log = logging.getLogger(__name__)
 SMTP_TIMEOUT_S = 30.0
@@ -41,14 +42,10 @@ async def compose(row: OutboxMessage, settings: Settings, engine: Any) -> EmailM
         return mail.compose_question(settings, to=row.recipient, msg_id=row.message_id,
                                      context=context)
     payload = row.payload or {}
-    files: list[tuple[str, Path]] = []
     root = Path(task.workspace) if task.workspace else None
-    for rel in payload.get("attach", []):
-        try:  # re-checked at send time: the file may have become a symlink since
-            path = Workspace(root).resolve(rel, must_exist=True) if root else None
-        except PathRefused:
-            path = None
-        files.append((Path(rel).name, path or Path("/nonexistent")))
+    cap = settings.email_max_attachment_bytes
+    files = [(Path(rel).name, await asyncio.to_thread(_read_attachment, root, rel, cap))
+             for rel in payload.get("attach", [])]
     return mail.compose_agent_mail(
         settings,
         to=row.recipient,
@@ -57,6 +54,15 @@ async def compose(row: OutboxMessage, settings: Settings, engine: Any) -> EmailM
         body=payload.get("body", ""),
         attachments=files,
     )
+
+
+def _read_attachment(root: Path | None, rel: str, cap: int) -> bytes | None:
+    """An attachment read at send time through fs (a link, FIFO or hard link planted since
+    send_email was called is left out, never followed); None when it cannot be attached."""
+    try:
+        return fs.read_bytes(root, rel, cap) if root else None
+    except fs.PathRefused:
+        return None
 
 
 async def _compose_task_end(

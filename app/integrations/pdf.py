@@ -2,9 +2,10 @@
 
 Every resource a document names (images, stylesheets, fonts) goes through `SafeFetcher`, which
 serves only regular files under a few allowed directories (the task's workspace and
-templates/reports) and `data:` URIs; `http(s)://`, `file:///etc/passwd`, symlinks leading out of
-the workspace and everything else are refused, so a report cannot be used for SSRF or to read
-host files.
+templates/reports) and `data:` URIs, read through app.sandbox.fs; `http(s)://`,
+`file:///etc/passwd`, symlinks, FIFOs and hard links in the workspace and everything else are
+refused, so a report cannot be used for SSRF or to read host files. The PDF comes back as
+bytes: no temp file is ever written next to its destination by name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from weasyprint import CSS, HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from app.core.config import TEMPLATES_DIR
+from app.sandbox import fs
 
 log = logging.getLogger(__name__)
 REPORTS_TEMPLATES = TEMPLATES_DIR / "reports"
@@ -36,32 +38,35 @@ class SafeFetcher(URLFetcher):
 
     def __init__(self, roots: Iterable[Path]) -> None:
         super().__init__(allowed_protocols=("file", "data"), allow_redirects=False)
-        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        self.roots = [Path(r) for r in roots]
         self.refused: list[str] = []
 
     def fetch(self, url: str, headers: dict[str, str] | None = None) -> URLFetcherResponse:
         scheme = urlsplit(url).scheme.lower()
         if scheme == "data":
             return super().fetch(url, headers)
-        if scheme != "file":
+        data = self.read(url) if scheme == "file" else None
+        if data is None:
             self._refuse(url)
-        path = self.allowed_path(url)
-        if path is None:
-            self._refuse(url)
-        assert path is not None
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": mime})
+        assert data is not None
+        mime = mimetypes.guess_type(urlsplit(url).path)[0] or "application/octet-stream"
+        return URLFetcherResponse(url, data, {"Content-Type": mime})
 
-    def allowed_path(self, url: str) -> Path | None:
-        """The real path behind a file:// URL if it is a small regular file under a root."""
+    def read(self, url: str) -> bytes | None:
+        """The bytes behind a file:// URL if it names a small regular file under a root, read
+        through app.sandbox.fs (no link followed on the way), else None."""
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             return None
-        real = Path(os.path.realpath(unquote(parts.path)))
-        inside = any(real == root or root in real.parents for root in self.roots)
-        if not inside or not real.is_file() or real.stat().st_size > MAX_RESOURCE_BYTES:
-            return None
-        return real
+        path = os.path.normpath(unquote(parts.path))
+        for root in self.roots:
+            prefix = os.path.normpath(root) + os.sep
+            if path.startswith(prefix):
+                try:
+                    return fs.read_bytes(root, path[len(prefix):], MAX_RESOURCE_BYTES)
+                except fs.PathRefused:
+                    return None
+        return None
 
     def _refuse(self, url: str) -> None:
         self.refused.append(url)
@@ -78,16 +83,12 @@ def markdown_to_html(text: str) -> str:
     return md.render(text)
 
 
-def render_pdf(html: str, *, base_dir: Path, roots: Iterable[Path], out: Path) -> SafeFetcher:
-    """Render `html` (relative URLs resolve against `base_dir`) to `out`, atomically."""
+def render_pdf(html: str, *, base_dir: Path, roots: Iterable[Path]) -> bytes:
+    """Render `html` (relative URLs resolve against `base_dir`) to PDF bytes; the caller
+    stores them (through app.sandbox.fs when they go into a workspace)."""
     fetcher = SafeFetcher([*roots, REPORTS_TEMPLATES])
     css = CSS(filename=str(REPORTS_TEMPLATES / "report.css"), url_fetcher=fetcher)
     document = HTML(string=html, base_url=base_dir.as_uri() + "/", url_fetcher=fetcher)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        document.write_pdf(str(tmp), stylesheets=[css])
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return fetcher
+    data = document.write_pdf(stylesheets=[css])
+    assert isinstance(data, bytes)
+    return data

@@ -23,6 +23,7 @@ from app.core.db import session_scope
 from app.integrations import report_data as rd
 from app.integrations.pdf import REPORTS_TEMPLATES, render_pdf
 from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
+from app.sandbox import fs
 
 _env = Environment(
     loader=FileSystemLoader(str(REPORTS_TEMPLATES)),
@@ -57,7 +58,9 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
     events = list(result.all())
     root = workspace_root(task)
     url = task_url(task_id, settings)
-    files, images = rd.output_files(root, f"{url}/artifacts")
+    # walks and reads of the workspace leave the event loop (the API renders on demand)
+    files, images = await asyncio.to_thread(rd.output_files, root, f"{url}/artifacts")
+    plan = await asyncio.to_thread(rd.plan, task, events, root)
     steps, steps_cut = rd.timeline(events)
     return {
         "task": task,
@@ -68,7 +71,7 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
         "duration": rd.duration(task.started_at, task.finished_at or utcnow()),
         "summary": rd.markdown(task.summary),
         "error": rd.clip(task.error or ""),
-        "plan": rd.markdown(rd.plan(task, events, root)),
+        "plan": rd.markdown(plan),
         "review": task.review or {},
         "review_findings": _findings(task.review),
         "timeline": steps,
@@ -91,7 +94,9 @@ def _render_task_pdf(context: dict[str, Any], out: Path) -> Path:
     html = _env.get_template("task_report.html").render(**context)
     root: Path | None = context["root"]
     roots = [root / "output"] if root else []
-    render_pdf(html, base_dir=root or REPORTS_TEMPLATES, roots=roots, out=out)
+    data = render_pdf(html, base_dir=root or REPORTS_TEMPLATES, roots=roots)
+    out.parent.mkdir(parents=True, exist_ok=True)  # var_dir/reports: the host's own folder
+    fs.write_bytes(out.parent, out.name, data)
     return out
 
 
@@ -121,12 +126,13 @@ async def ensure_report(
     return await render_task_report(task_id, settings=settings, engine=engine)
 
 
-def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, out: Path) -> Path:
-    """Agent Markdown as a styled PDF at `out`; images may come only from the workspace."""
+def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, out: Path) -> int:
+    """Agent Markdown as a styled PDF at `out` (inside the workspace, written through fs);
+    images may come only from the workspace. Returns the PDF's size."""
     html = _env.get_template("markdown_report.html").render(
         title=rd.clip(title, 300),
         body=rd.markdown(markdown, 400_000),
         generated_at=datetime.now().replace(microsecond=0),
     )
-    render_pdf(html, base_dir=workspace_root, roots=[workspace_root], out=out)
-    return out
+    data = render_pdf(html, base_dir=workspace_root, roots=[workspace_root])
+    return fs.write_bytes(workspace_root, out.relative_to(workspace_root).as_posix(), data)

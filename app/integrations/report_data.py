@@ -6,6 +6,8 @@ autoescape on, and only Markdown rendered with raw HTML disabled is marked safe.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from datetime import datetime
 from pathlib import Path
@@ -15,12 +17,15 @@ from markupsafe import Markup
 
 from app.core.redact import redact
 from app.integrations.pdf import markdown_to_html
+from app.sandbox import fs
 
 IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif"}
 MAX_TEXT = 4000
 MAX_TIMELINE = 400
 MAX_FILES = 200
 MAX_IMAGES = 12
+MAX_SCANNED = 10_000
+MAX_PLAN_BYTES = 400_000
 
 
 def clip(text: Any, limit: int = MAX_TEXT) -> str:
@@ -127,9 +132,8 @@ def plan(task: Any, events: list[Any], root: Path | None) -> str:
     if isinstance(task.spec, dict) and task.spec.get("plan"):
         return str(task.spec["plan"])
     for rel in ("PLAN.md", "plan.md", "output/PLAN.md", "output/plan.md"):
-        path = root / rel if root else None
-        if path and path.is_file() and not path.is_symlink():
-            return path.read_text(encoding="utf-8", errors="replace")
+        with contextlib.suppress(fs.PathRefused):  # missing, a link, a FIFO: not this one
+            return fs.read_text(root, rel, MAX_PLAN_BYTES) if root else ""
     return ""
 
 
@@ -137,14 +141,13 @@ def output_files(root: Path | None, artifact_url: str) -> tuple[list[dict], list
     """Files in output/ (with artifact links) and the images among them (paths from root)."""
     files: list[dict[str, Any]] = []
     images: list[str] = []
-    out = root / "output" if root else None
-    if not out or not out.is_dir():
+    if root is None or fs.kind(root, "output") != "dir":
         return files, images
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink()):
-        rel = path.relative_to(root).as_posix()  # type: ignore[arg-type]
+    for entry in itertools.islice(fs.files(root, "output"), MAX_SCANNED):
+        rel = f"output/{entry.path}"
         if len(files) < MAX_FILES:
-            files.append({"path": rel, "size": path.stat().st_size, "url": f"{artifact_url}/{rel}"})
-        if path.suffix.lower() in IMAGE_SUFFIXES and len(images) < MAX_IMAGES:
+            files.append({"path": rel, "size": entry.size, "url": f"{artifact_url}/{rel}"})
+        if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and len(images) < MAX_IMAGES:
             images.append(rel)
     return files, images
 

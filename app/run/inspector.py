@@ -14,6 +14,9 @@ unasked. A playbook runs the inspector where it has an `inspect: true` step (`ju
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +31,14 @@ from app.models import Agent, Task
 from app.run.context import RunContext
 from app.run.errors import ReviewFailed
 from app.run.state import LoopState
+from app.sandbox import fs
 
 MAX_PLAN_CHARS = 6000
 MAX_FILE_CHARS = 3000
 MAX_SHOWN_CHARS = 12_000
 PASSED, FAILED, WARNED = "passed", "failed", "completed_with_warnings"
 OUTCOMES = (FAILED, WARNED)  # what agent.config.on_review_failure may say
+MAX_FILES = 200
 
 
 @dataclass(frozen=True)
@@ -74,32 +79,35 @@ def parse_verdict(content: str) -> dict[str, Any]:
 
 
 def _material(root: Path) -> tuple[str, list[dict[str, Any]]]:
-    """PLAN.md and the produced files (small text ones shown) for the inspector to judge."""
-    plan_path = root / "PLAN.md"
-    plan = plan_path.read_text(errors="replace")[:MAX_PLAN_CHARS] if plan_path.is_file() else ""
-    files, shown = [], 0
+    """PLAN.md and the produced files (small text ones shown) for the inspector to judge, read
+    through fs (links, FIFOs and hard-linked files are neither followed nor read)."""
+    try:
+        plan = fs.read_head(root, "PLAN.md", MAX_PLAN_CHARS)[0].decode(errors="replace")
+    except fs.PathRefused:
+        plan = ""
+    files: list[dict[str, Any]] = []
+    shown = 0
     for sub in ("output", "src"):
-        base = root / sub
-        if not base.is_dir():
+        try:
+            found = list(itertools.islice(fs.files(root, sub), MAX_FILES))
+        except fs.PathRefused:
             continue
-        for path in sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink()):
-            entry: dict[str, Any] = {"path": str(path.relative_to(root)),
-                                     "bytes": path.stat().st_size, "text": None}
-            if shown < MAX_SHOWN_CHARS and entry["bytes"] <= 50_000:
-                try:
-                    entry["text"] = path.read_text()[:MAX_FILE_CHARS]
+        for e in found:
+            entry: dict[str, Any] = {"path": f"{sub}/{e.path}", "bytes": e.size, "text": None}
+            if shown < MAX_SHOWN_CHARS and e.size <= 50_000:
+                with contextlib.suppress(fs.PathRefused, UnicodeDecodeError):
+                    entry["text"] = fs.read_bytes(root, entry["path"], 50_000).decode()[
+                        :MAX_FILE_CHARS]
                     shown += len(entry["text"])
-                except UnicodeDecodeError:
-                    pass
             files.append(entry)
-    return plan, files[:200]
+    return plan[:MAX_PLAN_CHARS], files[:MAX_FILES]
 
 
 async def inspect(
     ctx: RunContext, config: InspectorConfig, state: LoopState
 ) -> dict[str, Any]:
     """One inspector call; the normalised verdict, or a passing one marked `unusable`."""
-    plan, files = _material(ctx.workspace.root)
+    plan, files = await asyncio.to_thread(_material, ctx.workspace.root)
     messages = [
         {"role": "system", "content": render_prompt("inspector", threshold=config.threshold)},
         {"role": "user", "content": render_prompt(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import uuid
 from datetime import timedelta
@@ -42,6 +41,7 @@ from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled
 from app.run.kinds import RUNNERS
 from app.run.llm import LLMError
+from app.sandbox import fs
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
@@ -148,19 +148,20 @@ async def _workspace_for(
 
 
 def _take_uploads(ctx: RunContext) -> None:
-    """Move files uploaded before the workspace existed into its input/ folder."""
-    staged = ctx.settings.var_dir / "uploads" / str(ctx.task_id)
-    if staged.is_dir():
-        dest = ctx.workspace.root / "input"
-        dest.mkdir(exist_ok=True)
-        for item in staged.iterdir():
-            shutil.move(str(item), dest / item.name)
-        staged.rmdir()
+    """Move files uploaded before the workspace existed into its input/ folder (through fs:
+    an input/ the jail turned into a link is refused, never written through)."""
+    var, staged = ctx.settings.var_dir / "uploads", str(ctx.task_id)
+    if fs.kind(var, staged) != "dir":
+        return
+    for entry in fs.files(var, staged):
+        fs.copy_file(var, f"{staged}/{entry.path}", ctx.workspace.root, f"input/{entry.path}",
+                     limit=ctx.settings.max_upload_bytes)
+    fs.remove(var, staged)
 
 
 async def _prepare(ctx: RunContext, attempt: int) -> None:
     ctx.workspace.create(title=ctx.task.title, description=ctx.task.description)
-    _take_uploads(ctx)
+    await asyncio.to_thread(_take_uploads, ctx)
     made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
                                         cache_dir=ctx.settings.var_dir / "cache" / "uv")
     # written with the first phase change, before the first model call

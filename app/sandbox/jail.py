@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
+from app.sandbox import fs
 from app.sandbox.capture import execute
 from app.sandbox.envpolicy import fallback_argv, jail_env, redact
 from app.sandbox.hostgit import host_git_env, sanitize_git_repo
@@ -206,7 +207,7 @@ def _bwrap_command(
     stage = stage_dir_for(list(sources.values())) if ids else None
     src = {k: (f"{stage}/{k}" if stage else v) for k, v in sources.items()}
     uid, gid = ids or (os.getuid(), os.getgid())
-    jenv = jail_env(JAIL_WORKSPACE, (root / ".venv").is_dir(), env)
+    jenv = jail_env(JAIL_WORKSPACE, fs.kind(root, ".venv") == "dir", env)
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
            "--uid", str(uid), "--gid", str(gid), "--cap-drop", "ALL", "--die-with-parent",
            "--new-session", "--clearenv", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
@@ -248,7 +249,7 @@ def _run_fallback(
     try:
         if ids:
             os.chown(home, *ids)
-        jenv = jail_env(str(root), (root / ".venv").is_dir(), env, home=home)
+        jenv = jail_env(str(root), fs.kind(root, ".venv") == "dir", env, home=home)
         exe = shutil.which(cmd[0], path=jenv["PATH"]) or cmd[0]
 
         def preexec() -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import resource
-import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.sandbox import fs
 
 MiB = 1024 * 1024
 
@@ -70,32 +71,25 @@ class WorkspaceTooBig(RuntimeError):
 def prepare_workspace(root: Path, *, uid: int | None, gid: int | None, cap_bytes: int) -> int:
     """Measure the workspace and hand it to the sandbox uid; returns its size in bytes.
 
-    Host tools (write_file, git, uv) write as root; the jailed uid must be able to change those
-    files. Symlinks are never followed (lchown, no descent), so a link planted by a command
-    cannot make the host touch anything outside. No jailed process outlives its command (pid
-    namespace), so nothing can swap a directory for a link while this walk runs.
+    Host tools (git, uv) write as root; the jailed uid must be able to change those files. The
+    walk goes through app.sandbox.fs (directories entered by descriptor, never through a link)
+    and ownership changes with lchownat on the entry itself; a file with several hard links is
+    never handed over, since its other names may live outside the workspace (a cache).
     """
     total = 0
-    stack = [str(root)]
     if uid is not None and gid is not None:
-        _own(str(root), os.lstat(root), uid, gid)
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                st = entry.stat(follow_symlinks=False)
-                total += st.st_blocks * 512 if st.st_blocks else st.st_size
-                if uid is not None and gid is not None:
-                    _own(entry.path, st, uid, gid)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
+        st = os.lstat(root)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(root, uid, gid, follow_symlinks=False)
+    for entry in fs.walk(root):
+        total += entry.blocks * 512 if entry.blocks else entry.size
+        if uid is None or gid is None or (entry.uid, entry.gid) == (uid, gid):
+            continue
+        if not (entry.kind == "file" and entry.nlink > 1):
+            os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
     if total > cap_bytes:
         raise WorkspaceTooBig(
             f"workspace uses {total // MiB} MiB, over its cap of {cap_bytes // MiB} MiB; "
             "remove files before running more commands"
         )
     return total
-
-
-def _own(path: str, st: os.stat_result, uid: int, gid: int) -> None:
-    if st.st_uid != uid or st.st_gid != gid:
-        os.chown(path, uid, gid, follow_symlinks=False)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.sandbox import fs
+
 
 @functools.cache
 def uv_binary() -> str | None:
@@ -26,10 +28,33 @@ def uv_binary() -> str | None:
         return shutil.which("uv")
 
 
+def venv_is_plain(root: Path, name: str = ".venv") -> bool:
+    """Whether root/name is a venv whose own folders (bin, lib, lib/python*/site-packages)
+    are real directories, so host tools writing into it stay inside the workspace."""
+    try:
+        if fs.kind(root, f"{name}/pyvenv.cfg") != "file" or fs.kind(root, f"{name}/bin") != "dir":
+            return False
+        if fs.kind(root, f"{name}/lib") is None:
+            return True
+        for entry in fs.listdir(root, f"{name}/lib"):
+            if entry.kind != "dir" or fs.kind(root, f"{name}/lib/{entry.name}/site-packages") \
+                    not in (None, "dir"):
+                return False
+    except fs.PathRefused:  # a link on the way: .venv itself, bin or lib
+        return False
+    return True
+
+
 def create_venv(path: Path, *, python: str | None = None, cache_dir: Path | None = None) -> str:
-    """Create a venv at `path` unless one is there; returns the tool that made it."""
-    if (path / "pyvenv.cfg").exists():
+    """Create a venv at `path` unless a plain one is there; returns the tool that made it.
+
+    A .venv that is a link, or holds links where its own folders should be (planted by the
+    jail to make host tools write elsewhere), is removed (the link, never its target) first."""
+    root, name = path.parent, path.name
+    if venv_is_plain(root, name):
         return "existing"
+    if fs.kind(root, name) is not None:
+        fs.remove(root, name)
     python = python or sys.executable
     uv = uv_binary()
     if uv:

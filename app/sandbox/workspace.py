@@ -1,13 +1,15 @@
 """A task's workspace: workspaces/<agent>/<task>/ with src/, output/, research/, README.md, .venv/.
 
-Every path an agent names goes through `Workspace.resolve`, which refuses `..`, absolute paths,
-and anything whose real path (symlinks followed) lands outside the workspace.
+`Workspace.resolve` checks a name an agent gives for the jail (a command's working directory);
+every host-side read or write of a file in here goes through app.sandbox.fs, which never
+follows a link (the README, the lock file and the layout below included).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -17,12 +19,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.sandbox import fs
+from app.sandbox.fs import PathRefused
+
+__all__ = ["PHASES", "PathRefused", "Workspace", "prune_workspaces"]
+log = logging.getLogger(__name__)
+
 PHASES = ("design", "build", "test", "review", "complete")
 SUBDIRS = ("src", "output", "research")
-
-
-class PathRefused(ValueError):
-    """A path that would leave the workspace (or is otherwise unusable)."""
+LOCK_NAME = ".taskbench.lock"
 
 
 def _safe_segment(name: str) -> str:
@@ -60,10 +65,12 @@ class Workspace:
 
     def create(self, *, title: str, description: str) -> None:
         """Lay the workspace out (idempotent: an existing workspace is kept as it is)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)  # host-made path; links inside are not
         for sub in SUBDIRS:
-            (self.root / sub).mkdir(exist_ok=True)
-        if not self.readme.exists():
+            if fs.kind(self.root, sub) not in (None, "dir"):
+                fs.remove(self.root, sub)  # a link planted in place of our layout goes
+            fs.makedirs(self.root, sub)
+        if fs.kind(self.root, "README.md") is None:
             self.write_readme(title=title, description=description, done=())
 
     def write_readme(
@@ -73,7 +80,10 @@ class Workspace:
         for phase in PHASES:
             mark = "x" if phase in done else " "
             lines.append(f"- [{mark}] {phase.capitalize()}")
-        self.readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:  # replaces a planted link at the name, never writes through it
+            fs.write_text(self.root, "README.md", "\n".join(lines) + "\n")
+        except PathRefused as exc:  # e.g. a directory named README.md: the checklist waits
+            log.warning("README not rewritten in %s: %s", self.root, exc)
 
     def resolve(self, rel: str, *, must_exist: bool = False) -> Path:
         """The absolute path of `rel` inside the workspace, or PathRefused saying why."""
@@ -97,26 +107,33 @@ class Workspace:
 
     @property
     def lock_file(self) -> Path:
-        return self.root / ".taskbench.lock"
+        return self.root / LOCK_NAME
 
     def mark_shared(self) -> None:
         """Note that other tasks work here too: from now on tool calls take the lock."""
-        self.lock_file.touch(exist_ok=True)
+        os.close(self._open_lock())
 
     @property
     def shared(self) -> bool:
-        return self.lock_file.exists()
+        return fs.kind(self.root, LOCK_NAME) is not None
 
     @asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
         """Serialize tool calls of the tasks sharing this workspace (an flock on its lock file)."""
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = await asyncio.to_thread(self._open_lock)
         try:
             await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _open_lock(self) -> int:
+        try:
+            return fs.open_lock(self.root, LOCK_NAME)
+        except PathRefused:  # a link, FIFO or folder planted at our lock: ours again
+            fs.remove(self.root, LOCK_NAME)
+            return fs.open_lock(self.root, LOCK_NAME)
 
     def relative(self, path: Path) -> str:
         return str(Path(os.path.realpath(path)).relative_to(os.path.realpath(self.root)))

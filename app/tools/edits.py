@@ -46,7 +46,7 @@ def _save(ctx: ToolContext, path: str, before: str, after: str, *, what: str, fi
           last: int, undoable: bool = True) -> ToolResult:
     """Write `after`, remember `before` for undo, and describe the change with its diff."""
     key = _key(ctx, path)
-    wsfiles.write_text(ctx.workspace, path, after)
+    wsfiles.save(ctx.workspace, path, after)
     if undoable:
         _history(ctx).push(key, before)
     added, removed = diff_counts(before, after)
@@ -71,7 +71,7 @@ def _save(ctx: ToolContext, path: str, before: str, after: str, *, what: str, fi
 )
 async def view_file(ctx: ToolContext, path: str, start: int = 1, end: int | None = None
                     ) -> ToolResult:
-    lines = wsfiles.read_text(ctx.workspace, path).splitlines()
+    lines = wsfiles.load(ctx.workspace, path).splitlines()
     total = len(lines)
     start = start or 1
     if start < 1 or (end is not None and end < start):
@@ -122,7 +122,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
         raise ToolError("`old` and `new` are the same; nothing to change")
     if count < 1:
         raise ToolError("count must be at least 1")
-    before = wsfiles.read_text(ctx.workspace, path)
+    before = wsfiles.load(ctx.workspace, path)
     found = occurrences(before, old)
     if not found:
         raise _missing(path, before, old)
@@ -153,7 +153,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
 async def insert_lines(ctx: ToolContext, path: str, line: int, text: str) -> ToolResult:
     if not text:
         raise ToolError("text must not be empty")
-    before = wsfiles.read_text(ctx.workspace, path)
+    before = wsfiles.load(ctx.workspace, path)
     lines = before.splitlines(keepends=True)
     if not 0 <= line <= len(lines):
         raise ToolError(f"line must be between 0 and {len(lines)} (the file's line count)")
@@ -175,7 +175,7 @@ async def undo_edit(ctx: ToolContext, path: str) -> ToolResult:
     key = _key(ctx, path)
     if not _history(ctx).depth(key):
         raise ToolError(f"no edit of {key} to undo")
-    before = wsfiles.read_text(ctx.workspace, path)
+    before = wsfiles.load(ctx.workspace, path)
     previous = _history(ctx).pop(key) or ""
     result = _save(ctx, path, before, previous, what="Restored the previous version",
                    first=1, last=min(10, len(previous.splitlines())), undoable=False)

@@ -1,16 +1,21 @@
-"""read_file, write_file, list_files: confined to the task's workspace."""
+"""read_file, write_file, list_files: confined to the task's workspace, through app.sandbox.fs
+(links are listed as links, never followed; FIFOs, devices and hard-linked files are refused)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+from pathlib import Path
 
+from app.sandbox import fs
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 
 MAX_READ_BYTES = 200_000
 MAX_WRITE_BYTES = 5 * 1024 * 1024
 MAX_LIST_ENTRIES = 500
-HIDDEN = {".venv", ".git", "__pycache__"}
+HIDDEN = frozenset({".venv", ".git", "__pycache__"})
 
 
 def _looks_binary(chunk: bytes) -> bool:
@@ -32,12 +37,11 @@ def _looks_binary(chunk: bytes) -> bool:
     },
 )
 async def read_file(ctx: ToolContext, path: str) -> ToolResult:
-    target = ctx.workspace.resolve(path, must_exist=True)
-    if target.is_dir():
-        raise ToolError(f"{path} is a directory; use list_files")
-    size = target.stat().st_size
-    with open(target, "rb") as fh:
-        chunk = fh.read(MAX_READ_BYTES)
+    try:
+        chunk, size = await asyncio.to_thread(fs.read_head, ctx.workspace.root, path,
+                                              MAX_READ_BYTES)
+    except fs.WrongKind as exc:
+        raise ToolError(f"{path} is a directory; use list_files") from exc
     if _looks_binary(chunk[:8192]):
         return ToolResult(f"{path} is a binary file ({size} bytes); not shown", {"bytes": size})
     text = chunk.decode("utf-8", errors="replace")
@@ -62,18 +66,28 @@ async def write_file(ctx: ToolContext, path: str, content: str) -> ToolResult:
     data = content.encode("utf-8")
     if len(data) > MAX_WRITE_BYTES:
         raise ToolError(f"content is {len(data)} bytes; the limit is {MAX_WRITE_BYTES}")
-    target = ctx.workspace.resolve(path)
-    if target.is_dir():
-        raise ToolError(f"{path} is a directory")
-    rel_parts = target.relative_to(ctx.workspace.root).parts
-    if rel_parts and rel_parts[0] == ".venv":
+    parts = fs.split(path)
+    if parts and parts[0] == ".venv":
         raise ToolError("the venv is managed by pip_install; do not write into it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # O_NOFOLLOW: a symlink planted at the last component after resolve() is not followed.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    try:
+        await asyncio.to_thread(fs.write_bytes, ctx.workspace.root, path, data)
+    except fs.WrongKind as exc:
+        raise ToolError(f"{path} is a directory") from exc
     return ToolResult(f"wrote {len(data)} bytes to {path}", {"bytes": len(data), "path": path})
+
+
+def _listing(root: Path, path: str) -> list[str]:
+    entries: list[str] = []
+    for entry in itertools.islice(fs.walk(root, path, skip=HIDDEN), MAX_LIST_ENTRIES + 1):
+        if entry.kind == "dir":
+            continue
+        if len(entries) >= MAX_LIST_ENTRIES:
+            entries.append(f"…more than {MAX_LIST_ENTRIES} files; list a subfolder")
+            break
+        rel = os.path.normpath(os.path.join(path, entry.path))
+        note = "" if entry.kind == "file" else f", {entry.kind}"
+        entries.append(f"{rel} ({entry.size} bytes{note})")
+    return entries
 
 
 @tool(
@@ -82,21 +96,8 @@ async def write_file(ctx: ToolContext, path: str, content: str) -> ToolResult:
     {"properties": {"path": {"type": "string", "description": "folder, default '.'"}}},
 )
 async def list_files(ctx: ToolContext, path: str = ".") -> ToolResult:
-    base = ctx.workspace.resolve(path or ".", must_exist=True)
-    if not base.is_dir():
-        raise ToolError(f"{path} is not a directory")
-    entries: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in HIDDEN)
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, ctx.workspace.root)
-            try:
-                size = os.lstat(full).st_size
-            except OSError:
-                continue
-            entries.append(f"{rel} ({size} bytes)")
-            if len(entries) >= MAX_LIST_ENTRIES:
-                entries.append(f"…more than {MAX_LIST_ENTRIES} files; list a subfolder")
-                return ToolResult("\n".join(entries), {"count": len(entries)})
+    try:
+        entries = await asyncio.to_thread(_listing, ctx.workspace.root, path or ".")
+    except fs.WrongKind as exc:
+        raise ToolError(f"{path} is not a directory") from exc
     return ToolResult("\n".join(entries) or "(no files)", {"count": len(entries)})

@@ -3,6 +3,7 @@ rate limited per task, and delivered through the outbox (so exactly once, with r
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from sqlmodel import select
 from app.core.db import session_scope
 from app.integrations.outbox import enqueue_agent_mail, flush_pending
 from app.models import OutboxMessage, utcnow
+from app.sandbox import fs
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool
 
@@ -64,8 +66,8 @@ async def send_email(
     attach = list(attach or [])
     if len(attach) > MAX_ATTACHMENTS:
         raise ToolError(f"at most {MAX_ATTACHMENTS} attachments")
-    for rel in attach:
-        ctx.workspace.resolve(rel, must_exist=True)  # PathRefused becomes a refusal
+    for rel in attach:  # a regular file now (re-read at send time); PathRefused is a refusal
+        await asyncio.to_thread(fs.file_size, ctx.workspace.root, rel)
     engine = ctx.services.engine
     async with session_scope(engine) as session:
         if await _sent_last_hour(session, ctx.task_id) >= ctx.settings.email_agent_max_per_hour:

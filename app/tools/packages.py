@@ -13,13 +13,15 @@ import os
 import re
 from pathlib import Path
 
+from app.sandbox import fs
 from app.sandbox.jail import host_python
-from app.sandbox.venv import create_venv, uv_binary
+from app.sandbox.venv import create_venv, uv_binary, venv_is_plain
 from app.tools.commands import refuse
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 
 MAX_PACKAGES = 20
+MAX_SCRIPT_BYTES = 1 << 20
 # The host's own way to the index (proxy, CA bundle, mirror); uv runs on the host, not jailed.
 _HOST_NET_ENV = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
                  "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_INDEX_URL", "UV_DEFAULT_INDEX",
@@ -50,20 +52,23 @@ def check_spec(spec: str, allow: list[str], deny: list[str]) -> str | None:
     return None
 
 
-def _fix_shebangs(venv: Path, host_exe: str) -> None:
-    """Console scripts name the host python; inside the jail they must use the venv's."""
-    bin_dir = venv / "bin"
-    for entry in os.scandir(bin_dir):
-        if not entry.is_file(follow_symlinks=False):
+def _fix_shebangs(root: Path, host_exe: str) -> None:
+    """Console scripts name the host python; inside the jail they must use the venv's. Only
+    regular single-link files of .venv/bin are rewritten (through fs: a link there is left
+    alone, never followed to the host script it points at)."""
+    old = f"#!{host_exe}".encode()
+    for entry in fs.listdir(root, ".venv/bin"):
+        if not entry.safe_file or entry.size > MAX_SCRIPT_BYTES:
             continue
-        fd = os.open(entry.path, os.O_RDWR | os.O_NOFOLLOW)
-        with os.fdopen(fd, "r+b") as fh:
-            data = fh.read(1 << 20)
-            first, nl, rest = data.partition(b"\n")
-            if first.strip() == f"#!{host_exe}".encode() and nl:
-                fh.seek(0)
-                fh.truncate()
-                fh.write(b"#!/workspace/.venv/bin/python\n" + rest)
+        rel = f".venv/bin/{entry.name}"
+        try:
+            data = fs.read_bytes(root, rel, MAX_SCRIPT_BYTES)
+        except fs.PathRefused:
+            continue
+        first, nl, rest = data.partition(b"\n")
+        if first.strip() == old and nl:
+            fs.write_bytes(root, rel, b"#!/workspace/.venv/bin/python\n" + rest,
+                           mode=entry.mode & 0o777)
 
 
 @tool(
@@ -86,10 +91,10 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
     if not uv:
         raise ToolError("uv is not available on this worker")
     venv = ctx.workspace.venv
-    if venv.is_symlink():
-        raise await refuse(ctx, "pip_install", ".venv is a symlink")
     exe, _ = host_python()
-    await asyncio.to_thread(create_venv, venv)
+    await asyncio.to_thread(create_venv, venv)  # a planted .venv link is removed, not followed
+    if not await asyncio.to_thread(venv_is_plain, ctx.workspace.root):
+        raise await refuse(ctx, "pip_install", ".venv holds links where its folders should be")
     argv = [uv, "pip", "install", "--python", exe, "--prefix", str(venv), "--quiet"]
     if not ctx.settings.pip_allow_sdist:
         argv.append("--no-build")
@@ -108,7 +113,7 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
         await proc.wait()
         raise ToolError(f"pip_install timed out after {ctx.settings.pip_timeout_s:g}s") from exc
     text = out.decode("utf-8", errors="replace")[-5000:]
-    await asyncio.to_thread(_fix_shebangs, venv, exe)
+    await asyncio.to_thread(_fix_shebangs, ctx.workspace.root, exe)
     await ctx.emit("pip_install", {"packages": specs, "status": "finished",
                                    "exit_code": proc.returncode})
     if proc.returncode:

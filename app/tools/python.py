@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
+from app.sandbox import fs
 from app.sandbox.jail import run_jailed
 from app.tools.commands import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, _limits
 from app.tools.errors import ToolError
@@ -29,14 +31,11 @@ async def run_python(
     if bool(code) == bool(path):
         raise ToolError("give exactly one of code or path")
     if code:
-        scratch = ctx.workspace.resolve(".taskbench")
-        scratch.mkdir(exist_ok=True)
-        script = ctx.workspace.resolve(f".taskbench/snippet_{next(_counter)}.py")
-        script.write_text(code, encoding="utf-8")
+        rel = f".taskbench/snippet_{next(_counter)}.py"
+        await asyncio.to_thread(fs.write_text, ctx.workspace.root, rel, code)
     else:
-        script = ctx.workspace.resolve(str(path), must_exist=True)
-    rel = ctx.workspace.relative(script)
-    python = "python" if ctx.workspace.venv.is_dir() else "python3"
+        rel = ctx.workspace.relative(ctx.workspace.resolve(str(path), must_exist=True))
+    python = "python" if fs.kind(ctx.workspace.root, ".venv") == "dir" else "python3"
     wall = min(max(int(timeout or DEFAULT_TIMEOUT_S), 1), MAX_TIMEOUT_S)
     res = await run_jailed([python, rel], workspace=ctx.workspace, settings=ctx.settings,
                            timeout=wall, limits=_limits(ctx))

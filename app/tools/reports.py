@@ -35,10 +35,9 @@ async def make_report(ctx: ToolContext, title: str, markdown: str) -> ToolResult
     if len(markdown) > MAX_MARKDOWN_CHARS:
         raise ToolError(f"markdown is longer than {MAX_MARKDOWN_CHARS} characters")
     rel = f"output/{slugify(title)}.pdf"
-    out = ctx.workspace.resolve(rel)
     # WeasyPrint is CPU-bound and synchronous: keep the event loop free.
-    await asyncio.to_thread(
-        render_markdown_report, title, markdown, workspace_root=ctx.workspace.root, out=out
+    size = await asyncio.to_thread(
+        render_markdown_report, title, markdown, workspace_root=ctx.workspace.root,
+        out=ctx.workspace.root / rel,
     )
-    size = out.stat().st_size
     return ToolResult(f"Wrote {rel} ({size} bytes).", {"path": rel, "bytes": size})

@@ -8,6 +8,7 @@ web_search uses ddgs (DuckDuckGo) or SearxNG, rate limited per task and cached.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from app.sandbox import fs
 from app.sandbox.netguard import Target, UrlRefused, vet_url
 from app.tools.commands import refuse
 from app.tools.errors import ToolError
@@ -70,14 +72,15 @@ async def _fetch(ctx: ToolContext, url: str) -> tuple[str, httpx.Response, bytes
 
 
 def _save(ctx: ToolContext, url: str, title: str, text: str, raw: bytes, html: bool) -> str:
-    research = ctx.workspace.research
-    research.mkdir(exist_ok=True)
-    number = len([p for p in research.iterdir() if p.suffix == ".txt"]) + 1
+    """The page under research/, through fs (a research/ link is refused, never followed)."""
+    root = ctx.workspace.root
+    fs.makedirs(root, "research")
+    number = sum(1 for e in fs.listdir(root, "research") if e.name.endswith(".txt")) + 1
     slug = re.sub(r"[^a-z0-9]+", "-", (title or urlsplit(url).netloc).lower()).strip("-")[:50]
     base = f"{number:03d}-{slug or 'page'}"
-    (research / f"{base}.txt").write_text(f"{title}\n{url}\n\n{text}\n", encoding="utf-8")
+    fs.write_text(root, f"research/{base}.txt", f"{title}\n{url}\n\n{text}\n")
     if html:
-        (research / f"{base}.html").write_bytes(raw)
+        fs.write_bytes(root, f"research/{base}.html", raw)
     return f"research/{base}.txt"
 
 
@@ -99,7 +102,7 @@ async def fetch_url(ctx: ToolContext, url: str) -> ToolResult:
     is_html = "html" in ctype or decoded.lstrip()[:15].lower().startswith(("<!doctype", "<html"))
     title, text = html_to_text(decoded) if is_html else ("", decoded)
     title = title or final_url
-    path = _save(ctx, final_url, title, text, body, is_html)
+    path = await asyncio.to_thread(_save, ctx, final_url, title, text, body, is_html)
     fetched_at = datetime.now(UTC).isoformat()
     await ctx.emit("citation", {"url": final_url, "title": title, "fetched_at": fetched_at,
                                 "path": path})

@@ -118,7 +118,7 @@ async def test_edit_never_walks_through_a_linked_folder(ws, tmp_path):
     os.symlink(ws.workspace.src / "real", ws.workspace.src / "alias")
     # when the agent edits through the link, then it is refused and the file is unchanged
     result = await call(ws, "edit_file", path="src/alias/a.py", old="x = 1", new="x = 2")
-    assert result.refused and "without following a link" in result.output
+    assert result.refused and "is a symlink; the host does not follow" in result.output
     assert (ws.workspace.src / "real" / "a.py").read_text() == "x = 1\n"
     direct = await call(ws, "edit_file", path="src/real/a.py", old="x = 1", new="x = 2")
     assert direct.ok
@@ -127,7 +127,7 @@ async def test_edit_never_walks_through_a_linked_folder(ws, tmp_path):
 async def test_edit_refuses_a_fifo_without_blocking(ws):
     os.mkfifo(ws.workspace.src / "pipe")
     result = await call(ws, "edit_file", path="src/pipe", old="a", new="b")
-    assert result.refused and "not a regular file" in result.output
+    assert result.refused and "is a fifo" in result.output
 
 
 async def test_view_file_numbers_the_requested_lines(ws):

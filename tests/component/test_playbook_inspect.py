@@ -12,8 +12,8 @@ from app.core.db import session_scope
 from app.models import Task
 from app.run.errors import ReviewFailed
 from app.run.playbook import run_playbook
-from tests.fakes.llm_server import ScriptedLLM, text
 from tests.component.test_playbook import events_of, make_context, playbooks_dir, write_playbook  # noqa: F401
+from tests.fakes.llm_server import ScriptedLLM, text
 
 
 def reviewed(on_error: str) -> dict:

@@ -12,10 +12,10 @@ from app.core.config import reset_settings
 from app.integrations.outbox import flush_pending
 from app.integrations.questions import duration_text
 from app.run.runner import KEEPER_INTERVAL_S
+from tests.component.test_email_outbox import Inbox, free_port, smtp  # noqa: F401
 from tests.conftest import run_enqueued
 from tests.factories.loop import Router, dashboard_page, events_of, requests_about
 from tests.fakes.llm_server import last_user_text, tool_call
-from tests.component.test_email_outbox import Inbox, free_port, smtp  # noqa: F401
 
 PUBLIC = "https://tb.example.test"
 

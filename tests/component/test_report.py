@@ -141,9 +141,8 @@ async def test_report_never_fetches_remote_or_host_files(engine, settings, count
 
     # when both kinds of report are rendered
     task_pdf = await render_task_report(task.id, settings=settings, engine=engine)
-    md_pdf = render_markdown_report(
-        "Findings", markdown, workspace_root=Path(task.workspace), out=output / "findings.pdf"
-    )
+    md_pdf = output / "findings.pdf"
+    render_markdown_report("Findings", markdown, workspace_root=Path(task.workspace), out=md_pdf)
 
     # then both render, nothing reached the server and no host file leaked in
     for path in (task_pdf, md_pdf):

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-import shutil
+import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from app.models import TERMINAL_VALUES, Task, TaskCreate, TaskMessage, User
 from app.run.budget import Limits, TaskTree, remaining, tightest
 from app.run.context import RunContext
 from app.run.state import LoopState
+from app.sandbox import fs
 from app.submit import SubmissionError, submit_task
 from app.tasks.events import append_event, publish
 from app.tools.errors import ToolError
 
 MAX_COPY_BYTES = 20 * 1024 * 1024
+MAX_COPY_FILES = 100
 
 
 async def attach_tree(ctx: RunContext, state: LoopState) -> None:
@@ -115,27 +118,34 @@ async def child_results(ctx: RunContext, state: LoopState) -> list[dict[str, Any
     results = []
     for child in rows:
         assert child.id is not None
-        files = _copy_outputs(child, ctx.workspace.root / "subtasks" / str(child.id))
+        files = await asyncio.to_thread(_copy_outputs, child, ctx.workspace.root)
         results.append({"id": child.id, "title": child.title, "status": child.status,
                         "summary": child.summary, "error": child.error, "files": files})
         reported.append(child.id)
     return results
 
 
-def _copy_outputs(child: Task, dest: Path) -> list[str]:
-    """Copy the child's output/ into the parent's workspace; returns the copied paths."""
-    source = Path(child.workspace or "") / "output"
-    if not child.workspace or not source.is_dir():
+def _copy_outputs(child: Task, parent_root: Path) -> list[str]:
+    """Copy the child's output/ into the parent's subtasks/<id>/ through fs: only regular
+    single-link files are read, and a link planted in either workspace is never followed."""
+    if not child.workspace:
         return []
-    files = sorted(p for p in source.rglob("*") if p.is_file() and not p.is_symlink())
-    if sum(p.stat().st_size for p in files) > MAX_COPY_BYTES:
-        return [f"{p.relative_to(source)} (not copied: too large)" for p in files][:100]
+    source, dest = Path(child.workspace), f"subtasks/{child.id}"
+    try:
+        files = list(itertools.islice(fs.files(source, "output"), MAX_COPY_FILES + 1))
+    except fs.PathRefused:  # no output/, or a link in its place
+        return []
+    if sum(e.size for e in files) > MAX_COPY_BYTES:
+        return [f"{e.path} (not copied: too large)" for e in files][:MAX_COPY_FILES]
     copied = []
-    for path in files[:100]:
-        target = dest / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        copied.append(str(Path("subtasks") / str(child.id) / path.relative_to(source)))
+    for entry in files[:MAX_COPY_FILES]:
+        try:
+            fs.copy_file(source, f"output/{entry.path}", parent_root, f"{dest}/{entry.path}",
+                         limit=MAX_COPY_BYTES)
+        except fs.PathRefused as exc:
+            copied.append(f"{entry.path} (not copied: {exc})")
+            continue
+        copied.append(f"{dest}/{entry.path}")
     return copied
 
 

@@ -16,6 +16,7 @@ from app.kinds.scenario.graph import build_graph
 from app.kinds.scenario.relationships import Ledger
 from app.kinds.scenario.replies import parse_analysis
 from app.run.scenario.turn import Run
+from app.sandbox import fs
 
 TRANSCRIPT_CHARS = 60_000
 
@@ -78,14 +79,11 @@ async def analyse(run: Run, turn: int, *, final: bool, start: Ledger) -> dict[st
 def write_turn_files(run: Run, graph: dict[str, Any]) -> None:
     """transcript.md and this turn's graph file (rewritten whole: a resumed turn overwrites)."""
     root = Path(run.ctx.workspace.root)
-    out = Path(run.ctx.workspace.output)
-    out.mkdir(parents=True, exist_ok=True)
     body = "\n\n".join(run.state.lines)
-    (root / "transcript.md").write_text(
-        f"# {run.scenario.title}\n\n{run.scenario.setting.strip()}\n\n## Transcript\n\n{body}\n",
-        encoding="utf-8")
-    (out / f"graph_turn_{graph['turn']:03d}.json").write_text(
-        json.dumps(graph, indent=1), encoding="utf-8")
+    fs.write_text(root, "transcript.md",
+                  f"# {run.scenario.title}\n\n{run.scenario.setting.strip()}\n\n"
+                  f"## Transcript\n\n{body}\n")
+    fs.write_text(root, f"output/graph_turn_{graph['turn']:03d}.json", json.dumps(graph, indent=1))
 
 
 def write_analysis_file(run: Run, analyses: list[dict[str, Any]]) -> None:
@@ -101,8 +99,7 @@ def write_analysis_file(run: Run, analyses: list[dict[str, Any]]) -> None:
                 parts.append(f"### {key.replace('_', ' ').capitalize()}\n")
                 parts += [f"- {_item(i)}" for i in items]
                 parts.append("")
-    Path(run.ctx.workspace.output).mkdir(parents=True, exist_ok=True)
-    (Path(run.ctx.workspace.output) / "analysis.md").write_text("\n".join(parts), encoding="utf-8")
+    fs.write_text(Path(run.ctx.workspace.root), "output/analysis.md", "\n".join(parts))
 
 
 def _item(item: Any) -> str:
