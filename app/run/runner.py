@@ -33,6 +33,8 @@ from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled
 from app.run.llm import LLMError
+from app.sandbox.probe import SandboxUnavailable
+from app.sandbox.uids import release as release_uid
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import enqueue
@@ -209,6 +211,9 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         return
     except RunPaused:
         return  # waiting for subtasks or an answer; the slot and the lease are given back
+    except SandboxUnavailable as exc:
+        await _hand_back(ctx, str(exc))
+        return
     except (RunStopped, LLMError) as exc:
         await end(ctx.task_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:
@@ -218,6 +223,20 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         keeper.cancel()
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
+
+
+async def _hand_back(ctx: RunContext, reason: str) -> None:
+    """The jail cannot run here now: no command ran unjailed; let the sweep re-queue the task
+    (after its grace period, maybe to another worker) without counting this delivery."""
+    log.error("task %s handed back: %s", ctx.task_id, reason)
+    await ctx.emit("sandbox_unavailable", {"reason": reason[:500], "worker": ctx.worker_id})
+    await ctx.flush()
+    async with session_scope() as session:
+        await session.execute(
+            update(Task)
+            .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
+            .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1, enqueued_at=utcnow())
+        )
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:
@@ -240,6 +259,8 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
         await end(task_id, TaskStatus.failed, error=f"internal error: {type(exc).__name__}")
         return "crashed"
     finally:
+        if ctx is not None:
+            release_uid(ctx.workspace.root)
         await _deliver_if_ended(task_id)
         await assign_and_enqueue()
     return "ran"
