@@ -32,7 +32,7 @@ class SandboxUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like T
 
 class _State:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the probe itself may call `forget`
         self.ok: bool | None = None
         self.error = ""
         self.checked_at = 0.0
