@@ -12,7 +12,7 @@ import pytest
 
 from app.core.config import Settings
 from app.sandbox import diskcap, reaper
-from app.sandbox.limits import MiB, Limits
+from app.sandbox.limits import Limits, MiB
 from tests.security.sandbox_support import (
     NEEDS_BWRAP,
     ROOT_ONLY,
