@@ -99,3 +99,37 @@ def test_health_says_refusing_while_down_and_ok_after() -> None:
         assert again["ok"] is True and again["refusing"] is False, again
     finally:
         shutil.rmtree(fake.parent)
+
+
+async def test_a_task_whose_jail_is_down_is_handed_back_not_failed_and_resumes(
+        app_client, enqueued, llm, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from app.core.config import reset_settings
+    from tests.conftest import run_enqueued
+    from tests.fakes.llm_server import finish, tool_call
+
+    # given a worker whose jail is broken (the configured mode is the jail)
+    monkeypatch.setenv("TASKBENCH_SANDBOX", "bwrap")
+    monkeypatch.setenv("TASKBENCH_BWRAP_PATH", "/nonexistent/bwrap")
+    reset_settings()
+    llm.script(tool_call("run_command", command="touch made"),
+               tool_call("run_command", command="touch made"),
+               finish("design"), finish("build"), finish("test"))
+    resp = await app_client.post("/tasks", json={"title": "jail down", "complexity": 1})
+    task_id = resp.json()["id"]
+    # when it runs
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then no command ran, the task is not failed, and it waits for the sweep to re-queue it
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] not in ("failed", "completed"), task
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    assert "sandbox_unavailable" in [e["type"] for e in events]
+    assert not list((tmp_path / "workspaces").glob(f"*/{task_id}/made"))
+    # when the jail works again and the task is delivered again, it completes
+    monkeypatch.delenv("TASKBENCH_BWRAP_PATH")
+    reset_settings()
+    probe.reset()
+    enqueued.append((task_id, ""))
+    assert await run_enqueued(enqueued) == ["ran"]
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed", task
+    assert list((tmp_path / "workspaces").glob(f"*/{task_id}/made"))

@@ -165,3 +165,20 @@ def _zombie_child_of_me(pid: str) -> bool:
     except OSError:
         return False
     return fields[0] == b"Z" and int(fields[1]) == os.getpid()
+
+
+def test_health_says_loudly_when_limits_fall_back_to_rlimits() -> None:
+    from app.sandbox import cgroups
+    from app.sandbox.selftest import run_selftest
+
+    cgroups.reset()
+    try:
+        off = run_selftest(Settings(sandbox_cgroup="off"))["limits"]
+        assert off["cgroup"] == "none" and "per process only" in off["memory_cap"]
+        assert off["per_task_uid"] is True and off["subreaper"] is True
+        on = run_selftest(Settings())["limits"]
+        assert on["cgroup"] in ("v1", "v2", "none")
+        if on["cgroup"] != "none":
+            assert on["memory_cap"] == "per command tree"
+    finally:
+        cgroups.reset()
