@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 import zlib
 from pathlib import Path
@@ -45,10 +46,25 @@ def uid_for(root: Path, settings: Settings) -> tuple[int, int] | None:
 
 
 def release(root: Path) -> None:
-    """Give the workspace's uid back (its task ended or paused in this process)."""
+    """Give the workspace's uid back (its task ended or paused in this process).
+
+    When nobody else shares it, the workspace root goes back to root (0700) first, so that
+    whichever task gets this uid next cannot enter a workspace that is no longer its own; the
+    next command here hands everything over again."""
+    key = os.path.realpath(root)
     with _lock:
-        held = _held.pop(os.path.realpath(root), None)
-    if held:
+        held = _held.pop(key, None)
+    if not held:
+        return
+    try:
+        fcntl.flock(held[1], fcntl.LOCK_EX | fcntl.LOCK_NB)  # only if no other holder
+        st = os.lstat(key)
+        if st.st_uid == held[0] and stat.S_ISDIR(st.st_mode):
+            os.chown(key, 0, 0, follow_symlinks=False)
+            os.chmod(key, 0o700, follow_symlinks=False)
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    finally:
         os.close(held[1])
 
 

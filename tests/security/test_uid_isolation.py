@@ -174,3 +174,19 @@ def _procs_of_uid(uid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+async def test_a_reused_uid_cannot_enter_the_workspace_it_had_before(tmp_path: Path) -> None:
+    # given a single uid: task A used it and ended, then task B gets the same uid
+    settings = Settings(sandbox="none", sandbox_uid_count=1,
+                        sandbox_uid_lock_dir=tmp_path / "locks")
+    with workspace("a") as a, workspace("b") as b:
+        await jailed(a, "sh", "-c", "echo a-secret > secret.txt", settings=settings)
+        release(a.root)
+        # when B reads A's files by their host path
+        res = await jailed(b, "python3", "-c",
+                           f"print(open({str(a.root / 'secret.txt')!r}).read())",
+                           settings=settings)
+        # then A's workspace went back to root when A let go: B cannot enter it
+        assert "a-secret" not in res.output and "PermissionError" in res.output
+        assert a.root.stat().st_uid == 0
