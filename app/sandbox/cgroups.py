@@ -2,7 +2,8 @@
 
     detect(settings) -> Backend      which hierarchy works here (cached per process):
         v2    the unified hierarchy with memory+pids delegated to us: memory.max,
-              memory.swap.max=0, pids.max; cgroup.kill at the end
+              memory.swap.max=0, pids.max, io.weight 50 where the io controller is there;
+              cgroup.kill at the end
         v1    writable legacy memory and pids hierarchies: memory.limit_in_bytes
               (+memsw), pids.max; every process SIGKILLed at the end
         none  not writable (an unprivileged worker, a container without delegation):
@@ -101,6 +102,7 @@ class Backend:
             _write(f"{d}/memory.max", limits.memory_bytes)
             _write(f"{d}/memory.swap.max", 0, optional=True)
             _write(f"{d}/pids.max", limits.pids)
+            _write(f"{d}/io.weight", "default 50", optional=True)
             return CommandGroup(2, [d], d)
         mem, pids = f"{self.parents['memory']}/{name}", f"{self.parents['pids']}/{name}"
         os.mkdir(mem)
@@ -163,6 +165,9 @@ def _try_v2(mounts: dict[str, str], own: dict[str, str]) -> Backend:
     # our own cgroup must hand the controllers down; the group we made holds no process
     _write(f"{mine}/cgroup.subtree_control", "+memory +pids")
     _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+    if "io" in available:  # a lower I/O weight than the worker's own, where the kernel has it
+        _write(f"{mine}/cgroup.subtree_control", "+io", optional=True)
+        _write(f"{parent}/cgroup.subtree_control", "+io", optional=True)
     return Backend(2, {"unified": parent})
 
 

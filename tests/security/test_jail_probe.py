@@ -133,3 +133,17 @@ async def test_a_task_whose_jail_is_down_is_handed_back_not_failed_and_resumes(
     task = (await app_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "completed", task
     assert list((tmp_path / "workspaces").glob(f"*/{task_id}/made"))
+
+
+def test_a_pool_child_does_not_inherit_its_parents_verdict(monkeypatch) -> None:
+    # given a parent process whose probe failed (e.g. while another task fork-bombed)
+    from worker.process import _sandbox_process_init
+
+    monkeypatch.setattr(probe, "RETRY_AFTER_S", 3600.0)
+    with pytest.raises(SandboxUnavailable):
+        sandbox_mode(Settings(sandbox="bwrap", bwrap_path="/nonexistent/bwrap"))
+    assert probe.status()["probed"] and not probe.status()["ok"]
+    # when a pool child starts, it forgets it and probes for itself
+    _sandbox_process_init()
+    assert not probe.status()["probed"]
+    assert sandbox_mode(Settings(sandbox="bwrap")) == "bwrap"
