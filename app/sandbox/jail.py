@@ -257,17 +257,27 @@ def _bwrap_command(
         cmd += ["--setenv", key, value]
     cmd += ["--chdir", os.path.normpath(f"{JAIL_WORKSPACE}/{rel_cwd}"), "--", *argv]
 
+    # bwrap itself gets the scrubbed env too: its pid-1 init keeps it in /proc/1/environ.
+    return cmd, dict(jenv), _child_setup(group, limits, ids, stage, sources)
+
+
+def _child_setup(
+    group: CommandGroup | None, limits: Limits, ids: tuple[int, int] | None,
+    stage: str | None = None, sources: dict[str, str] | None = None,
+) -> Callable[[], None]:
+    """What the forked child does before exec, in this order: join the command's cgroup and
+    stage the binds (both need root), set the rlimits, then drop to the task's uid for good."""
+
     def preexec() -> None:
         if group:
             group.join()
-        if stage:
-            stage_binds(stage, {k: sources[k] for k in sources})
+        if stage and sources:
+            stage_binds(stage, sources)
         apply_rlimits(limits)
         if ids:
             drop_privileges(*ids)
 
-    # bwrap itself gets the scrubbed env too: its pid-1 init keeps it in /proc/1/environ.
-    return cmd, dict(jenv), preexec
+    return preexec
 
 
 def _run_fallback(
@@ -284,14 +294,7 @@ def _run_fallback(
             os.chown(home, *ids)
         jenv = jail_env(str(root), (root / ".venv").is_dir(), env, home=home)
         exe = shutil.which(cmd[0], path=jenv["PATH"]) or cmd[0]
-
-        def preexec() -> None:
-            if group:
-                group.join()
-            apply_rlimits(limits)
-            if ids:
-                drop_privileges(*ids)
-
-        return _execute([exe, *cmd[1:]], jenv, cwd, preexec, timeout, limits, guard)
+        return _execute([exe, *cmd[1:]], jenv, cwd, _child_setup(group, limits, ids), timeout,
+                        limits, guard)
     finally:
         shutil.rmtree(home, ignore_errors=True)

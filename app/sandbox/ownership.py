@@ -43,25 +43,29 @@ def hand_over(root: Path, uid: int, gid: int) -> int | None:
 
 
 def walk(top: str, uid: int | None, gid: int | None, *, skip: tuple[str, ...]) -> int:
-    """Bytes used under `top` (blocks, links not followed); chowns on the way when uid given."""
+    """Bytes used under `top` (blocks, links not followed); chowns on the way when uid given.
+
+    Directory by directory through file descriptors (os.fwalk), so a directory swapped for a
+    symlink while a command runs (the disk cap walks then) is never followed."""
     total = 0
-    stack = [top]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                st = entry.stat(follow_symlinks=False)
-                total += st.st_blocks * 512 if st.st_blocks else st.st_size
-                if uid is not None and gid is not None:
-                    own(entry.path, st, uid, gid)
-                if stat.S_ISDIR(st.st_mode) and entry.path not in skip:
-                    stack.append(entry.path)
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
+        for name in dirnames + filenames:
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we walked
+            total += st.st_blocks * 512 if st.st_blocks else st.st_size
+            if uid is not None and gid is not None:
+                own(name, st, uid, gid, dir_fd=dirfd)
+        if skip:
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
     return total
 
 
-def own(path: str, st: os.stat_result, uid: int, gid: int) -> None:
+def own(path: str, st: os.stat_result, uid: int, gid: int, *, dir_fd: int | None = None) -> None:
     """lchown `path` to (uid, gid) unless it already is, or is a multiply-linked file."""
     if (st.st_uid, st.st_gid) == (uid, gid):
         return
     if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
         return  # another name of this inode may live outside the workspace
-    os.chown(path, uid, gid, follow_symlinks=False)
+    os.chown(path, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
