@@ -165,6 +165,7 @@ def _try_v2(mounts: dict[str, str], own: dict[str, str]) -> Backend:
     # our own cgroup must hand the controllers down; the group we made holds no process
     _write(f"{mine}/cgroup.subtree_control", "+memory +pids")
     _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+    _sweep_stale(parent)
     if "io" in available:  # a lower I/O weight than the worker's own, where the kernel has it
         _write(f"{mine}/cgroup.subtree_control", "+io", optional=True)
         _write(f"{parent}/cgroup.subtree_control", "+io", optional=True)
@@ -181,8 +182,21 @@ def _try_v1(mounts: dict[str, str], own: dict[str, str]) -> Backend:
         probe = f"{parent}/probe-{os.getpid()}"
         os.mkdir(probe)
         os.rmdir(probe)
+        _sweep_stale(parent)
         parents[ctl] = parent
     return Backend(1, parents)
+
+
+def _sweep_stale(parent: str) -> None:
+    """Remove the groups of workers that died mid-command (cmd-<pid>-<n>, that pid gone)."""
+    for name in os.listdir(parent):
+        parts = name.split("-")
+        mine = len(parts) == 3 and parts[0] == "cmd" and parts[1].isdigit()
+        if mine and not os.path.exists(f"/proc/{parts[1]}"):
+            d = f"{parent}/{name}"
+            _empty(d, 2 if os.path.exists(f"{d}/cgroup.kill") else 1)
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
 
 
 def _mounts() -> dict[str, str]:

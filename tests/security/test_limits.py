@@ -182,3 +182,19 @@ def test_health_says_loudly_when_limits_fall_back_to_rlimits() -> None:
             assert on["memory_cap"] == "per command tree"
     finally:
         cgroups.reset()
+
+
+def test_groups_left_by_a_dead_worker_are_swept() -> None:
+    from app.sandbox import cgroups
+
+    backend = cgroups.detect(Settings())
+    if not backend.version:
+        pytest.skip(f"no cgroup here: {backend.reason}")
+    # given a command group of a worker that died (no such pid)
+    stale = backend.create("cmd-999999999-0", Limits())
+    assert stale is not None
+    # when a worker process detects the hierarchy
+    cgroups.reset()
+    cgroups.detect(Settings())
+    # then the stale group is gone
+    assert not any(os.path.exists(d) for d in stale.dirs)
