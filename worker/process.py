@@ -51,6 +51,17 @@ def _on_child_start(**_: Any) -> None:
     llm.reset_clients()
     # Here, not in the parent: the span exporter's thread must be this child's own.
     tracing.setup("taskbench-worker")
+    _sandbox_process_init()
+
+
+def _sandbox_process_init() -> None:
+    """A pool child probes the jail itself (a parent's verdict, good or bad, is not its own)
+    and adopts its commands' orphans so their zombies are reaped, never left to count."""
+    from app.sandbox import probe, reaper
+
+    probe.reset()
+    if not reaper.become_subreaper():
+        log.warning("could not become a child subreaper; orphaned sandbox zombies go to PID 1")
 
 
 @worker_process_shutdown.connect
@@ -75,6 +86,7 @@ def _heartbeat_thread(node_id: str) -> None:
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
     _stop.clear()
+    _sandbox_process_init()  # the solo/threads pools run tasks in this very process
     node_id = worker_id()
     threading.Thread(target=_heartbeat_thread, args=(node_id,), name="taskbench-heartbeat",
                      daemon=True).start()

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(None, description="JSON logs; default when not a terminal")
     sandbox_uid: int = Field(65534, description="Host uid jailed commands run as (never 0)")
     sandbox_gid: int = Field(65534, description="Host gid jailed commands run as (never 0)")
+    sandbox_uid_base: int = Field(
+        200000, description="First of the uids given one per running task (gid = uid)"
+    )
+    sandbox_uid_count: int = Field(
+        1000, description="How many per-task uids; 0 runs every task as sandbox_uid"
+    )
+    sandbox_uid_lock_dir: Path = Field(
+        Path("/run/taskbench/uids"), description="Host-wide lock files of the per-task uids"
+    )
+    sandbox_cgroup: str = Field(
+        "auto", description="auto: a cgroup per command where writable (v2, else v1); off"
+    )
+    bwrap_path: str = Field("", description="bubblewrap executable; default bwrap on PATH")
     pip_allow: list[str] = Field(
         default_factory=list, description="If set, the only packages pip_install may install"
     )

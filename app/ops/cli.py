@@ -74,7 +74,10 @@ def _sandbox_ready() -> bool:
     except RuntimeError as exc:
         print(f"REFUSING TO START: {exc}", file=sys.stderr)
         return False
-    if not status.get("ok"):
+    if status.get("refusing"):
+        print(f"WARNING: the jail is unavailable now ({status.get('error')}); this worker "
+              "refuses commands (tasks are handed back) until it works again", file=sys.stderr)
+    elif not status.get("ok"):
         print("WARNING: the bubblewrap jail is NOT in use; commands run in a restricted "
               f"subprocess only ({status.get('error') or status.get('mode')}). "
               "Set TASKBENCH_SANDBOX=bwrap to refuse to run without it.", file=sys.stderr)

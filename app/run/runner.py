@@ -42,6 +42,8 @@ from app.run.errors import LeaseLost, RunStopped, TaskCancelled
 from app.run.kinds import RUNNERS
 from app.run.llm import LLMError
 from app.sandbox import fs
+from app.sandbox.probe import SandboxUnavailable
+from app.sandbox.uids import release as release_uid
 from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
@@ -203,6 +205,9 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         if str(paused) == TaskStatus.waiting_input.value:
             await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
         return
+    except SandboxUnavailable as exc:
+        await _hand_back(ctx, str(exc))
+        return
     except (RunStopped, LLMError) as exc:
         if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
             await _flush_quietly(ctx, work)
@@ -234,6 +239,18 @@ async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
         await ctx.flush()
     except Exception:  # noqa: BLE001 - ending the task matters more than its last events
         log.exception("could not write the last step of task %s", ctx.task_id)
+async def _hand_back(ctx: RunContext, reason: str) -> None:
+    """The jail cannot run here now: no command ran unjailed; let the sweep re-queue the task
+    (after its grace period, maybe to another worker) without counting this delivery."""
+    log.error("task %s handed back: %s", ctx.task_id, reason)
+    await ctx.emit("sandbox_unavailable", {"reason": reason[:500], "worker": ctx.worker_id})
+    await ctx.flush()
+    async with session_scope() as session:
+        await session.execute(
+            update(Task)
+            .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
+            .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1, enqueued_at=utcnow())
+        )
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:
@@ -256,6 +273,8 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
         await end(task_id, TaskStatus.failed, error=f"internal error: {type(exc).__name__}")
         return "crashed"
     finally:
+        if ctx is not None:
+            release_uid(ctx.workspace.root)
         await _deliver_if_ended(task_id)
         await assign_and_enqueue()
     return "ran"

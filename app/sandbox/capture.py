@@ -19,7 +19,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.sandbox import reaper
+
 EXIT_GRACE_S = 0.1  # after the child exits, how long stragglers may still flush output
+GUARD_EVERY_S = 0.25
 
 
 class Capture:
@@ -66,6 +69,7 @@ class Finished:
     flooded: bool
     cpu_s: float
     peak_rss_kb: int
+    stopped: str = ""
 
 
 def _kill_group(pgid: int) -> None:
@@ -73,49 +77,71 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _no_guard() -> str:
+    return ""
+
+
 def execute(
     argv: list[str], *, env: dict[str, str], cwd: str, preexec: Callable[[], None],
     timeout: float, keep_bytes: int, kill_after_bytes: int,
+    guard: Callable[[], str] = _no_guard, pass_fds: tuple[int, ...] = (),
 ) -> Finished:
-    """Run `argv` to completion or until the deadline; blocking (call from a thread)."""
+    """Run `argv` to completion or until the deadline; blocking (call from a thread).
+
+    `guard` is asked every `GUARD_EVERY_S` while the command runs; a non-empty answer kills
+    it (the disk cap) and is returned as `Finished.stopped`."""
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=env, cwd=cwd, preexec_fn=preexec, start_new_session=True, close_fds=True,
+        pass_fds=pass_fds,
     )
+    reaper.register(proc.pid)
     assert proc.stdout is not None
     cap = Capture(keep_bytes)
     pid_fd = os.pidfd_open(proc.pid)
+    stopped = ""
     try:
-        timed_out, flooded = _pump(
-            proc.stdout.fileno(), pid_fd, cap, time.monotonic() + timeout, kill_after_bytes
+        timed_out, flooded, stopped = _pump(
+            proc.stdout.fileno(), pid_fd, cap, time.monotonic() + timeout, kill_after_bytes,
+            guard,
         )
     finally:
         _kill_group(proc.pid)  # before reaping: the zombie leader keeps the group id ours
         _, status, usage = os.wait4(proc.pid, 0)
+        reaper.unregister(proc.pid)
         proc.returncode = os.waitstatus_to_exitcode(status)
         os.close(pid_fd)
         proc.stdout.close()
     return Finished(
         exit_code=proc.returncode, capture=cap, timed_out=timed_out, flooded=flooded,
-        cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_kb=usage.ru_maxrss,
+        cpu_s=usage.ru_utime + usage.ru_stime, peak_rss_kb=usage.ru_maxrss, stopped=stopped,
     )
 
 
 def _pump(
-    out_fd: int, pid_fd: int, cap: Capture, deadline: float, kill_after: int
-) -> tuple[bool, bool]:
-    """Read output until EOF and exit (or deadline / flood); returns (timed_out, flooded)."""
+    out_fd: int, pid_fd: int, cap: Capture, deadline: float, kill_after: int,
+    guard: Callable[[], str],
+) -> tuple[bool, bool, str]:
+    """Read output until EOF and exit (or deadline / flood / guard);
+    returns (timed_out, flooded, why the guard stopped it)."""
     eof = False
     exited_at: float | None = None
+    next_guard = time.monotonic() + GUARD_EVERY_S
     with selectors.DefaultSelector() as sel:
         sel.register(out_fd, selectors.EVENT_READ, "out")
         sel.register(pid_fd, selectors.EVENT_READ, "exit")
         while not (eof and exited_at is not None):
             now = time.monotonic()
+            if now >= next_guard and exited_at is None:
+                next_guard = now + GUARD_EVERY_S
+                why = guard()
+                if why:
+                    return False, False, why
             limit = deadline if exited_at is None else min(deadline, exited_at + EXIT_GRACE_S)
             if now >= limit:
-                return exited_at is None, False
-            for key, _ in sel.select(limit - now):
+                return exited_at is None, False, ""
+            wake = limit if exited_at is not None else min(limit, next_guard)
+            for key, _ in sel.select(max(wake - now, 0.001)):
                 if key.data == "exit":
                     exited_at = time.monotonic()
                     sel.unregister(pid_fd)
@@ -127,5 +153,5 @@ def _pump(
                     continue
                 cap.add(chunk)
                 if cap.total > kill_after:
-                    return False, True
-    return False, False
+                    return False, True, ""
+    return False, False, ""

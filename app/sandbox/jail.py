@@ -1,20 +1,25 @@
 """The jailed command runner: every command an agent runs goes through `run_jailed`.
 
     run_jailed(argv, workspace=…, settings=…, timeout=…)
-    ├── prepare_workspace   size cap; files handed to the sandbox uid (limits.py)
+    ├── sandbox_mode        the probe (probe.py): jail, "none", or SandboxUnavailable (refuse)
+    ├── uid_for/hand_over   the task's own uid (uids.py) owns the workspace (ownership.py)
+    ├── DiskGuard           the disk cap, checked before and WHILE it runs (diskcap.py)
+    ├── cgroup              memory and pids across the command's tree (cgroups.py)
     ├── mode "bwrap"        bubblewrap, unprivileged, in new user/pid/net/ipc/uts/cgroup/mount
     │                       namespaces; only /usr, the interpreter prefix (read-only) and the
     │                       workspace (read-write, at /workspace) are visible
     └── mode "none"         restricted subprocess: same limits, env and uid, plus argument path
                             checks; used only where bubblewrap cannot run, and said loudly
 
-The child sets its rlimits and drops to `settings.sandbox_uid` before exec (never root: a
-root-mapped sandbox defeats RLIMIT_NPROC), so the limits cover the whole process tree.
+The child joins the command's cgroup, sets its rlimits and drops to the task's uid before exec
+(never root: a root-mapped sandbox defeats RLIMIT_NPROC), so the limits cover the whole tree.
+Afterwards the group is killed and removed and orphaned zombies are reaped (reaper.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import shutil
@@ -28,27 +33,26 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
-from app.sandbox import fs
+from app.sandbox import cgroups, diskcap, fs, reaper
 from app.sandbox.capture import execute
+from app.sandbox.cgroups import CommandGroup
 from app.sandbox.envpolicy import fallback_argv, jail_env, redact
 from app.sandbox.hostgit import host_git_env, sanitize_git_repo
-from app.sandbox.limits import (
-    Limits,
-    WorkspaceTooBig,
-    apply_rlimits,
-    drop_privileges,
-    prepare_workspace,
-)
+from app.sandbox.limits import Limits, MiB, apply_rlimits, drop_privileges
 from app.sandbox.mounts import stage_binds, stage_dir_for
+from app.sandbox.ownership import hand_over
+from app.sandbox.probe import SandboxUnavailable, bwrap_binary, forget, resolve_mode
+from app.sandbox.uids import is_sandbox_uid, uid_for
+from app.sandbox.uids import release as release_uid
 from app.sandbox.workspace import Workspace
 
 __all__ = [
-    "CommandResult", "host_git_env", "host_python", "run_jailed", "run_jailed_sync",
-    "sandbox_mode", "sanitize_git_repo",
+    "CommandResult", "SandboxUnavailable", "host_git_env", "host_python", "run_jailed",
+    "run_jailed_sync", "sandbox_mode", "sanitize_git_repo",
 ]
 log = logging.getLogger(__name__)
 JAIL_WORKSPACE = "/workspace"
-_probe_cache: dict[tuple[int, int], str] = {}
+_serial = itertools.count()
 
 
 @dataclass
@@ -65,6 +69,8 @@ class CommandResult:
     output_bytes: int = 0
     truncated: bool = False
     workspace_bytes: int = 0
+    cgroup_peak_bytes: int = 0  # memory of the whole tree at its peak (0: no cgroup)
+    disk_cap_hit: bool = False
 
     def data(self) -> dict[str, Any]:
         """Figures for ToolResult.data (everything but the output text)."""
@@ -82,26 +88,13 @@ def host_python() -> tuple[str, str]:
 
 
 def sandbox_mode(settings: Settings) -> str:
-    """"bwrap" when the jail works, else "none"; RuntimeError if bwrap is required but broken."""
-    wanted = (settings.sandbox or "").strip().lower()
-    if wanted == "none":
-        return "none"
-    key = (settings.sandbox_uid, settings.sandbox_gid)
-    if key not in _probe_cache:
-        _probe_cache[key] = _probe_bwrap(settings)
-    error = _probe_cache[key]
-    if not error:
-        return "bwrap"
-    if wanted == "bwrap":
-        raise RuntimeError(f"TASKBENCH_SANDBOX=bwrap but bubblewrap cannot run: {error}")
-    log.warning("SANDBOX DEGRADED: bubblewrap unusable (%s); commands run as a restricted "
-                "subprocess WITHOUT namespaces. Set TASKBENCH_SANDBOX=bwrap to refuse.", error)
-    return "none"
+    """"bwrap" or "none"; SandboxUnavailable when the jail is wanted but cannot run now."""
+    return resolve_mode(settings, lambda: _probe_bwrap(settings))
 
 
 def _probe_bwrap(settings: Settings) -> str:
     """'' if `true` runs under bubblewrap here, else why not."""
-    if not shutil.which("bwrap"):
+    if not bwrap_binary(settings):
         return "bwrap is not installed"
     with tempfile.TemporaryDirectory(prefix="taskbench-probe-") as tmp:
         try:
@@ -109,6 +102,8 @@ def _probe_bwrap(settings: Settings) -> str:
                             Limits(), False, "bwrap")
         except Exception as exc:  # noqa: BLE001 - any failure means "bwrap unusable"
             return f"{type(exc).__name__}: {exc}"
+        finally:
+            release_uid(Path(tmp))
     return "" if res.exit_code == 0 else f"exit {res.exit_code}: {res.output.strip()[:300]}"
 
 
@@ -120,7 +115,8 @@ async def run_jailed(
     """Run `argv` (no shell) in the task's jail; never raises for the command's own failure.
 
     Raises PathRefused (bad cwd or, in fallback mode, a path argument leaving the workspace),
-    WorkspaceTooBig, or RuntimeError when the jail cannot be set up.
+    WorkspaceTooBig, or SandboxUnavailable when the jail is wanted but cannot run now (the
+    command did not run; the task should be retried later, never run unjailed).
     """
     mode = sandbox_mode(settings)
     return await asyncio.to_thread(
@@ -138,15 +134,6 @@ def run_jailed_sync(
                      False, sandbox_mode(settings))
 
 
-def _sandbox_ids(settings: Settings) -> tuple[int, int] | None:
-    """The uid/gid to drop to, or None when not root (then we already are unprivileged)."""
-    if os.geteuid() != 0:
-        return None
-    if settings.sandbox_uid == 0 or settings.sandbox_gid == 0:
-        raise RuntimeError("sandbox_uid/sandbox_gid must not be 0")
-    return settings.sandbox_uid, settings.sandbox_gid
-
-
 def _run_sync(
     argv: list[str], ws: Workspace, settings: Settings, timeout: float, cwd: str,
     env: dict[str, str] | None, limits: Limits, network: bool, mode: str,
@@ -155,30 +142,43 @@ def _run_sync(
         raise ValueError("empty command")
     root = ws.root.resolve()
     rel_cwd = "." if cwd in ("", ".") else ws.relative(ws.resolve(cwd, must_exist=True))
-    ids = _sandbox_ids(settings)
-    prepare_workspace(root, uid=ids[0] if ids else None, gid=ids[1] if ids else None,
-                      cap_bytes=limits.workspace_bytes)
-    secrets = settings.secrets()
+    ids = uid_for(root, settings)
+    if ids:
+        free = diskcap.free_bytes(str(root))
+        size = hand_over(root, *ids)
+        if size is not None:
+            diskcap.remember(str(root), size, free)
+    disk = diskcap.DiskGuard(root, limits.workspace_bytes)
+    disk.before()
     start = time.perf_counter()
-    if mode == "bwrap":
-        cmd, cmd_env, preexec = _bwrap_command(argv, root, rel_cwd, env, limits, network, ids)
-        fin = _execute(cmd, cmd_env, "/", preexec, timeout, limits)
-    else:
-        fin = _run_fallback(argv, root, rel_cwd, env, limits, ids, timeout)
+    group = cgroups.detect(settings).create(f"cmd-{os.getpid()}-{next(_serial)}", limits)
+    try:
+        if mode == "bwrap":
+            fin = _run_bwrap(argv, root, rel_cwd, env, limits, network, ids, settings, group,
+                             disk.check, timeout)
+        else:
+            fin = _run_fallback(argv, root, rel_cwd, env, limits, ids, timeout, group,
+                                disk.check)
+    finally:
+        figures = group.figures() if group else {}
+        if group:
+            group.close()
+        reaper.reap(lambda uid: is_sandbox_uid(uid, settings))
     duration = (time.perf_counter() - start) * 1000
     text, truncated = fin.capture.text()
-    notes = _notes(fin, timeout, limits)
-    try:
-        used = prepare_workspace(root, uid=None, gid=None, cap_bytes=limits.workspace_bytes)
-    except WorkspaceTooBig as exc:
-        used, notes = -1, notes + [str(exc)]
-    output = redact(text + "".join(f"\n[{n}]" for n in notes), secrets)
+    notes = _notes(fin, timeout, limits, bool(figures.get("oom")))
+    output = redact(text + "".join(f"\n[{n}]" for n in notes), settings.secrets())
     return CommandResult(fin.exit_code, output, fin.timed_out, fin.cpu_s, fin.peak_rss_kb,
-                         duration, mode, fin.capture.total, truncated or fin.flooded, used)
+                         duration, mode, fin.capture.total, truncated or fin.flooded,
+                         disk.after(), int(figures.get("cgroup_peak_bytes", 0)),
+                         bool(fin.stopped))
 
 
-def _notes(fin: Any, timeout: float, limits: Limits) -> list[str]:
-    notes = []
+def _notes(fin: Any, timeout: float, limits: Limits, oom: bool) -> list[str]:
+    notes = [fin.stopped] if fin.stopped else []
+    if oom:
+        notes.append(f"the command's processes went over {limits.memory_bytes // MiB} MiB of "
+                     "memory together; the kernel killed some of them")
     if fin.timed_out:
         notes.append(f"timed out after {timeout:g}s; the command and its children were killed")
     if fin.flooded:
@@ -187,17 +187,47 @@ def _notes(fin: Any, timeout: float, limits: Limits) -> list[str]:
 
 
 def _execute(cmd: list[str], env: dict[str, str], cwd: str, preexec: Callable[[], None],
-             timeout: float, limits: Limits) -> Any:
+             timeout: float, limits: Limits, guard: Callable[[], str],
+             pass_fds: tuple[int, ...] = ()) -> Any:
     try:
         return execute(cmd, env=env, cwd=cwd, preexec=preexec, timeout=timeout,
-                       keep_bytes=limits.output_bytes, kill_after_bytes=limits.output_kill_bytes)
-    except subprocess.SubprocessError as exc:
-        raise RuntimeError(f"could not start the jail: {exc}") from exc
+                       keep_bytes=limits.output_bytes, kill_after_bytes=limits.output_kill_bytes,
+                       guard=guard, pass_fds=pass_fds)
+    except (subprocess.SubprocessError, OSError) as exc:
+        forget(f"could not start the jail: {exc}")
+        raise SandboxUnavailable(f"could not start the jail: {exc}") from exc
+
+
+def _run_bwrap(
+    argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
+    network: bool, ids: tuple[int, int] | None, settings: Settings,
+    group: CommandGroup | None, guard: Callable[[], str], timeout: float,
+) -> Any:
+    """Run under bubblewrap; SandboxUnavailable when bubblewrap never started the command."""
+    info_r, info_w = os.pipe()
+    try:
+        cmd, cmd_env, preexec = _bwrap_command(argv, root, rel_cwd, env, limits, network, ids,
+                                               group)
+        cmd[0] = bwrap_binary(settings) or cmd[0]
+        cmd[1:1] = ["--info-fd", str(info_w)]
+        fin = _execute(cmd, cmd_env, "/", preexec, timeout, limits, guard, (info_w,))
+        os.close(info_w)
+        info_w = -1
+        started = b"child-pid" in os.read(info_r, 4096)
+    finally:
+        os.close(info_r)
+        if info_w >= 0:
+            os.close(info_w)
+    if not started:
+        why = fin.capture.text()[0].strip()[:300] or f"exit {fin.exit_code}"
+        forget(why)
+        raise SandboxUnavailable(f"bubblewrap could not start the command: {why}")
+    return fin
 
 
 def _bwrap_command(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
-    network: bool, ids: tuple[int, int] | None,
+    network: bool, ids: tuple[int, int] | None, group: CommandGroup | None = None,
 ) -> tuple[list[str], dict[str, str], Callable[[], None]]:
     """bubblewrap's argv, its (already scrubbed) environment and the child's preexec."""
     _, prefix = host_python()
@@ -227,20 +257,33 @@ def _bwrap_command(
         cmd += ["--setenv", key, value]
     cmd += ["--chdir", os.path.normpath(f"{JAIL_WORKSPACE}/{rel_cwd}"), "--", *argv]
 
+    # bwrap itself gets the scrubbed env too: its pid-1 init keeps it in /proc/1/environ.
+    return cmd, dict(jenv), _child_setup(group, limits, ids, stage, sources)
+
+
+def _child_setup(
+    group: CommandGroup | None, limits: Limits, ids: tuple[int, int] | None,
+    stage: str | None = None, sources: dict[str, str] | None = None,
+) -> Callable[[], None]:
+    """What the forked child does before exec, in this order: join the command's cgroup and
+    stage the binds (both need root), set the rlimits, then drop to the task's uid for good."""
+
     def preexec() -> None:
-        if stage:
-            stage_binds(stage, {k: sources[k] for k in sources})
+        if group:
+            group.join()
+        if stage and sources:
+            stage_binds(stage, sources)
         apply_rlimits(limits)
         if ids:
             drop_privileges(*ids)
 
-    # bwrap itself gets the scrubbed env too: its pid-1 init keeps it in /proc/1/environ.
-    return cmd, dict(jenv), preexec
+    return preexec
 
 
 def _run_fallback(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
-    ids: tuple[int, int] | None, timeout: float,
+    ids: tuple[int, int] | None, timeout: float, group: CommandGroup | None,
+    guard: Callable[[], str],
 ) -> Any:
     """The restricted subprocess: no namespaces, so argument paths are checked as well."""
     cwd = os.path.normpath(root / rel_cwd)
@@ -251,12 +294,7 @@ def _run_fallback(
             os.chown(home, *ids)
         jenv = jail_env(str(root), fs.kind(root, ".venv") == "dir", env, home=home)
         exe = shutil.which(cmd[0], path=jenv["PATH"]) or cmd[0]
-
-        def preexec() -> None:
-            apply_rlimits(limits)
-            if ids:
-                drop_privileges(*ids)
-
-        return _execute([exe, *cmd[1:]], jenv, cwd, preexec, timeout, limits)
+        return _execute([exe, *cmd[1:]], jenv, cwd, _child_setup(group, limits, ids), timeout,
+                        limits, guard)
     finally:
         shutil.rmtree(home, ignore_errors=True)

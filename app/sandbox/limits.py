@@ -3,7 +3,9 @@
 `Limits` is applied with setrlimit in the forked child just before bubblewrap (or the fallback
 program) is executed, so every process of the command's tree inherits it. RLIMIT_NPROC is
 counted per real uid and ignored for root, which is why commands never run as root: the child
-switches to the sandbox uid (see `app.sandbox.jail`) after setting the limits.
+switches to the task's own uid (see `app.sandbox.uids`) after setting the limits. Memory and
+process counts across the whole tree are held by a cgroup where one can be made
+(`app.sandbox.cgroups`); the disk cap by `app.sandbox.diskcap`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ from __future__ import annotations
 import os
 import resource
 from dataclasses import dataclass
-from pathlib import Path
-
-from app.sandbox import fs
 
 MiB = 1024 * 1024
 
@@ -24,13 +23,15 @@ class Limits:
 
     cpu_s: int = 60  # soft: SIGXCPU; the hard limit (+5 s) then SIGKILLs
     address_space_bytes: int = 2048 * MiB
-    nproc: int = 128  # per sandbox uid, host-wide: a fork bomb stops here
+    nproc: int = 128  # per task uid, host-wide: a fork bomb stops here
     file_size_bytes: int = 256 * MiB
     open_files: int = 256
     workspace_bytes: int = 2048 * MiB
     output_bytes: int = 1 * MiB  # what is kept (head + tail)
     output_kill_bytes: int = 64 * MiB  # a command printing more than this is killed
     tmp_bytes: int = 256 * MiB  # size of the private /tmp (tmpfs)
+    memory_bytes: int = 2048 * MiB  # the whole command's tree, where a cgroup can hold it
+    pids: int = 256  # processes of the whole command's tree, where a cgroup can count them
 
     def rlimits(self) -> list[tuple[int, int, int]]:
         """(resource, soft, hard) triples, CPU soft below hard so the process hears SIGXCPU."""
@@ -66,30 +67,3 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 class WorkspaceTooBig(RuntimeError):
     """The workspace is over its size cap; commands are refused until files are removed."""
-
-
-def prepare_workspace(root: Path, *, uid: int | None, gid: int | None, cap_bytes: int) -> int:
-    """Measure the workspace and hand it to the sandbox uid; returns its size in bytes.
-
-    Host tools (git, uv) write as root; the jailed uid must be able to change those files. The
-    walk goes through app.sandbox.fs (directories entered by descriptor, never through a link)
-    and ownership changes with lchownat on the entry itself; a file with several hard links is
-    never handed over, since its other names may live outside the workspace (a cache).
-    """
-    total = 0
-    if uid is not None and gid is not None:
-        st = os.lstat(root)
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            os.chown(root, uid, gid, follow_symlinks=False)
-    for entry in fs.walk(root):
-        total += entry.blocks * 512 if entry.blocks else entry.size
-        if uid is None or gid is None or (entry.uid, entry.gid) == (uid, gid):
-            continue
-        if not (entry.kind == "file" and entry.nlink > 1):
-            os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)
-    if total > cap_bytes:
-        raise WorkspaceTooBig(
-            f"workspace uses {total // MiB} MiB, over its cap of {cap_bytes // MiB} MiB; "
-            "remove files before running more commands"
-        )
-    return total

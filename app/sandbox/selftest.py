@@ -2,10 +2,14 @@
 
 One jailed Python run tries what an attacker would: reach a socket listening on the host's
 loopback, read a host file outside the workspace and /etc/shadow, list /root, find itself
-root or holding capabilities, find host environment variables. The result is cached per
-process and shown by /health:
+root or holding capabilities, find host environment variables. A passing result is kept
+per process; a failing one only for `probe.RETRY_AFTER_S`, then the jail is tested again.
+Shown by /health:
 
-    {"mode": "bwrap" | "none", "ok": bool, "checks": {name: bool, ...}, "error": str | None}
+    {"mode": "bwrap" | "none", "ok": bool, "checks": {name: bool, ...}, "error": str | None,
+     "refusing": bool,   # the jail is wanted but unavailable: commands are refused, not run
+     "limits": {"cgroup": "v2" | "v1" | "none", "memory_cap": …, "pids_cap": …,
+                "per_task_uid": bool, "subreaper": bool, "disk_cap": …}}
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ import os
 import secrets
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
+from app.sandbox import cgroups, probe, reaper
 from app.sandbox.jail import host_python, run_jailed_sync, sandbox_mode
+from app.sandbox.probe import SandboxUnavailable
+from app.sandbox.uids import release
 from app.sandbox.workspace import Workspace
 
 log = logging.getLogger(__name__)
-_cache: dict[tuple[str, int], dict[str, Any]] = {}
+_cache: dict[tuple[str, int, str], tuple[float, dict[str, Any]]] = {}
 
 _PROBE = r"""
 import json, os, socket, sys
@@ -57,19 +65,33 @@ print("PROBE" + json.dumps(out))
 
 
 def run_selftest(settings: Settings) -> dict[str, Any]:
-    """Check the jail once per process; RuntimeError when TASKBENCH_SANDBOX=bwrap can't jail."""
-    key = (settings.sandbox, settings.sandbox_uid)
-    if key not in _cache:
-        _cache[key] = _selftest(settings)
-        result = _cache[key]
-        if not result["ok"] or result["mode"] != "bwrap":
-            log.warning("SANDBOX SELF-TEST: mode=%s ok=%s checks=%s error=%s", result["mode"],
-                        result["ok"], result["checks"], result["error"])
-    return _cache[key]
+    """The jail's self-test with the limits in force; never raises."""
+    key = (settings.sandbox, settings.sandbox_uid_base, settings.bwrap_path)
+    at, result = _cache.get(key, (0.0, {}))
+    fresh = result and (result["ok"] or time.monotonic() - at < probe.RETRY_AFTER_S)
+    if fresh and (not result["ok"] or probe.status()["ok"] or result["mode"] == "none"):
+        return {**result, "limits": limits_status(settings)}
+    result = _selftest(settings)
+    _cache[key] = (time.monotonic(), result)
+    if not result["ok"] or result["mode"] != "bwrap":
+        log.warning("SANDBOX SELF-TEST: mode=%s ok=%s checks=%s error=%s", result["mode"],
+                    result["ok"], result["checks"], result["error"])
+    return {**result, "limits": limits_status(settings)}
+
+
+def limits_status(settings: Settings) -> dict[str, Any]:
+    """How the per-command limits are enforced on this worker (said loudly when degraded)."""
+    per_uid = os.geteuid() == 0 and settings.sandbox_uid_count > 0
+    return {**cgroups.detect(settings).status(), "per_task_uid": per_uid,
+            "subreaper": reaper.become_subreaper(),
+            "disk_cap": "checked while commands run (statvfs watch + walk)"}
 
 
 def _selftest(settings: Settings) -> dict[str, Any]:
-    mode = sandbox_mode(settings)  # raises when bwrap is required and broken
+    try:
+        mode = sandbox_mode(settings)
+    except SandboxUnavailable as exc:
+        return {"mode": "bwrap", "ok": False, "checks": {}, "error": str(exc), "refusing": True}
     canary = "tb-canary-" + secrets.token_hex(8)
     os.environ["PROBE_CANARY_HOST"] = canary
     listener = socket.socket()
@@ -77,9 +99,13 @@ def _selftest(settings: Settings) -> dict[str, Any]:
     listener.listen(1)
     try:
         with tempfile.TemporaryDirectory(prefix="taskbench-selftest-") as tmp:
-            return _probe(settings, mode, Path(tmp), listener.getsockname()[1], canary)
+            try:
+                return _probe(settings, mode, Path(tmp), listener.getsockname()[1], canary)
+            finally:
+                release(Path(tmp) / "ws")
     except Exception as exc:  # noqa: BLE001 - the self-test reports, the caller decides
-        return {"mode": mode, "ok": False, "checks": {}, "error": f"{type(exc).__name__}: {exc}"}
+        return {"mode": mode, "ok": False, "checks": {}, "error": f"{type(exc).__name__}: {exc}",
+                "refusing": isinstance(exc, SandboxUnavailable)}
     finally:
         listener.close()
         os.environ.pop("PROBE_CANARY_HOST", None)
@@ -107,11 +133,11 @@ def _probe(settings: Settings, mode: str, tmp: Path, port: int, canary: str) -> 
                           timeout=30, env=env)
     line = next((x for x in res.output.splitlines() if x.startswith("PROBE")), "")
     if not line:
-        return {"mode": mode, "ok": False, "checks": {},
+        return {"mode": mode, "ok": False, "checks": {}, "refusing": False,
                 "error": f"probe failed (exit {res.exit_code}): {res.output[-500:]}"}
     checks = json.loads(line[5:])
     checks["env_scrubbed"] = checks["env_scrubbed"] and canary not in res.output
     ok = all(checks.values()) and mode == "bwrap"
     error = None if ok else ("jail not in use: restricted subprocess only" if mode != "bwrap"
                              else "failed: " + ", ".join(k for k, v in checks.items() if not v))
-    return {"mode": mode, "ok": ok, "checks": checks, "error": error}
+    return {"mode": mode, "ok": ok, "checks": checks, "error": error, "refusing": False}

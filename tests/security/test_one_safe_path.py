@@ -35,6 +35,11 @@ MODULES = {
     "api/templates.py": "shipped templates",
     "ops/seed.py": "shipped agent templates",
     "kinds/agent.py": "shipped agent templates",
+    "sandbox/cgroups.py": "/sys/fs/cgroup, never a workspace",
+    "sandbox/reaper.py": "/proc, never a workspace",
+    "sandbox/uids.py": "its own lock folder; the workspace root the host made (lstat/lchown)",
+    "sandbox/ownership.py": "hand-over walk: directory fds (os.fwalk), lchown without following,"
+    " never a file with several links",
     "tools/undo.py": "the host's own undo folder beside (not inside) the workspace",
     "ops/migrate.py": "the database file's folder",
 }
@@ -75,9 +80,9 @@ LINES = {
         "if os.path.islink(host):", "elif os.path.isdir(host):",  # /bin, /lib of the host
         "os.chown(home, *ids)", "shutil.rmtree(home, ignore_errors=True)",  # a temp HOME
     ],
-    "sandbox/limits.py": [  # the workspace root itself (host-made), then entries by dir fd
-        "st = os.lstat(root)", "os.chown(root, uid, gid, follow_symlinks=False)",
-        "os.chown(entry.name, uid, gid, dir_fd=entry.dir_fd, follow_symlinks=False)",
+    "tools/packages.py": [  # the host's uv cache; a fresh root-only staging prefix it names
+        "cache.mkdir(mode=0o700, parents=True, exist_ok=True)",
+        "os.mkdir(stage, 0o700)", "os.chown(stage, *ids, follow_symlinks=False)",
     ],
     "sandbox/workspace.py": [
         "self.root.mkdir(parents=True, exist_ok=True)",  # the root path the host made

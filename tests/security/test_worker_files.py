@@ -21,7 +21,7 @@ from app.integrations.pdf import ResourceRefused, SafeFetcher
 from app.models import Task
 from app.run.agent.delegation import _copy_outputs
 from app.sandbox import fs
-from app.sandbox.limits import prepare_workspace
+from app.sandbox.ownership import hand_over
 from app.sandbox.venv import create_venv, venv_is_plain
 from app.sandbox.workspace import Workspace
 from app.tools.packages import _fix_shebangs
@@ -186,7 +186,7 @@ def test_shebang_fix_onto_planted_script(ws, host, kind) -> None:
     (ws.venv / "bin" / "mine").write_text("#!/usr/bin/python3\nprint(1)\n")
     host.plant(ws.root, ".venv/bin/tool", kind, host.root / "tool")
     with no_hang():
-        _fix_shebangs(ws.root, "/usr/bin/python3")
+        _fix_shebangs(ws.venv, "/usr/bin/python3")  # a prefix: its bin/ is rewritten
     assert (ws.venv / "bin" / "mine").read_text().startswith("#!/workspace/.venv/bin/python\n")
 
 
@@ -277,8 +277,8 @@ def test_size_walk_and_chown_with_planted_links(ws, host, kind) -> None:
         host.plant(ws.root, "src/host", "symlink", host.root)
     else:
         host.plant(ws.root, "src/evil", kind)
-    used = prepare_workspace(ws.root, uid=65534, gid=65534, cap_bytes=3_000_000)
-    assert used < 3_000_000  # the host's 4 MB were not walked into
+    used = hand_over(ws.root, 65534, 65534)  # a fresh workspace: the full walk
+    assert used is not None and used < 3_000_000  # the host's 4 MB were not walked into
     assert host.snapshot() == host_before  # owners of host files unchanged
     assert (ws.readme.stat().st_uid, ws.src.stat().st_uid) == (65534, 65534)
     (host.root / "big.bin").unlink()
