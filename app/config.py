@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = ROOT / "templates"
 PLACEHOLDER_SECRET = "changethis"
+
+
+def shipped_dir(name: str) -> Path:
+    """A directory shipped inside the `app` package (templates, migrations), found through
+    importlib.resources so an installed wheel works from any folder."""
+    found = files("app") / name
+    if not isinstance(found, Path) or not found.is_dir():
+        raise RuntimeError(f"the app package has no {name}/ directory ({found}): broken install")
+    return found
+
+
+TEMPLATES_DIR = shipped_dir("templates")
+MIGRATIONS_DIR = shipped_dir("migrations")
 
 
 class Settings(BaseSettings):
@@ -25,12 +37,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Where `taskbench up`/`api` listen")
     port: int = Field(8000, description="Port for `taskbench up`/`api`")
     public_url: str = Field("", description="Base URL used in emails and PR bodies")
-    var_dir: Path = Field(ROOT / "var", description="Run-time state for the embedded mode")
+    var_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "var",
+        description="Run-time state for the embedded mode; default ./var",
+    )
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in var/")
     broker_url: str = Field("", description="Celery broker; default an embedded SQLite broker")
     broker_polling_interval: float = Field(0.05, description="Seconds between embedded polls")
     redis_url: str = Field("", description="Redis for pub/sub and caches (from broker if redis)")
-    workspaces_dir: Path = Field(ROOT / "workspaces", description="Per-task workspaces")
+    workspaces_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "workspaces",
+        description="Per-task workspaces; default ./workspaces",
+    )
     admin_api_key: str = Field("", description="Bootstraps an admin user with this key")
     rate_limit_per_minute: int = Field(600, description="Requests per API key per minute")
     max_body_bytes: int = Field(1024 * 1024, description="Largest JSON body accepted")
