@@ -23,6 +23,7 @@ from app import tracing
 from app.agent import llm
 from app.agent.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.agent.errors import BudgetExceeded
+from app.agent.provider_state import save_seen
 from app.agent.steps import StepRecord, write_step
 from app.config import Settings
 from app.db import connection_scope, get_engine, session_scope
@@ -116,10 +117,15 @@ class RunContext:
         started = time.perf_counter()
         with tracing.span("llm.chat", {"gen_ai.request.model": models[0], "taskbench.role": role},
                           kind="client") as traced:
-            completion = await llm.chat(
-                self.settings, models=models, messages=messages, tools=tools, max_tokens=cap,
-                response_format=response_format, on_event=self.emit,
-            )
+            try:
+                completion = await llm.chat(
+                    self.settings, models=models, messages=messages, tools=tools,
+                    max_tokens=cap, response_format=response_format, on_event=self.emit,
+                )
+            except llm.LLMError:
+                await save_seen(self.settings)
+                raise
+            await save_seen(self.settings)
             traced.set_attributes(tracing.completion_attributes(completion))
         await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
         return completion

@@ -4,7 +4,9 @@
     Completion                one answer: the message, usage, cost, which model answered
 
 `chat()` tries the primary model with backoff on 429/5xx/connection errors, then each fallback
-model in turn; every retry and switch is reported through `on_event`.
+model in turn; every retry and switch is reported through `on_event`. What the client last saw
+of the provider (`seen()`) is kept per process; app/agent/provider_state.py makes it durable for
+/health. A failure names the provider's URL and, without a key, the variables that set one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import openai
@@ -19,6 +22,7 @@ from openai import AsyncOpenAI
 
 from app.agent.pricing import cost_for
 from app.config import Settings
+from app.models import utcnow
 from app.redact import redact
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -43,7 +47,45 @@ class Completion:
         return self.message.get("content") or ""
 
 
+@dataclass
+class ProviderSeen:
+    """What this process's client last saw of one provider; `unsaved` until persisted."""
+
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    unsaved: bool = False
+
+
+KEY_VARIABLES = "TASKBENCH_LLM_API_KEY (or OPENROUTER_API_KEY / OPENAI_API_KEY)"
 _clients: dict[tuple[str, str, float], AsyncOpenAI] = {}
+_seen: dict[str, ProviderSeen] = {}
+
+
+def seen(base_url: str) -> ProviderSeen:
+    """This process's record of the provider at `base_url`."""
+    return _seen.setdefault(base_url, ProviderSeen())
+
+
+def _note(settings: Settings, error: str | None) -> None:
+    record = seen(settings.llm_base_url)
+    if error is not None:
+        record.last_error, record.last_error_at, record.unsaved = error, utcnow(), True
+    elif record.last_ok_at is None or (
+        record.last_error_at is not None and record.last_error_at >= record.last_ok_at
+    ):  # only a change of state is news: the first answer, or the first after an error
+        record.last_ok_at, record.unsaved = utcnow(), True
+
+
+def explain(settings: Settings, error: str) -> str:
+    """The provider's error with where it came from and, when no key is set, how to set one."""
+    where = f"{error} (provider {settings.llm_base_url})"
+    if not settings.llm_api_key:
+        return (f"{where}; no model key is set: set {KEY_VARIABLES}, and "
+                "TASKBENCH_LLM_BASE_URL for a provider other than OpenRouter")
+    if error.startswith(("401", "403")):
+        return f"{where}; the provider refused the key in {KEY_VARIABLES}"
+    return where
 
 
 def client_for(settings: Settings) -> AsyncOpenAI:
@@ -61,6 +103,7 @@ def client_for(settings: Settings) -> AsyncOpenAI:
 
 def reset_clients() -> None:
     _clients.clear()
+    _seen.clear()
 
 
 def _to_completion(resp: Any, model: str, settings: Settings) -> Completion:
@@ -121,9 +164,11 @@ async def chat(
                 resp = await client.chat.completions.create(**kwargs)
                 if not resp.choices:
                     raise LLMError(f"{model} returned no choices")
+                _note(settings, None)
                 return _to_completion(resp, model, settings)
             except RETRYABLE as exc:
                 last_error = _describe(exc)
+                _note(settings, last_error)
                 if attempt >= settings.llm_max_retries:
                     break
                 delay = _retry_after(exc) or settings.llm_retry_base_s * (2**attempt)
@@ -133,8 +178,9 @@ async def chat(
                 await asyncio.sleep(delay)
             except (openai.APIStatusError, openai.APIResponseValidationError, LLMError) as exc:
                 last_error = _describe(exc)
+                _note(settings, last_error)
                 break
-    raise LLMError(last_error)
+    raise LLMError(explain(settings, last_error))
 
 
 def _describe(exc: Exception) -> str:

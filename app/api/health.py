@@ -1,4 +1,4 @@
-"""/health: the database, the broker, the live workers and the sandbox, right now."""
+"""/health: the database, the broker, the live workers, the sandbox and the model provider."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 from sqlmodel import col, select
 
+from app.agent.provider_state import provider_health
 from app.api.deps import SessionDep
 from app.config import get_settings
 from app.models import WorkerNode, utcnow
@@ -67,4 +68,5 @@ async def health(session: SessionDep, response: Response) -> dict[str, Any]:
             for w in workers
         ],
         "sandbox": sandbox,
+        "llm": await provider_health(session, settings) if db_ok else None,
     }
