@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -36,7 +37,10 @@ class Settings(BaseSettings):
     environment: str = Field("development", description="development, test or production")
     host: str = Field("127.0.0.1", description="Where `taskbench up`/`api` listen")
     port: int = Field(8000, description="Port for `taskbench up`/`api`")
-    public_url: str = Field("", description="Base URL used in emails and PR bodies")
+    public_url: str = Field(
+        "", description="Base URL people open Taskbench at (links in emails, PDF reports, PRs); "
+        "default the URL the API serves on (host and port)"
+    )
     var_dir: Path = Field(
         default_factory=lambda: Path.cwd() / "var",
         description="Run-time state for the embedded mode; default ./var",
@@ -156,6 +160,15 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'taskbench.db'}"
+
+    @property
+    def site_url(self) -> str:
+        """Where people reach Taskbench: TASKBENCH_PUBLIC_URL, else where the API listens (a
+        wildcard address is replaced by this machine's name)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def celery_broker_url(self) -> str:

@@ -7,6 +7,7 @@ autoescape on, and only Markdown rendered with raw HTML disabled is marked safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,11 @@ def plan(task: Any, events: list[Any], root: Path | None) -> str:
     return ""
 
 
-def output_files(root: Path | None, artifact_url: str) -> tuple[list[dict], list[str]]:
-    """Files in output/ (with artifact links) and the images among them (paths from root)."""
+def output_files(
+    root: Path | None, link: Callable[[str], str]
+) -> tuple[list[dict], list[str]]:
+    """Files in output/ (`link` makes each one's URL from its path within output/) and the
+    images among them (paths from root)."""
     files: list[dict[str, Any]] = []
     images: list[str] = []
     out = root / "output" if root else None
@@ -143,7 +147,8 @@ def output_files(root: Path | None, artifact_url: str) -> tuple[list[dict], list
     for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(root).as_posix()  # type: ignore[arg-type]
         if len(files) < MAX_FILES:
-            files.append({"path": rel, "size": path.stat().st_size, "url": f"{artifact_url}/{rel}"})
+            files.append({"path": rel, "size": path.stat().st_size,
+                          "url": link(path.relative_to(out).as_posix())})
         if path.suffix.lower() in IMAGE_SUFFIXES and len(images) < MAX_IMAGES:
             images.append(rel)
     return files, images
