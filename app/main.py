@@ -27,6 +27,7 @@ from app.api import (
     tasks,
     templates,
 )
+from app.api.docs import add_docs
 from app.config import TEMPLATES_DIR, get_settings
 from app.db import dispose_engines, session_scope
 from app.security import ensure_admin_key
@@ -122,7 +123,10 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         version="0.1.0",
         description="Submit a task over REST; get back finished work, events, files and a report.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
     for module in (tasks, artifacts, agents, health, scenarios, templates, auth, metrics):
         api.include_router(module.router)
