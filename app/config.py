@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "changethis"
 
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
             "TASKBENCH_LLM_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY"
         ),
         description="Key for the LLM endpoint",
+    )
+    llm_model_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Model names the provider takes instead of the agents' (OpenRouter) ones: "
+        'JSON {"openai/gpt-4o-mini": "llama3.1:8b"} or `a=b,c=d`; `*` maps every other name',
     )
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
     llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
@@ -147,6 +154,22 @@ class Settings(BaseSettings):
                 f"outside development (environment={self.environment})"
             )
         return self
+
+    @field_validator("llm_model_map", mode="before")
+    @classmethod
+    def _parse_model_map(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        if v.strip().startswith("{"):
+            return json.loads(v)
+        pairs = [p for p in (part.strip() for part in v.split(",")) if p]
+        if any("=" not in p for p in pairs):
+            raise ValueError("use JSON or name=provider_name pairs separated by commas")
+        return {k.strip(): val.strip() for k, val in (p.split("=", 1) for p in pairs)}
+
+    def provider_model(self, model: str) -> str:
+        """The name the configured provider takes for an agent's `model`."""
+        return self.llm_model_map.get(model) or self.llm_model_map.get("*") or model
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -152,7 +152,8 @@ async def chat(
             await on_event("llm_fallback", {"from": models[index - 1], "to": model,
                                             "error": last_error})
         for attempt in range(settings.llm_max_retries + 1):
-            kwargs: dict[str, Any] = {"model": model, "messages": messages,
+            kwargs: dict[str, Any] = {"model": settings.provider_model(model),
+                                      "messages": messages,
                                       "extra_body": {"usage": {"include": True}}}
             if tools:
                 kwargs["tools"] = tools
