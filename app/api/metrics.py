@@ -39,8 +39,8 @@ TERMINAL_ORDER = (TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled)
 Samples = list[tuple[tuple[str, ...], float]]
 
 
-def _family(kind: type[GaugeMetricFamily | CounterMetricFamily], name: str, help_text: str, labels: tuple[str, ...],
-            samples: Samples) -> Metric:
+def _family(kind: type[GaugeMetricFamily | CounterMetricFamily], name: str, help_text: str,
+            labels: tuple[str, ...], samples: Samples) -> Metric:
     family = kind(name, help_text, labels=list(labels))
     for values, value in samples:
         family.add_metric(list(values), float(value))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import socket
 from pathlib import Path
 
@@ -112,3 +113,40 @@ async def test_pdf_report_links_are_absolute_dashboard_links(engine, settings, m
     assert f"{page}/files/notes.txt" in uris
     assert not [u for u in uris if not u.startswith(("https://", "http://", "#"))]
     assert await _opens_dashboard_sign_in(f"/tasks/{task.id}/files/notes.txt")
+
+
+async def _signed_in_at(app_client, link_path: str) -> httpx.Response:
+    """Follow an emailed link as a browser without a session: sign in, come back."""
+    from app.main import create_app
+
+    key = app_client.headers["Authorization"].split()[1]
+    transport = httpx.ASGITransport(app=create_app(sweeper=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as browser:
+        first = await browser.get(link_path)
+        assert first.status_code == 303
+        form = await browser.get(first.headers["location"])
+        fields = dict(re.findall(r'name="(csrf|next)" value="([^"]*)"', form.text))
+        done = await browser.post("/login", data={"api_key": key, **fields})
+        assert done.status_code == 303, done.text
+        return await browser.get(done.headers["location"])
+
+
+async def test_a_link_opened_without_a_session_comes_back_to_its_page_after_sign_in(
+    app_client, enqueued
+):
+    # given a task and its emailed link, opened in a browser that is not signed in
+    task = (await app_client.post("/tasks", json={"title": "linked", "complexity": 2})).json()
+    # when the person signs in on the page the link led to
+    page = await _signed_in_at(app_client, f"/tasks/{task['id']}")
+    # then they land on the task's page, not the task list
+    assert page.status_code == 200 and "linked" in page.text
+    assert f"/tasks/{task['id']}/report.pdf" in page.text
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example",
+                                    "tasks", "/login?next=/x", "/ok\r\nSet-Cookie: a=b"])
+def test_sign_in_never_sends_the_browser_elsewhere(target):
+    from app.api.dashboard_session import safe_next
+
+    assert safe_next(target) == ""
+    assert safe_next("/tasks/7?tab=files") == "/tasks/7?tab=files"
