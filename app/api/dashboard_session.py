@@ -58,7 +58,7 @@ def _sign_in_first(request: Request) -> HTTPException:
     """A redirect to the sign-in page that comes back here (links in emails and PDFs land on
     the page they name; the strict session cookie is not sent on a cross-site click)."""
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    back = safe_next(here) if request.method == "GET" else ""
+    back = safe_next(here) if request.method == "GET" and here != "/tasks" else ""
     target = f"/login?{urlencode({'next': back})}" if back else "/login"
     return HTTPException(status.HTTP_303_SEE_OTHER, "sign in first", headers={"Location": target})
 
