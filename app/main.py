@@ -13,13 +13,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import tracing
 from app.api import (
     agent_protocol,
     agents,
     artifacts,
     auth,
-    dashboard,
     health,
     metrics,
     scenarios,
@@ -28,12 +26,14 @@ from app.api import (
     templates,
 )
 from app.api.docs import add_docs
-from app.config import TEMPLATES_DIR, get_settings
-from app.db import dispose_engines, session_scope
-from app.security import ensure_admin_key
-from app.seed import seed_agents
-from app.sweeper import sweep_once
-from app.tracing_asgi import TraceRequests
+from app.auth.keys import ensure_admin_key
+from app.core import tracing
+from app.core.config import TEMPLATES_DIR, get_settings
+from app.core.db import dispose_engines, session_scope
+from app.core.tracing_asgi import TraceRequests
+from app.ops.seed import seed_agents
+from app.ops.sweeper import sweep_once
+from app.web import pages as dashboard
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"

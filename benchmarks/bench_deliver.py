@@ -40,7 +40,7 @@ def _configure(tmp: Path, smtp_port: int) -> None:
 
 
 async def bench_report(engine, settings) -> tuple[list[float], list[float]]:
-    from app.deliver.report import render_task_report
+    from app.integrations.report import render_task_report
     from tests.unit.deliver_fixtures import (
         add_events,
         bar_chart_svg,
@@ -66,8 +66,8 @@ async def bench_report(engine, settings) -> tuple[list[float], list[float]]:
 
 
 async def bench_outbox(engine, settings) -> float:
-    from app.db import session_scope
-    from app.deliver.outbox import enqueue_agent_mail, flush_pending
+    from app.core.db import session_scope
+    from app.integrations.outbox import enqueue_agent_mail, flush_pending
     from tests.unit.deliver_fixtures import create_task
 
     task = await create_task(engine, settings, status="build")
@@ -105,9 +105,9 @@ async def bench_direct(port: int) -> float:
 async def main() -> None:
     from aiosmtpd.controller import Controller
 
-    from app.config import reset_settings
-    from app.db import make_engine
-    from app.migrate import upgrade
+    from app.core.config import reset_settings
+    from app.core.db import make_engine
+    from app.ops.migrate import upgrade
 
     class Sink:
         async def handle_DATA(self, server, session, envelope):  # noqa: N802

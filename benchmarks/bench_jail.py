@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import app.tools  # noqa: F401  (registers the tools)
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.venv import uv_binary
 from app.tools.registry import dispatch
 from tests.fakes.tool_context import make_context

@@ -5,7 +5,7 @@
 A task makes 11 model calls (8 work tool calls and the 3 phase-ending `finish` calls) against the
 scripted OpenAI-compatible server on loopback, which answers at once. Every event, usage row and
 checkpoint is persisted to a SQLite file database in a temp dir; the task runs in-process through
-app.agent.runner.run_task, as a worker runs it. In the same run the raw round trip of the openai
+app.run.runner.run_task, as a worker runs it. In the same run the raw round trip of the openai
 client to the same server is measured, and
 
     overhead per step = (loop time − 11 × raw round trip) / 11        target: ≤ 2 ms at p50
@@ -55,8 +55,8 @@ def _script(llm: Any) -> None:
 
 async def _raw_round_trips(n: int) -> list[float]:
     """The openai client alone against the same server: the floor a step cannot go below."""
-    from app.agent.llm import client_for
-    from app.config import get_settings
+    from app.core.config import get_settings
+    from app.run.llm import client_for
 
     client = client_for(get_settings())
     times = []
@@ -70,8 +70,8 @@ async def _raw_round_trips(n: int) -> list[float]:
 
 async def _replay(requests: list[dict[str, Any]]) -> float:
     """The bare openai client sending the loop's own requests again: their summed time."""
-    from app.agent.llm import client_for
-    from app.config import get_settings
+    from app.core.config import get_settings
+    from app.run.llm import client_for
 
     client = client_for(get_settings())
     total = 0.0
@@ -85,10 +85,10 @@ async def _replay(requests: list[dict[str, Any]]) -> float:
 
 
 async def _one_task(owner: Any) -> float:
-    from app.agent.runner import run_task
-    from app.db import session_factory
+    from app.core.db import session_factory
     from app.models import TaskCreate
-    from app.submission import submit_task
+    from app.run.runner import run_task
+    from app.submit import submit_task
 
     async with session_factory()() as session:
         task = await submit_task(session=session, owner=owner, enqueue_now=False,
@@ -100,7 +100,7 @@ async def _one_task(owner: Any) -> float:
 
 def _timed_loop(loop_times: list[float]) -> None:
     """Wrap run_agent (the runner looks it up per task) to time the loop alone."""
-    import app.agent.loop as loop
+    import app.run.agent.loop as loop
 
     inner = loop.run_agent
 
@@ -117,10 +117,10 @@ def _timed_loop(loop_times: list[float]) -> None:
 async def _setup() -> Any:
     from sqlalchemy import update
 
-    from app.db import session_scope
+    from app.auth.keys import create_user
+    from app.core.db import session_scope
     from app.models import Agent
-    from app.security import create_user
-    from app.seed import seed_agents
+    from app.ops.seed import seed_agents
 
     async with session_scope() as session:
         await seed_agents(session)
@@ -131,7 +131,7 @@ async def _setup() -> Any:
 
 
 async def bench(llm: Any, n_tasks: int) -> dict[str, Any]:
-    from app.db import dispose_engines
+    from app.core.db import dispose_engines
 
     owner = await _setup()
     loop_times: list[float] = []
@@ -163,8 +163,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, ScriptedLLM() as llm:
         url = _configure(Path(tmp), llm.url)
-        from app.config import reset_settings
-        from app.migrate import upgrade
+        from app.core.config import reset_settings
+        from app.ops.migrate import upgrade
 
         reset_settings()
         upgrade(url)

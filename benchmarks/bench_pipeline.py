@@ -42,7 +42,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def _setup() -> object:
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.main import startup
     from app.models import Agent, User
 
@@ -56,9 +56,9 @@ async def _setup() -> object:
 
 
 async def _submit(owner: object) -> int:
-    from app.db import session_factory
+    from app.core.db import session_factory
     from app.models import TaskCreate
-    from app.submission import submit_task
+    from app.submit import submit_task
 
     async with session_factory()() as session:
         task = await submit_task(session=session, owner=owner,  # type: ignore[arg-type]
@@ -68,7 +68,7 @@ async def _submit(owner: object) -> int:
 
 
 async def _status(task_id: int) -> str:
-    from app.db import session_factory
+    from app.core.db import session_factory
     from app.models import Task
 
     async with session_factory()() as session:
@@ -103,7 +103,7 @@ def celery_floor(runs: int) -> list[float]:
 
 def uv_venv_ms(runs: int) -> list[float]:
     """One fresh venv made the way the runner makes a task's (same uv, same cache)."""
-    from app.config import get_settings
+    from app.core.config import get_settings
     from app.sandbox.venv import create_venv
 
     out, cache = [], get_settings().var_dir / "cache" / "uv"
@@ -116,7 +116,7 @@ def uv_venv_ms(runs: int) -> list[float]:
 
 
 async def throughput(owner: object, n: int) -> float:
-    from app.db import session_factory
+    from app.core.db import session_factory
     from app.models import Task
 
     start = time.perf_counter()
@@ -145,8 +145,8 @@ def celery_throughput(n: int) -> float:
 
 
 async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
-    from app.config import reset_settings
-    from app.migrate import upgrade
+    from app.core.config import reset_settings
+    from app.ops.migrate import upgrade
 
     tmp = Path(tempfile.mkdtemp())
     env = {**base_env(tmp, db_url, llm.url), "TASKBENCH_BROKER_URL": REDIS,

@@ -63,8 +63,8 @@ class Timers:
 
     def install(self) -> Any:
         """Patch the model call and the actor step; returns the function that undoes it."""
-        from app.agent import llm
-        from app.agent.scenario import turn
+        from app.run import llm
+        from app.run.scenario import turn
 
         real_chat, real_move, real_apply = llm.chat, turn.actor_move, turn.apply_move
 
@@ -93,10 +93,10 @@ class Timers:
 
 
 async def _context(settings: Any, turn_order: str = "fixed") -> Any:
-    from app.agent.budget import Limits
-    from app.agent.context import RunContext
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Agent, Task, User
+    from app.run.budget import Limits
+    from app.run.context import RunContext
     from app.sandbox.workspace import Workspace
 
     async with session_scope() as session:
@@ -119,7 +119,7 @@ async def _context(settings: Any, turn_order: str = "fixed") -> Any:
 
 async def _wall(tmp: Path, url: str, turn_order: str) -> float:
     """The whole run's wall time in seconds (nothing patched)."""
-    from app.agent.scenario import run_scenario
+    from app.run.scenario import run_scenario
 
     settings = await _settings(tmp, url)
     ctx = await _context(settings, turn_order)
@@ -132,8 +132,8 @@ async def _wall(tmp: Path, url: str, turn_order: str) -> float:
 
 async def _close(settings: Any) -> None:
     """Close this run's HTTP client and engines inside its own event loop."""
-    from app.agent import llm
-    from app.db import dispose_engines
+    from app.core.db import dispose_engines
+    from app.run import llm
 
     await llm.client_for(settings).close()
     llm.reset_clients()
@@ -142,9 +142,9 @@ async def _close(settings: Any) -> None:
 
 async def _settings(tmp: Path, url: str) -> Any:
     """Point the process at a fresh SQLite database under `tmp` and migrate it."""
-    from app.agent import llm
-    from app.config import reset_settings
-    from app.migrate import upgrade
+    from app.core.config import reset_settings
+    from app.ops.migrate import upgrade
+    from app.run import llm
 
     llm.reset_clients()  # a cached client belongs to the previous run's event loop
     tmp.mkdir(parents=True, exist_ok=True)
@@ -159,9 +159,9 @@ async def _settings(tmp: Path, url: str) -> Any:
 
 
 async def _run(tmp: Path, url: str) -> dict[str, Any]:
-    from app.agent.scenario import run_scenario
-    from app.agent.scenario.replay import load_events
-    from app.db import session_scope
+    from app.core.db import session_scope
+    from app.kinds.scenario.replay import load_events
+    from app.run.scenario import run_scenario
 
     settings = await _settings(tmp, url)
     timers = Timers()

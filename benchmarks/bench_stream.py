@@ -42,11 +42,11 @@ def bare_app():  # uvicorn --factory target: the baseline endpoint
 
 
 async def prepare(tasks: int) -> list[int]:
-    from app.config import get_settings
-    from app.db import dispose_engines, session_scope
-    from app.migrate import upgrade
+    from app.auth.keys import ensure_admin_key, user_for_key
+    from app.core.config import get_settings
+    from app.core.db import dispose_engines, session_scope
     from app.models import Task
-    from app.security import ensure_admin_key, user_for_key
+    from app.ops.migrate import upgrade
 
     await asyncio.to_thread(upgrade, get_settings().db_url)
     async with session_scope() as session:
@@ -64,8 +64,8 @@ async def prepare(tasks: int) -> list[int]:
 def writer(task_ids: list[int], per_minute: int, seconds: float) -> None:
     """Append events round-robin at the target rate, in small transactions every 50 ms."""
     async def run() -> None:
-        from app.db import session_scope
-        from app.events import append_event, publish
+        from app.core.db import session_scope
+        from app.tasks.events import append_event, publish
 
         per_tick = per_minute / 60 * 0.05
         owed, i, end = 0.0, 0, time.monotonic() + seconds

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import reset_settings
+from app.core.config import reset_settings
 from tests.fakes.llm_server import ScriptedLLM
 
 PG_ADMIN_URL = os.environ.get("TASKBENCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -100,8 +100,8 @@ def env(
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     reset_settings()
-    from app.agent import llm as llm_module
-    from app.migrate import upgrade
+    from app.ops.migrate import upgrade
+    from app.run import llm as llm_module
 
     llm_module.reset_clients()
     upgrade(db_url)
@@ -112,7 +112,7 @@ def env(
 @pytest.fixture
 async def db(env: dict[str, str]) -> AsyncIterator[None]:
     """The configured engine, disposed after the test."""
-    from app.db import dispose_engines
+    from app.core.db import dispose_engines
 
     yield None
     await dispose_engines()
@@ -141,7 +141,7 @@ class Enqueued(list):  # type: ignore[type-arg]
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> Enqueued:
     sent = Enqueued()
-    monkeypatch.setattr("app.queue._send", sent.send)
+    monkeypatch.setattr("app.tasks.enqueue._send", sent.send)
     return sent
 
 
@@ -163,8 +163,8 @@ def auth(key: str) -> dict[str, str]:
 
 
 async def new_user_key(email: str, *, admin: bool = False) -> str:
-    from app.db import session_scope
-    from app.security import create_user
+    from app.auth.keys import create_user
+    from app.core.db import session_scope
 
     async with session_scope() as session:
         _user, key = await create_user(session, email=email, is_admin=admin)
@@ -173,8 +173,8 @@ async def new_user_key(email: str, *, admin: bool = False) -> str:
 
 async def run_enqueued(enqueued: Enqueued) -> list[str]:
     """Run every enqueued task in this process, as a worker would, until none are left."""
-    from app.agent.runner import deliver_task, run_task
-    from app.tracing import consumer_span
+    from app.core.tracing import consumer_span
+    from app.run.runner import deliver_task, run_task
 
     results = []
     headers = getattr(enqueued, "headers", {})

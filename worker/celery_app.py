@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
 from worker.embedded_broker import register
 
 register()

@@ -12,7 +12,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 SCHEME = "tbsqla"
 

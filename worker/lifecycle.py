@@ -10,10 +10,10 @@ import threading
 from sqlalchemy import delete
 from sqlmodel import col
 
-from app.config import get_settings
-from app.db import dispose_engines, session_scope
+from app.core.config import get_settings
+from app.core.db import dispose_engines, session_scope
 from app.models import WorkerNode, utcnow
-from app.sweeper import sweep_once
+from app.ops.sweeper import sweep_once
 
 
 async def register(node_id: str, agents: list[str], sandbox: str) -> None:

@@ -18,10 +18,10 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from app import tracing
-from app.agent import llm
-from app.config import get_settings
-from app.db import forget_engines
+from app.core import tracing
+from app.core.config import get_settings
+from app.core.db import forget_engines
+from app.run import llm
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,15 +1,15 @@
-"""Celery tasks: thin, named <verb>_<noun>, taking ids and calling into app.agent."""
+"""Celery tasks: thin, named <verb>_<noun>, taking ids and calling into app.run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app import tracing
+from app.core import tracing
 
 # Imported here, in the parent, so pool children fork with everything loaded.
-from app.agent.runner import deliver_task as deliver
-from app.agent.runner import run_task as run
-from app.agent.scenario.distributed import act_turn
+from app.run.runner import deliver_task as deliver
+from app.run.runner import run_task as run
+from app.run.scenario.distributed import act_turn
 from worker.celery_app import celery_app
 from worker.process import run_coroutine
 

@@ -22,12 +22,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api import artifacts as files_api
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.live import follow
 from app.api.tasks import add_message
-from app.events import list_events
 from app.models import TERMINAL, MessageCreate, Task, TaskCreate, TaskEvent
 from app.sandbox.workspace import PathRefused, Workspace
-from app.streaming import follow
-from app.submission import SubmissionError, submit_task
+from app.submit import SubmissionError, submit_task
+from app.tasks.events import list_events
 
 router = APIRouter(prefix="/ap/v1/agent", tags=["agent-protocol"])
 TASK_FIELDS = {"title", "kind", "complexity", "priority", "budget", "notify", "github",

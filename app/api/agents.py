@@ -9,10 +9,10 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import AdminUser, CurrentUser, SessionDep
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import RUNNING, Agent, AgentCreate, AgentPublic, AgentsPublic, AgentUpdate, Task
-from app.scheduling import quality
-from app.sweeper import assign_and_enqueue
+from app.ops.sweeper import assign_and_enqueue
+from app.tasks.scheduling import quality
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 

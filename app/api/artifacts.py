@@ -13,14 +13,14 @@ from pydantic import ValidationError
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.tasks import to_public
-from app.config import get_settings
-from app.db import session_scope
-from app.events import append_event, publish
-from app.lifecycle import close_task
+from app.core.config import get_settings
+from app.core.db import session_scope
 from app.models import TERMINAL, Agent, Task, TaskCreate, TaskPublic, TaskStatus
-from app.queue import enqueue
 from app.sandbox.workspace import PathRefused, Workspace
-from app.submission import SubmissionError, submit_task
+from app.submit import SubmissionError, submit_task
+from app.tasks.enqueue import enqueue
+from app.tasks.events import append_event, publish
+from app.tasks.lifecycle import close_task
 
 router = APIRouter(prefix="/tasks", tags=["artifacts"])
 UPLOAD_SUFFIXES = {
@@ -169,7 +169,7 @@ async def report_pdf(task_id: int, session: SessionDep, user: CurrentUser):
     """The task's PDF report, rendered on demand when missing."""
     await owned_task(session, task_id, user)
     try:
-        from app.deliver.report import ensure_report
+        from app.integrations.report import ensure_report
     except ImportError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "reports are not available") from exc
     path = await ensure_report(task_id)

@@ -11,10 +11,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import SessionDep, bearer, key_user
-from app.config import get_settings
+from app.auth.keys import hash_key
+from app.auth.tokens import API_AUDIENCE, looks_like_token, mint
+from app.core.config import get_settings
 from app.models import ApiKey
-from app.security import hash_key
-from app.tokens import API_AUDIENCE, looks_like_token, mint
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

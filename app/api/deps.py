@@ -10,11 +10,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.config import get_settings
-from app.db import session_factory
+from app.auth.keys import RateLimiter, hash_key, user_for_key
+from app.auth.tokens import API_AUDIENCE, looks_like_token, token_user
+from app.core.config import get_settings
+from app.core.db import session_factory
 from app.models import Task, User
-from app.security import RateLimiter, hash_key, user_for_key
-from app.tokens import API_AUDIENCE, looks_like_token, token_user
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
 _limiters: dict[int, RateLimiter] = {}

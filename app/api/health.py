@@ -10,10 +10,10 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from app.agent.provider_state import provider_health
 from app.api.deps import SessionDep
-from app.config import get_settings
+from app.core.config import get_settings
 from app.models import WorkerNode, utcnow
+from app.run.provider_state import provider_health
 
 router = APIRouter(tags=["health"])
 

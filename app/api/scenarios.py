@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agent.scenario import outcomes, replay, store
-from app.agent.scenario.schema import MAX_TURNS, Scenario
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.templates import find, read_body, unprocessable
+from app.kinds.scenario import outcomes, replay, store
+from app.kinds.scenario.schema import MAX_TURNS, Scenario
 from app.models import Task, TaskCreate, TaskKind, User
 from app.models.task import Budget, Notify
-from app.submission import SubmissionError, submit_task
+from app.submit import SubmissionError, submit_task
 
 router = APIRouter(prefix="/scenarios", tags=["scenarios"])
 TOKENS_PER_CALL = 3000  # a generous allowance per model call for the default budget

@@ -18,10 +18,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import SessionDep, bearer, key_or_token_user, owned_task
-from app.db import session_factory
+from app.api.live import Item, encoded, follow, follow_status
+from app.auth.tokens import looks_like_token
+from app.core.db import session_factory
 from app.models import User
-from app.streaming import Item, encoded, follow, follow_status
-from app.tokens import looks_like_token
 
 ws_router = APIRouter(tags=["stream"])
 IDLE_S = 15.0

@@ -11,9 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.stream import StreamUser, sse_response, wants_event_stream
-from app.db import session_scope
-from app.events import append_event, list_events, publish
-from app.lifecycle import close_task
+from app.core.db import session_scope
 from app.models import (
     TERMINAL,
     Agent,
@@ -31,15 +29,17 @@ from app.models import (
     User,
     utcnow,
 )
-from app.submission import SubmissionError, submit_task
-from app.sweeper import assign_and_enqueue
+from app.ops.sweeper import assign_and_enqueue
+from app.submit import SubmissionError, submit_task
+from app.tasks.events import append_event, list_events, publish
+from app.tasks.lifecycle import close_task
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 
 async def _notifications(session: AsyncSession, task_id: int) -> list[dict[str, Any]]:
     try:
-        from app.deliver.outbox import notifications_for
+        from app.integrations.outbox import notifications_for
     except ImportError:
         return []
     return await notifications_for(session, task_id)

@@ -16,11 +16,11 @@ from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agent.scenario import schema as scenario_schema
-from app.agent.scenario import store
 from app.api.deps import CurrentUser, SessionDep
+from app.kinds.scenario import schema as scenario_schema
+from app.kinds.scenario import store
 from app.models import AgentCreate, TemplatePublic, TemplateRecord, TemplatesPublic, User, utcnow
-from app.seed import agent_templates
+from app.ops.seed import agent_templates
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 TemplateType = Literal["agents", "playbooks", "scenarios"]
@@ -69,7 +69,7 @@ def _shipped(type_: str) -> dict[str, dict[str, Any]]:
     if type_ == "agents":
         return {a.name: a.model_dump(mode="json") for a in agent_templates()}
     try:
-        from app.agent.playbook import list_playbooks
+        from app.run.playbook import list_playbooks
     except ImportError:  # the playbook engine is optional; list the files as they are
         return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) or {}
                 for p in sorted((store.TEMPLATES_DIR / "playbooks").glob("*.yaml"))}

@@ -6,13 +6,16 @@ import asyncio
 from logging.config import fileConfig
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import context
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from app.config import get_settings
-from app.db import make_engine
+from app.core.config import get_settings
+from app.core.db import make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -25,7 +28,27 @@ def _url() -> str:
     return config.attributes.get("url") or get_settings().db_url
 
 
+def _drop_superseded_heads(connection: Connection) -> None:
+    """Forget a recorded revision that is an ancestor of another recorded one.
+
+    0002_outbox and 0004_templates were both heads until 0004 was put after 0002; databases
+    migrated then record both, and Alembic refuses such overlapping heads.
+    """
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    script = ScriptDirectory.from_config(config)
+    stale = {
+        rev
+        for rev in current
+        for other in current - {rev}
+        if rev in {s.revision for s in script.iterate_revisions(other, "base")}
+    }
+    if stale:
+        table = sa.table("alembic_version", sa.column("version_num"))
+        connection.execute(sa.delete(table).where(table.c.version_num.in_(sorted(stale))))
+
+
 def _configure(connection: Connection) -> None:
+    _drop_superseded_heads(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,6 +1,6 @@
 """The email outbox: one row per message, written in the transaction that ends a task.
 
-A row's life (see app/deliver/outbox.py for the guarantee each step buys):
+A row's life (see app/integrations/outbox.py for the guarantee each step buys):
 
     pending ──claim──► claimed ──commit point──► sending ──► sent
        ▲                  │                         │

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.capture import execute
 from app.sandbox.envpolicy import fallback_argv, jail_env, redact
 from app.sandbox.hostgit import host_git_env, sanitize_git_repo

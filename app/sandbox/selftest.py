@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.jail import host_python, run_jailed_sync, sandbox_mode
 from app.sandbox.workspace import Workspace
 

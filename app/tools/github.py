@@ -3,8 +3,8 @@ its one pull request. The token stays in the host process; the agent sees only t
 
 from __future__ import annotations
 
-from app.deliver import github
-from app.deliver.gitops import GitError
+from app.integrations import github
+from app.integrations.gitops import GitError
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 from sqlalchemy import func
 from sqlmodel import select
 
-from app.db import session_scope
-from app.deliver.outbox import enqueue_agent_mail, flush_pending
+from app.core.db import session_scope
+from app.integrations.outbox import enqueue_agent_mail, flush_pending
 from app.models import OutboxMessage, utcnow
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.workspace import PathRefused, Workspace
 from app.tools.errors import ToolControl, ToolError, ToolRefused
 

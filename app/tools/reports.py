@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from app.deliver.report import render_markdown_report
+from app.integrations.report import render_markdown_report
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 

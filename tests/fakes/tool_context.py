@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.workspace import Workspace
 from app.tools.registry import ToolContext
 

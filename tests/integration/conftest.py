@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from app.config import reset_settings
+from app.core.config import reset_settings
 from tests.conftest import REDIS_URL
 
 

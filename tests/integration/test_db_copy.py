@@ -6,8 +6,8 @@ import asyncio
 
 from sqlmodel import select
 
-from app.dbcopy import copy_database
 from app.models import Task, TaskEvent
+from app.ops.dbcopy import copy_database
 from tests.conftest import create_pg_database, drop_pg_database, run_enqueued
 
 
@@ -23,7 +23,7 @@ async def test_copy_sqlite_to_postgres_keeps_ids_and_counts(app_client, enqueued
         counts = await copy_database(env["TASKBENCH_DATABASE_URL"], target)
         # then counts match, ids are kept, and new rows get fresh ids
         assert counts["task"] == 3 and counts["task_event"] > 10 and counts["agent"] == 3
-        from app.db import make_engine, session_factory
+        from app.core.db import make_engine, session_factory
 
         engine = make_engine(target, pooled=False)
         async with session_factory(engine)() as session:

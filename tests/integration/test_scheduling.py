@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
-from app.db import session_factory, session_scope
-from app.lifecycle import close_task
+from app.core.db import session_factory, session_scope
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskStatus, User
-from app.scheduling import assign_pending
-from app.submission import submit_task
+from app.submit import submit_task
+from app.tasks.lifecycle import close_task
+from app.tasks.scheduling import assign_pending
 from tests.fakes.llm_server import delayed, finish
 
 SLOTS = {"a1": 2, "a2": 1, "a3": 1}
@@ -135,6 +135,6 @@ async def test_cancel_during_model_call_frees_agent_and_assigns_next(app_client,
 
 
 async def run_enqueued_one(task_id: int) -> str:
-    from app.agent.runner import run_task
+    from app.run.runner import run_task
 
     return await run_task(task_id, owner="cancel-test")

@@ -40,7 +40,7 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
                                      llm.url)}
     env.pop("TASKBENCH_DATABASE_URL")  # the embedded default: var/taskbench.db
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
-    up = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port)],
+    up = subprocess.Popen([sys.executable, "-m", "app.ops.cli", "up", "--port", str(port)],
                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                           start_new_session=True)
     api = f"http://127.0.0.1:{port}"
@@ -60,7 +60,7 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
             pytest.fail(f"taskbench up did not become healthy:\n{log_text}")
         # when a task is submitted with the CLI and followed to the end
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "submit", "hello", "--complexity", "1",
+            [sys.executable, "-m", "app.ops.cli", "submit", "hello", "--complexity", "1",
              "--api", api, "--key", key], cwd=ROOT, env=env, capture_output=True, text=True,
             timeout=120)
         # then it completed, and the database is the embedded default under var/

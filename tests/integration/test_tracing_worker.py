@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis
 
-from app import tracing
-from app.config import reset_settings
+from app.core import tracing
+from app.core.config import reset_settings
 from tests.conftest import REDIS_URL, auth
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.otlp_collector import OtlpCollector

@@ -96,7 +96,7 @@ def api(venv: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_the_installed_package_is_the_wheel_not_the_tree(venv: Path, tmp_path: Path) -> None:
     # given the venv and an empty folder, with no PYTHONPATH
     # when the installed app package says where it and its data live
-    code = ("import app, app.config as c; "
+    code = ("import app, app.core.config as c; "
             "print(app.__file__); print(c.TEMPLATES_DIR); print(c.MIGRATIONS_DIR)")
     out = subprocess.run([str(venv / "bin/python"), "-c", code], cwd=tmp_path,
                          env=_clean_env(tmp_path, 0), capture_output=True, text=True, timeout=60)

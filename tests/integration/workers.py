@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from app.db import session_factory
+from app.core.db import session_factory
 from app.models import Task, WorkerNode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path, agents: str = "",
                  concurrency: int = 1) -> None:
-        args = [sys.executable, "-m", "app.cli", "worker", "--concurrency", str(concurrency),
+        args = [sys.executable, "-m", "app.ops.cli", "worker", "--concurrency", str(concurrency),
                 "--loglevel", "INFO"]
         if agents:
             args += ["--agents", agents]

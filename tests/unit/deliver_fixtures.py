@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings, reset_settings
-from app.db import make_engine, session_scope
+from app.core.config import Settings, reset_settings
+from app.core.db import make_engine, session_scope
 from app.models import Task, TaskEvent, User, utcnow
 from app.sandbox.workspace import Workspace
 from app.tools.registry import ToolContext
@@ -40,7 +40,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     try:
-        from app.migrate import upgrade
+        from app.ops.migrate import upgrade
     except ImportError:  # the lead's migrations are not there yet
         upgrade = None
     if upgrade is not None:

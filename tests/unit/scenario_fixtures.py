@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from app.agent import llm as llm_module
-from app.agent.budget import Limits
-from app.agent.context import RunContext
-from app.config import get_settings
-from app.db import session_scope
+from app.core.config import get_settings
+from app.core.db import session_scope
 from app.models import Agent, Task, User
+from app.run import llm as llm_module
+from app.run.budget import Limits
+from app.run.context import RunContext
 from app.sandbox.workspace import Workspace
 from tests.fakes.llm_server import Response, text
 
@@ -125,8 +125,8 @@ async def make_run_context(spec: dict[str, Any], *, max_steps: int = 500) -> Run
 
 async def run_events(task_id: int) -> list[dict[str, Any]]:
     """A scenario run's events as the replay functions read them."""
-    from app.agent.scenario.replay import load_events
-    from app.db import session_scope
+    from app.core.db import session_scope
+    from app.kinds.scenario.replay import load_events
 
     async with session_scope() as session:
         return await load_events(session, task_id)

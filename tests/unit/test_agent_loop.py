@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from app.agent.stuck import StuckDetector
+from app.run.agent.stuck import StuckDetector
 from app.tools.registry import Dispatched
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, last_user_text, tool_call
@@ -93,8 +93,8 @@ async def test_unanswered_question_fails_after_the_timeout(
     app_client, enqueued, llm, monkeypatch
 ):
     # given a short answer timeout and a task that asked a question
-    from app.config import reset_settings
-    from app.sweeper import sweep_once
+    from app.core.config import reset_settings
+    from app.ops.sweeper import sweep_once
 
     monkeypatch.setenv("TASKBENCH_INPUT_TIMEOUT_S", "0.2")
     reset_settings()

@@ -36,7 +36,7 @@ async def test_unknown_ids_are_404(app_client):
 
 async def test_rate_limit_gives_429_with_retry_after(app_client, monkeypatch):
     monkeypatch.setenv("TASKBENCH_RATE_LIMIT_PER_MINUTE", "5")
-    from app.config import reset_settings
+    from app.core.config import reset_settings
 
     reset_settings()
     codes = [(await app_client.get("/tasks")) for _ in range(8)]
@@ -63,7 +63,7 @@ async def test_uploads_are_type_and_size_checked(app_client, monkeypatch):
     exe = await app_client.post(url, files={"files": ("run.exe", b"MZ")})
     assert exe.status_code == 415
     monkeypatch.setenv("TASKBENCH_MAX_UPLOAD_BYTES", "1000")
-    from app.config import reset_settings
+    from app.core.config import reset_settings
 
     reset_settings()
     big = await app_client.post(url, files={"files": ("big.txt", b"x" * 5000)})

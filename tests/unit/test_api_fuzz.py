@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
 
-from app.config import reset_settings
+from app.core.config import reset_settings
 from tests.conftest import base_env
 
 ADMIN_KEY = "tb_admin_" + "a" * 32
@@ -27,9 +27,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                                "http://127.0.0.1:9/v1"))
     os.environ["TASKBENCH_RATE_LIMIT_PER_MINUTE"] = "1000000"
     reset_settings()
-    from app.db import dispose_engines
+    from app.core.db import dispose_engines
     from app.main import create_app, startup
-    from app.migrate import upgrade
+    from app.ops.migrate import upgrade
 
     upgrade()
 

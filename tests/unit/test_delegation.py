@@ -52,7 +52,7 @@ async def test_delegation_under_one_agent_slot_does_not_deadlock(app_client, enq
 
 
 def _workspace(task: dict) -> Path:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     return get_settings().workspaces_dir / task["agent"] / str(task["id"])
 
@@ -92,7 +92,7 @@ async def test_cancelling_a_waiting_parent_cancels_its_children(app_client, enqu
     llm.responder = Router().script("boss", _delegate("worker"))
     resp = await app_client.post("/tasks", json={"title": "boss", "complexity": 5})
     parent_id = resp.json()["id"]
-    from app.agent.runner import run_task
+    from app.run.runner import run_task
 
     task_id, _queue = enqueued.pop(0)
     assert await run_task(task_id) == "ran"

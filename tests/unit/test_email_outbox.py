@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from app.config import reset_settings
-from app.db import session_scope
-from app.deliver import enqueue_notifications, outbox_state
-from app.deliver.outbox import flush_pending, notifications_for
+from app.core.config import reset_settings
+from app.core.db import session_scope
+from app.integrations import enqueue_notifications, outbox_state
+from app.integrations.outbox import flush_pending, notifications_for
 from app.models import Task
 from app.tools.errors import ToolRefused
 from app.tools.mail import send_email

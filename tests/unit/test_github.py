@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from app.config import reset_settings
-from app.db import session_scope
-from app.deliver import after_end, prepare
-from app.deliver.github import issue_to_task, mirror_for
+from app.core.config import reset_settings
+from app.core.db import session_scope
+from app.integrations import after_end, prepare
+from app.integrations.github import issue_to_task, mirror_for
 from app.models import Task, TaskEvent
 from app.sandbox.workspace import Workspace
 from app.tools.github import open_pull_request

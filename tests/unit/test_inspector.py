@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.agent.inspector import parse_verdict
+from app.run.agent.inspector import parse_verdict
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, text, tool_call
 from tests.unit.loop_fixtures import Router, agent_named, events_of, requests_about, verdict

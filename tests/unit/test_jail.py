@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import app.sandbox.jail as jail
-from app.config import Settings
+from app.core.config import Settings
 from app.sandbox.capture import Capture
 from app.sandbox.jail import host_git_env, run_jailed, sandbox_mode, sanitize_git_repo
 from app.sandbox.limits import Limits, WorkspaceTooBig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, reset_settings
+from app.core.config import Settings, reset_settings
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import error, finish
 

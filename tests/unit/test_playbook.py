@@ -14,15 +14,15 @@ import pytest
 import yaml
 from sqlmodel import col, select
 
-from app.agent import playbook_schema
-from app.agent.budget import Limits
-from app.agent.context import RunContext
-from app.agent.errors import AgentFailed
-from app.agent.playbook import list_playbooks, run_playbook, validate_playbook_request
-from app.agent.playbook_schema import PlaybookInvalid, parse_playbook, playbook_names
-from app.config import get_settings
-from app.db import session_scope
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.kinds.playbook import schema as playbook_schema
+from app.kinds.playbook.schema import PlaybookInvalid, parse_playbook, playbook_names
 from app.models import Agent, Task, TaskEvent, User
+from app.run.budget import Limits
+from app.run.context import RunContext
+from app.run.errors import AgentFailed
+from app.run.playbook import list_playbooks, run_playbook, validate_playbook_request
 from app.sandbox.workspace import Workspace
 from app.tools import REGISTRY
 from tests.fakes.llm_server import ScriptedLLM, text
@@ -540,7 +540,7 @@ async def test_playbook_task_over_rest(
 async def test_research_report_with_loopback_search_pages_and_model(
     env: dict[str, str], db: None, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import reset_settings
+    from app.core.config import reset_settings
     from tests.fakes.search_server import SearchServer
     from tests.fakes.web_server import WebServer
 

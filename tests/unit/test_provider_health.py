@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from app.agent import llm as llm_module
-from app.config import reset_settings
+from app.core.config import reset_settings
+from app.run import llm as llm_module
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import error, finish
 

@@ -14,11 +14,11 @@ import httpx
 import pypdf
 import pytest
 
-from app.config import Settings, reset_settings
-from app.db import session_scope
-from app.deliver import enqueue_notifications
-from app.deliver.outbox import flush_pending
-from app.deliver.report import render_task_report
+from app.core.config import Settings, reset_settings
+from app.core.db import session_scope
+from app.integrations import enqueue_notifications
+from app.integrations.outbox import flush_pending
+from app.integrations.report import render_task_report
 from app.models import Task
 from tests.unit.deliver_fixtures import create_task, engine, settings  # noqa: F401
 
@@ -146,7 +146,7 @@ async def test_a_link_opened_without_a_session_comes_back_to_its_page_after_sign
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example",
                                     "tasks", "/login?next=/x", "/ok\r\nSet-Cookie: a=b"])
 def test_sign_in_never_sends_the_browser_elsewhere(target):
-    from app.api.dashboard_session import safe_next
+    from app.web.session import safe_next
 
     assert safe_next(target) == ""
     assert safe_next("/tasks/7?tab=files") == "/tasks/7?tab=files"

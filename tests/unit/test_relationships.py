@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.agent.scenario.relationships import (
+from app.kinds.scenario.relationships import (
     IMPACT,
     Ledger,
     Relationship,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from app.deliver.pdf import ResourceRefused, SafeFetcher
-from app.deliver.report import ensure_report, render_markdown_report, render_task_report
+from app.integrations.pdf import ResourceRefused, SafeFetcher
+from app.integrations.report import ensure_report, render_markdown_report, render_task_report
 from tests.unit.deliver_fixtures import (  # noqa: F401  (fixtures)
     add_events,
     bar_chart_svg,

@@ -8,10 +8,10 @@ from xml.etree import ElementTree
 
 import pytest
 
-from app.agent.scenario import run_scenario, scenario_report_context
-from app.agent.scenario.replay import effective, graph_at, transcript
-from app.db import session_scope
+from app.core.db import session_scope
+from app.kinds.scenario.replay import effective, graph_at, transcript
 from app.models import TaskMessage
+from app.run.scenario import run_scenario, scenario_report_context
 from tests.fakes.llm_server import text
 from tests.unit.scenario_fixtures import (
     THREE,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.agent.scenario.graph import build_graph, communities, weighted_centrality
-from app.agent.scenario.relationships import Ledger
-from app.agent.scenario.replay import graph_at
+from app.kinds.scenario.graph import build_graph, communities, weighted_centrality
+from app.kinds.scenario.relationships import Ledger
+from app.kinds.scenario.replay import graph_at
 
 CAST = [{"name": n, "role": "r", "traits": {"openness": 0.5}, "emotional_state": "calm"}
         for n in ("A", "B", "C", "D")]

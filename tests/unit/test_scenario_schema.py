@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from app.agent.scenario import load_scenarios, validate_scenario_request
-from app.agent.scenario.schema import apply_overrides, validate
+from app.kinds.scenario.schema import apply_overrides, validate
+from app.run.scenario import load_scenarios, validate_scenario_request
 from tests.unit.scenario_fixtures import THREE
 
 

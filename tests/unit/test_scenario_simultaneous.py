@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from app.agent.scenario import distributed, run_scenario
-from app.agent.scenario.replay import transcript
-from app.agent.scenario.schema import validate
-from app.db import session_scope
+from app.core.db import session_scope
+from app.kinds.scenario.replay import transcript
+from app.kinds.scenario.schema import validate
 from app.models import WorkerNode
+from app.run.scenario import distributed, run_scenario
 from tests.fakes.llm_server import delayed
 from tests.unit.scenario_fixtures import (
     THREE,

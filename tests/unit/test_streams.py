@@ -171,8 +171,8 @@ async def test_tokens_refuse_forgery_keys_in_query_and_self_renewal(server):
 
 async def test_slow_client_gets_overflow_with_resume_point(db, monkeypatch):
     # given a tiny per-client buffer
-    from app.config import reset_settings
-    from app.streaming import follow, get_hub
+    from app.api.live import follow, get_hub
+    from app.core.config import reset_settings
 
     monkeypatch.setenv("TASKBENCH_STREAM_QUEUE_SIZE", "3")
     reset_settings()
@@ -195,7 +195,7 @@ async def test_slow_client_gets_overflow_with_resume_point(db, monkeypatch):
 def test_placeholder_secret_is_refused_outside_development():
     from pydantic import ValidationError
 
-    from app.config import Settings
+    from app.core.config import Settings
 
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(environment="production")
@@ -205,8 +205,8 @@ def test_placeholder_secret_is_refused_outside_development():
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
 async def test_redis_pubsub_reaches_followers_in_another_process(db, monkeypatch, tmp_path):
     # given a private Redis and a follower of a task with an empty log
-    from app.config import reset_settings
-    from app.streaming import _redis_publish, follow
+    from app.api.live import _redis_publish, follow
+    from app.core.config import reset_settings
 
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",

@@ -9,10 +9,10 @@ import time
 from sqlalchemy import update
 from sqlmodel import col
 
-from app.complexity import estimate_complexity
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Task
 from app.sandbox.workspace import Workspace, prune_workspaces
+from app.tasks.complexity import estimate_complexity
 from tests.conftest import run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 
@@ -83,7 +83,7 @@ def test_complexity_estimate_grows_with_the_work_named():
 async def test_task_from_github_issue_url_takes_its_title_and_body(
     app_client, enqueued, tmp_path, monkeypatch
 ):
-    from app.config import reset_settings
+    from app.core.config import reset_settings
     from tests.fakes.github_server import FakeGitHub
 
     with FakeGitHub(tmp_path / "remote") as fake:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from app import tracing
-from app.config import reset_settings
+from app.core import tracing
+from app.core.config import reset_settings
 from tests.conftest import auth, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
 from tests.fakes.otlp_collector import OtlpCollector

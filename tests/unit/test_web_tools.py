@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import app.tools  # noqa: F401  (registers the tools)
-from app.config import Settings
+from app.core.config import Settings
 from app.tools.netguard import is_public
 from app.tools.registry import dispatch
 from tests.fakes.search_server import SearchServer

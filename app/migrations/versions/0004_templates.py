@@ -1,7 +1,7 @@
 """Templates stored in the database (scenarios and agents).
 
 Revision ID: 0004_templates
-Revises: 0001
+Revises: 0002_outbox
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_templates"
-down_revision = "0001"
+down_revision = "0002_outbox"
 branch_labels = None
 depends_on = None
 

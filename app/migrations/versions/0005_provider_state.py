@@ -1,7 +1,7 @@
 """What the LLM clients last saw of each model provider (for /health).
 
 Revision ID: 0005_provider_state
-Revises: 0001
+Revises: 0004_templates
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_provider_state"
-down_revision = "0001"
+down_revision = "0004_templates"
 branch_labels = None
 depends_on = None
 

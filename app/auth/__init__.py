@@ -1,0 +1,1 @@
+"""Authentication: API keys and rate limits (keys), short-lived signed tokens (tokens)."""

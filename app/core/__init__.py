@@ -1,0 +1,1 @@
+"""Foundations: config, database, logging, tracing, redaction, prompts; import nothing else."""

@@ -1,0 +1,129 @@
+"""PDF reports: the task report every finished task gets, and agent-written Markdown reports.
+
+    ensure_report(task_id)            the task's report.pdf, rendered on demand if missing
+    render_task_report(task_id)       (re)render it now
+    render_markdown_report(...)       what the make_report tool calls
+
+The task report lives in var_dir/reports/, outside the workspace, so an agent cannot plant a
+fake one; it is rendered from templates/reports/task_report.html with report.css.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlmodel import col, select
+
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.integrations import links
+from app.integrations import report_data as rd
+from app.integrations.pdf import REPORTS_TEMPLATES, render_pdf
+from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
+
+_env = Environment(
+    loader=FileSystemLoader(str(REPORTS_TEMPLATES)),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+
+
+def report_path(task_id: int, settings: Settings | None = None) -> Path:
+    """Where the task's report.pdf is kept."""
+    settings = settings or get_settings()
+    return Path(settings.var_dir) / "reports" / f"task-{int(task_id)}.pdf"
+
+
+def workspace_root(task: Task) -> Path | None:
+    root = Path(task.workspace) if task.workspace else None
+    return root if root and root.is_dir() else None
+
+
+async def load_report_context(session: Any, task_id: int, settings: Settings) -> dict[str, Any]:
+    """Everything task_report.html shows, read from the row, the event log and the workspace."""
+    task = await session.get(Task, task_id)
+    if task is None:
+        raise LookupError(f"no task {task_id}")
+    agent = await session.get(Agent, task.agent_id) if task.agent_id else None
+    result = await session.exec(
+        select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(col(TaskEvent.seq))
+    )
+    events = list(result.all())
+    root = workspace_root(task)
+    url = links.task_page(settings, task_id)
+    files, images = rd.output_files(root, lambda rel: links.file_link(settings, task_id, rel))
+    steps, steps_cut = rd.timeline(events)
+    return {
+        "task": task,
+        "agent": agent.name if agent else "—",
+        "task_url": url,
+        "report_url": links.report_link(settings, task_id),
+        "generated_at": utcnow(),
+        "duration": rd.duration(task.started_at, task.finished_at or utcnow()),
+        "summary": rd.markdown(task.summary),
+        "error": rd.clip(task.error or ""),
+        "plan": rd.markdown(rd.plan(task, events, root)),
+        "review": task.review or {},
+        "review_findings": _findings(task.review),
+        "timeline": steps,
+        "timeline_cut": steps_cut,
+        "files": files,
+        "images": images,
+        "searches": rd.searches(events),
+        "citations": rd.citations(events),
+        "root": root,
+    }
+
+
+def _findings(review: dict[str, Any] | None) -> list[str]:
+    found = (review or {}).get("findings") or []
+    items = found if isinstance(found, list) else [found]
+    return [rd.clip(f, 1000) for f in items[:50]]
+
+
+def _render_task_pdf(context: dict[str, Any], out: Path) -> Path:
+    html = _env.get_template("task_report.html").render(**context)
+    root: Path | None = context["root"]
+    roots = [root / "output"] if root else []
+    render_pdf(html, base_dir=root or REPORTS_TEMPLATES, roots=roots, out=out)
+    return out
+
+
+async def render_task_report(
+    task_id: int, *, settings: Settings | None = None, engine: Any = None
+) -> Path:
+    """Render the task's report now (WeasyPrint runs in a thread: it is CPU-bound)."""
+    settings = settings or get_settings()
+    async with session_scope(engine) as session:
+        context = await load_report_context(session, task_id, settings)
+    return await asyncio.to_thread(_render_task_pdf, context, report_path(task_id, settings))
+
+
+async def ensure_report(
+    task_id: int, *, settings: Settings | None = None, engine: Any = None
+) -> Path:
+    """The task's report.pdf; rendered if missing, or afresh while the task is still running."""
+    settings = settings or get_settings()
+    path = report_path(task_id, settings)
+    if path.is_file():
+        async with session_scope(engine) as session:
+            task = await session.get(Task, task_id)
+            if task is None:
+                raise LookupError(f"no task {task_id}")
+            if task.status in TERMINAL:
+                return path
+    return await render_task_report(task_id, settings=settings, engine=engine)
+
+
+def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, out: Path) -> Path:
+    """Agent Markdown as a styled PDF at `out`; images may come only from the workspace."""
+    html = _env.get_template("markdown_report.html").render(
+        title=rd.clip(title, 300),
+        body=rd.markdown(markdown, 400_000),
+        generated_at=datetime.now().replace(microsecond=0),
+    )
+    render_pdf(html, base_dir=workspace_root, roots=[workspace_root], out=out)
+    return out

@@ -1,0 +1,1 @@
+"""What a task kind is (agent, playbook, scenario): schema, validation, report section."""

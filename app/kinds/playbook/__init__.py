@@ -1,0 +1,1 @@
+"""Playbook definitions: the YAML shape, its static check and its sandboxed templates."""

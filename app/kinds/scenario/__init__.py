@@ -1,0 +1,1 @@
+"""Scenario definitions and everything derived from a run's event log (replay, report, outcomes)."""

@@ -1,0 +1,1 @@
+"""Operating Taskbench: CLI, client, migrations, database copy, seeding, the periodic sweep."""

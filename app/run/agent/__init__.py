@@ -1,0 +1,1 @@
+"""The agent kind's run: loop, inspector, stuck detection, delegation, waiting."""

@@ -1,0 +1,179 @@
+"""The agent loop: one linear conversation worked through design → build → test → review.
+
+Each work phase starts with its prompt (templates/prompts/phase_<name>.j2) and ends when the
+model calls `finish(summary)`; review is a separate inspector call (app.run.agent.inspector) that
+may send the work back to build. The messages are the trajectory, checkpointed after every step
+together with everything the step recorded (one transaction, app.run.steps), so a redelivered
+or resumed task carries on where it stopped and never repeats a tool call that was recorded.
+
+    step = deliver the inbox → one model call → run its tool calls → watch for being stuck
+
+A model's mistake (no tool call, bad JSON, an unknown tool, wrong arguments) becomes an
+observation it can correct, counted against the budget. A stuck model is warned, then escalated
+to a stronger one, then stopped (app.run.agent.stuck). `delegate` and `ask_user` pause the task
+without holding an agent slot (app.run.agent.waiting); the next run resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from app.core.prompts import render_prompt
+from app.models import TaskStatus
+from app.run.agent.delegation import attach_tree, child_results, create_child, send_task_message
+from app.run.agent.inspector import review
+from app.run.agent.stuck import StuckDetector, current_model, models_for, respond
+from app.run.agent.waiting import pause, take_wait
+from app.run.context import RunContext
+from app.tools import schemas
+from app.tools.errors import FinishRequested, WaitRequested
+from app.tools.registry import Dispatched
+
+WORK_PHASES = ("design", "build", "test")
+Messages = list[dict[str, Any]]
+
+
+def initial_messages(ctx: RunContext) -> Messages:
+    system = render_prompt(
+        "system", agent=ctx.agent, task=ctx.task, phases=WORK_PHASES,
+        tools=[t["function"]["name"] for t in schemas(ctx.agent.allowed_tools)],
+    )
+    return [{"role": "system", "content": system}]
+
+
+async def deliver_inbox(ctx: RunContext, messages: Messages) -> None:
+    """Put messages people (or related tasks) posted into the conversation."""
+    for note in await ctx.take_messages():
+        messages.append({
+            "role": "user",
+            "content": render_prompt("inbox_message", author=note.author, content=note.content),
+        })
+        await ctx.emit("message_delivered", {"message_id": note.id, "author": note.author})
+
+
+async def pause_if_asked(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+    """Pause before the next call when the last reply delegated work or asked a question."""
+    if state.pop("awaiting_children", False):
+        await pause(ctx, TaskStatus.waiting_children, messages, state)
+    question = state.pop("question", None)
+    if question:
+        await pause(ctx, TaskStatus.waiting_input, messages, state, question=question)
+
+
+async def run_phase(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> str:
+    """Step until the model calls `finish`; returns its summary."""
+    tools = schemas(ctx.agent.allowed_tools)
+    detector = StuckDetector.for_agent(ctx.agent.config or {}, state.get("detector"))
+    while True:
+        await pause_if_asked(ctx, messages, state)
+        await deliver_inbox(ctx, messages)
+        completion = await ctx.chat(messages, tools=tools, models=models_for(ctx, state))
+        messages.append(completion.message)
+        calls = completion.tool_calls
+        summary, results = await execute_calls(ctx, calls, messages, state)
+        if not calls:
+            messages.append({"role": "user", "content": render_prompt("no_tool_call")})
+        reason = detector.observe(calls, results)
+        if reason and summary is None:
+            detector.reset()
+            await respond(ctx, reason, messages, state)
+        state["detector"] = detector.to_state()
+        if summary is not None:
+            return summary  # work_phases checkpoints it together with the phase marked done
+        await ctx.save_checkpoint(messages, state)
+
+
+def _control(name: str, output: str, ok: bool = True) -> Dispatched:
+    """The outcome of a call the loop handled itself (finish, ask_user, a skipped call)."""
+    return Dispatched(name, ok, output, {}, 0.0)
+
+
+async def execute_calls(
+    ctx: RunContext, calls: list[dict[str, Any]], messages: Messages, state: dict[str, Any]
+) -> tuple[str | None, list[Dispatched]]:
+    """Run one reply's tool calls in order; the summary if `finish` was among them."""
+    summary: str | None = None
+    results: list[Dispatched] = []
+    for call in calls:
+        name = call["function"]["name"]
+        if summary is not None:
+            result = _control(name, "skipped: finish was already called", ok=False)
+        else:
+            try:
+                result = await ctx.call_tool(name, call["function"].get("arguments") or "{}")
+            except FinishRequested as done:
+                summary = done.summary
+                result = _control(name, "ok")
+                ctx.record("finished", {"phase": ctx.task.phase, "summary": summary,
+                                        "model": current_model(ctx, state)})
+            except WaitRequested as wait:
+                state["question"] = wait.question or wait.reason
+                result = _control(name, render_prompt("question_sent"))
+        results.append(result)
+        messages.append({"role": "tool", "tool_call_id": call["id"], "content": result.output})
+    return summary, results
+
+
+async def resume(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+    """Coming back from a wait: hand the model its subtasks' results (answers come by inbox)."""
+    wait = take_wait(state)
+    if wait is None:
+        return
+    if wait["status"] == TaskStatus.waiting_children.value:
+        children = await child_results(ctx, state)
+        messages.append({"role": "user",
+                         "content": render_prompt("child_results", children=children)})
+        await ctx.emit("children_results", {"children": [
+            {"id": c["id"], "status": c["status"], "files": len(c["files"])} for c in children]})
+    await ctx.emit("resumed", {"after": wait["status"]})
+    await ctx.save_checkpoint(messages, state)
+
+
+async def work_phases(ctx: RunContext, messages: Messages, state: dict[str, Any]) -> None:
+    """Run the work phases not yet done, each from its prompt to the model's `finish`."""
+    done: list[str] = state.setdefault("phases_done", [])
+    summaries: dict[str, str] = state.setdefault("summaries", {})
+    for phase in WORK_PHASES:
+        if phase in done:
+            continue
+        await ctx.set_phase(phase)
+        if state.get("current") != phase:
+            messages.append({"role": "user", "content": render_prompt(
+                f"phase_{phase}", task=ctx.task, summaries=summaries)})
+            state["current"] = phase
+            await ctx.save_checkpoint(messages, state)
+        summaries[phase] = await run_phase(ctx, messages, state)
+        done.append(phase)
+        # Written with the next phase's start or the review (no model call, no tool in between),
+        # so the end of a phase and the start of the next are one transaction.
+        await ctx.save_checkpoint(messages, state, now=False)
+        if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
+            ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
+                                       done=done)
+
+
+async def run_agent(ctx: RunContext) -> str:
+    """Work the task through its phases and reviews; returns the final summary."""
+    checkpoint = await ctx.load_checkpoint()
+    state: dict[str, Any] = dict(checkpoint.state) if checkpoint else {}
+    messages = list(checkpoint.messages) if checkpoint and checkpoint.messages else []
+    messages = messages or initial_messages(ctx)
+    ctx.services["delegate"] = partial(create_child, ctx, state)
+    ctx.services["message_task"] = partial(send_task_message, ctx)
+    await attach_tree(ctx, state)
+    await resume(ctx, messages, state)
+    while True:
+        await work_phases(ctx, messages, state)
+        await pause_if_asked(ctx, messages, state)
+        if await review(ctx, messages, state):
+            break
+        # sent back: build again from the findings (already in the conversation), then test
+        state["phases_done"] = ["design"]
+        state["current"] = "build"
+        await ctx.save_checkpoint(messages, state)
+    summaries = state["summaries"]
+    if not ctx.borrowed_workspace:
+        ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
+                                   done=[*WORK_PHASES, "review", "complete"])
+    return summaries.get("test") or summaries.get("build") or summaries.get("design") or ""

@@ -1,0 +1,230 @@
+"""RunContext: what every runner kind (agent, playbook, scenario) uses to act for one task.
+
+It owns the durable side of a run: events, usage accounting, budget checks before each model
+call, the task's inbox, checkpoints for resuming, and tool dispatch with its `tool_call` event.
+
+A step's writes (its `llm_call` event and usage, its `tool_call` events and resource use, the
+phase change, the checkpoint) are collected in a StepRecord and written in one transaction by
+`flush()`, which `save_checkpoint` and `emit` call, and `chat` calls before every model call:
+nothing a step did is ever still pending when the model is asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from app.core import tracing
+from app.core.config import Settings
+from app.core.db import connection_scope, get_engine, session_scope
+from app.core.redact import redact, redact_obj
+from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
+from app.run import llm
+from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
+from app.run.errors import BudgetExceeded
+from app.run.provider_state import save_seen
+from app.run.steps import StepRecord, write_step
+from app.sandbox.workspace import Workspace
+from app.tasks.events import publish
+from app.tools.errors import ToolControl
+from app.tools.registry import Dispatched, ToolContext, dispatch
+
+if TYPE_CHECKING:
+    from app.run.agent.delegation import TaskTree
+
+
+@dataclass
+class RunContext:
+    task: Task
+    agent: Agent
+    workspace: Workspace
+    settings: Settings
+    limits: Limits
+    worker_id: str
+    spent: Spent = field(default_factory=Spent)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    elapsed_before_s: float = 0.0
+    services: dict[str, Any] = field(default_factory=dict)
+    borrowed_workspace: bool = False  # a subtask working in its parent's workspace
+    # Set when the task is in a tree of delegated tasks: the root's budget covers them all.
+    tree: TaskTree | None = None
+    # What the current step has done and not yet written (see flush)
+    pending: StepRecord = field(default_factory=StepRecord)
+
+    @property
+    def task_id(self) -> int:
+        assert self.task.id is not None
+        return self.task.id
+
+    # -- the event log -----------------------------------------------------------------------
+    async def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
+        """Append one event durably (with whatever the step has pending) and publish it."""
+        self.record(type, data)
+        await self.flush()
+
+    def record(self, type: str, data: dict[str, Any] | None = None) -> None:
+        """Append one event with the step's record: durable at the next flush."""
+        self.pending.events.append((type, data or {}))
+
+    async def set_phase(self, phase: str) -> None:
+        """Move the task to `phase` (unless it has ended); written with the step's record."""
+        self.pending.phase = phase
+        self.record("phase", {"phase": phase})
+        self.task.phase = phase
+
+    async def flush(self) -> None:
+        """Write the step's pending record in one transaction, then publish its events."""
+        if not self.pending:
+            return
+        record = self.pending
+        async with connection_scope() as conn:
+            events = await write_step(conn, self.task_id, record, self.tree)
+        self.pending = StepRecord()
+        publish(events)
+
+    # -- the model ---------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        return [self.agent.model, *self.agent.fallback_models]
+
+    def check_time(self) -> None:
+        elapsed = self.elapsed_before_s + time.monotonic() - self.started_monotonic
+        if elapsed > self.limits.timeout_s:
+            raise BudgetExceeded(
+                f"time budget exhausted ({elapsed:.0f}s of {self.limits.timeout_s}s)")
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        models: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
+        role: str = "agent",
+    ) -> llm.Completion:
+        """One budget-checked model call; its usage and `llm_call` event go with the step."""
+        models = models or self.models()
+        await self.flush()  # the last step's effects are durable before the model is asked again
+        self.check_time()
+        prompt_estimate = estimate_prompt_tokens(messages, tools)
+        if self.tree is not None:
+            await self.tree.check(models[0], prompt_estimate)
+        cap = reserve(self.limits, self.spent, model=models[0], prompt_tokens=prompt_estimate)
+        started = time.perf_counter()
+        with tracing.span("llm.chat", {"gen_ai.request.model": models[0], "taskbench.role": role},
+                          kind="client") as traced:
+            try:
+                completion = await llm.chat(
+                    self.settings, models=models, messages=messages, tools=tools,
+                    max_tokens=cap, response_format=response_format, on_event=self.emit,
+                )
+            except llm.LLMError:
+                await save_seen(self.settings)
+                raise
+            await save_seen(self.settings)
+            traced.set_attributes(tracing.completion_attributes(completion))
+        await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
+        return completion
+
+    async def record_usage(self, c: llm.Completion, *, role: str, ms: float) -> None:
+        """Count one model call (in memory now; its usage and `llm_call` event at the flush)."""
+        self.spent.steps += 1
+        self.spent.tokens += c.prompt_tokens + c.completion_tokens
+        self.spent.cost_usd += c.cost_usd
+        self.pending.calls.append((c, role))
+        self.record("llm_call", {
+            "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+            "duration_ms": round(ms, 1), "tool_calls": len(c.tool_calls),
+            "content": (c.content or "")[:2000],
+        })
+
+    # -- tools -------------------------------------------------------------------------------
+    def tool_context(self) -> ToolContext:
+        return ToolContext(
+            task_id=self.task_id, workspace=self.workspace, settings=self.settings,
+            emit=self.emit, agent_name=self.agent.name,
+            allowed_commands=self.agent.allowed_commands,
+            agent_config=dict(self.agent.config or {}),
+            task=self.task.model_dump(), services=self.services,
+        )
+
+    async def call_tool(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
+        """Dispatch one tool call; its `tool_call` event and resource use (duration, CPU seconds,
+        peak memory, refusals) go with the step's record, durable at the next flush."""
+        if name in FLUSH_FIRST:
+            await self.flush()
+        with tracing.span(f"tool.{name}", {"taskbench.tool": name},
+                          expected=(ToolControl,)) as traced:
+            if self.workspace.shared:
+                async with self.workspace.lock():
+                    result = await dispatch(self.tool_context(), name, arguments,
+                                            self.agent.allowed_tools)
+            else:
+                result = await dispatch(self.tool_context(), name, arguments,
+                                        self.agent.allowed_tools)
+            traced.set_attributes({"taskbench.tool.ok": result.ok,
+                                   "taskbench.tool.refused": result.refused})
+        args = arguments if isinstance(arguments, dict) else redact(str(arguments))[:4000]
+        self.record("tool_call", {
+            "tool": name, "args": redact_obj(args), "ok": result.ok,
+            "refused": result.refused, "duration_ms": round(result.duration_ms, 2),
+            "output": result.output[:4000], "data": result.data,
+        })
+        self.pending.tool_results.append(result)
+        return result
+
+    # -- the inbox and checkpoints -----------------------------------------------------------
+    async def take_messages(self) -> list[TaskMessage]:
+        """Messages posted to the task that the agent has not seen yet (now marked seen).
+
+        Most steps find none: a plain read, and a write transaction only when there are some."""
+        async with get_engine().connect() as conn:  # a read on a Core connection: no write lock
+            found = (await conn.execute(
+                table(TaskMessage).select()
+                .where(col(TaskMessage.task_id) == self.task_id,
+                       col(TaskMessage.delivered_at).is_(None))
+                .order_by(col(TaskMessage.id))
+            )).all()
+        if not found:
+            return []
+        rows = [TaskMessage(**row._mapping) for row in found]
+        async with session_scope() as session:
+            # only the ones nobody else marked in between (a second run of the same task)
+            taken = set((await session.execute(
+                update(TaskMessage)
+                .where(col(TaskMessage.id).in_([r.id for r in rows]),
+                       col(TaskMessage.delivered_at).is_(None))
+                .values(delivered_at=utcnow())
+                .returning(col(TaskMessage.id))
+            )).scalars().all())
+        return [row for row in rows if row.id in taken]
+
+    async def load_checkpoint(self) -> TaskCheckpoint | None:
+        async with get_engine().connect() as conn:
+            row = (await conn.execute(
+                table(TaskCheckpoint).select()
+                .where(col(TaskCheckpoint.task_id) == self.task_id)
+            )).first()
+        return TaskCheckpoint(**row._mapping) if row is not None else None
+
+    async def save_checkpoint(
+        self, messages: list[dict[str, Any]], state: dict[str, Any], *, now: bool = True
+    ) -> None:
+        """Checkpoint the trajectory with the step's record; `now=False` leaves it to the next
+        flush (only where nothing with an effect can happen before that flush)."""
+        self.pending.checkpoint = (list(messages), dict(state), self.task.phase)
+        if now:
+            await self.flush()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+# Tools that read the task's totals from the database: the step's usage is written first
+# (`delegate` sizes the subtask's budget from what the task and its tree have spent)
+FLUSH_FIRST = frozenset({"delegate"})

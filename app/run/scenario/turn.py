@@ -1,0 +1,251 @@
+"""One turn of a scenario: inbox → narrator → each actor in order → relationships → events.
+
+With `turn_order: simultaneous` every actor moves from the state at the start of the turn (after
+the narration), so their model calls run at once; the moves are then applied in a fixed order.
+
+An actor's unusable reply (not JSON, wrong shape, unknown target) is an `actor_reply_invalid`
+event and goes back to the model once with the reason; a second bad reply skips that actor for
+the turn (`actor_skipped`). Neither ever stops the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from app.core.db import session_scope
+from app.core.prompts import render_prompt
+from app.kinds.scenario.relationships import INTERACTION_TYPES, pair_key
+from app.kinds.scenario.replay import RunState, transcript_line
+from app.kinds.scenario.replies import (
+    ActorMove,
+    ReplyError,
+    match_name,
+    parse_actor,
+    parse_narration,
+)
+from app.kinds.scenario.schema import Scenario
+from app.tasks.events import append_events, publish
+
+RECENT_LINES = 12
+MAX_ATTEMPTS = 2
+T = TypeVar("T")
+
+
+@dataclass
+class Run:
+    """A scenario run in progress: its task context, definition, seed and current state."""
+
+    ctx: Any  # RunContext (kept loose so tests and benchmarks can pass a lighter double)
+    scenario: Scenario
+    seed: int
+    state: RunState
+    carried_inbox: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.scenario.turn_count
+
+
+async def emit_many(ctx: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Append several events in one transaction (one actor's move and its ties land together)."""
+    if not events:
+        return
+    async with session_scope() as session:
+        rows = await append_events(session, ctx.task_id, events)
+    publish(rows)
+
+
+async def take_inbox(run: Run, turn: int) -> list[dict[str, Any]]:
+    """Messages from a user stepping in, addressed to one character (by name) or to all."""
+    inbox = list(run.carried_inbox)
+    run.carried_inbox = []
+    for msg in await run.ctx.take_messages():
+        target = msg.target
+        known = match_name(target, run.scenario.cast) if target else None
+        inbox.append({"turn": turn, "author": msg.author, "content": msg.content[:4000],
+                      "target": known, "unknown_target": target if target and not known else None})
+    return inbox
+
+
+async def play_turn(run: Run, turn: int) -> None:
+    """Play turn `turn` to the end and record it; the caller checkpoints afterwards."""
+    ctx = run.ctx
+    await ctx.emit("scenario_turn", {"turn": turn, "phase": "start", "of": run.total})
+    inbox = await take_inbox(run, turn)
+    if inbox:
+        await emit_many(ctx, [("user_message", m) for m in inbox])
+        run.state.lines += [transcript_line({"type": "user_message", "data": m}) or ""
+                            for m in inbox]
+    narration = await narrate(run, turn, inbox)
+    order, scene = actor_order(run, turn, narration.get("order") or []), narration.get("scene", "")
+    if run.scenario.turn_order == "simultaneous":
+        # Every move is asked from the same state, then applied in `order`: the result does not
+        # depend on which call (or which worker) finished first.
+        moves = await simultaneous_moves(run, turn, order, scene=scene, inbox=inbox)
+        events = []
+        for name in order:
+            move, extra = moves[name]
+            if move is not None:
+                events += move_events(run, name, move, turn, extra)
+        await emit_many(ctx, events)  # one transaction for the whole turn's moves
+    else:
+        for name in order:
+            move = await actor_move(run, name, turn, scene=scene, inbox=inbox_for(inbox, name))
+            if move is not None:
+                await apply_move(run, name, move, turn)
+    await ctx.emit("scenario_turn", {"turn": turn, "phase": "end", "of": run.total})
+    run.state.turn = turn
+
+
+def inbox_for(inbox: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The user messages one actor sees: those to it by name and those to everyone."""
+    return [m for m in inbox if m["target"] in (None, name)]
+
+
+Moves = dict[str, tuple[ActorMove | None, dict[str, Any] | None]]
+
+
+async def simultaneous_moves(run: Run, turn: int, order: list[str], *, scene: str,
+                             inbox: list[dict[str, Any]]) -> Moves:
+    """Every actor's move of a simultaneous turn: from workers when distributed, the rest here
+    concurrently (each call budget-checked by ctx.chat); name → (move, extra event fields)."""
+    moves: Moves = {}
+    if run.scenario.distributed:
+        from app.run.scenario import distributed  # it builds on this module
+
+        moves = await distributed.moves_from_workers(run, turn, order)
+    here = [n for n in order if n not in moves]
+    extra = {"computed_by": "runner"} if run.scenario.distributed else None
+    asked = await gather_all([actor_move(run, n, turn, scene=scene, inbox=inbox_for(inbox, n))
+                              for n in here])
+    moves.update({name: (move, extra) for name, move in zip(here, asked, strict=True)})
+    return moves
+
+
+async def gather_all(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines concurrently; on the first failure cancel the rest and raise it as is."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def actor_order(run: Run, turn: int, narrator_order: list[str]) -> list[str]:
+    """Who acts in which order: the narrator's (when it decides), else fixed or seeded shuffle."""
+    cast = run.scenario.cast
+    if run.scenario.narrator.decides_order and narrator_order:
+        return [*narrator_order, *(n for n in cast if n not in narrator_order)]
+    if run.scenario.turn_order == "shuffled":
+        order = list(cast)
+        # Seeded per turn, so a resumed or forked run replays the same order.
+        random.Random(f"{run.seed}:{turn}").shuffle(order)
+        return order
+    return list(cast)
+
+
+async def narrate(run: Run, turn: int, inbox: list[dict[str, Any]]) -> dict[str, Any]:
+    """The narrator's scene for this turn (an empty scene when the narrator is off)."""
+    if not run.scenario.narrator.enabled:
+        return {"scene": "", "changes": "", "order": []}
+    sc = run.scenario
+    messages = [
+        {"role": "system", "content": render_prompt("scenario_narrator", part="system",
+                                                    scenario=sc)},
+        {"role": "user", "content": render_prompt(
+            "scenario_narrator", part="turn", turn=turn, total=run.total, cast=sc.characters,
+            states=run.state.states, recent=run.state.lines[-RECENT_LINES:], inbox=inbox)},
+    ]
+    completion = await run.ctx.chat(messages, role="narrator")
+    narration = parse_narration(completion.content, sc.cast)
+    data = {"turn": turn, **narration}
+    await run.ctx.emit("narration", data)
+    run.state.lines.append(transcript_line({"type": "narration", "data": data}) or "")
+    return narration
+
+
+def actor_messages(run: Run, name: str, turn: int, *, scene: str,
+                   inbox: list[dict[str, Any]], respond_to: dict[str, Any] | None
+                   ) -> list[dict[str, Any]]:
+    """The system and turn prompts for one actor."""
+    sc = run.scenario
+    me = sc.character(name)
+    assert me is not None
+    common = {"scenario": sc, "me": me, "others": [n for n in sc.cast if n != name],
+              "can_answer_user": bool(inbox), "types": INTERACTION_TYPES}
+    ties = []
+    for rel in run.state.ledger.of(name):
+        other = rel.b if rel.a == name else rel.a
+        ties.append({"other": other, "strength": rel.strength, "trust": rel.trust,
+                     "interactions": rel.interactions})
+    turn_prompt = render_prompt(
+        "scenario_actor", part="turn", turn=turn, total=run.total,
+        state=run.state.states.get(name, ""), scene=scene, ties=ties,
+        recent=run.state.lines[-RECENT_LINES:], inbox=inbox, respond_to=respond_to, **common)
+    return [{"role": "system", "content": render_prompt("scenario_actor", part="system", **common)},
+            {"role": "user", "content": turn_prompt}]
+
+
+async def actor_move(run: Run, name: str, turn: int, *, scene: str,
+                     inbox: list[dict[str, Any]], respond_to: dict[str, Any] | None = None
+                     ) -> ActorMove | None:
+    """Ask one actor for its move; correct once on a bad reply, then skip with an event."""
+    ctx, sc = run.ctx, run.scenario
+    me = sc.character(name)
+    assert me is not None
+    messages = actor_messages(run, name, turn, scene=scene, inbox=inbox, respond_to=respond_to)
+    models = [me.model, *ctx.models()] if me.model else None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        completion = await ctx.chat(messages, models=models, role="actor")
+        try:
+            return parse_actor(completion.content, me=name, cast=sc.cast,
+                               can_answer_user=bool(inbox))
+        except ReplyError as exc:
+            await ctx.emit("actor_reply_invalid", {
+                "turn": turn, "actor": name, "attempt": attempt, "error": str(exc),
+                "reply": completion.content[:2000]})
+            messages = [*messages, {"role": "assistant", "content": completion.content[:4000]},
+                        {"role": "user", "content": render_prompt(
+                            "scenario_actor", part="correction", error=str(exc),
+                            others=[n for n in sc.cast if n != name],
+                            can_answer_user=bool(inbox))}]
+    await ctx.emit("actor_skipped", {"turn": turn, "actor": name,
+                                     "reason": f"no usable reply after {MAX_ATTEMPTS} attempts"})
+    return None
+
+
+async def apply_move(run: Run, name: str, move: ActorMove, turn: int,
+                     extra: dict[str, Any] | None = None) -> None:
+    """Record a move: the interaction, each touched relationship, the actor's new mood."""
+    await emit_many(run.ctx, move_events(run, name, move, turn, extra))
+
+
+def move_events(run: Run, name: str, move: ActorMove, turn: int,
+                extra: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Apply a move to the run's state; the events that record it (for the caller to write)."""
+    state = run.state
+    if move.emotional_state:
+        state.states[name] = move.emotional_state
+    interaction = {"turn": turn, "actor": name, **move.model_dump(), **(extra or {})}
+    events: list[tuple[str, dict[str, Any]]] = [("interaction", interaction)]
+    if move.action != "silent" and move.target not in (None, "user"):
+        others = [n for n in run.scenario.cast if n != name] if move.target == "all" else [
+            move.target]
+        for other in others:
+            before = state.ledger.get(name, other)
+            rel = state.ledger.record(actor=name, target=str(other), sentiment=move.sentiment,
+                                      interaction_type=move.interaction_type, turn=turn)
+            a, b = pair_key(name, str(other))
+            events.append(("relationship", {
+                "turn": turn, **rel.as_dict(), "a": a, "b": b,
+                "delta": {"strength": round(rel.strength - before.strength, 6),
+                          "trust": round(rel.trust - before.trust, 6)}}))
+    state.lines.append(transcript_line({"type": "interaction", "data": interaction}) or "")
+    return events

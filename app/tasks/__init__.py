@@ -1,0 +1,1 @@
+"""The task's own life: events, scheduling, lifecycle (every status change), enqueue, complexity."""

@@ -1,0 +1,72 @@
+"""The one way app/ reaches the worker: enqueue `run_task(task_id)` on the right queue.
+
+A task goes to its agent's own queue (`agent.<name>`) when a live worker was started for that
+agent (`taskbench worker --agents …`), else to the shared `taskbench` queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from app.core import tracing
+from app.core.config import get_settings
+from app.core.db import get_engine
+from app.models import WorkerNode, utcnow
+
+DEFAULT_QUEUE = "taskbench"
+_dedicated: tuple[float, set[str]] = (0.0, set())
+
+
+def queue_for_agent(name: str) -> str:
+    return f"agent.{name}"
+
+
+async def dedicated_agents() -> set[str]:
+    """Agents some live worker is dedicated to (cached for a second)."""
+    global _dedicated
+    stamp, names = _dedicated
+    if time.monotonic() - stamp < 1.0:
+        return names
+    settings = get_settings()
+    alive_after = utcnow() - timedelta(seconds=settings.worker_heartbeat_s * 3)
+    async with get_engine().connect() as conn:  # a read: no write lock
+        rows = (await conn.execute(
+            select(WorkerNode.agents).where(col(WorkerNode.heartbeat_at) > alive_after)
+        )).scalars().all()
+    names = {a for agents in rows for a in (agents or [])}
+    _dedicated = (time.monotonic(), names)
+    return names
+
+
+def _send(task_id: int, queue: str, name: str = "run_task",
+          headers: dict[str, str] | None = None) -> None:
+    from worker.celery_app import current_celery  # the one import of worker/ from app/
+
+    current_celery().send_task(name, args=[task_id], queue=queue, headers=headers)
+
+
+async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> None:
+    """Enqueue `name` for each (task_id, agent_name); call only after the assigning commit."""
+    items = list(assignments)
+    if not items:
+        return
+    dedicated = await dedicated_agents()
+    # The caller's trace (W3C traceparent) rides on the message; the worker continues it.
+    headers = tracing.inject() or None
+    for task_id, agent_name in items:
+        queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
+        await asyncio.to_thread(_send, task_id, queue, name, headers)
+
+
+def send_task(name: str, args: list[int | str], queue: str, *,
+              expires: float | None = None) -> None:
+    """Send worker task `name` with plain arguments (ids, names), e.g. one scenario actor's
+    turn; blocking, so async code calls it in a thread, after the commit of what it reads."""
+    from worker.celery_app import current_celery  # as in _send: app/ reaches worker/ only here
+
+    current_celery().send_task(name, args=args, queue=queue, expires=expires)

@@ -1,0 +1,182 @@
+"""Complexity-based assignment with an atomic claim, and releasing an agent's slot.
+
+A claim is two conditional UPDATEs in one transaction: the agent's `active_tasks` goes up only
+while it is below `max_concurrent`, and the task moves from `pending` only once. On PostgreSQL the
+row locks make each conditional UPDATE atomic; on SQLite every transaction is BEGIN IMMEDIATE.
+Callers commit, then enqueue what was assigned (never before the commit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import case, or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.models import Agent, AgentStatus, Task, TaskStatus, utcnow
+from app.models.base import EPOCH
+from app.tasks.events import append_event
+
+CLAIMABLE = (AgentStatus.available, AgentStatus.busy)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    task_id: int
+    agent_id: int
+    agent_name: str
+
+
+def quality(agent: Agent) -> float:
+    """Posterior mean of Beta(1 + passed, 1 + failed) reviews: the agent's quality score."""
+    return (1 + agent.reviews_passed) / (2 + agent.reviews_passed + agent.reviews_failed)
+
+
+async def covered_ranges(session: AsyncSession) -> list[tuple[int, int]]:
+    """The complexity ranges enabled agents cover (for the 422 on uncovered submissions)."""
+    rows = (await session.exec(
+        select(Agent).where(col(Agent.status).in_([*CLAIMABLE, AgentStatus.offline]))
+    )).all()
+    return sorted({(a.min_complexity, a.max_complexity) for a in rows})
+
+
+async def _claim_agent(session: AsyncSession, agent_id: int) -> bool:
+    result = await session.execute(
+        update(Agent)
+        .where(
+            col(Agent.id) == agent_id,
+            col(Agent.active_tasks) < col(Agent.max_concurrent),
+            col(Agent.status).in_(CLAIMABLE),
+        )
+        .values(
+            active_tasks=Agent.active_tasks + 1,
+            last_active=utcnow(),
+            status=case(
+                (col(Agent.active_tasks) + 1 >= col(Agent.max_concurrent), AgentStatus.busy.value),
+                else_=AgentStatus.available.value,
+            ),
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _unclaim_agent(session: AsyncSession, agent_id: int) -> None:
+    await session.execute(
+        update(Agent)
+        .where(col(Agent.id) == agent_id)
+        .values(
+            active_tasks=case((col(Agent.active_tasks) > 0, col(Agent.active_tasks) - 1), else_=0),
+            status=case(
+                (col(Agent.status) == AgentStatus.busy.value, AgentStatus.available.value),
+                else_=Agent.status,
+            ),
+        )
+    )
+
+
+async def _candidates(session: AsyncSession, task: Task) -> list[Agent]:
+    stmt = select(Agent).where(
+        col(Agent.status).in_(CLAIMABLE),
+        col(Agent.active_tasks) < col(Agent.max_concurrent),
+        col(Agent.min_complexity) <= task.complexity,
+        col(Agent.max_complexity) >= task.complexity,
+    )
+    if task.pinned_agent:
+        stmt = stmt.where(col(Agent.name) == task.pinned_agent)
+    agents = list((await session.exec(stmt)).all())
+    # The better reviewed agent first; among equals, the least recently active.
+    agents.sort(key=lambda a: (-round(quality(a), 3), a.last_active or EPOCH, a.id))
+    return agents
+
+
+async def try_assign(session: AsyncSession, task: Task) -> Assignment | None:
+    """Give `task` to a free eligible agent, atomically; None when none is free."""
+    assert task.id is not None
+    for agent in await _candidates(session, task):
+        assert agent.id is not None
+        if not await _claim_agent(session, agent.id):
+            continue
+        now = utcnow()
+        result = await session.execute(
+            update(Task)
+            .where(col(Task.id) == task.id, col(Task.status) == TaskStatus.pending.value)
+            .values(status=TaskStatus.assigned.value, agent_id=agent.id, slot_held=True,
+                    assigned_at=now, enqueued_at=now, updated_at=now)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            await _unclaim_agent(session, agent.id)
+            return None
+        await append_event(session, task.id, "status", {
+            "status": "assigned", "agent": agent.name, "agent_id": agent.id,
+        })
+        return Assignment(task.id, agent.id, agent.name)
+    return None
+
+
+async def assign_pending(session: AsyncSession, *, limit: int = 50) -> list[Assignment]:
+    """Assign waiting tasks by priority then age while agents are free."""
+    stmt = (
+        select(Task)
+        .where(col(Task.status) == TaskStatus.pending.value)
+        .order_by(col(Task.priority).desc(), col(Task.created_at), col(Task.id))
+        .limit(limit)
+    )
+    if session.bind and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    assigned: list[Assignment] = []
+    for task in list((await session.exec(stmt)).all()):
+        done = await try_assign(session, task)
+        if done:
+            assigned.append(done)
+    return assigned
+
+
+async def release_slot(session: AsyncSession, task_id: int) -> bool:
+    """Give the task's agent slot back, exactly once however often this is called."""
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.slot_held).is_(True))
+        .values(slot_held=False)
+        .returning(col(Task.agent_id))
+    )
+    agent_id = result.scalar_one_or_none()
+    if agent_id is None:
+        return False
+    await _unclaim_agent(session, agent_id)
+    return True
+
+
+async def stale_tasks(
+    session: AsyncSession, *, grace_s: float, unstarted_s: float
+) -> list[Task]:
+    """Tasks to re-queue: their worker vanished (lease expired, re-queued after `grace_s`), or
+    their message never reached a worker (never leased, queued more than `unstarted_s` ago)."""
+    now = utcnow()
+    running = [s.value for s in (TaskStatus.assigned, TaskStatus.design, TaskStatus.build,
+                                 TaskStatus.test, TaskStatus.review)]
+    lost = (col(Task.lease_owner).is_not(None)) & (col(Task.lease_expires_at) < now) & or_(
+        col(Task.enqueued_at).is_(None),
+        col(Task.enqueued_at) < now - timedelta(seconds=grace_s))
+    unstarted = (col(Task.lease_owner).is_(None)) & or_(
+        col(Task.enqueued_at).is_(None),
+        col(Task.enqueued_at) < now - timedelta(seconds=unstarted_s))
+    stmt = select(Task).where(col(Task.status).in_(running), or_(lost, unstarted))
+    return list((await session.exec(stmt)).all())
+
+
+async def mark_enqueued(session: AsyncSession, task_id: int) -> None:
+    await session.execute(update(Task).where(col(Task.id) == task_id).values(enqueued_at=utcnow()))
+
+
+__all__ = [
+    "Assignment",
+    "assign_pending",
+    "covered_ranges",
+    "mark_enqueued",
+    "quality",
+    "release_slot",
+    "stale_tasks",
+    "try_assign",
+]
