@@ -119,11 +119,13 @@ def test_wheel_migrates_and_serves_from_an_empty_folder(api: tuple[str, Path]) -
     css = httpx.get(f"{url}/static/app.css", timeout=10)
     scenarios = httpx.get(f"{url}/api/v1/templates/scenarios", headers=auth, timeout=10)
     agents = httpx.get(f"{url}/api/v1/agents", headers=auth, timeout=10)
+    docs_js = httpx.get(f"{url}/docs-assets/swagger-ui-bundle.js", timeout=10)
     # then every one of them is served from the package's data
     assert health.status_code == 200, health.text
     assert health.json()["database"] == "ok"
     assert login.status_code == 200 and "<form" in login.text
     assert css.status_code == 200 and css.text.strip()
+    assert docs_js.status_code == 200 and len(docs_js.content) > 100_000
     assert scenarios.status_code == 200, scenarios.text
     names = {s["name"] for s in scenarios.json()["data"]}
     assert "workplace_negotiation" in names
