@@ -28,6 +28,7 @@ from app.api import (
     templates,
 )
 from app.api.ap_key_url import KeyInPath
+from app.api.docs import add_docs
 from app.auth.keys import ensure_admin_key
 from app.core import tracing
 from app.core.config import TEMPLATES_DIR, get_settings
@@ -126,7 +127,10 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
         description="Submit a task over REST; get back finished work, events, files and a report.",
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
     for module in (tasks, artifacts, agents, scenarios, templates, auth, metrics):
         api.include_router(module.router, responses=openapi.ERRORS)

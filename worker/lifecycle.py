@@ -28,11 +28,20 @@ async def register(node_id: str, agents: list[str], sandbox: str) -> None:
         session.add(row)
 
 
+def tasks_in_flight() -> int:
+    """run_task requests this worker is executing now, from Celery's own bookkeeping in the
+    main process (the pool children report each accepted and finished request to it)."""
+    from celery.worker import state
+
+    return sum(1 for request in list(state.active_requests) if request.name == "run_task")
+
+
 async def beat(node_id: str) -> None:
     async with session_scope() as session:
         row = await session.get(WorkerNode, node_id)
         if row is not None:
             row.heartbeat_at = utcnow()
+            row.tasks_in_flight = tasks_in_flight()
             session.add(row)
 
 

@@ -1,4 +1,4 @@
-"""/health: the database, the broker, the live workers and the sandbox, right now."""
+"""/health: the database, the broker, the live workers, the sandbox and the model provider."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from app.api.deps import SessionDep
 from app.core.config import get_settings
 from app.models import WorkerNode, utcnow
+from app.run.provider_state import provider_health
 from app.sandbox.selftest import run_selftest
 
 router = APIRouter(tags=["health"])
@@ -64,4 +65,5 @@ async def health(session: SessionDep, response: Response) -> dict[str, Any]:
             for w in workers
         ],
         "sandbox": sandbox,
+        "llm": await provider_health(session, settings) if db_ok else None,
     }

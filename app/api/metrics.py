@@ -1,4 +1,5 @@
-"""/metrics (Prometheus text format, at the root) and /api/v1/analytics (JSON, a time range).
+"""/metrics (Prometheus text format via prometheus_client, at the root) and /api/v1/analytics
+(JSON, a time range).
 
 Both read the database, so every API replica reports the same figures and nothing is lost when
 a process restarts; counters are sums over the event log and the outbox.
@@ -6,11 +7,21 @@ a process restarts; counters are sums over the event log and the outbox.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import Integer, and_, case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,36 +33,34 @@ metrics_router = APIRouter(tags=["metrics"])
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 DATA = TaskEvent.__table__.c.data  # type: ignore[attr-defined]
+TERMINAL_ORDER = (TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled)
 
 
-def _labels(labels: dict[str, Any]) -> str:
-    if not labels:
-        return ""
-    def esc(v: Any) -> str:
-        return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+Samples = list[tuple[tuple[str, ...], float]]
 
 
-class Exposition:
-    """Builds the text format: one HELP/TYPE header per family, then its samples."""
+def _family(kind: type[GaugeMetricFamily | CounterMetricFamily], name: str, help_text: str,
+            labels: tuple[str, ...], samples: Samples) -> Metric:
+    family = kind(name, help_text, labels=list(labels))
+    for values, value in samples:
+        family.add_metric(list(values), float(value))
+    return family
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str,
-               samples: list[tuple[dict[str, Any], float]]) -> None:
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        self.lines += [f"{name}{_labels(lb)} {float(v):g}" for lb, v in samples]
+def _histogram(name: str, help_text: str, values: list[float]) -> Metric:
+    buckets = [(floatToGoString(b), float(sum(v <= b for v in values))) for b in BUCKETS]
+    return HistogramMetricFamily(name, help_text, sum_value=sum(values),
+                                 buckets=[*buckets, ("+Inf", float(len(values)))])
 
-    def histogram(self, name: str, help_text: str, values: list[float]) -> None:
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        for bound in BUCKETS:
-            self.lines.append(f'{name}_bucket{{le="{bound}"}} {sum(v <= bound for v in values)}')
-        self.lines.append(f'{name}_bucket{{le="+Inf"}} {len(values)}')
-        self.lines += [f"{name}_sum {sum(values):g}", f"{name}_count {len(values)}"]
 
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+class _Snapshot(Collector):
+    """Families read from the database for one scrape, exposed by prometheus_client."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -116,46 +125,65 @@ async def _counts(session: AsyncSession, column: Any, where: Any = True) -> dict
 @metrics_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics(session: SessionDep) -> PlainTextResponse:
     """Prometheus scrape endpoint (aggregates only: no titles, no users)."""
-    out = Exposition()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(await _task_families(session) + await _usage_families(session)
+                                + await _worker_families(session)))
+    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _task_families(session: AsyncSession) -> list[Metric]:
     by_status = await _counts(session, Task.status)
-    out.family("taskbench_tasks", "gauge", "Tasks by status.",
-               [({"status": s.value}, by_status.get(s.value, 0)) for s in TaskStatus])
-    out.family("taskbench_queue_depth", "gauge", "Tasks waiting for an agent.",
-               [({}, by_status.get("pending", 0))])
+    ended = await _counts(session, Task.status, col(Task.finished_at).is_not(None))
     waits, runs = await task_times(session, True)
-    out.histogram("taskbench_assignment_wait_seconds", "Submission to assignment.", waits)
-    out.histogram("taskbench_task_duration_seconds", "Start to finish of ended tasks.", runs)
+    return [
+        _family(GaugeMetricFamily, "taskbench_tasks", "Tasks by status.", ("status",),
+                [((s.value,), by_status.get(s.value, 0)) for s in TaskStatus]),
+        _family(GaugeMetricFamily, "taskbench_queue_depth", "Tasks waiting for an agent.", (),
+                [((), by_status.get("pending", 0))]),
+        _family(CounterMetricFamily, "taskbench_tasks_finished",
+                "Tasks that reached an end, by outcome (completed counts as a success).",
+                ("status",), [((s.value,), ended.get(s.value, 0)) for s in TERMINAL_ORDER]),
+        _histogram("taskbench_assignment_wait_seconds", "Submission to assignment.", waits),
+        _histogram("taskbench_task_duration_seconds", "Start to finish of ended tasks.", runs),
+    ]
+
+
+async def _usage_families(session: AsyncSession) -> list[Metric]:
     llm = await llm_usage(session, True)
-    out.family("taskbench_llm_calls_total", "counter", "LLM calls by model.",
-               [({"model": r["model"]}, r["calls"]) for r in llm])
-    out.family("taskbench_llm_tokens_total", "counter", "LLM tokens by model and kind.",
-               [({"model": r["model"], "kind": k}, r[f"{k}_tokens"])
-                for r in llm for k in ("prompt", "completion")])
-    out.family("taskbench_llm_cost_usd_total", "counter", "LLM spend in USD by model.",
-               [({"model": r["model"]}, r["cost_usd"]) for r in llm])
     tools = await tool_usage(session, True)
-    out.family("taskbench_tool_calls_total", "counter", "Tool calls by tool.",
-               [({"tool": r["tool"]}, r["calls"]) for r in tools])
-    out.family("taskbench_tool_refusals_total", "counter", "Refused tool calls by tool.",
-               [({"tool": r["tool"]}, r["refused"]) for r in tools])
     emails = await _counts(session, OutboxMessage.status)
-    out.family("taskbench_emails", "gauge", "Outbox messages by status (sent, failed, …).",
-               [({"status": k}, v) for k, v in sorted(emails.items())])
-    await _workers(session, out)
-    return PlainTextResponse(out.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return [
+        _family(CounterMetricFamily, "taskbench_llm_calls", "LLM calls by model.", ("model",),
+                [((r["model"],), r["calls"]) for r in llm]),
+        _family(CounterMetricFamily, "taskbench_llm_tokens", "LLM tokens by model and kind.",
+                ("model", "kind"), [((r["model"], k), r[f"{k}_tokens"])
+                                    for r in llm for k in ("prompt", "completion")]),
+        _family(CounterMetricFamily, "taskbench_llm_cost_usd", "LLM spend in USD by model.",
+                ("model",), [((r["model"],), r["cost_usd"]) for r in llm]),
+        _family(CounterMetricFamily, "taskbench_tool_calls", "Tool calls by tool.", ("tool",),
+                [((r["tool"],), r["calls"]) for r in tools]),
+        _family(CounterMetricFamily, "taskbench_tool_refusals", "Refused tool calls by tool.",
+                ("tool",), [((r["tool"],), r["refused"]) for r in tools]),
+        _family(GaugeMetricFamily, "taskbench_emails",
+                "Outbox messages by status (sent, failed, …).", ("status",),
+                [((k,), v) for k, v in sorted(emails.items())]),
+    ]
 
 
-async def _workers(session: AsyncSession, out: Exposition) -> None:
+async def _worker_families(session: AsyncSession) -> list[Metric]:
     now = utcnow()
     workers = (await session.exec(select(WorkerNode))).all()
-    out.family("taskbench_worker_heartbeat_age_seconds", "gauge",
-               "Seconds since each worker's last heartbeat.",
-               [({"worker": w.id}, _seconds(w.heartbeat_at, now) or 0.0) for w in workers])
-    out.family("taskbench_worker_tasks_in_flight", "gauge", "Tasks each worker is running.",
-               [({"worker": w.id}, w.tasks_in_flight) for w in workers])
     agents = await _counts(session, Agent.status)
-    out.family("taskbench_agents", "gauge", "Agents by status.",
-               [({"status": k}, v) for k, v in sorted(agents.items())])
+    return [
+        _family(GaugeMetricFamily, "taskbench_worker_heartbeat_age_seconds",
+                "Seconds since each worker's last heartbeat.", ("worker",),
+                [((w.id,), _seconds(w.heartbeat_at, now) or 0.0) for w in workers]),
+        _family(GaugeMetricFamily, "taskbench_worker_tasks_in_flight",
+                "Tasks each worker is running (as of its last heartbeat).", ("worker",),
+                [((w.id,), w.tasks_in_flight) for w in workers]),
+        _family(GaugeMetricFamily, "taskbench_agents", "Agents by status.", ("status",),
+                [((k,), v) for k, v in sorted(agents.items())]),
+    ]
 
 
 @router.get("")

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
 PLACEHOLDER_SECRET = "changethis"
+
+
+def shipped_dir(name: str) -> Path:
+    """A directory shipped inside the `app` package (templates, migrations), found through
+    importlib.resources so an installed wheel works from any folder."""
+    found = files("app") / name
+    if not isinstance(found, Path) or not found.is_dir():
+        raise RuntimeError(f"the app package has no {name}/ directory ({found}): broken install")
+    return found
+
+
+TEMPLATES_DIR = shipped_dir("templates")
+MIGRATIONS_DIR = shipped_dir("migrations")
 
 
 class Settings(BaseSettings):
@@ -24,13 +39,22 @@ class Settings(BaseSettings):
     environment: str = Field("development", description="development, test or production")
     host: str = Field("127.0.0.1", description="Where `taskbench up`/`api` listen")
     port: int = Field(8000, description="Port for `taskbench up`/`api`")
-    public_url: str = Field("", description="Base URL used in emails and PR bodies")
-    var_dir: Path = Field(ROOT / "var", description="Run-time state for the embedded mode")
+    public_url: str = Field(
+        "", description="Base URL people open Taskbench at (links in emails, PDF reports, PRs); "
+        "default the URL the API serves on (host and port)"
+    )
+    var_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "var",
+        description="Run-time state for the embedded mode; default ./var",
+    )
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in var/")
     broker_url: str = Field("", description="Celery broker; default an embedded SQLite broker")
     broker_polling_interval: float = Field(0.05, description="Seconds between embedded polls")
     redis_url: str = Field("", description="Redis for pub/sub and caches (from broker if redis)")
-    workspaces_dir: Path = Field(ROOT / "workspaces", description="Per-task workspaces")
+    workspaces_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "workspaces",
+        description="Per-task workspaces; default ./workspaces",
+    )
     admin_api_key: str = Field("", description="Bootstraps an admin user with this key")
     rate_limit_per_minute: int = Field(600, description="Requests per API key per minute")
     max_body_bytes: int = Field(1024 * 1024, description="Largest JSON body accepted")
@@ -46,6 +70,11 @@ class Settings(BaseSettings):
             "TASKBENCH_LLM_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY"
         ),
         description="Key for the LLM endpoint",
+    )
+    llm_model_map: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Model names the provider takes instead of the agents' (OpenRouter) ones: "
+        'JSON {"openai/gpt-4o-mini": "llama3.1:8b"} or `a=b,c=d`; `*` maps every other name',
     )
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
     llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
@@ -152,6 +181,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("llm_model_map", mode="before")
+    @classmethod
+    def _parse_model_map(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        if v.strip().startswith("{"):
+            return json.loads(v)
+        pairs = [p for p in (part.strip() for part in v.split(",")) if p]
+        if any("=" not in p for p in pairs):
+            raise ValueError("use JSON or name=provider_name pairs separated by commas")
+        return {k.strip(): val.strip() for k, val in (p.split("=", 1) for p in pairs)}
+
+    def provider_model(self, model: str) -> str:
+        """The name the configured provider takes for an agent's `model`."""
+        return self.llm_model_map.get(model) or self.llm_model_map.get("*") or model
+
     @field_validator("database_url", mode="after")
     @classmethod
     def _normalise_db(cls, v: str) -> str:
@@ -170,6 +215,15 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'taskbench.db'}"
+
+    @property
+    def site_url(self) -> str:
+        """Where people reach Taskbench: TASKBENCH_PUBLIC_URL, else where the API listens (a
+        wildcard address is replaced by this machine's name)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def celery_broker_url(self) -> str:

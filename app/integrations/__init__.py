@@ -134,7 +134,9 @@ async def _github(task_id: int, settings: Settings, engine: Any) -> None:
 
 
 def _issue_text(task: dict[str, Any], settings: Settings, pr: int | None) -> str:
-    url = f"{settings.public_url.rstrip('/')}/api/v1/tasks/{task['id']}"
+    from app.integrations import links
+
+    url = links.task_page(settings, task["id"])
     lines = [f"Taskbench task [#{task['id']}]({url}) **{task['status']}**.", ""]
     if task.get("summary"):
         lines += [task["summary"][:4000], ""]
@@ -142,7 +144,7 @@ def _issue_text(task: dict[str, Any], settings: Settings, pr: int | None) -> str
         lines += [f"Reason: {task['error'][:2000]}", ""]
     if pr:
         lines.append(f"Pull request: #{pr}")
-    lines.append(f"[Report (PDF)]({url}/report.pdf)")
+    lines.append(f"[Report (PDF)]({links.report_link(settings, task['id'])})")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from app.core.config import TEMPLATES_DIR, Settings, get_settings
 from app.core.redact import redact
-from app.integrations import gitops
+from app.integrations import gitops, links
 from app.sandbox import fs
 from app.sandbox.workspace import Workspace
 
@@ -92,9 +92,9 @@ async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: S
 
 def pr_body(task: dict[str, Any], settings: Settings, extra: str = "") -> str:
     """The PR description: the task, the agent's notes, the summary, verdict and report link."""
-    url = f"{settings.public_url.rstrip('/')}/api/v1/tasks/{task['id']}"
     body = _env.get_template("pull_request.md").render(
-        task=task, notes=extra, task_url=url, report_url=f"{url}/report.pdf"
+        task=task, notes=extra, task_url=links.task_page(settings, task["id"]),
+        report_url=links.report_link(settings, task["id"]),
     )
     return redact(body)[:60_000]
 

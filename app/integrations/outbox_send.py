@@ -68,7 +68,8 @@ def _read_attachment(root: Path | None, rel: str, cap: int) -> bytes | None:
 async def _compose_task_end(
     row: OutboxMessage, task: Task, settings: Settings, engine: Any
 ) -> EmailMessage:
-    from app.integrations.report import ensure_report, task_url
+    from app.integrations import links
+    from app.integrations.report import ensure_report
 
     report: Path | None
     try:
@@ -76,8 +77,8 @@ async def _compose_task_end(
     except Exception:  # noqa: BLE001 - a broken report must not stop the notification
         log.exception("report for task %s could not be rendered", task.id)
         report = None
-    url = task_url(task.id or 0, settings)
-    context = {"task": task.model_dump(), "task_url": url, "report_url": f"{url}/report.pdf"}
+    context = {"task": task.model_dump(), "task_url": links.task_page(settings, task.id or 0),
+               "report_url": links.report_link(settings, task.id or 0)}
     return mail.compose_task_end(
         settings, to=row.recipient, msg_id=row.message_id, context=context, report=report
     )

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.integrations import links
 from app.integrations import report_data as rd
 from app.integrations.pdf import REPORTS_TEMPLATES, render_pdf
 from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
@@ -35,10 +36,6 @@ def report_path(task_id: int, settings: Settings | None = None) -> Path:
     """Where the task's report.pdf is kept."""
     settings = settings or get_settings()
     return Path(settings.var_dir) / "reports" / f"task-{int(task_id)}.pdf"
-
-
-def task_url(task_id: int, settings: Settings) -> str:
-    return f"{settings.public_url.rstrip('/')}/api/v1/tasks/{task_id}"
 
 
 def workspace_root(task: Task) -> Path | None:
@@ -57,16 +54,17 @@ async def load_report_context(session: Any, task_id: int, settings: Settings) ->
     )
     events = list(result.all())
     root = workspace_root(task)
-    url = task_url(task_id, settings)
+    url = links.task_page(settings, task_id)
     # walks and reads of the workspace leave the event loop (the API renders on demand)
-    files, images = await asyncio.to_thread(rd.output_files, root, f"{url}/artifacts")
+    files, images = await asyncio.to_thread(
+        rd.output_files, root, lambda rel: links.file_link(settings, task_id, rel))
     plan = await asyncio.to_thread(rd.plan, task, events, root)
     steps, steps_cut = rd.timeline(events)
     return {
         "task": task,
         "agent": agent.name if agent else "—",
         "task_url": url,
-        "report_url": f"{url}/report.pdf",
+        "report_url": links.report_link(settings, task_id),
         "generated_at": utcnow(),
         "duration": rd.duration(task.started_at, task.finished_at or utcnow()),
         "summary": rd.markdown(task.summary),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,11 @@ def plan(task: Any, events: list[Any], root: Path | None) -> str:
     return ""
 
 
-def output_files(root: Path | None, artifact_url: str) -> tuple[list[dict], list[str]]:
-    """Files in output/ (with artifact links) and the images among them (paths from root)."""
+def output_files(
+    root: Path | None, link: Callable[[str], str]
+) -> tuple[list[dict], list[str]]:
+    """Files in output/ (`link` makes each one's URL from its path within output/) and the
+    images among them (paths from root)."""
     files: list[dict[str, Any]] = []
     images: list[str] = []
     if root is None or fs.kind(root, "output") != "dir":
@@ -146,7 +150,7 @@ def output_files(root: Path | None, artifact_url: str) -> tuple[list[dict], list
     for entry in itertools.islice(fs.files(root, "output"), MAX_SCANNED):
         rel = f"output/{entry.path}"
         if len(files) < MAX_FILES:
-            files.append({"path": rel, "size": entry.size, "url": f"{artifact_url}/{rel}"})
+            files.append({"path": rel, "size": entry.size, "url": link(entry.path)})
         if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and len(images) < MAX_IMAGES:
             images.append(rel)
     return files, images

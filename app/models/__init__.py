@@ -11,6 +11,7 @@ from app.models.agent import (
 from app.models.base import table, utcnow
 from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.outbox import OutboxMessage, OutboxStatus
+from app.models.provider import ProviderState
 from app.models.task import (
     RUNNING,
     RUNNING_VALUES,
@@ -57,6 +58,7 @@ __all__ = [
     "MessagePublic",
     "OutboxMessage",
     "OutboxStatus",
+    "ProviderState",
     "Task",
     "TaskCheckpoint",
     "TaskCreate",

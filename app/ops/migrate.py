@@ -1,4 +1,8 @@
-"""Apply Alembic migrations programmatically (the CLI, `taskbench up` and the tests use this)."""
+"""Apply Alembic migrations programmatically (the CLI, `taskbench up` and the tests use this).
+
+The Alembic configuration is built here, not read from an alembic.ini, so an installed wheel
+migrates from any folder; the scripts ship inside the package (app/migrations).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from app.core.config import ROOT, get_settings
+from app.core.config import MIGRATIONS_DIR, get_settings
 
 
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    """The Alembic configuration for the database at `url` (default: the configured one)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["url"] = url or get_settings().db_url
     cfg.attributes["configure_logger"] = False
     return cfg

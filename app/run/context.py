@@ -28,6 +28,7 @@ from app.run import llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
+from app.run.provider_state import save_seen
 from app.run.steps import StepRecord, write_step
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
@@ -139,11 +140,16 @@ class RunContext:
         started = time.perf_counter()
         with tracing.span("llm.chat", {"gen_ai.request.model": models[0], "taskbench.role": role},
                           kind="client") as traced:
-            completion = await llm.chat(
-                self.settings, models=models, messages=messages, tools=tools, max_tokens=cap,
-                response_format=response_format, on_event=self.emit,
-                provider=(self.agent.config or {}).get("provider"),
-            )
+            try:
+                completion = await llm.chat(
+                    self.settings, models=models, messages=messages, tools=tools,
+                    max_tokens=cap, response_format=response_format, on_event=self.emit,
+                    provider=(self.agent.config or {}).get("provider"),
+                )
+            except llm.LLMError:
+                await save_seen(self.settings)
+                raise
+            await save_seen(self.settings)
             traced.set_attributes(tracing.completion_attributes(completion))
         await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
         return completion

@@ -15,6 +15,11 @@ errors) as a plain JSON body, and the reply is read as plain JSON by app.run.llm
 copes with what real providers send. Provider-specific fields go only where they are understood:
 `usage: {include: true}` and `provider` routing to OpenRouter alone; `max_completion_tokens`
 instead of `max_tokens` for a model that refused the latter (remembered per endpoint and model).
+Model names go through the operator's map (TASKBENCH_LLM_MODEL_MAP, `settings.provider_model`).
+
+What the client last saw of the provider (`seen()`) is kept per process; app/run/provider_state.py
+makes it durable for /health. A failure names the provider's URL and, without a key, the
+variables that set one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +39,7 @@ from openai import AsyncOpenAI
 
 from app.core.config import Settings
 from app.core.redact import redact
+from app.models import utcnow
 from app.run.llm_reply import RETRYABLE_CODES, Completion, ProviderError, read_reply
 
 __all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "client_for", "reset_clients"]
@@ -55,7 +63,19 @@ class _ModelFailed(Exception):
     """This model cannot answer this request; the next one in the chain may."""
 
 
+@dataclass
+class ProviderSeen:
+    """What this process's client last saw of one provider; `unsaved` until persisted."""
+
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    unsaved: bool = False
+
+
+KEY_VARIABLES = "TASKBENCH_LLM_API_KEY (or OPENROUTER_API_KEY / OPENAI_API_KEY)"
 _clients: dict[tuple[str, str, float], AsyncOpenAI] = {}
+_seen: dict[str, ProviderSeen] = {}
 _use_completion_tokens: set[tuple[str, str]] = set()  # (endpoint, model) refusing max_tokens
 
 
@@ -75,6 +95,33 @@ def client_for(settings: Settings) -> AsyncOpenAI:
 def reset_clients() -> None:
     _clients.clear()
     _use_completion_tokens.clear()
+    _seen.clear()
+
+
+def seen(base_url: str) -> ProviderSeen:
+    """This process's record of the provider at `base_url`."""
+    return _seen.setdefault(base_url, ProviderSeen())
+
+
+def _note(settings: Settings, error: str | None) -> None:
+    record = seen(settings.llm_base_url)
+    if error is not None:
+        record.last_error, record.last_error_at, record.unsaved = error, utcnow(), True
+    elif record.last_ok_at is None or (
+        record.last_error_at is not None and record.last_error_at >= record.last_ok_at
+    ):  # only a change of state is news: the first answer, or the first after an error
+        record.last_ok_at, record.unsaved = utcnow(), True
+
+
+def explain(settings: Settings, error: str) -> str:
+    """The provider's error with where it came from and, when no key is set, how to set one."""
+    where = f"{error} (provider {settings.llm_base_url})"
+    if not settings.llm_api_key:
+        return (f"{where}; no model key is set: set {KEY_VARIABLES}, and "
+                "TASKBENCH_LLM_BASE_URL for a provider other than OpenRouter")
+    if error.startswith(("401", "403")):
+        return f"{where}; the provider refused the key in {KEY_VARIABLES}"
+    return where
 
 
 def is_openrouter(base_url: str) -> bool:
@@ -88,7 +135,7 @@ def request_body(
     response_format: dict[str, Any] | None, provider: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The JSON body of one chat-completions request to `model`."""
-    body: dict[str, Any] = {"model": model, "messages": messages}
+    body: dict[str, Any] = {"model": settings.provider_model(model), "messages": messages}
     if tools:
         body["tools"] = tools
     if max_tokens:
@@ -126,7 +173,9 @@ async def chat(
                                     provider=provider, on_event=on_event)
         except _ModelFailed as exc:
             last_error = str(exc)
-    raise LLMError(last_error)
+        except LLMError as exc:  # the chain ends here (a 401, a context-length refusal)
+            raise type(exc)(explain(settings, str(exc))) from exc
+    raise LLMError(explain(settings, last_error))
 
 
 async def _ask_model(
@@ -142,10 +191,13 @@ async def _ask_model(
         body = request_body(settings, model, messages, tools=tools, max_tokens=max_tokens,
                             response_format=response_format, provider=provider)
         try:
-            return await _post(settings, body, tool_names)
+            completion = await _post(settings, body, tool_names)
+            _note(settings, None)
+            return completion
         except (openai.APIConnectionError, ProviderError, openai.APIStatusError) as exc:
             failure: Exception = exc
         error = _describe(failure)
+        _note(settings, error)
         if not _retryable(failure):
             _give_up(settings, model, failure, error)
             continue  # asked again with max_completion_tokens

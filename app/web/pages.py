@@ -7,7 +7,7 @@ live parts (timeline, scenario graph) use SSE with a short-lived token from the 
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -44,6 +44,7 @@ from app.web.session import (
     new_login_nonce,
     page_user,
     render,
+    safe_next,
 )
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -60,26 +61,31 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/login")
-async def login_page(request: Request, error: str = "") -> Response:
+async def login_page(request: Request, error: str = "", next: str = "") -> Response:
     nonce = new_login_nonce()
-    page = render(request, "login.html", {"login_csrf": csrf_for(nonce), "error": error})
+    page = render(request, "login.html", {"login_csrf": csrf_for(nonce), "error": error,
+                                          "next": safe_next(next)})
     page.set_cookie(LOGIN_CSRF_COOKIE, nonce, max_age=600, **cookie_flags(request))
     return page
 
 
 @router.post("/login")
 async def login(request: Request, session: SessionDep,
-                api_key: Annotated[str, Form(max_length=200)], csrf: Csrf) -> Response:
-    """Trade an API key for a signed session cookie (the key itself is not stored)."""
+                api_key: Annotated[str, Form(max_length=200)], csrf: Csrf,
+                next: Annotated[str, Form(max_length=500)] = "") -> Response:
+    """Trade an API key for a signed session cookie (the key itself is not stored), then go
+    back to the page that asked for it (a local path only)."""
     check_csrf(request, LOGIN_CSRF_COOKIE, csrf)
+    back = safe_next(next)
     try:
         row = await api_key_row(session, api_key.strip())
     except HTTPException:
-        return _see("/login?error=That+API+key+was+not+accepted")
+        query = {"error": "That API key was not accepted", **({"next": back} if back else {})}
+        return _see(f"/login?{urlencode(query)}")
     assert row.id is not None
     ttl = get_settings().session_ttl_s
     cookie = mint(user_id=row.user_id, key_id=row.id, audience=SESSION_AUDIENCE, ttl_s=ttl)
-    done = _see("/tasks")
+    done = _see(back or "/tasks")
     done.set_cookie(SESSION_COOKIE, cookie, max_age=ttl, **cookie_flags(request))
     done.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return done

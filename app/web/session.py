@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse
@@ -44,20 +45,36 @@ def new_login_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
+def safe_next(value: str) -> str:
+    """`value` if it is a path on this site to return to after sign-in, else "" (never another
+    host: no scheme, no `//` or `/\\`, no control characters)."""
+    if (not value.startswith("/") or value.startswith(("//", "/login"))
+            or any(ord(c) < 32 or c == "\\" for c in value) or len(value) > 500):
+        return ""
+    return value
+
+
+def _sign_in_first(request: Request) -> HTTPException:
+    """A redirect to the sign-in page that comes back here (links in emails and PDFs land on
+    the page they name; the strict session cookie is not sent on a cross-site click)."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    back = safe_next(here) if request.method == "GET" and here != "/tasks" else ""
+    target = f"/login?{urlencode({'next': back})}" if back else "/login"
+    return HTTPException(status.HTTP_303_SEE_OTHER, "sign in first", headers={"Location": target})
+
+
 async def page_user(request: Request, session: AsyncSession) -> tuple[User, int]:
-    """(user, key id) of the signed-in browser; otherwise a redirect to /login."""
+    """(user, key id) of the signed-in browser; otherwise a redirect to /login and back."""
     from app.auth.tokens import token_user
 
     raw = request.cookies.get(SESSION_COOKIE, "")
     user = await token_user(session, raw, audience=SESSION_AUDIENCE) if raw else None
     if user is None:
-        raise HTTPException(status.HTTP_303_SEE_OTHER, "sign in first",
-                            headers={"Location": "/login"})
+        raise _sign_in_first(request)
     try:
         key_id = int(verify(raw, audience=SESSION_AUDIENCE)["kid"])
     except (TokenError, KeyError, ValueError) as exc:
-        raise HTTPException(status.HTTP_303_SEE_OTHER, "sign in first",
-                            headers={"Location": "/login"}) from exc
+        raise _sign_in_first(request) from exc
     return user, key_id
 
 

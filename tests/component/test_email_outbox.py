@@ -108,7 +108,7 @@ async def test_each_recipient_gets_exactly_one_message_with_the_pdf(engine, sett
         assert msg.get_body(("html",)) is not None
         pdf = next(p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf")
         assert pdf.get_content().startswith(b"%PDF")
-        assert f"http://taskbench.test/api/v1/tasks/{task.id}/report.pdf" in msg.as_string()
+        assert f"http://taskbench.test/tasks/{task.id}/report.pdf" in msg.as_string()
     async with session_scope(engine) as session:
         states = await notifications_for(session, task.id)
     assert [n["status"] for n in states] == ["sent", "sent"]

@@ -85,7 +85,7 @@ async def test_pull_request_opened_once_updated_after_and_token_never_leaks(
     assert len(gh.pulls) == 1
     pr = gh.pulls[0]
     assert (pr["head"], pr["base"], pr["title"]) == (branch, "main", "Add gizmo")
-    assert "Adds `gizmo()`." in pr["body"] and f"/api/v1/tasks/{task.id}/report.pdf" in pr["body"]
+    assert "Adds `gizmo()`." in pr["body"] and f"/tasks/{task.id}/report.pdf" in pr["body"]
     assert "#1" in first.output
     assert not marker.exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
@@ -50,6 +51,15 @@ async def test_metrics_expose_tasks_llm_tools_and_queue(app_client, enqueued, ll
     assert got['taskbench_tool_refusals_total{tool="run_command"}'] == 1
     assert got['taskbench_tool_refusals_total{tool="write_file"}'] == 0
     assert "taskbench_queue_depth" in got and "# TYPE taskbench_emails gauge" in resp.text
+    # and successful finishes are counted by outcome
+    assert got['taskbench_tasks_finished_total{status="completed"}'] == 1
+    assert got['taskbench_tasks_finished_total{status="failed"}'] == 0
+    # and Prometheus' own parser reads every family with its type
+    kinds = {f.name: f.type for f in text_string_to_metric_families(resp.text)}
+    assert kinds["taskbench_tasks_finished"] == "counter"
+    assert kinds["taskbench_llm_calls"] == "counter"
+    assert kinds["taskbench_task_duration_seconds"] == "histogram"
+    assert kinds["taskbench_worker_tasks_in_flight"] == "gauge"
 
 
 async def test_analytics_filters_by_time_and_owner(app_client, enqueued, llm):

@@ -7,9 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.fakes.llm_server import ScriptedLLM, finish, tool_call
+from tests.fakes.llm_server import ScriptedLLM, delayed, finish, tool_call
 from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
 
 pytestmark = pytest.mark.slow
@@ -149,3 +150,35 @@ async def test_scenario_runs_through_a_real_worker(api, worker_env, llm, tmp_pat
         assert any({e["a"], e["b"]} == {people[0], people[1]} for e in graph["edges"])
     finally:
         worker.stop()
+
+
+async def _in_flight(api_client) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = str(api_client.base_url).replace("/api/v1", "")
+    async with httpx.AsyncClient(transport=api_client._transport, base_url=base) as raw:
+        text = (await raw.get("/metrics")).text
+    return {s.labels["worker"]: s.value for f in text_string_to_metric_families(text)
+            if f.name == "taskbench_worker_tasks_in_flight" for s in f.samples}
+
+
+async def test_metrics_show_the_task_a_worker_is_running(api, worker_env, llm, tmp_path):
+    # given a real worker and a task whose model takes a few seconds to answer
+    llm.script(delayed(4, finish("plan")))
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log")
+    try:
+        await wait_for(workers_alive, timeout=60)
+        assert list((await _in_flight(api)).values()) == [0]
+        # when the task runs
+        task_id = await _submit(api)
+        # then the worker's in-flight gauge goes to 1 while it runs, and back to 0 after
+        await wait_for(lambda: _equals(_in_flight(api), [1]), timeout=30)
+        task = await wait_for(lambda: _done(task_id), timeout=60)
+        assert task.status == "completed", task.error
+        await wait_for(lambda: _equals(_in_flight(api), [0]), timeout=30)
+    finally:
+        worker.stop()
+
+
+async def _equals(values, expected) -> bool:  # type: ignore[no-untyped-def]
+    return list((await values).values()) == expected

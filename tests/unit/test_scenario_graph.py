@@ -72,3 +72,16 @@ def test_communities_split_on_two_cliques():
     assert len({labels[n] for n in "ABC"}) == 1 and len({labels[n] for n in "DEF"}) == 1
     assert labels["A"] != labels["D"]
     assert weighted_centrality(names, [])["A"] == 0.0
+
+
+def test_communities_do_not_depend_on_the_order_ties_are_listed():
+    # given two loose groups bridged by a weak tie, listed in two different orders
+    ties = [("A", "B", 0.6), ("B", "C", 0.5), ("A", "C", 0.4), ("D", "E", 0.7), ("E", "F", 0.6),
+            ("D", "F", 0.5), ("C", "D", 0.05), ("A", "F", -0.9)]
+    edges = [{"a": a, "b": b, "strength": s} for a, b, s in ties]
+    names = list("FEDCBA")
+    # when communities are computed for each order, several times
+    results = [communities(names, order) for order in (edges, edges[::-1]) for _ in range(3)]
+    # then every run finds the same two groups, named by their first members
+    assert all(r == results[0] for r in results)
+    assert results[0] == {"A": "A", "B": "A", "C": "A", "D": "D", "E": "D", "F": "D"}

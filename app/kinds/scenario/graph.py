@@ -1,4 +1,4 @@
-"""The social graph of a run at one turn, and its simple metrics (pure Python).
+"""The social graph of a run at one turn, and its metrics (computed with networkx).
 
     nodes   one per character: role, traits, emotional state, degree, weighted centrality,
             community
@@ -9,11 +9,10 @@ Metrics, for n characters:
     degree(v)              number of edges at v
     centrality(v)          Σ |strength(v, u)| over v's edges / (n − 1): how much of v's
                            possible tie intensity is realised (hostile ties count too)
-    community(v)           weighted label propagation over positive ties (strength > 0):
-                           every node starts with its own label and, in name order, takes the
-                           label with the largest summed strength among its neighbours (ties go
-                           to the smallest label) until nothing changes — deterministic, so the
-                           same run always yields the same groups
+    community(v)           Louvain modularity communities over positive ties (strength > 0,
+                           weighted by strength; hostile ties never bind), with a fixed seed so
+                           the same run always yields the same groups; a group is named by its
+                           alphabetically first member
 """
 
 from __future__ import annotations
@@ -21,9 +20,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import networkx as nx
+
 from app.kinds.scenario.relationships import Ledger
 
-MAX_PROPAGATION_ROUNDS = 50
+COMMUNITY_SEED = 0  # Louvain visits nodes in a random order; a fixed seed makes it repeatable
 
 
 def build_graph(
@@ -62,50 +63,29 @@ def build_graph(
     }
 
 
-def degrees(names: list[str], edges: list[dict[str, Any]]) -> dict[str, int]:
-    out = dict.fromkeys(names, 0)
+def _graph(names: list[str], edges: list[dict[str, Any]], *, positive_only: bool) -> nx.Graph:
+    graph = nx.Graph()
+    graph.add_nodes_from(names)
     for e in edges:
-        out[e["a"]] += 1
-        out[e["b"]] += 1
-    return out
+        strength = float(e["strength"])
+        if not positive_only or strength > 0:
+            graph.add_edge(e["a"], e["b"], weight=strength, intensity=abs(strength))
+    return graph
+
+
+def degrees(names: list[str], edges: list[dict[str, Any]]) -> dict[str, int]:
+    graph = _graph(names, edges, positive_only=False)
+    return {n: int(graph.degree(n)) for n in names}
 
 
 def weighted_centrality(names: list[str], edges: list[dict[str, Any]]) -> dict[str, float]:
-    total = dict.fromkeys(names, 0.0)
-    for e in edges:
-        w = abs(float(e["strength"]))
-        total[e["a"]] += w
-        total[e["b"]] += w
+    graph = _graph(names, edges, positive_only=False)
     denom = max(len(names) - 1, 1)
-    return {n: round(total[n] / denom, 4) for n in names}
+    return {n: round(float(graph.degree(n, weight="intensity")) / denom, 4) for n in names}
 
 
 def communities(names: list[str], edges: list[dict[str, Any]]) -> dict[str, str]:
-    """name → community label (the alphabetically first member's name, after propagation)."""
-    neighbours: dict[str, dict[str, float]] = {n: {} for n in names}
-    for e in edges:
-        w = float(e["strength"])
-        if w > 0:
-            neighbours[e["a"]][e["b"]] = w
-            neighbours[e["b"]][e["a"]] = w
-    label = {n: n for n in names}
-    order = sorted(names)
-    for _ in range(MAX_PROPAGATION_ROUNDS):
-        changed = False
-        for node in order:
-            if not neighbours[node]:
-                continue
-            weight: dict[str, float] = defaultdict(float)
-            for other, w in neighbours[node].items():
-                weight[label[other]] += w
-            best = min(weight, key=lambda lab: (-weight[lab], lab))
-            if weight[best] > weight.get(label[node], 0.0) and best != label[node]:
-                label[node] = best
-                changed = True
-        if not changed:
-            break
-    # Name each group by its first member so labels read as "the group around X".
-    first: dict[str, str] = {}
-    for node in order:
-        first.setdefault(label[node], node)
-    return {n: first[label[n]] for n in names}
+    """name → community label (the alphabetically first member's name)."""
+    graph = _graph(names, edges, positive_only=True)
+    groups = nx.community.louvain_communities(graph, weight="weight", seed=COMMUNITY_SEED)
+    return {n: min(group) for group in groups for n in group}
