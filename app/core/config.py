@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets as _secrets
 import socket
 from functools import lru_cache
 from importlib.resources import files
@@ -241,16 +242,53 @@ class Settings(BaseSettings):
             return self.celery_broker_url
         return ""
 
+    def signing_key(self) -> str:
+        """The key that signs tokens and sessions: TASKBENCH_SECRET_KEY, or (development and
+        tests, where it may be left unset) a random key made on first use and kept, 0600, in
+        `var_dir/secret_key`, so every process of this installation shares it and nobody can
+        sign with the public placeholder. Production refuses to start without a real one."""
+        if self.secret_key != PLACEHOLDER_SECRET:
+            return self.secret_key
+        return kept_secret(self.var_dir / "secret_key")
+
     def secrets(self) -> list[str]:
         """Values that must never reach a workspace, an event, a log line or a prompt."""
         values = [self.llm_api_key, self.github_token, self.admin_api_key, self.webhook_secret]
         if self.secret_key != PLACEHOLDER_SECRET:
             values.append(self.secret_key)
+        elif (self.var_dir / "secret_key").is_file():
+            values.append(self.signing_key())
         if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:
             values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
         for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
             values.append(os.environ.get(name, ""))
         return [v for v in values if v and len(v) >= 6]
+
+
+_kept: dict[Path, str] = {}
+
+
+def kept_secret(path: Path) -> str:
+    """The random key kept at `path`, made (atomically, 0600) if there is none yet."""
+    if path in _kept:
+        return _kept[path]
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{_secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # fails if another process made it first: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable secret key; remove it to make a new one")
+    _kept[path] = key
+    return key
 
 
 @lru_cache

@@ -31,7 +31,7 @@ pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR / "web"),
 
 def csrf_for(session_value: str) -> str:
     """The CSRF token bound to one session (or login) cookie value."""
-    key = get_settings().secret_key.encode()
+    key = get_settings().signing_key().encode()
     return hmac.new(key, b"csrf:" + session_value.encode(), hashlib.sha256).hexdigest()[:40]
 
 

@@ -223,7 +223,11 @@ async def test_redis_pubsub_reaches_followers_in_another_process(db, monkeypatch
         reset_settings()
         stream = follow(4242, after=0, idle_s=5)
         pending = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.3)
+        # wait until the follower's subscription reached Redis (a fixed sleep races on a busy box)
+        while subprocess.run(["redis-cli", "-p", str(port), "pubsub", "numpat"],
+                             capture_output=True, check=False).stdout.strip() in (b"", b"0"):
+            assert time.monotonic() < deadline + 10, "the follower never subscribed"
+            await asyncio.sleep(0.05)
         # when another process publishes the task's next event on its channel
         _redis_publish(url, {"task_id": 4242, "seq": 1, "type": "status",
                              "data": {"status": "assigned"}, "created_at": ""})

@@ -20,7 +20,7 @@ from app.integrations import enqueue_notifications
 from app.integrations.outbox import flush_pending
 from app.integrations.report import render_task_report
 from app.models import Task
-from tests.unit.deliver_fixtures import create_task, engine, settings  # noqa: F401
+from tests.factories.deliver import create_task, engine, settings  # noqa: F401
 
 PUBLIC = "https://bench.example.com/tb"
 
