@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -90,11 +92,33 @@ def _attach_bytes(msg: EmailMessage, data: bytes, name: str) -> None:
     msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class HeaderRefused(ValueError):
+    """A header value built from user or model text would carry a line break or control
+    character (after RFC 2047 decoding): it could forge Bcc/Reply-To/Content-Type headers.
+    Composing such a message fails for good; it is never retried."""
+
+
+def header_value(name: str, value: str) -> str:
+    """`value`, RFC 2047 encoded-words decoded, refused if it holds CR, LF or a control char."""
+    try:
+        decoded = str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        decoded = value
+    for text in (value, decoded):
+        if _CONTROL.search(text):
+            raise HeaderRefused(f"the {name} header may not contain line breaks or control "
+                                f"characters (even RFC 2047 encoded): {text[:80]!r}")
+    return value
+
+
 def _base_message(settings: Settings, to: str, subject: str, msg_id: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.email_from
-    msg["To"] = to
-    msg["Subject"] = redact(subject)[:200]
+    msg["To"] = header_value("To", to)
+    msg["Subject"] = header_value("Subject", redact(subject)[:200])
     msg["Message-ID"] = msg_id
     msg["Date"] = formatdate(localtime=False)
     msg["Auto-Submitted"] = "auto-generated"

@@ -92,6 +92,10 @@ async def _prepared(ids: list[int], settings: Settings, engine: Any):
             continue
         try:
             msg = await compose(row, settings, engine)
+        except mail.HeaderRefused as exc:  # the text itself is hostile: retrying cannot help
+            log.warning("outbox message %s refused: %s", row_id, exc)
+            await state.retry_later(engine, row, f"compose: {exc}", settings, permanent=True)
+            continue
         except Exception as exc:  # noqa: BLE001 - one bad row must not block the others
             log.exception("outbox message %s could not be composed", row_id)
             await state.retry_later(engine, row, f"compose: {exc}", settings)

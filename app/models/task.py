@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from email.header import decode_header, make_header
 from enum import StrEnum
 from typing import Any
 
@@ -103,6 +104,20 @@ class TaskCreate(BaseModel):
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("title")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        # the title becomes an email subject: no line breaks or control characters, not even
+        # RFC 2047 encoded ones (=?utf-8?q?a=0D=0ABcc:...?=), which would forge headers
+        try:
+            decoded = str(make_header(decode_header(v)))
+        except (ValueError, LookupError, UnicodeError):
+            decoded = v
+        if any(ch < " " or ch == "\x7f" for ch in v + decoded):
+            raise ValueError("the title must be one line without control characters "
+                             "(RFC 2047 encoded ones included)")
+        return v
 
 
 class Task(SQLModel, table=True):

@@ -11,6 +11,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from app.core.db import session_scope
+from app.integrations.email import HeaderRefused, header_value
 from app.integrations.outbox import enqueue_agent_mail, flush_pending
 from app.models import OutboxMessage, utcnow
 from app.sandbox import fs
@@ -63,6 +64,10 @@ async def send_email(
         raise ToolError(f"not an email address: {to!r}")
     if not allowed_recipient(ctx, to):
         raise ToolRefused(f"{to} is not in this task's notify list or an allowed domain")
+    try:
+        header_value("Subject", subject[:200])
+    except HeaderRefused as exc:
+        raise ToolRefused(str(exc)) from exc
     attach = list(attach or [])
     if len(attach) > MAX_ATTACHMENTS:
         raise ToolError(f"at most {MAX_ATTACHMENTS} attachments")

@@ -207,7 +207,7 @@ def test_report_file_list_and_images_skip_planted(ws, host, kind) -> None:
         host.plant(ws.root, "output/host", "symlink", host.root)
     else:
         host.plant(ws.root, "output/evil.png", kind, host.root / "image.png")
-    files, images = rd.output_files(ws.root, "http://x/artifacts")
+    files, images = rd.output_files(ws.root, lambda rel: f"http://x/artifacts/{rel}")
     assert [f["path"] for f in files] == ["output/chart.png"] and images == ["output/chart.png"]
 
 
