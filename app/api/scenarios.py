@@ -271,5 +271,5 @@ async def export_run(task_id: int, session: SessionDep, user: CurrentUser) -> di
 
 
 @router.get("/{name}")
-async def get_scenario(name: str, session: SessionDep, _user: CurrentUser) -> dict[str, Any]:
-    return (await find(session, "scenarios", name)).model_dump()
+async def get_scenario(name: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    return (await find(session, "scenarios", name, user)).model_dump()

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import kinds
@@ -87,9 +87,25 @@ def json_schema(type_: str) -> dict[str, Any] | None:
     return schema() if schema else None
 
 
-async def find(session: AsyncSession, type_: str, name: str) -> TemplatePublic:
-    """One template by name: the stored one, else the shipped file; 404 when neither."""
+async def _visible_to(session: AsyncSession, user: User | None,
+                      rows: list[TemplateRecord]) -> list[TemplateRecord]:
+    """The stored templates `user` may see: their own, and those published by an admin (or
+    by nobody); admins see every one. None (the service itself) sees every one."""
+    if user is None or user.is_admin:
+        return rows
+    owners = {r.owner_id for r in rows if r.owner_id not in (None, user.id)}
+    admins = set((await session.exec(
+        select(User.id).where(col(User.id).in_(owners), col(User.is_admin)))).all()
+    ) if owners else set()
+    return [r for r in rows if r.owner_id in (None, user.id) or r.owner_id in admins]
+
+
+async def find(session: AsyncSession, type_: str, name: str, user: User | None = None
+               ) -> TemplatePublic:
+    """One template by name: the stored one (if `user` may see it), else the shipped file;
+    404 when neither."""
     rows = await _stored(session, type_, name) if _type(type_).check else []
+    rows = await _visible_to(session, user, rows)
     if rows:
         return _public(rows[0])
     shipped = _shipped(type_)
@@ -99,10 +115,12 @@ async def find(session: AsyncSession, type_: str, name: str) -> TemplatePublic:
 
 
 @router.get("/{type_}", response_model=TemplatesPublic)
-async def list_templates(type_: TemplateType, session: SessionDep, _user: CurrentUser
+async def list_templates(type_: TemplateType, session: SessionDep, user: CurrentUser
                          ) -> TemplatesPublic:
-    """Every template of a type (stored ones shadow shipped files), with the type's schema."""
+    """Every template of a type the user may see (their own, and admins' which shadow shipped
+    files), with the type's schema."""
     rows = await _stored(session, type_) if _type(type_).check else []
+    rows = await _visible_to(session, user, rows)
     stored = {r.name: _public(r) for r in rows}
     shipped = {n: TemplatePublic(type=type_, name=n, source="shipped", body=b)
                for n, b in _shipped(type_).items()}
@@ -111,9 +129,9 @@ async def list_templates(type_: TemplateType, session: SessionDep, _user: Curren
 
 
 @router.get("/{type_}/{name}", response_model=TemplatePublic)
-async def get_template(type_: TemplateType, name: str, session: SessionDep, _user: CurrentUser
+async def get_template(type_: TemplateType, name: str, session: SessionDep, user: CurrentUser
                        ) -> TemplatePublic:
-    return await find(session, type_, name)
+    return await find(session, type_, name, user)
 
 
 def _name_of(type_: str, data: Any) -> str:
@@ -125,10 +143,14 @@ def _name_of(type_: str, data: Any) -> str:
 
 async def _save(session: AsyncSession, type_: str, data: Any, user: User, *, replace: bool,
                 name: str | None = None) -> TemplatePublic:
+    name = name or _name_of(type_, data)
+    if name in _shipped(type_) and not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"{name!r} is a shipped {type_[:-1]} template: only an admin may "
+                            "publish a template of that name (pick another name)")
     problems = check(type_, data)
     if problems:
         raise unprocessable(problems)
-    name = name or _name_of(type_, data)
     if data.get("name") != name:
         raise unprocessable([{"loc": ["name"], "msg": f"the body names {data.get('name')!r},"
                                                       f" the path {name!r}"}])
@@ -180,9 +202,9 @@ async def delete_template(type_: Editable, name: str, session: SessionDep, user:
 
 @router.get("/{type_}/{name}/export")
 async def export_template(type_: TemplateType, name: str, session: SessionDep,
-                          _user: CurrentUser) -> Response:
+                          user: CurrentUser) -> Response:
     """The template as a YAML file."""
-    found = await find(session, type_, name)
+    found = await find(session, type_, name, user)
     text = yaml.safe_dump(found.body, sort_keys=False, allow_unicode=True)
     return Response(text, media_type="application/yaml", headers={
         "content-disposition": f'attachment; filename="{name}.yaml"'})
