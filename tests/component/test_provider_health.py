@@ -53,7 +53,7 @@ async def test_health_reports_the_last_error_and_recovery_but_never_the_key(
     app_client, enqueued, llm
 ):
     # given a configured provider that refuses the first task's calls
-    llm.script(error(401, "Invalid credentials"), error(401, "Invalid credentials"))
+    llm.script(error(401, "Invalid credentials"))  # a 401 ends the chain: one request
     failed = await _run(app_client, enqueued)
     # when /health is read
     resp = await app_client.get("/health")

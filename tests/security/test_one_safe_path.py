@@ -35,6 +35,7 @@ MODULES = {
     "api/templates.py": "shipped templates",
     "ops/seed.py": "shipped agent templates",
     "kinds/agent.py": "shipped agent templates",
+    "api/docs.py": "the static files of the fastapi-offline package",
     "sandbox/cgroups.py": "/sys/fs/cgroup, never a workspace",
     "sandbox/reaper.py": "/proc, never a workspace",
     "sandbox/uids.py": "its own lock folder; the workspace root the host made (lstat/lchown)",
