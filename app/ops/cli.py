@@ -196,8 +196,52 @@ def cmd_scenario_run(args: argparse.Namespace) -> int:
     return run_scenario_and_follow(args)
 
 
+def complexity(text: str) -> int:
+    """An integer 1..10, as the API requires (0 is an error, not a default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer 1..10") from None
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..10")
+    return value
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from app.ops.client import tasks_command
+
+    return tasks_command(args)
+
+
+def _add_api_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--api", default=os.environ.get("TASKBENCH_API", "http://127.0.0.1:8000"),
+                    help="the API base URL (env TASKBENCH_API)")
+    sp.add_argument("--key", default=os.environ.get("TASKBENCH_API_KEY", ""),
+                    help="your API key (env TASKBENCH_API_KEY)")
+
+
+def _add_tasks_parser(sub: Any) -> None:
+    tasks = sub.add_parser("tasks", help="list, show or cancel tasks on a running API")
+    tsub = tasks.add_subparsers(dest="sub", required=True)
+    sp = tsub.add_parser("list", help="your tasks, newest first")
+    _add_api_options(sp)
+    sp.set_defaults(fn=cmd_tasks)
+    for name, text in (("show", "one task's status and result"), ("cancel", "cancel a task")):
+        sp = tsub.add_parser(name, help=text)
+        sp.add_argument("id", type=int, help="the task id")
+        _add_api_options(sp)
+        sp.set_defaults(fn=cmd_tasks)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
     p = argparse.ArgumentParser(prog="taskbench", description=__doc__)
+    try:
+        ver = version("taskbench")
+    except PackageNotFoundError:
+        ver = "unknown"
+    p.add_argument("--version", action="version", version=f"taskbench {ver}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, fn, text in (("up", cmd_up, "API + one worker on this machine"),
                            ("api", cmd_api, "the API alone")):
@@ -227,20 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--to", required=True, help="e.g. postgresql+asyncpg://user@host/db")
     sp.set_defaults(fn=cmd_db_copy)
     sp = sub.add_parser("submit", help="submit a task to a running API and follow it")
-    sp.add_argument("title")
-    sp.add_argument("--description", default="")
-    sp.add_argument("--complexity", type=int)
-    sp.add_argument("--api", default=os.environ.get("TASKBENCH_API", "http://127.0.0.1:8000"))
-    sp.add_argument("--key", default=os.environ.get("TASKBENCH_API_KEY", ""))
-    sp.add_argument("--no-follow", action="store_true")
+    sp.add_argument("title", help="what to do, in one line")
+    sp.add_argument("--description", "-d", default="", help="details for the agent")
+    sp.add_argument("--complexity", type=complexity, help="1..10; omitted: the API estimates")
+    _add_api_options(sp)
+    sp.add_argument("--no-follow", "--detach", action="store_true",
+                    help="print the task id and return without following")
     sp.set_defaults(fn=cmd_submit)
+    _add_tasks_parser(sub)
     scen = sub.add_parser("scenario").add_subparsers(dest="sub", required=True)
     sp = scen.add_parser("run", help="start a scenario run on a running API and follow it")
     sp.add_argument("name")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--turns", type=int, help="override the number of turns")
-    sp.add_argument("--api", default=os.environ.get("TASKBENCH_API", "http://127.0.0.1:8000"))
-    sp.add_argument("--key", default=os.environ.get("TASKBENCH_API_KEY", ""))
+    _add_api_options(sp)
     sp.add_argument("--no-follow", action="store_true")
     sp.set_defaults(fn=cmd_scenario_run)
     return p
@@ -253,7 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     configure(json_logs=get_settings().log_json)
     for noisy in ("weasyprint", "fontTools", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return int(args.fn(args) or 0)
+    from app.ops.api_errors import CliError
+
+    try:
+        return int(args.fn(args) or 0)
+    except CliError as exc:
+        print(f"taskbench: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
