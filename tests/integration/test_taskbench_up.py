@@ -67,6 +67,19 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         assert "completed" in done.stdout
         assert (tmp_path / "var" / "taskbench.db").exists()
+        # and `tasks list|show` read it back, a missing task is the API's message in one line
+        def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "app.ops.cli", *argv, "--api", api,
+                                   "--key", key], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=60)
+        listed = cli("tasks", "list")
+        assert listed.returncode == 0 and "completed" in listed.stdout and "hello" in listed.stdout
+        task_id = listed.stdout.split()[0]
+        shown = cli("tasks", "show", task_id)
+        assert shown.returncode == 0 and "status      completed" in shown.stdout
+        missing = cli("tasks", "show", "999999")
+        assert missing.returncode == 1 and "refused (404)" in missing.stderr
+        assert "Traceback" not in missing.stderr and "{" not in missing.stderr
     finally:
         # and SIGTERM stops the API and the worker, leaving no process behind
         up.send_signal(signal.SIGTERM)
