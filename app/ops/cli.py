@@ -88,6 +88,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Migrate, then run the API here and one Celery worker beside it; stop both together."""
     settings = get_settings()
     host, port = args.host or settings.host, args.port or settings.port
+    if not _port_free(host, port):
+        print(f"taskbench: port {port} on {host} is already in use — stop what holds it, or "
+              f"choose another with `taskbench up --port N` (or TASKBENCH_PORT)", file=sys.stderr)
+        return 2
     cmd_migrate(args)
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.ops.cli", "worker", "--concurrency", str(args.concurrency)],
@@ -110,6 +114,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         _stop_child(worker)
     return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _stop_child(proc: subprocess.Popen[bytes]) -> None:

@@ -45,3 +45,14 @@ def test_refusal_shows_the_api_message_not_json() -> None:
     assert str(refusal(resp)) == "refused (422): complexity: must be <= 10"
     assert str(refusal(httpx.Response(404, json={"detail": "task not found"}))) == \
         "refused (404): task not found"
+
+
+def test_up_on_a_busy_port_says_which_and_how_to_choose(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["up", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"port {port}" in err and "--port" in err and err.count("\n") == 0
