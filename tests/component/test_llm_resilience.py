@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from tests.factories import run_enqueued
 from tests.factories.loop import events_of
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import error, finish, tool_call
 
 JUNIOR = "openai/gpt-4o-mini"
 JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"
 
 
-async def _run(app_client, enqueued, **body) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2, **body})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 async def test_rate_limited_call_is_retried_after_retry_after(app_client, enqueued, llm):

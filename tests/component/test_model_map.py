@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings, reset_settings
-from tests.conftest import run_enqueued
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import error, finish
 
 JUNIOR = "openai/gpt-4o-mini"
@@ -32,11 +32,7 @@ def test_the_map_is_json_or_pairs_and_star_maps_the_rest(monkeypatch):
             Settings()
 
 
-async def _run(app_client, enqueued) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 async def test_requests_carry_the_providers_model_names(app_client, enqueued, llm, monkeypatch):

@@ -7,18 +7,14 @@ import json
 
 from app.run.budget import estimate_prompt_tokens
 from app.run.condense import condense
-from tests.conftest import run_enqueued
 from tests.factories.loop import agent_named, events_of
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import cut_off, finish, text, tool_call
 
 BIG = "x" * 3000
 
 
-async def _run(app_client, enqueued, **body) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2, **body})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 async def _configure_junior(app_client, **changes) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from app.core.config import get_settings
 from app.run.llm import request_body
-from tests.conftest import run_enqueued
 from tests.factories.loop import events_of
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import body_error, no_choices, raw_body
 
 JUNIOR = "openai/gpt-4o-mini"
@@ -14,11 +14,7 @@ JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"
 HTML = "<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
 
 
-async def _run(app_client, enqueued, **body) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2, **body})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 async def _retries(app_client, task: dict) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from app.core.config import reset_settings
 from app.run import llm as llm_module
-from tests.conftest import run_enqueued
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import error, finish
 
 KEY = "sk-test-" + "c" * 24
@@ -26,11 +26,7 @@ def _no_key(monkeypatch: pytest.MonkeyPatch, base_url: str | None) -> None:
     llm_module.reset_clients()
 
 
-async def _run(app_client, enqueued) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 async def test_health_says_no_provider_is_configured_and_which_variable_to_set(

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_enqueued
 from tests.factories.loop import events_of
+from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import finish, raw_message, text, tool_call, without_usage
 
-
-async def _run(app_client, enqueued, **body) -> dict:
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2, **body})
-    assert resp.status_code == 201, resp.text
-    await run_enqueued(enqueued)
-    return (await app_client.get(f"/tasks/{resp.json()['id']}")).json()
+_run = submit_and_run
 
 
 def _call(name: str, arguments, call_id: str | None = None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 
 class Enqueued(list):  # type: ignore[type-arg]
@@ -44,3 +45,12 @@ async def run_enqueued(enqueued: Enqueued) -> list[str]:
                                {"taskbench.task_id": task_id}):
                 await deliver_task(task_id)
     return results
+
+
+async def submit_and_run(client: Any, enqueued: Enqueued, **body: Any) -> dict[str, Any]:
+    """Submit a task (title "t", complexity 2, plus `body`), run it here as a worker would,
+    and return the task as the API shows it afterwards."""
+    resp = await client.post("/tasks", json={"title": "t", "complexity": 2, **body})
+    assert resp.status_code == 201, resp.text
+    await run_enqueued(enqueued)
+    return (await client.get(f"/tasks/{resp.json()['id']}")).json()
