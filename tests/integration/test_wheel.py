@@ -48,7 +48,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (base / "dist").glob("taskbench-*.whl")
     _uv("venv", "-q", "-p", sys.executable, str(base / "venv"), cwd=base)
     _uv("pip", "install", "-q", "--python", str(base / "venv/bin/python"),
-        "-c", str(ROOT / "requirements.lock"), str(wheel), cwd=base)
+        "-c", str(ROOT / "requirements-lock.txt"), str(wheel), cwd=base)
     return base / "venv"
 
 
