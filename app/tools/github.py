@@ -3,7 +3,6 @@ its one pull request. The token stays in the host process; the agent sees only t
 
 from __future__ import annotations
 
-from app.integrations import github
 from app.integrations.gitops import GitError
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool
@@ -22,6 +21,9 @@ from app.tools.registry import ToolContext, ToolResult, tool
     },
 )
 async def open_pull_request(ctx: ToolContext, title: str, body: str) -> ToolResult:
+    # PyGithub is loaded on first use: an idle worker should not carry it.
+    from app.integrations import github
+
     task = {**ctx.task, "id": ctx.task_id}
     if not (task.get("github") or {}).get("repo"):
         raise ToolRefused("this task has no GitHub repository (github.repo)")

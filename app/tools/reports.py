@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 
-from app.integrations.report import render_markdown_report
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 
@@ -35,6 +34,9 @@ async def make_report(ctx: ToolContext, title: str, markdown: str) -> ToolResult
     if len(markdown) > MAX_MARKDOWN_CHARS:
         raise ToolError(f"markdown is longer than {MAX_MARKDOWN_CHARS} characters")
     rel = f"output/{slugify(title)}.pdf"
+    # WeasyPrint is loaded on first use: an idle worker should not carry the PDF stack.
+    from app.integrations.report import render_markdown_report
+
     # WeasyPrint is CPU-bound and synchronous: keep the event loop free.
     size = await asyncio.to_thread(
         render_markdown_report, title, markdown, workspace_root=ctx.workspace.root,

@@ -18,9 +18,10 @@ Metrics, for n characters:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
 
 from app.kinds.scenario.relationships import Ledger
 
@@ -64,6 +65,8 @@ def build_graph(
 
 
 def _graph(names: list[str], edges: list[dict[str, Any]], *, positive_only: bool) -> nx.Graph:
+    import networkx as nx  # loaded when a scenario needs it, not by every worker at import
+
     graph = nx.Graph()
     graph.add_nodes_from(names)
     for e in edges:
@@ -87,5 +90,7 @@ def weighted_centrality(names: list[str], edges: list[dict[str, Any]]) -> dict[s
 def communities(names: list[str], edges: list[dict[str, Any]]) -> dict[str, str]:
     """name → community label (the alphabetically first member's name)."""
     graph = _graph(names, edges, positive_only=True)
-    groups = nx.community.louvain_communities(graph, weight="weight", seed=COMMUNITY_SEED)
+    from networkx.algorithms.community import louvain_communities
+
+    groups = louvain_communities(graph, weight="weight", seed=COMMUNITY_SEED)
     return {n: min(group) for group in groups for n in group}

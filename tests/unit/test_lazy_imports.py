@@ -1,0 +1,28 @@
+"""An idle worker and the API do not carry libraries only some tasks need (issue 15: memory).
+
+WeasyPrint (PDF), PyGithub and networkx are loaded on first use; importing the worker's task
+module or the API application must not pull them in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["weasyprint", "github", "networkx"]
+
+
+@pytest.mark.parametrize("module", ["worker.tasks", "app.main"])
+def test_heavy_libraries_load_on_first_use(module: str) -> None:
+    code = (
+        f"import json, sys; import {module}; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
