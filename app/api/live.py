@@ -28,12 +28,12 @@ from app.core.config import get_settings
 from app.core.db import session_factory
 from app.models import TaskEvent
 from app.tasks.events import add_publisher, list_events
+from app.tasks.pubsub import payload, status_channel, task_channel
 
 log = logging.getLogger(__name__)
-TASK_CHANNEL = "taskbench:task:"
-STATUS_CHANNEL = "taskbench:status"
 LOG_BATCH = 500
-JSON_KEY = "_json"  # cache of the serialised event, shared by every follower
+RESYNC: dict[str, Any] = {"_resync": True}  # queued to a follower: re-read the log now
+DRAIN_BATCH = 2000  # Redis messages handled per listener turn at most
 
 
 @dataclass
@@ -42,21 +42,6 @@ class Item:
 
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def payload(event: TaskEvent) -> dict[str, Any]:
-    """An event as clients see it (the shape of EventPublic)."""
-    return {"task_id": event.task_id, "seq": event.seq, "type": event.type,
-            "data": event.data, "created_at": event.created_at.isoformat()}
-
-
-def encoded(event: dict[str, Any]) -> str:
-    """The event as JSON, serialised once however many clients follow it."""
-    cached = event.get(JSON_KEY)
-    if cached is None:
-        cached = json.dumps({k: v for k, v in event.items() if k != JSON_KEY}, default=str)
-        event[JSON_KEY] = cached
-    return cached
 
 
 class Subscription:
@@ -119,6 +104,12 @@ class Hub:
             for sub in list(self.status_subs):
                 sub.offer(event)
 
+    def resync(self) -> None:
+        """Tell every task follower to re-read its log (live events may have been missed)."""
+        for subs in list(self.by_task.values()):
+            for sub in list(subs):
+                sub.offer(RESYNC)
+
 
 _hubs: dict[int, Hub] = {}
 _hubs_lock = threading.Lock()
@@ -140,33 +131,63 @@ async def _start_source(hub: Hub) -> asyncio.Task[None]:
     """Start the Redis listener or the table poller; returns once it cannot miss an event."""
     url = get_settings().pubsub_redis_url
     if url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(url)
-        pubsub = client.pubsub()
-        await pubsub.psubscribe(TASK_CHANNEL + "*")
-        await pubsub.subscribe(STATUS_CHANNEL)
-        return asyncio.create_task(_listen(hub, client, pubsub))
+        try:
+            client, pubsub = await _subscribe(url)
+        except Exception:  # noqa: BLE001 - Redis is down: the listener keeps trying
+            log.warning("redis event listener could not subscribe; retrying", exc_info=True)
+            client = pubsub = None
+        return asyncio.create_task(_listen(hub, url, client, pubsub))
     async with session_factory()() as session:
         last_id = (await session.exec(select(func.max(TaskEvent.id)))).one() or 0
     return asyncio.create_task(_poll(hub, int(last_id)))
 
 
-async def _listen(hub: Hub, client: Any, pubsub: Any) -> None:
-    """Redis → hub, until no one follows anything here."""
-    try:
-        while hub.has_subscribers():
+async def _subscribe(url: str) -> tuple[Any, Any]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe(task_channel(url, "*"))
+    await pubsub.subscribe(status_channel(url))
+    return client, pubsub
+
+
+async def _listen(hub: Hub, url: str, client: Any, pubsub: Any) -> None:
+    """Redis → hub, until no one follows anything here; reconnects after an outage (what was
+    published meanwhile reaches followers through their gap or idle re-read of the log).
+
+    Everything already received is delivered in one go before the loop is given back: one
+    message per loop turn would let a thousand busy followers starve the listener."""
+    status = status_channel(url).encode()
+    backoff = 0.2
+    while hub.has_subscribers():
+        try:
+            if pubsub is None:
+                client, pubsub = await _subscribe(url)
+                backoff = 0.2
+                hub.resync()
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if not message:
-                continue
-            event = json.loads(message["data"])
-            from_status = message["channel"] == STATUS_CHANNEL.encode()
-            hub.deliver(event, task=not from_status, status=from_status)
-    except Exception:  # noqa: BLE001 - followers fall back to their idle re-read of the log
-        log.warning("redis event listener stopped", exc_info=True)
-    finally:
-        with contextlib.suppress(Exception):
+            drained = 0
+            while message and drained < DRAIN_BATCH:
+                event = json.loads(message["data"])
+                from_status = message["channel"] == status
+                hub.deliver(event, task=not from_status, status=from_status)
+                drained += 1
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+        except Exception:  # noqa: BLE001 - followers re-read the log; this reconnects
+            log.warning("redis event listener lost its connection; reconnecting", exc_info=True)
+            await _close(client, pubsub)
+            client = pubsub = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+    await _close(client, pubsub)
+
+
+async def _close(client: Any, pubsub: Any) -> None:
+    with contextlib.suppress(Exception):
+        if pubsub is not None:
             await pubsub.aclose()
+        if client is not None:
             await client.aclose()
 
 
@@ -188,32 +209,15 @@ async def _poll(hub: Hub, last_id: int) -> None:
         log.warning("event poller stopped", exc_info=True)
 
 
-_redis_clients: dict[str, Any] = {}
-
-
 def _publish_event(event: TaskEvent) -> None:
-    """The publisher app.tasks.events calls after commit: local hubs first, then Redis."""
+    """The local publisher app.tasks.events calls after commit: this process's hubs (Redis is
+    published to by app.tasks.pubsub, in every process)."""
     data = payload(event)
     with _hubs_lock:
         hubs = list(_hubs.values())
     for hub in hubs:
         with contextlib.suppress(RuntimeError):  # that loop has closed
             hub.loop.call_soon_threadsafe(hub.deliver, data)
-    url = get_settings().pubsub_redis_url
-    if url:
-        _redis_publish(url, data)
-
-
-def _redis_publish(url: str, data: dict[str, Any]) -> None:
-    import redis
-
-    client = _redis_clients.get(url)
-    if client is None:
-        client = _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2)
-    raw = encoded(data)
-    client.publish(f"{TASK_CHANNEL}{data['task_id']}", raw)
-    if data["type"] == "status":
-        client.publish(STATUS_CHANNEL, raw)
 
 
 add_publisher(_publish_event)
@@ -229,24 +233,39 @@ async def follow(
     task_id: int, *, after: int = 0, idle_s: float = 15.0
 ) -> AsyncGenerator[Item, None]:
     """Every event of a task after `after`, in order and once each, then live ones forever."""
+    async for batch in follow_batches(task_id, after=after, idle_s=idle_s):
+        for item in batch:
+            yield item
+
+
+async def follow_batches(
+    task_id: int, *, after: int = 0, idle_s: float = 15.0
+) -> AsyncGenerator[list[Item], None]:
+    """`follow`, in runs: whatever is already waiting comes as one list, so a stream writes it
+    to its client in one send instead of one per event."""
     hub = get_hub()
     sub = await hub.subscribe(task_id)
     last = after
     try:
         while True:
             rows = await read_log(task_id, last)
-            for row in rows:
-                last = row["seq"]
-                yield Item("event", row)
+            if rows:
+                last = rows[-1]["seq"]
+                yield [Item("event", row) for row in rows]
             if len(rows) == LOG_BATCH:
                 continue
             while (item := await _next_live(sub, last, idle_s)) is not None:
-                yield item
-                if item.kind == "overflow":
-                    return
-                if item.kind == "ping":
+                if item.kind != "event":
+                    yield [item]
+                    if item.kind == "overflow":
+                        return
                     break  # idle: re-read the log in case a publish was lost
+                batch = [item]
                 last = item.data["seq"]
+                while (more := _ready_live(sub, last)) is not None:
+                    batch.append(more)
+                    last = more.data["seq"]
+                yield batch
     finally:
         hub.unsubscribe(sub)
 
@@ -263,11 +282,29 @@ async def _next_live(sub: Subscription, last: int, idle_s: float) -> Item | None
                 event = await asyncio.wait_for(sub.queue.get(), timeout=idle_s)
             except TimeoutError:
                 return Item("ping")
+        if event is RESYNC:
+            return None
         if event["seq"] <= last:
             continue
         if event["seq"] > last + 1:
             return None
         return Item("event", event)
+
+
+def _ready_live(sub: Subscription, last: int) -> Item | None:
+    """The next already-queued event if it is exactly the one after `last`, else None (a gap
+    or anything unusual is left to `_next_live`, which knows what to do with it)."""
+    while not sub.queue.empty():
+        event = sub.queue._queue[0]  # type: ignore[attr-defined]  # peek: asyncio.Queue's deque
+        if event is RESYNC:
+            return None
+        if event["seq"] <= last:
+            sub.queue.get_nowait()
+            continue
+        if event["seq"] != last + 1:
+            return None
+        return Item("event", sub.queue.get_nowait())
+    return None
 
 
 async def follow_status(*, idle_s: float = 15.0) -> AsyncIterator[Item]:

@@ -18,10 +18,11 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import SessionDep, bearer, key_or_token_user, owned_task
-from app.api.live import Item, encoded, follow, follow_status
+from app.api.live import Item, follow, follow_batches, follow_status
 from app.auth.tokens import looks_like_token
 from app.core.db import session_factory
 from app.models import User
+from app.tasks.pubsub import encoded
 
 ws_router = APIRouter(tags=["stream"])
 IDLE_S = 15.0
@@ -80,8 +81,8 @@ async def sse_response(
 
     async def lines() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        async for item in follow(task_id, after=start, idle_s=IDLE_S):
-            yield _sse(item)
+        async for batch in follow_batches(task_id, after=start, idle_s=IDLE_S):
+            yield "".join(_sse(item) for item in batch)
 
     return StreamingResponse(lines(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

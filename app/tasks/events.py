@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.redact import redact_obj
 from app.models import Task, TaskEvent, table, utcnow
+from app.tasks.pubsub import publish_committed
 
 log = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 64_000
@@ -89,13 +90,15 @@ async def append_events(
 
 
 def publish(events: list[TaskEvent]) -> None:
-    """Hand committed events to the live publishers (Redis pub/sub when configured)."""
+    """Hand committed events to this process's live publishers (the API's in-memory hubs),
+    then to Redis pub/sub when configured, so followers in other processes see them too."""
     for event in events:
         for pub in _publishers:
             try:
                 pub(event)
             except Exception:  # noqa: BLE001 - live streams are best effort; the log is the truth
                 log.warning("event publisher failed", exc_info=True)
+    publish_committed(events)
 
 
 async def list_events(

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -202,40 +203,130 @@ def test_placeholder_secret_is_refused_outside_development():
     assert Settings(environment="production", secret_key="x" * 40).secret_key == "x" * 40
 
 
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
-async def test_redis_pubsub_reaches_followers_in_another_process(db, monkeypatch, tmp_path):
-    # given a private Redis and a follower of a task with an empty log
-    from app.api.live import _redis_publish, follow
-    from app.core.config import reset_settings
-
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own on a free port; yields its base URL (no database)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("needs redis-server")
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL)
     try:
-        url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
                              check=False).stdout.strip() != b"PONG":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        monkeypatch.setenv("TASKBENCH_REDIS_URL", url)
-        reset_settings()
-        stream = follow(4242, after=0, idle_s=5)
-        pending = asyncio.ensure_future(stream.__anext__())
-        # wait until the follower's subscription reached Redis (a fixed sleep races on a busy box)
-        while subprocess.run(["redis-cli", "-p", str(port), "pubsub", "numpat"],
-                             capture_output=True, check=False).stdout.strip() in (b"", b"0"):
-            assert time.monotonic() < deadline + 10, "the follower never subscribed"
-            await asyncio.sleep(0.05)
-        # when another process publishes the task's next event on its channel
-        _redis_publish(url, {"task_id": 4242, "seq": 1, "type": "status",
-                             "data": {"status": "assigned"}, "created_at": ""})
-        item = await asyncio.wait_for(pending, 5)
-        await stream.aclose()
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+async def _subscribed_follower(url: str, task_id: int, monkeypatch) -> tuple[Any, Any]:
+    """A follower of `task_id` whose Redis subscription is in place (pattern count > 0)."""
+    from app.api.live import follow
+    from app.core.config import reset_settings
+
+    monkeypatch.setenv("TASKBENCH_REDIS_URL", url)
+    reset_settings()
+    stream = follow(task_id, after=0, idle_s=30)
+    pending = asyncio.ensure_future(stream.__anext__())
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    deadline = time.monotonic() + 20
+    while subprocess.run(["redis-cli", "-p", port, "pubsub", "numpat"],
+                         capture_output=True, check=False).stdout.strip() in (b"", b"0"):
+        assert time.monotonic() < deadline, "the follower never subscribed"
+        await asyncio.sleep(0.05)
+    return stream, pending
+
+
+async def test_redis_pubsub_reaches_followers_in_another_process(db, monkeypatch, private_redis):
+    # given a follower of a task with an empty log, subscribed through Redis
+    from app.tasks.pubsub import publish_payloads
+
+    url = f"{private_redis}/0"
+    stream, pending = await _subscribed_follower(url, 4242, monkeypatch)
+    # when another process publishes the task's next event on its channel
+    publish_payloads(url, [{"task_id": 4242, "seq": 1, "type": "status",
+                            "data": {"status": "assigned"}, "created_at": ""}])
+    item = await asyncio.wait_for(pending, 5)
+    await stream.aclose()
     # then the follower here received it through Redis
     assert item.kind == "event" and item.data["data"] == {"status": "assigned"}
-    assert os.environ["TASKBENCH_REDIS_URL"] == url
+
+
+async def test_a_worker_process_publishes_its_events_to_redis(db, monkeypatch, private_redis):
+    """Events committed by a process that never imports the API (a worker) reach followers in
+    the API through Redis, not only on their idle re-read of the log 15 s later."""
+    url = f"{private_redis}/3"
+    stream, pending = await _subscribed_follower(url, 777, monkeypatch)
+    # when a worker-like process (app.tasks only, no app.api) publishes a committed event
+    code = (
+        "import sys\n"
+        "from datetime import datetime, timezone\n"
+        "from app.models import TaskEvent\n"
+        "from app.tasks.events import publish\n"
+        "publish([TaskEvent(task_id=777, seq=1, type='log', data={'line': 'from the worker'},"
+        " created_at=datetime.now(timezone.utc))])\n"
+        "assert 'app.api' not in sys.modules\n"
+    )
+    env = {**os.environ, "TASKBENCH_REDIS_URL": url}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    # then the follower gets it at once, well before any idle re-read (idle_s=30)
+    item = await asyncio.wait_for(pending, 10)
+    await stream.aclose()
+    assert item.kind == "event" and item.data["data"] == {"line": "from the worker"}
+
+
+async def test_installations_on_other_redis_databases_do_not_cross_talk(
+    db, monkeypatch, private_redis
+):
+    """Pub/sub channels are global to a Redis server: an installation on database 2 must not
+    deliver its task 31's events to followers of task 31 on database 1."""
+    from app.tasks.pubsub import publish_payloads
+
+    stream, pending = await _subscribed_follower(f"{private_redis}/1", 31, monkeypatch)
+    publish_payloads(f"{private_redis}/2", [{"task_id": 31, "seq": 1, "type": "log",
+                                              "data": {"who": "the other installation"},
+                                              "created_at": ""}])
+    publish_payloads(f"{private_redis}/1", [{"task_id": 31, "seq": 1, "type": "log",
+                                              "data": {"who": "ours"}, "created_at": ""}])
+    item = await asyncio.wait_for(pending, 5)
+    await stream.aclose()
+    assert item.data["data"] == {"who": "ours"}
+
+
+async def test_the_redis_listener_reconnects_after_an_outage(db, monkeypatch, private_redis,
+                                                              tmp_path):
+    """Redis restarts under a follower: the API's listener reconnects by itself and live events
+    flow again, without waiting for a new client to subscribe."""
+    from app.tasks.pubsub import publish_payloads
+
+    url = f"{private_redis}/0"
+    port = private_redis.rsplit(":", 1)[1]
+    stream, pending = await _subscribed_follower(url, 55, monkeypatch)
+    # when Redis goes away and comes back on the same port
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True,
+                   check=False)
+    await asyncio.sleep(1.0)
+    again = subprocess.Popen(["redis-server", "--port", port, "--save", "", "--appendonly", "no",
+                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["redis-cli", "-p", port, "pubsub", "numpat"],
+                             capture_output=True, check=False).stdout.strip() in (b"", b"0"):
+            assert time.monotonic() < deadline, "the listener never resubscribed"
+            await asyncio.sleep(0.05)
+        # then an event published afterwards reaches the follower live
+        publish_payloads(url, [{"task_id": 55, "seq": 1, "type": "log",
+                                "data": {"after": "the outage"}, "created_at": ""}])
+        item = await asyncio.wait_for(pending, 10)
+        await stream.aclose()
+    finally:
+        again.terminate()
+        again.wait(5)
+    assert item.data["data"] == {"after": "the outage"}

@@ -1,0 +1,103 @@
+"""Committed task events on Redis pub/sub, from whichever process committed them.
+
+    taskbench:db<N>:task:<id>    every event of one task
+    taskbench:db<N>:status       status changes of every task (the admins' global feed)
+
+<N> is the Redis database number of the pub/sub URL: channels are global to a Redis server, so
+two installations (or two test runs) sharing one server on different database numbers never
+see each other's events. Workers, the API and any other process publish here after commit
+(`app.tasks.events.publish`); API processes listen (app.api.live) and fan out in memory.
+
+Publishing is best effort and never holds up the caller for long: the event log is the truth,
+followers re-read it on a gap or when idle. After a failed publish, Redis is left alone for
+`RETRY_AFTER_S` so an outage costs the hot path one short timeout, not one per event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.core.config import get_settings
+from app.models import TaskEvent
+
+log = logging.getLogger(__name__)
+JSON_KEY = "_json"  # cache of the serialised event, shared by every follower
+SOCKET_TIMEOUT_S = 0.5
+RETRY_AFTER_S = 2.0
+
+_clients: dict[str, Any] = {}
+_down_until: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+def namespace(url: str) -> str:
+    """`taskbench:db<N>:` for a Redis URL (database 0 when the URL names none)."""
+    path = urlsplit(url).path.strip("/")
+    return f"taskbench:db{int(path) if path.isdigit() else 0}:"
+
+
+def task_channel(url: str, task_id: int | str) -> str:
+    return f"{namespace(url)}task:{task_id}"
+
+
+def status_channel(url: str) -> str:
+    return f"{namespace(url)}status"
+
+
+def payload(event: TaskEvent) -> dict[str, Any]:
+    """An event as clients see it (the shape of EventPublic)."""
+    return {"task_id": event.task_id, "seq": event.seq, "type": event.type,
+            "data": event.data, "created_at": event.created_at.isoformat()}
+
+
+def encoded(event: dict[str, Any]) -> str:
+    """The event as JSON, serialised once however many clients follow it."""
+    cached = event.get(JSON_KEY)
+    if cached is None:
+        cached = json.dumps({k: v for k, v in event.items() if k != JSON_KEY}, default=str)
+        event[JSON_KEY] = cached
+    return cached
+
+
+def _client(url: str) -> Any:
+    import redis
+
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+        return client
+
+
+def publish_payloads(url: str, events: list[dict[str, Any]]) -> bool:
+    """Publish events (payload dicts) in one round trip; False when Redis did not take them."""
+    if not events or time.monotonic() < _down_until.get(url, 0.0):
+        return False
+    try:
+        pipe = _client(url).pipeline(transaction=False)
+        for data in events:
+            raw = encoded(data)
+            pipe.publish(task_channel(url, data["task_id"]), raw)
+            if data["type"] == "status":
+                pipe.publish(status_channel(url), raw)
+        pipe.execute()
+    except Exception:  # noqa: BLE001 - live streams are best effort; the log is the truth
+        _down_until[url] = time.monotonic() + RETRY_AFTER_S
+        log.warning("publishing %d event(s) to Redis failed; followers will re-read the log",
+                    len(events), exc_info=True)
+        return False
+    _down_until.pop(url, None)
+    return True
+
+
+def publish_committed(events: list[TaskEvent]) -> None:
+    """Publish committed events when this installation has Redis for pub/sub."""
+    url = get_settings().pubsub_redis_url
+    if url and events:
+        publish_payloads(url, [payload(e) for e in events])
