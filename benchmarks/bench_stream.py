@@ -136,6 +136,58 @@ async def hammer(url: str, seconds: float, concurrency: int = 16) -> float:
     return done / seconds
 
 
+async def fill_log(events: int) -> int:
+    """A task whose log holds `events` events of a realistic size (bulk-inserted)."""
+    from sqlalchemy import insert, update
+
+    from app.auth.keys import user_for_key
+    from app.core.db import dispose_engines, session_scope
+    from app.models import Task, TaskEvent, table, utcnow
+
+    async with session_scope() as session:
+        user = await user_for_key(session, ADMIN_KEY)
+        task = Task(owner_id=user.id, title="long log")
+        session.add(task)
+        await session.flush()
+        task_id = int(task.id)  # type: ignore[arg-type]
+        now = utcnow()
+        conn = await session.connection()
+        for start in range(0, events, 2000):
+            await conn.execute(insert(table(TaskEvent)), [
+                {"task_id": task_id, "seq": seq, "type": "tool_result", "created_at": now,
+                 "data": {"tool": "run_command", "ok": True, "output": "x" * 200, "n": seq}}
+                for seq in range(start + 1, min(events, start + 2000) + 1)])
+        await conn.execute(update(table(Task)).where(table(Task).c.id == task_id)
+                              .values(last_seq=events))
+    await dispose_engines()
+    return task_id
+
+
+async def events_pages(port: int, events: int) -> None:
+    """GET /tasks/{id}/events page by page (500 a page, the default) over a long log."""
+    import httpx
+
+    task_id = await fill_log(events)
+    times: list[float] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        for _ in range(5):
+            after = 0
+            while after < events:
+                t0 = time.perf_counter()
+                resp = await client.get(f"/api/v1/tasks/{task_id}/events",
+                                        params={"after": after})
+                times.append(time.perf_counter() - t0)
+                assert resp.status_code == 200, resp.text
+                after = resp.json()["data"][-1]["seq"]
+    ordered = sorted(times)
+    print(f"GET /tasks/{{id}}/events over {events} events, 500 a page, {len(times)} pages: "
+          f"p50 {statistics.median(ordered) * 1000:.1f} ms, "
+          f"p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.1f} ms, "
+          f"p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms, "
+          f"max {ordered[-1] * 1000:.1f} ms (target ≤ 50 ms a page)")
+
+
 def serve(target: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *target, "--port", str(port),
                              "--log-level", "warning", "--no-access-log"])
@@ -177,6 +229,7 @@ async def main(args: argparse.Namespace) -> None:
         # round robin over tasks: event k went to task k % tasks, followed by followers[t]
         expected = sum(followers[k % len(task_ids)] for k in range(written.value))
         report(latencies, expected, args)
+        await events_pages(port, args.events)
         task_rate = await hammer(f"http://127.0.0.1:{port}/api/v1/tasks/{task_ids[0]}", 5)
         bare_rate = await hammer(f"http://127.0.0.1:{bare_port}/ping/1", 5)
         print(f"GET /api/v1/tasks/{{id}}: {task_rate:.0f} req/s; "
@@ -208,6 +261,8 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--rate", type=int, default=10_000, help="events per minute")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--events", type=int, default=10_000,
+                        help="events in the log read page by page")
     parser.add_argument("--redis", default="",
                         help="follow over Redis pub/sub at this URL (the production path); "
                              "default: the embedded table poller")
