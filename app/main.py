@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -144,6 +145,15 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(BodyLimit)
+    origins = get_settings().cors_origins
+    if origins:  # a front end on another origin; off by default
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_credentials=origins != ["*"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key",
+                           "Last-Event-ID"],
+            expose_headers=["Retry-After", "Location"], max_age=600,
+        )
     app.add_middleware(TraceRequests)  # a 413 is a traced request too
     app.add_middleware(KeyInPath)  # outermost: tracing and logs never see a key in a path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as _secrets
 import socket
 from functools import lru_cache
@@ -15,6 +16,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "changethis"
+ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
 
 
 def shipped_dir(name: str) -> Path:
@@ -170,6 +172,11 @@ class Settings(BaseSettings):
         default_factory=list, description="Hosts webhooks may reach even if private (tests)"
     )
     webhook_timeout_s: float = Field(10.0, description="Timeout of one webhook delivery")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins a browser front end may call the API from (comma-separated, e.g. "
+        "https://app.example.com); off when empty; `*` alone allows any origin without cookies",
+    )
 
     @model_validator(mode="after")
     def _real_secret(self) -> Settings:
@@ -181,6 +188,18 @@ class Settings(BaseSettings):
                 f"outside development (environment={self.environment})"
             )
         return self
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, v: Any) -> Any:
+        items = [o.strip() for o in v.split(",")] if isinstance(v, str) else list(v or [])
+        origins = [o.rstrip("/") for o in items if o]
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("`*` must stand alone (it allows any origin, without cookies)")
+        for origin in origins:
+            if origin != "*" and not ORIGIN_RE.fullmatch(origin):
+                raise ValueError(f"not an origin (scheme://host[:port], no path): {origin!r}")
+        return origins
 
     @field_validator("llm_model_map", mode="before")
     @classmethod
