@@ -12,6 +12,7 @@ from app.core.db import session_scope
 from app.kinds.scenario.replay import effective, graph_at, transcript
 from app.kinds.scenario.report import scenario_report_context
 from app.models import TaskMessage
+from app.run.errors import AgentFailed
 from app.run.scenario.engine import run_scenario
 from tests.factories.scenario import (
     THREE,
@@ -105,6 +106,42 @@ async def test_malformed_actor_reply_is_corrected_or_skipped(llm):
     # the correction went back to the model with the reason
     corrected = [r for r in llm.requests if len(r["messages"]) == 4]
     assert "could not be used" in corrected[0]["messages"][3]["content"]
+
+
+async def test_a_run_where_no_actor_reply_is_usable_fails_and_says_why(llm):
+    # given: every actor answers with prose, every time
+    cast = CastResponder()
+    for name in ("Ann", "Bob", "Cy"):
+        cast.plans[name] = [text("I would rather describe my feelings in prose.")]
+    llm.responder = cast
+    definition = {**THREE, "turns": 2, "analyst": {"enabled": False}}
+    ctx = await make_run_context({"scenario": "three", "definition": definition})
+
+    # when / then: the run fails, naming the cause, instead of ending `completed`
+    with pytest.raises(AgentFailed, match="no actor produced a usable reply: all 6 moves"):
+        await run_scenario(ctx)
+    events = await run_events(ctx.task_id)
+    assert _types(events).count("actor_skipped") == 6
+    assert "scenario_finished" not in _types(events)
+
+
+async def test_a_run_with_some_skipped_moves_is_flagged_degraded(llm):
+    # given: Bob never manages a usable reply; Ann and Cy do
+    cast = CastResponder()
+    cast.plans["Ann"] = [move("Bob", "Hello Bob.")]
+    cast.plans["Bob"] = [text("prose only")]
+    llm.responder = cast
+    definition = {**THREE, "turns": 2, "analyst": {"enabled": False}}
+    ctx = await make_run_context({"scenario": "three", "definition": definition})
+
+    # when
+    summary = await run_scenario(ctx)
+
+    # then: completed, with the degradation counted and said
+    finished = [e["data"] for e in await run_events(ctx.task_id)
+                if e["type"] == "scenario_finished"][0]
+    assert (finished["moves"], finished["skipped_moves"], finished["degraded"]) == (4, 2, True)
+    assert "Degraded: 2 of 6 actor moves were skipped" in summary
 
 
 async def test_fork_from_turn_two_shares_turns_then_diverges(llm):

@@ -77,9 +77,25 @@ async def run_scenario(ctx: Any) -> str:
             write_analysis_file(run, analyses)
     except LLMError as exc:
         raise AgentFailed(f"the model failed: {exc}") from exc
+    moves, skipped = _move_counts(await _own_events(ctx))
+    if skipped and not moves:
+        raise AgentFailed(
+            f"no actor produced a usable reply: all {skipped} moves over {run.state.turn} turns "
+            "were skipped (see the actor_reply_invalid events for why)")
     summary = _summary(run, analyses)
-    await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary})
+    if skipped:
+        summary = (f"{summary} Degraded: {skipped} of {moves + skipped} actor moves were "
+                   "skipped (unusable replies).")[:4000]
+    await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary,
+                                         "moves": moves, "skipped_moves": skipped,
+                                         "degraded": bool(skipped)})
     return summary
+
+
+def _move_counts(events: list[Event]) -> tuple[int, int]:
+    """(moves the actors made, moves skipped after unusable replies) in this run's own log."""
+    moves = sum(1 for e in events if e["type"] == "interaction" and not e["data"].get("scripted"))
+    return moves, sum(1 for e in events if e["type"] == "actor_skipped")
 
 
 async def _after_turn(run: Run, turn: int, start: Ledger, analyses: list[dict[str, Any]]) -> None:
