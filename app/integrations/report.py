@@ -11,6 +11,8 @@ fake one; it is rendered from templates/reports/task_report.html with report.css
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,36 @@ from app.integrations.pdf import REPORTS_TEMPLATES, render_pdf
 from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
 from app.sandbox import fs
 
+log = logging.getLogger(__name__)
 _env = Environment(
     loader=FileSystemLoader(str(REPORTS_TEMPLATES)),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
+
+
+SectionLoader = Callable[[int], Awaitable[dict[str, Any]]]
+_SECTIONS: dict[str, tuple[str, str, SectionLoader]] = {}
+
+
+def add_section(kind: str, heading: str, template: str, load: SectionLoader) -> None:
+    """A task kind's own part of its report: `template` (in templates/reports/) rendered with
+    what `load(task_id)` returns, listed as `heading` in the contents. Kinds register theirs
+    (kinds sit above this layer)."""
+    _SECTIONS[kind] = (heading, template, load)
+
+
+async def _kind_section(task: Task) -> dict[str, Any] | None:
+    """The kind's section, or None; a section that cannot be built is left out (and logged),
+    never a reason for the report to fail."""
+    entry = _SECTIONS.get(getattr(task.kind, "value", task.kind))
+    if entry is None or task.id is None:
+        return None
+    heading, template, load = entry
+    try:
+        return {"heading": heading, "template": template, **await load(task.id)}
+    except Exception:  # noqa: BLE001 - the rest of the report still renders
+        log.warning("report section of %s task %s failed", task.kind, task.id, exc_info=True)
+        return None
 
 
 def report_path(task_id: int, settings: Settings | None = None) -> Path:
@@ -105,6 +133,8 @@ async def render_task_report(
     settings = settings or get_settings()
     async with session_scope(engine) as session:
         context = await load_report_context(session, task_id, settings)
+    # read in its own session, after that one closed (SQLite: one writer-capable scope at a time)
+    context["section"] = await _kind_section(context["task"])
     return await asyncio.to_thread(_render_task_pdf, context, report_path(task_id, settings))
 
 

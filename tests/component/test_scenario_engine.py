@@ -234,3 +234,28 @@ async def test_resume_after_crash_does_not_repeat_finished_turns(llm):
     assert ann == ["line 1", "line 2", "line 3"]
     assert "scenario_resumed" in _types(events)
     assert sum(1 for e in effective(events) if e["type"] == "narration") == 3
+
+
+async def test_a_scenario_runs_report_has_its_scenario_section(llm):
+    # given: a finished three-turn run
+    from pypdf import PdfReader
+
+    from app.integrations.report import render_task_report
+
+    cast = CastResponder()
+    cast.plans["Ann"] = [move("Bob", "Evening, Bob.", "greeting", 0.6, "warm")]
+    cast.plans["Bob"] = [move("Ann", "Hi Ann.", "chat", 0.4, "sleepy")]
+    llm.responder = cast
+    ctx = await make_run_context({"scenario": "three", "definition": THREE, "seed": 7})
+    await run_scenario(ctx)
+
+    # when the task's PDF report is rendered
+    path = await render_task_report(ctx.task_id)
+
+    # then it carries the run: setting, cast with final moods, both charts, transcript
+    text = " ".join(page.extract_text() for page in PdfReader(path).pages)
+    assert "Scenario: Three at a table" in text
+    assert "Relationships at the end" in text and "Strength and trust over the turns" in text
+    assert "sleepy" in text  # Bob's mood at the end, from the cast table
+    assert "Evening, Bob." in text  # the transcript
+    assert "Ann – Bob" in text  # the ties chart's legend, drawn from the inline SVG

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.integrations.report import add_section
 from app.kinds.registry import KindSpec, Problem, TemplateSpec, register
 from app.kinds.scenario import schema, store
+from app.kinds.scenario.report import scenario_report_context
 from app.models import TaskCreate
 
 
@@ -43,3 +45,7 @@ SPEC = register(KindSpec(
         check=lambda data: schema.validate(data)[1],
         json_schema=schema.Scenario.model_json_schema),
 ))
+
+# The run's own part of its PDF: setting, cast, the final graph, strength/trust over the turns,
+# the analyst's findings and the transcript.
+add_section("scenario", "Scenario", "scenario_section.html", scenario_report_context)
