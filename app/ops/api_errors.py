@@ -21,9 +21,13 @@ def refusal(resp: httpx.Response) -> CliError:
     return CliError(f"refused ({resp.status_code}): {str(detail)[:300]}")
 
 
+class Unreachable(CliError):
+    """No API answered at the URL (exit code 2)."""
+
+
 def unreachable(base: str) -> CliError:
-    return CliError(f"no Taskbench API at {base} — start one with `taskbench up` "
-                    "(or point --api / TASKBENCH_API at a running one)")
+    return Unreachable(f"no Taskbench API at {base} — start one with `taskbench up` "
+                       "(or point --api / TASKBENCH_API at a running one)")
 
 
 def request(client: httpx.Client, method: str, url: str, **kw: object) -> httpx.Response:
