@@ -17,15 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from markdown_it import MarkdownIt
 from weasyprint import CSS, HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
-from app.core.config import TEMPLATES_DIR
+from app.integrations.markup import REPORTS_TEMPLATES
 from app.sandbox import fs
 
 log = logging.getLogger(__name__)
-REPORTS_TEMPLATES = TEMPLATES_DIR / "reports"
 MAX_RESOURCE_BYTES = 20 * 1024 * 1024
 
 
@@ -73,14 +71,6 @@ class SafeFetcher(URLFetcher):
         # Logged without the query string: an agent-chosen URL may carry junk or bait.
         log.info("report resource refused: %s", url.split("?", 1)[0][:200])
         raise ResourceRefused(f"resource not allowed in reports: {url[:200]}")
-
-
-def markdown_to_html(text: str) -> str:
-    """Agent-written Markdown as HTML; raw HTML is escaped, links and images stay (the fetcher
-    decides what an image may load)."""
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-    md.enable("table").enable("strikethrough")
-    return md.render(text)
 
 
 def render_pdf(html: str, *, base_dir: Path, roots: Iterable[Path]) -> bytes:

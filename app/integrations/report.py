@@ -24,7 +24,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.integrations import links
 from app.integrations import report_data as rd
-from app.integrations.pdf import REPORTS_TEMPLATES, render_pdf
+from app.integrations.markup import REPORTS_TEMPLATES
 from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
 from app.sandbox import fs
 
@@ -117,6 +117,8 @@ def _findings(review: dict[str, Any] | None) -> list[str]:
 
 
 def _render_task_pdf(context: dict[str, Any], out: Path) -> Path:
+    from app.integrations.pdf import render_pdf  # WeasyPrint: loaded when a PDF is made
+
     html = _env.get_template("task_report.html").render(**context)
     root: Path | None = context["root"]
     roots = [root / "output"] if root else []
@@ -157,6 +159,8 @@ async def ensure_report(
 def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, out: Path) -> int:
     """Agent Markdown as a styled PDF at `out` (inside the workspace, written through fs);
     images may come only from the workspace. Returns the PDF's size."""
+    from app.integrations.pdf import render_pdf  # WeasyPrint: loaded when a PDF is made
+
     html = _env.get_template("markdown_report.html").render(
         title=rd.clip(title, 300),
         body=rd.markdown(markdown, 400_000),

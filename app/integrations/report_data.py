@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 from app.core.redact import redact
-from app.integrations.pdf import markdown_to_html
+from app.integrations.markup import markdown_to_html
 from app.sandbox import fs
 
 IMAGE_SUFFIXES = {".png", ".svg", ".jpg", ".jpeg", ".gif"}
@@ -90,18 +90,22 @@ def timeline(events: list[Any]) -> tuple[list[dict[str, Any]], int]:
 
 
 def citations(events: list[Any]) -> list[dict[str, Any]]:
-    """Every fetched page once, numbered in the order it was first fetched."""
+    """Every fetched source once, with the number the agent was told to cite it by (else in
+    the order first fetched), its type and where it was saved."""
     seen: dict[str, dict[str, Any]] = {}
     for ev in events:
         url = ev.data.get("url") if ev.type == "citation" else None
         if url and url not in seen:
+            number = ev.data.get("n")
             seen[url] = {
-                "n": len(seen) + 1,
+                "n": number if isinstance(number, int) else len(seen) + 1,
                 "url": clip(url, 500),
                 "title": clip(ev.data.get("title") or url, 300),
                 "fetched_at": ev.data.get("fetched_at") or ev.created_at,
+                "kind": clip(ev.data.get("kind") or "", 20),
+                "path": clip(ev.data.get("original") or ev.data.get("path") or "", 200),
             }
-    return list(seen.values())
+    return sorted(seen.values(), key=lambda c: c["n"])
 
 
 def searches(events: list[Any]) -> list[dict[str, Any]]:

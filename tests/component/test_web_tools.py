@@ -170,3 +170,85 @@ async def test_run_python_path_and_code(tmp_path: Path) -> None:
     assert out.ok and "hello from __main__" in out.output and out.data["exit_code"] == 0
     out = await dispatch(ctx, "run_python", {"code": "raise SystemExit(3)"}, None)
     assert out.data["exit_code"] == 3
+
+
+# -- research beyond HTML: what fetch_url makes of each kind of body ---------------------------
+
+async def _fetch(tmp_path: Path, web: WebServer, path: str, **settings):
+    ctx, events = ctx_for(tmp_path, fetch_allow_hosts=[f"127.0.0.1:{web.port}"], **settings)
+    out = await dispatch(ctx, "fetch_url", {"url": web.url(path)}, None)
+    return ctx, events, out
+
+
+async def test_a_pdf_is_read_page_by_page_and_saved_with_its_citation(tmp_path, web) -> None:
+    ctx, events, out = await _fetch(tmp_path, web, "/report.pdf")
+    assert out.ok, out.output
+    assert "[page 1]" in out.output and "Revenue grew 12 percent" in out.output
+    assert "[page 2]" in out.output and "Costs fell by 3 percent" in out.output
+    assert "cite it as [1]" in out.output
+    cite = events.of("citation")[0]
+    assert (cite["n"], cite["kind"], cite["content_type"]) == (1, "pdf", "application/pdf")
+    assert len(cite["sha256"]) == 64 and cite["bytes"] > 500
+    original = ctx.workspace.root / cite["original"]
+    assert original.suffix == ".pdf" and original.read_bytes().startswith(b"%PDF-")
+    assert "Revenue grew" in (ctx.workspace.root / cite["path"]).read_text()
+
+
+async def test_a_pdf_served_as_html_is_still_read_as_a_pdf(tmp_path, web) -> None:
+    _ctx, events, out = await _fetch(tmp_path, web, "/disguised")
+    assert out.ok and "Revenue grew 12 percent" in out.output
+    assert "%PDF" not in out.output and "endobj" not in out.output
+    assert events.of("citation")[0]["kind"] == "pdf"
+
+
+@pytest.mark.parametrize(("path", "said"), [("/encrypted.pdf", "encrypted"),
+                                            ("/broken.pdf", "could not be read")])
+async def test_an_unreadable_pdf_is_said_so_not_dumped(tmp_path, web, path, said) -> None:
+    _ctx, _events, out = await _fetch(tmp_path, web, path)
+    assert out.ok, out.output
+    assert said in out.output and "binary file" in out.output
+    assert "garbage" not in out.output and "obj" not in out.output
+
+
+async def test_json_is_previewed_as_data(tmp_path, web) -> None:
+    ctx, events, out = await _fetch(tmp_path, web, "/data.json")
+    assert "An object with 3 keys: name, count, readings" in out.output
+    assert "readings: [{" in out.output and "(3 items)" not in out.output.split("readings")[0]
+    cite = events.of("citation")[0]
+    assert cite["kind"] == "json" and cite["original"].endswith(".json")
+
+
+async def test_csv_is_previewed_with_its_row_count(tmp_path, web) -> None:
+    _ctx, _events, out = await _fetch(tmp_path, web, "/table.csv")
+    assert "CSV, 3 data rows × 2 columns." in out.output
+    assert "Columns: city, population" in out.output and "Bergen | 291000" in out.output
+
+
+async def test_a_binary_is_described_and_saved_never_dumped(tmp_path, web) -> None:
+    ctx, events, out = await _fetch(tmp_path, web, "/image.png")
+    assert "an image of 3×2 pixels" in out.output and "image/png" in out.output
+    assert "PNG" not in out.output.split("\n", 2)[-1] and "IHDR" not in out.output
+    cite = events.of("citation")[0]
+    saved = ctx.workspace.root / cite["original"]
+    assert saved.suffix == ".png" and saved.read_bytes().startswith(b"\x89PNG")
+
+
+async def test_a_server_chosen_file_name_never_steers_the_save(tmp_path, web) -> None:
+    ctx, events, out = await _fetch(tmp_path, web, "/download?name=../../x")
+    assert out.ok, out.output
+    cite = events.of("citation")[0]
+    for key in ("path", "original"):
+        assert cite[key].startswith("research/") and ".." not in cite[key]
+    assert not (tmp_path / "etc").exists()
+    assert sorted(p.parent for p in (ctx.workspace.root / "research").iterdir()) == \
+        [ctx.workspace.root / "research"] * 2
+
+
+async def test_a_dripping_server_cannot_hold_fetch_past_its_deadline(tmp_path, web) -> None:
+    import time
+
+    started = time.monotonic()
+    _ctx, _events, out = await _fetch(tmp_path, web, "/drip", fetch_timeout_s=2.0)
+    took = time.monotonic() - started
+    assert not out.ok and "did not finish within 2 s" in out.output
+    assert took < 10, f"fetch_url was held {took:.1f} s by a server sending 10 bytes/s"

@@ -43,6 +43,8 @@ MODULES = {
     " never a file with several links",
     "tools/undo.py": "the host's own undo folder beside (not inside) the workspace",
     "ops/migrate.py": "the database file's folder",
+    "ops/cli/remote.py": "the CLI user's own download folder on their machine (names cleaned)",
+    "ops/cli/service.py": "the service's own log folder under var/",
 }
 
 LINES = {
