@@ -77,9 +77,33 @@ class Notify(BaseModel):
 class GithubSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    repo: str | None = PField(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    # owner/name as GitHub spells them: an owner of letters, digits and inner hyphens, a name
+    # that is never `.` or `..` (so `../user` or `a/b/c` cannot steer an API path)
+    repo: str | None = PField(
+        default=None, max_length=140,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}$")
     base_branch: str | None = PField(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
     issue: str | None = PField(default=None, max_length=500)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_name(cls, v: str | None) -> str | None:
+        if v is not None and v.split("/", 1)[1] in (".", ".."):
+            raise ValueError("the repository's name cannot be '.' or '..'")
+        return v
+
+    @field_validator("base_branch")
+    @classmethod
+    def _ref_name(cls, v: str | None) -> str | None:
+        """A branch name git accepts: no `..`, no empty or dot-led part, no `.lock` end."""
+        if v is None:
+            return v
+        parts = v.split("/")
+        if ".." in v or v.startswith("-") or v.endswith((".lock", ".")) or any(
+                not p or p.startswith(".") for p in parts):
+            raise ValueError("not a valid branch name (no '..', empty or dot-led parts, "
+                             "leading '-' or trailing '.lock')")
+        return v
 
 
 class TaskCreate(BaseModel):

@@ -43,7 +43,29 @@ def jail_env(
     for key, value in (extra or {}).items():
         if _VALID_NAME.match(key) and not _BLOCKED_ENV.match(key) and "\x00" not in value:
             env[key] = value
+    env.update(JAIL_GIT_ENV)
     return env
+
+
+# git inside the jail: settings a workspace's .git/config could use to run a program are
+# overridden (command-line config outranks the repository's), so an allowed `git status` never
+# runs a planted fsmonitor, hook, pager, editor or helper; no system or global config is read.
+_JAIL_GIT_OVERRIDES = [
+    ("core.hooksPath", "/dev/null"), ("core.fsmonitor", "false"), ("core.pager", "cat"),
+    ("core.editor", "true"), ("sequence.editor", "true"), ("core.sshCommand", "false"),
+    ("core.askPass", ""), ("core.gitProxy", ""), ("credential.helper", ""),
+    ("diff.external", ""), ("gpg.program", "false"), ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"), ("protocol.ext.allow", "never"),
+    ("uploadpack.packObjectsHook", ""),
+]
+JAIL_GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_PAGER": "cat",
+    "GIT_EDITOR": "true", "GIT_SEQUENCE_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "false", "GIT_EXTERNAL_DIFF": "",
+    "GIT_CONFIG_COUNT": str(len(_JAIL_GIT_OVERRIDES)),
+    **{f"GIT_CONFIG_KEY_{i}": key for i, (key, _v) in enumerate(_JAIL_GIT_OVERRIDES)},
+    **{f"GIT_CONFIG_VALUE_{i}": value for i, (_k, value) in enumerate(_JAIL_GIT_OVERRIDES)},
+}
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -1,26 +1,16 @@
-"""Host-side git on a workspace repository without running anything the agent planted.
+"""The environment of every host-side git command.
 
 A jailed command can write the workspace's .git/hooks and .git/config (fsmonitor, pager,
-sshCommand, filter drivers, include.path, aliases…). Host git therefore runs with
-`host_git_env()` (command-line config outranks the repo's; no system/global config) and, before
-any host git command, `sanitize_git_repo()` rewrites .git/config to a short list of inert keys,
-because includes in the repo config cannot be switched off by the environment.
+sshCommand, filter drivers, include.path, aliases…), and no environment can switch off a
+repository config's includes. So the host never runs git on a workspace's repository at all:
+app.integrations.gitops copies src/ (without .git) into a host-owned folder through
+app.sandbox.fs and commits from a host-owned bare mirror. Every host git also runs with
+`host_git_env()`: no system or global config, hooks and fsmonitor off, no pager, editor,
+prompts or credential helpers, only http(s) remotes (command-line config outranks a repo's).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import tempfile
-from pathlib import Path
-
-_SAFE_KEYS = re.compile(
-    r"^(core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase|"
-    r"precomposeunicode|symlinks)|extensions\.objectformat|user\.(name|email)|"
-    r"branch\.[^\n]+\.(remote|merge)|remote\.[^\n]+\.(url|fetch))$",
-    re.IGNORECASE,
-)
 _OVERRIDES = [
     ("core.hooksPath", "/dev/null"), ("core.fsmonitor", "false"), ("core.sshCommand", "ssh"),
     ("core.pager", "cat"), ("core.editor", "true"), ("core.askPass", ""),
@@ -47,40 +37,3 @@ def host_git_env(base: dict[str, str] | None = None) -> dict[str, str]:
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
-
-
-def sanitize_git_repo(repo: Path) -> None:
-    """Make `repo`/.git safe for host git: a real directory inside `repo`, an inert config."""
-    git_dir = repo / ".git"
-    if git_dir.is_symlink() or not git_dir.is_dir():
-        raise ValueError(f"{git_dir} is not a plain directory")
-    real = os.path.realpath(git_dir)
-    if not real.startswith(os.path.realpath(repo) + os.sep):
-        raise ValueError(f"{git_dir} leaves the repository")
-    config = git_dir / "config"
-    entries: list[tuple[str, str]] = []
-    if config.is_file() and not config.is_symlink():
-        out = subprocess.run(
-            ["git", "config", "--file", str(config), "--no-includes", "--list", "-z"],
-            capture_output=True, env=host_git_env(), check=False, timeout=30,
-        ).stdout.decode("utf-8", errors="replace")
-        for item in filter(None, out.split("\0")):
-            key, _, value = item.partition("\n")
-            if _SAFE_KEYS.match(key):
-                entries.append((key, value))
-    _write_config(git_dir, entries)
-
-
-def _write_config(git_dir: Path, entries: list[tuple[str, str]]) -> None:
-    lines: list[str] = []
-    for key, value in entries:
-        section, _, name = key.rpartition(".")
-        head, _, sub = section.partition(".")
-        quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        sub_q = sub.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(f'[{head} "{sub_q}"]' if sub else f"[{head}]")
-        lines.append(f'\t{name} = "{quoted}"')
-    fd, tmp = tempfile.mkstemp(dir=git_dir, prefix=".config-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, git_dir / "config")  # replaces a planted symlink, never its target

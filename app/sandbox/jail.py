@@ -37,7 +37,7 @@ from app.sandbox import cgroups, diskcap, fs, reaper
 from app.sandbox.capture import execute
 from app.sandbox.cgroups import CommandGroup
 from app.sandbox.envpolicy import fallback_argv, jail_env, redact
-from app.sandbox.hostgit import host_git_env, sanitize_git_repo
+from app.sandbox.hostgit import host_git_env
 from app.sandbox.limits import Limits, MiB, apply_rlimits, drop_privileges
 from app.sandbox.mounts import stage_binds, stage_dir_for
 from app.sandbox.ownership import hand_over
@@ -48,7 +48,7 @@ from app.sandbox.workspace import Workspace
 
 __all__ = [
     "CommandResult", "SandboxUnavailable", "host_git_env", "host_python", "run_jailed",
-    "run_jailed_sync", "sandbox_mode", "sanitize_git_repo",
+    "run_jailed_sync", "sandbox_mode",
 ]
 log = logging.getLogger(__name__)
 JAIL_WORKSPACE = "/workspace"

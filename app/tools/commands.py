@@ -28,14 +28,56 @@ SHELL_TOKENS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "<<", "2>", "2>&1", "
 
 FIND_ACTIONS = {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0",
                 "-fprintf", "-fls"}
-GIT_FORBIDDEN_OPTS = ("--upload-pack", "--receive-pack", "--exec-path", "--config-env",
-                      "--exec", "--extcmd", "--tool", "--run")
+# Options that name a program to run, a config to load or another repository; any unambiguous
+# abbreviation counts too (git and GNU tools accept unique prefixes: --upload-pa=…).
+GIT_FORBIDDEN_LONG = ("upload-pack", "receive-pack", "exec-path", "config-env", "exec",
+                      "extcmd", "tool", "run", "open-files-in-pager", "git-dir", "work-tree",
+                      "namespace", "super-prefix", "paginate", "config", "template",
+                      "separate-git-dir", "reference", "reference-if-able", "server-option",
+                      "remote")
+# short forms by subcommand: clone -c (config), clone/fetch/ls-remote -u (upload-pack),
+# rebase -x (exec), grep -O (open files in a pager)
+GIT_FORBIDDEN_SHORT = {"clone": {"-c", "-u"}, "fetch": {"-u"}, "pull": {"-u"},
+                       "ls-remote": {"-u"}, "archive": {"-u"}, "rebase": {"-x"}, "grep": {"-O"}}
+GIT_QUERIES = {"rev-parse": {"git-dir", "work-tree"}, "remote": {"remote"},
+               "config": {"config"}}  # options that only print, or are the command's own
+# What may come before git's subcommand; everything else there (-c, --git-dir, --work-tree,
+# --exec-path, --config-env, -p/--paginate, --namespace, …) is refused.
+GIT_GLOBAL_OK = {"--no-pager", "-P", "--no-optional-locks", "--literal-pathspecs",
+                 "--glob-pathspecs", "--noglob-pathspecs", "--icase-pathspecs",
+                 "--no-replace-objects", "--version", "--help", "-h"}
+# Built-in subcommands only: anything else would be an alias from a config the model wrote.
+GIT_SUBCOMMANDS = {
+    "add", "am", "annotate", "apply", "archive", "blame", "branch", "cat-file", "check-attr",
+    "check-ignore", "checkout", "cherry", "cherry-pick", "clean", "clone", "commit", "config",
+    "count-objects", "describe", "diff", "diff-files", "diff-index", "diff-tree", "fetch",
+    "for-each-ref", "format-patch", "fsck", "gc", "grep", "hash-object", "help", "init", "log",
+    "ls-files", "ls-remote", "ls-tree", "merge", "merge-base", "mv", "name-rev", "notes",
+    "pull", "push", "range-diff", "rebase", "reflog", "remote", "reset", "restore", "rev-list",
+    "rev-parse", "revert", "rm", "shortlog", "show", "show-branch", "show-ref", "stash",
+    "status", "switch", "symbolic-ref", "tag", "update-index", "version", "whatchanged",
+    "worktree", "write-tree",
+}
 GIT_FORBIDDEN_SUBCOMMANDS = {"filter-branch", "daemon", "difftool", "mergetool", "upload-pack",
                              "receive-pack", "shell", "credential", "instaweb", "web--browse",
                              "remote-ext", "submodule", "bisect", "send-email", "imap-send"}
 GIT_CONFIG_PREFIXES = ("core.", "alias.", "filter.", "diff.", "merge.", "credential.",
                        "include.", "includeif.", "remote.", "url.", "protocol.", "uploadpack.",
-                       "receivepack.", "sequence.", "gpg.", "ssh.", "http.", "interactive.")
+                       "receivepack.", "sequence.", "gpg.", "ssh.", "http.", "interactive.",
+                       "pager.", "status.", "color.", "log.", "commit.", "tag.", "fetch.",
+                       "push.", "pull.", "transfer.", "submodule.", "lfs.")
+SORT_FORBIDDEN_LONG = ("compress-program",)
+# cp, mv, touch, mkdir must not write git's own metadata (.git/config, .git/hooks/…): a planted
+# config could make an allowed git command run a program.
+WRITES_PATHS = {"cp", "mv", "touch", "mkdir"}
+
+
+def refused_long_option(arg: str, names: tuple[str, ...]) -> str | None:
+    """The refused option `arg` spells or abbreviates (`--upload-pa=x` → upload-pack), if any."""
+    if not arg.startswith("--") or len(arg) < 4:
+        return None
+    given = arg[2:].split("=", 1)[0].lower()
+    return next((name for name in names if name == given or name.startswith(given)), None)
 
 
 def _find_rule(args: list[str], ctx: ToolContext) -> str | None:
@@ -44,27 +86,53 @@ def _find_rule(args: list[str], ctx: ToolContext) -> str | None:
 
 
 def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
-    sub_index = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
-    for arg in args[:sub_index]:
-        if arg == "-c" or (arg.startswith("-c") and len(arg) > 2):
-            return "git -c is not allowed (configuration can run programs)"
-    for arg in args:
-        if arg.startswith(GIT_FORBIDDEN_OPTS) or (arg == "-u" and sub_index < len(args)
-                                                  and args[sub_index] in ("fetch", "clone",
-                                                                          "pull", "ls-remote")):
-            return f"git option {arg.split('=')[0]} is not allowed (it names a program to run)"
-    sub = args[sub_index] if sub_index < len(args) else ""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # git's global options
+        arg = args[i]
+        if arg == "-C" and i + 1 < len(args):
+            where = args[i + 1]
+            if where.startswith("/") or ".." in where.split("/") or ".git" in where.split("/"):
+                return "git -C takes a folder inside the workspace (relative, no ..)"
+            i += 2
+            continue
+        if arg not in GIT_GLOBAL_OK:
+            return f"git {arg.split('=')[0]} is not allowed before the subcommand " \
+                "(configuration, other repositories and pagers can run programs)"
+        i += 1
+    sub = args[i] if i < len(args) else ""
+    rest = args[i + 1:]
     if sub in GIT_FORBIDDEN_SUBCOMMANDS:
         return f"git {sub} is not allowed"
-    if sub == "rebase" and any(a in ("-x", "--exec") or a.startswith("-x") for a in args):
-        return "git rebase --exec is not allowed"
+    if sub and sub not in GIT_SUBCOMMANDS:
+        return f"git {sub!r} is not a git command agents may run (aliases are not allowed)"
+    for arg in rest:
+        if arg == "--":
+            break
+        name = refused_long_option(arg, GIT_FORBIDDEN_LONG)
+        if name and name not in GIT_QUERIES.get(sub, set()):
+            return f"git option --{name} (given as {arg.split('=')[0]}) is not allowed " \
+                "(it names a program, a config or another repository)"
+        if arg.startswith("-") and not arg.startswith("--"):
+            # a cluster of short flags (-xO) or a flag with its value attached (-Oless)
+            flags = {f"-{ch}" for ch in arg[1:]} if arg[1:].isalpha() else {arg[:2]}
+            bad = flags & GIT_FORBIDDEN_SHORT.get(sub, set())
+            if bad:
+                return f"git {sub} {min(bad)} is not allowed (it runs a program or loads a " \
+                    "config)"
     if sub == "config":
-        rest = args[sub_index + 1:]
-        if any(a in ("--global", "--system", "--file", "-f", "--edit", "-e") for a in rest):
+        if any(a in ("--global", "--system", "--file", "-f", "--edit", "-e", "--blob")
+               or a.startswith(("--file=", "--blob=")) for a in rest):
             return "git config may only change the repository's own settings"
         key = next((a for a in rest if not a.startswith("-")), "").lower()
         if key.startswith(GIT_CONFIG_PREFIXES) or key.endswith((".command", ".textconv")):
             return f"git config {key} is not allowed (it can make git run programs)"
+    return None
+
+
+def _paths_rule(args: list[str], ctx: ToolContext) -> str | None:
+    for arg in args:
+        if ".git" in arg.replace("\\", "/").split("/"):
+            return "git's own metadata (.git/) is not written with file commands; use git"
     return None
 
 
@@ -88,14 +156,14 @@ def _make_rule(args: list[str], ctx: ToolContext) -> str | None:
 
 
 def _sort_rule(args: list[str], ctx: ToolContext) -> str | None:
-    if any(a.startswith("--compress-program") for a in args):
-        return "sort --compress-program runs a program"
+    if any(refused_long_option(a, SORT_FORBIDDEN_LONG) for a in args):
+        return "sort --compress-program (in any abbreviation) runs a program"
     return None
 
 
 RULES: dict[str, Callable[[list[str], ToolContext], str | None]] = {
     "find": _find_rule, "git": _git_rule, "python": _python_rule, "python3": _python_rule,
-    "make": _make_rule, "sort": _sort_rule,
+    "make": _make_rule, "sort": _sort_rule, **{name: _paths_rule for name in WRITES_PATHS},
 }
 
 
@@ -103,6 +171,8 @@ def check_command(argv: list[str], ctx: ToolContext) -> str | None:
     """Why `argv` is refused for this agent, or None when it may run."""
     if not argv:
         return "empty command"
+    if any("\x00" in a for a in argv):
+        return "the command contains a NUL byte"
     program, args = argv[0], argv[1:]
     if "/" in program:
         return "give the program by name (e.g. python), not by path"
@@ -148,6 +218,8 @@ async def refuse(ctx: ToolContext, tool_name: str, reason: str) -> ToolRefused:
 async def run_command(
     ctx: ToolContext, command: str, timeout: int | None = None  # noqa: ASYNC109
 ) -> ToolResult:
+    if "\x00" in command:
+        raise await refuse(ctx, "run_command", "the command contains a NUL byte")
     try:
         argv = shlex.split(command)
     except ValueError as exc:

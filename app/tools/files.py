@@ -11,6 +11,7 @@ from pathlib import Path
 from app.sandbox import fs
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
+from app.tools.wsfiles import refuse_git_metadata
 
 MAX_READ_BYTES = 200_000
 MAX_WRITE_BYTES = 5 * 1024 * 1024
@@ -69,6 +70,7 @@ async def write_file(ctx: ToolContext, path: str, content: str) -> ToolResult:
     parts = fs.split(path)
     if parts and parts[0] == ".venv":
         raise ToolError("the venv is managed by pip_install; do not write into it")
+    refuse_git_metadata(path)
     try:
         await asyncio.to_thread(fs.write_bytes, ctx.workspace.root, path, data)
     except fs.WrongKind as exc:

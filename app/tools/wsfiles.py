@@ -25,6 +25,13 @@ def _refusal(rel: str, exc: fs.PathRefused) -> ToolError:
     return ToolRefused(f"{rel}: {exc}")
 
 
+def refuse_git_metadata(rel: str) -> None:
+    """git's own metadata (.git/…) is not written by the file tools: a planted config, hook or
+    filter would make an allowed git command run a program of the model's choosing."""
+    if ".git" in fs.split(rel):
+        raise ToolRefused(f"{rel}: files under .git/ are git's to write; use git commands")
+
+
 def load(ws: Workspace, rel: str) -> str:
     """The UTF-8 text of the workspace file `rel` (at most MAX_EDIT_BYTES)."""
     try:
@@ -45,6 +52,7 @@ def save(ws: Workspace, rel: str, text: str) -> int:
     if len(data) > MAX_EDIT_BYTES:
         raise ToolError(f"the result would be {len(data)} bytes; the limit is {MAX_EDIT_BYTES}")
     try:
+        refuse_git_metadata(rel)
         if fs.kind(ws.root, rel) != "file":
             raise ToolError(f"no such file in the workspace: {rel!r}")
         fs.file_size(ws.root, rel)  # refuses a link, FIFO or hard-linked file before replacing

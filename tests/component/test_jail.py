@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,10 +14,8 @@ from app.sandbox import probe
 from app.sandbox.capture import Capture
 from app.sandbox.jail import (
     SandboxUnavailable,
-    host_git_env,
     run_jailed,
     sandbox_mode,
-    sanitize_git_repo,
 )
 from app.sandbox.limits import Limits, WorkspaceTooBig
 from app.sandbox.selftest import run_selftest
@@ -170,32 +167,3 @@ async def test_fallback_is_restricted_subprocess() -> None:
         shutil.rmtree(base)
 
 
-def test_host_git_never_runs_planted_hooks_or_config(tmp_path: Path) -> None:
-    # given a repo whose hooks and config were planted by an agent
-    repo = tmp_path / "repo"
-    env = host_git_env(dict(os.environ))
-    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
-    marker = tmp_path / "PWNED"
-    hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
-    hook.chmod(0o755)
-    with open(repo / ".git" / "config", "a") as fh:
-        fh.write(f"[core]\n\tfsmonitor = touch {marker}\n\thooksPath = .git/hooks\n"
-                 f"[include]\n\tpath = /etc/passwd\n")
-    (repo / "a.txt").write_text("a")
-    # when the host sanitizes the repo and commits with host_git_env
-    sanitize_git_repo(repo)
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "add", "a.txt"], check=True, env=env)
-    subprocess.run([*git, "commit", "-qm", "x"], check=True, env=env)
-    subprocess.run([*git, "status"], check=True, env=env, capture_output=True)
-    # then nothing planted ran
-    assert not marker.exists()
-    assert "passwd" not in (repo / ".git" / "config").read_text()
-
-
-def test_sanitize_refuses_symlinked_git_dir(tmp_path: Path) -> None:
-    (tmp_path / "repo").mkdir()
-    (tmp_path / "repo" / ".git").symlink_to(tmp_path)
-    with pytest.raises(ValueError):
-        sanitize_git_repo(tmp_path / "repo")
