@@ -79,3 +79,73 @@ async def test_sigkill_after_effects_does_not_repeat_them(
     log = await events(api, task_id)
     reconciled = [e["data"] for e in log if e["type"] == "tool_reconciled"]
     assert {e["tool"] for e in reconciled} == {"insert_lines", "send_email", "run_python"}
+
+
+async def test_calls_that_started_and_never_finished_are_reconciled(
+    app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
+):
+    """In-process, each reconcile rule: the worker "dies" (its run is cancelled) after a reply's
+    four calls started and none was marked done; one of them had not taken effect."""
+    from sqlalchemy import update
+
+    from app.core.db import session_scope
+    from app.models import Task, utcnow
+    from app.run import journal
+    from app.run.runner import run_task
+
+    # given a reply writing a file, appending a line, mailing and running a command
+    reply = tool_calls(
+        ("write_file", {"path": "output/a.txt", "content": "alpha"}),
+        ("insert_lines", {"path": "output/log.txt", "line": 1, "text": "entry"}),
+        ("send_email", {"to": OWNER, "subject": "progress", "body": "b"}),
+        ("run_command", {"command": "touch output/ran"}),
+    )
+
+    def respond(req: dict) -> dict:  # type: ignore[type-arg]
+        done = tool_results(req)
+        if not done:
+            return tool_call("write_file", path="output/log.txt", content="start\n")
+        return reply if len(done) == 1 else finish("done")
+
+    llm.responder = respond
+    closed = {"n": 0}
+
+    async def die_before_marking_done(intent_id: int, result: object) -> None:
+        closed["n"] += 1
+        if closed["n"] == 5:  # the write_file of the first reply, then the four of the second
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(journal, "close_intent", die_before_marking_done)
+    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2,
+                                                 "notify": {"email": [OWNER]}})
+    task_id = int(resp.json()["id"])
+    enqueued.clear()
+    with pytest.raises(asyncio.CancelledError):
+        await run_task(task_id, owner="dead-worker")
+    root = await workspace_of(task_id)
+    assert root is not None
+    # the append had not reached the file when the worker died (it was mid-call)
+    (root / "output" / "log.txt").write_text("start\n")
+    (root / "output" / "ran").unlink()
+    monkeypatch.undo()
+    async with session_scope() as session:  # the dead worker's lease runs out
+        await session.execute(update(Task).where(Task.id == task_id)
+                              .values(lease_expires_at=utcnow()))
+    # when the task is run again
+    assert await run_task(task_id, owner="second-worker") == "ran"
+    # then the write and the email are recognised as done, the append (never applied) runs
+    # now, and the command's outcome is reported as unknown, not repeated
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed", task["error"]
+    assert (root / "output" / "log.txt").read_text().count("entry") == 1
+    assert not (root / "output" / "ran").exists()
+    log = await events(app_client, task_id)
+    outcomes = {e["data"]["tool"]: e["data"]["outcome"] for e in log
+                if e["type"] == "tool_reconciled"}
+    assert outcomes == {"write_file": "done", "send_email": "done", "run_command": "unknown"}
+    resumed_at = next(e["seq"] for e in log if e["type"] == "reply_resumed")
+    reran = [e for e in log if e["seq"] > resumed_at and e["type"] == "tool_call"]
+    assert [e["data"]["tool"] for e in reran][:1] == ["insert_lines"]
+    assert reran[0]["data"]["ok"]
+    told = [r for req in llm.requests for r in tool_results(req) if "is unknown" in r]
+    assert told and "run_command" in told[0] and "touch output/ran" in told[0]
