@@ -234,7 +234,10 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
         raise
     finally:
+        # awaited, not only told: a keeper left suspended in its UPDATE would hold SQLite's
+        # write lock while the loop is idle between tasks
         keeper.cancel()
+        await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
 
