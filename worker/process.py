@@ -21,6 +21,7 @@ from celery.signals import (
 from app.core import tracing
 from app.core.config import get_settings
 from app.core.db import forget_engines
+from app.core.watchdog import LoopWatchdog
 from app.run import llm
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
+        stall_s = get_settings().loop_stall_s
+        if stall_s > 0:
+            LoopWatchdog(_loop, stall_s=stall_s).start()
     try:
         return _loop.run_until_complete(coro)
     finally:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(1.0, description="How often pending/lost tasks are swept")
     worker_heartbeat_s: float = Field(5.0, description="How often a worker heartbeats")
     max_deliveries: int = Field(3, description="Runs of one task before it is failed")
+    loop_stall_s: float = Field(
+        2.0, description="A worker logs its event loop thread's stack when the loop has not run "
+        "for this many seconds (a synchronous call holding it); 0 turns the watchdog off")
     requeue_unstarted_s: float = Field(
         60.0, description="Re-queue an assigned task no worker started after this long"
     )

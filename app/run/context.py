@@ -25,10 +25,9 @@ from app.core.db import connection_scope, get_engine, session_scope
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
-from app.run import llm
+from app.run import journal, llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
-from app.run import journal
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
 from app.run.steps import StepRecord, write_step

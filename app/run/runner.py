@@ -174,7 +174,8 @@ def _take_uploads(ctx: RunContext) -> None:
 
 
 async def _prepare(ctx: RunContext, attempt: int) -> None:
-    ctx.workspace.create(title=ctx.task.title, description=ctx.task.description)
+    await asyncio.to_thread(ctx.workspace.create, title=ctx.task.title,
+                            description=ctx.task.description)
     await asyncio.to_thread(_take_uploads, ctx)
     made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
                                         cache_dir=ctx.settings.var_dir / "cache" / "uv")

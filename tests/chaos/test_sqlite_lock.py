@@ -21,7 +21,6 @@ from tests.fakes.llm_server import ScriptedLLM, finish, tool_call
 from tests.integration.workers import WorkerProcess, wait_for, workers_alive
 
 
-
 def _write_within(db: Path, seconds: float) -> float:
     """Take SQLite's write lock and commit, waiting at most `seconds`; returns the wait."""
     started = time.monotonic()
