@@ -100,7 +100,8 @@ async def fetch_url(ctx: ToolContext, url: str) -> ToolResult:
     ctype = resp.headers.get("content-type", "")
     decoded = body.decode(resp.encoding or "utf-8", errors="replace")
     is_html = "html" in ctype or decoded.lstrip()[:15].lower().startswith(("<!doctype", "<html"))
-    title, text = html_to_text(decoded) if is_html else ("", decoded)
+    # parsing up to fetch_max_bytes of HTML is CPU work: off the event loop
+    title, text = (await asyncio.to_thread(html_to_text, decoded)) if is_html else ("", decoded)
     title = title or final_url
     path = await asyncio.to_thread(_save, ctx, final_url, title, text, body, is_html)
     fetched_at = datetime.now(UTC).isoformat()
