@@ -69,7 +69,8 @@ async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> 
         .where(
             col(Task.id) == task_id,
             col(Task.status).in_(WORKING_VALUES),
-            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now),
+            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
+            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
         )
         .values(lease_owner=owner, attempts=Task.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
@@ -287,7 +288,10 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
     """Run or resume `task_id`; returns what happened (for logs and tests)."""
     settings = get_settings()
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    attempt, ctx = await _start(task_id, owner, settings)
+    # one transaction, safe to repeat (a lease whose commit went through and lost its answer
+    # is ours already: the retry takes it again)
+    attempt, ctx = await retrying(lambda: _start(task_id, owner, settings),
+                                  f"lease task {task_id}")
     if attempt is None:
         return "skipped"
     try:
