@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import socket
 import threading
@@ -12,9 +14,12 @@ from sqlmodel import col
 
 from app.core.config import get_settings
 from app.core.db import dispose_engines, session_scope
+from app.core.transient import is_transient, retrying
 from app.models import WorkerNode, utcnow
 from app.ops.sweeper import sweep_once
 from app.sandbox.selftest import run_selftest
+
+log = logging.getLogger(__name__)
 
 
 async def register(node_id: str, agents: list[str], sandbox: str) -> None:
@@ -58,16 +63,23 @@ def sandbox_summary() -> str:
 async def heartbeat_loop(node_id: str, agents: list[str], stop: threading.Event) -> None:
     """Register, then heartbeat and sweep until `stop` is set; unregister on the way out."""
     settings = get_settings()
-    await register(node_id, agents, await asyncio.to_thread(sandbox_summary))
+    summary = await asyncio.to_thread(sandbox_summary)
+    await retrying(lambda: register(node_id, agents, summary), "register the worker")
     next_beat = 0.0
     loop = asyncio.get_running_loop()
     try:
         while not stop.is_set():
             if loop.time() >= next_beat:
-                await beat(node_id)
-                next_beat = loop.time() + settings.worker_heartbeat_s
+                try:
+                    await beat(node_id)
+                    next_beat = loop.time() + settings.worker_heartbeat_s
+                except Exception as exc:  # a dropped connection must not stop the sweeps
+                    if not is_transient(exc):
+                        raise
+                    log.warning("heartbeat failed (%s); retrying", type(exc).__name__)
             await sweep_once()
             await asyncio.sleep(settings.sweep_interval_s)
     finally:
-        await unregister(node_id)
+        with contextlib.suppress(Exception):  # the row expires by itself when this fails
+            await unregister(node_id)
         await dispose_engines()

@@ -21,12 +21,14 @@ from celery.signals import (
 from app.core import tracing
 from app.core.config import get_settings
 from app.core.db import forget_engines
+from app.core.watchdog import LoopWatchdog
 from app.run import llm
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _loop: asyncio.AbstractEventLoop | None = None
 _stop = threading.Event()
+SETTLE_S = 10.0
 
 
 def worker_id() -> str:
@@ -34,12 +36,37 @@ def worker_id() -> str:
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on this process's own event loop (kept between tasks for pooled connections)."""
+    """Run `coro` on this process's own event loop (kept between tasks for pooled connections).
+
+    Whatever it left running (a lease keeper told to stop, a run abandoned after its time ran
+    out) is cancelled and awaited before this returns: the loop does not run between tasks, so a
+    coroutine left suspended inside a transaction would keep SQLite's write lock (and its
+    connection) until this process's next task, or, for a process that is exiting, forever."""
     global _loop
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
         asyncio.set_event_loop(_loop)
-    return _loop.run_until_complete(coro)
+        stall_s = get_settings().loop_stall_s
+        if stall_s > 0:
+            LoopWatchdog(_loop, stall_s=stall_s).start()
+    try:
+        return _loop.run_until_complete(coro)
+    finally:
+        settle(_loop)
+
+
+def settle(loop: asyncio.AbstractEventLoop, timeout: float = SETTLE_S) -> None:
+    """Cancel the tasks still pending on `loop` and let them unwind (their rollbacks run)."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    for leftover in pending:
+        leftover.cancel()
+    loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+    stuck = [t for t in pending if not t.done()]
+    if stuck:
+        log.error("%d coroutine(s) did not unwind within %.0f s after their task: %s",
+                  len(stuck), timeout, ", ".join(repr(t.get_coro()) for t in stuck)[:500])
 
 
 @worker_process_init.connect

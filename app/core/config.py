@@ -88,10 +88,15 @@ class Settings(BaseSettings):
     default_max_cost_usd: float = Field(2.0, description="Default budget: dollars per task")
     default_timeout_s: int = Field(1800, description="Default budget: wall seconds per task")
 
-    lease_seconds: float = Field(15.0, description="A worker's lease on a task; renewed")
-    sweep_interval_s: float = Field(2.0, description="How often pending/lost tasks are swept")
+    lease_seconds: float = Field(
+        6.0, description="A worker's lease on a task, renewed every 0.5 s; a task whose worker "
+        "died is re-queued once it expires (so it runs again within ~8 s)")
+    sweep_interval_s: float = Field(1.0, description="How often pending/lost tasks are swept")
     worker_heartbeat_s: float = Field(5.0, description="How often a worker heartbeats")
     max_deliveries: int = Field(3, description="Runs of one task before it is failed")
+    loop_stall_s: float = Field(
+        2.0, description="A worker logs its event loop thread's stack when the loop has not run "
+        "for this many seconds (a synchronous call holding it); 0 turns the watchdog off")
     requeue_unstarted_s: float = Field(
         60.0, description="Re-queue an assigned task no worker started after this long"
     )

@@ -10,6 +10,7 @@ from app.models.agent import (
 )
 from app.models.base import table, utcnow
 from app.models.event import EventPublic, EventsPublic, TaskEvent
+from app.models.intent import ToolIntent
 from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.provider import ProviderState
 from app.models.task import (
@@ -69,6 +70,7 @@ __all__ = [
     "TaskStatus",
     "TasksPublic",
     "TemplatePublic",
+    "ToolIntent",
     "TemplateRecord",
     "TemplatesPublic",
     "User",

@@ -13,7 +13,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 from app.core.config import get_settings
-from app.core.db import session_scope
+from app.core.db import session_factory, session_scope
 from app.integrations.outbox import flush_pending
 from app.integrations.webhook import flush_webhooks
 from app.models import Agent, WorkerNode, utcnow
@@ -26,9 +26,15 @@ log = logging.getLogger(__name__)
 async def requeue_lost() -> int:
     """Re-queue tasks whose worker vanished or whose message was lost before it started."""
     settings = get_settings()
+    grace_s = max(settings.lease_seconds, 5.0)
+    # most sweeps find nothing: a plain read first, the write lock only when there is work
+    async with session_factory()() as session:
+        if not await stale_tasks(session, grace_s=grace_s,
+                                 unstarted_s=settings.requeue_unstarted_s):
+            return 0
     async with session_scope() as session:
         items = []
-        for task in await stale_tasks(session, grace_s=max(settings.lease_seconds, 5.0),
+        for task in await stale_tasks(session, grace_s=grace_s,
                                       unstarted_s=settings.requeue_unstarted_s):
             assert task.id is not None
             await mark_enqueued(session, task.id)

@@ -23,8 +23,9 @@ from app.core import tracing
 from app.core.config import Settings
 from app.core.db import connection_scope, get_engine, session_scope
 from app.core.redact import redact, redact_obj
+from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
-from app.run import llm
+from app.run import journal, llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
@@ -57,6 +58,10 @@ class RunContext:
     tree: TaskTree | None = None
     # What the current step has done and not yet written (see flush)
     pending: StepRecord = field(default_factory=StepRecord)
+    # The reply whose tool calls are running, and the journal rows its calls opened since the
+    # last checkpoint (settled by the next one: app.run.journal)
+    reply: journal.Reply | None = None
+    open_intents: list[int] = field(default_factory=list)
 
     @property
     def task_id(self) -> int:
@@ -84,8 +89,13 @@ class RunContext:
         if not self.pending:
             return
         record = self.pending
-        async with connection_scope() as conn:
-            events = await write_step(conn, self.task_id, record, self.tree)
+
+        async def write() -> list[Any]:
+            async with connection_scope() as conn:
+                return await write_step(conn, self.task_id, record, self.tree)
+
+        # one transaction, so safe to repeat when the connection drops under it
+        events = await retrying(write, f"write a step of task {self.task_id}")
         self.pending = StepRecord()
         publish(events)
 
@@ -191,9 +201,39 @@ class RunContext:
             task=self.task.model_dump(), services=self.services,
         )
 
-    async def call_tool(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
+    async def call_tool(self, name: str, arguments: str | dict[str, Any],
+                        position: int | None = None) -> Dispatched:
         """Dispatch one tool call; its `tool_call` event and resource use (duration, CPU seconds,
-        peak memory, refusals) go with the step's record, durable at the next flush."""
+        peak memory, refusals) go with the step's record, durable at the next flush.
+
+        A call with an effect, `position` in the current reply, is journaled around its run
+        (app.run.journal); one a dead worker already made is reconciled instead of repeated."""
+        intent_id: int | None = None
+        if self.reply is not None and position is not None and name in journal.JOURNALED:
+            found = self.reply.found.pop(position, None)
+            if found is not None and found.tool == name:
+                settled = (journal.recorded(found) if found.status == "done"
+                           else await journal.reconcile(self.task_id, self.workspace.root, found,
+                                                     f"#{position + 1}"))
+                if settled is not None:
+                    self.open_intents.append(found.id or 0)
+                    self.record("tool_reconciled", {
+                        "tool": name, "key": found.key, "was": found.status,
+                        "outcome": settled.data.get("reconciled", "done"),
+                        "output": settled.output[:2000]})
+                    return settled
+                intent_id = found.id
+            else:
+                intent_id = await journal.open_intent(
+                    self.task_id, self.workspace.root, self.reply, position, name,
+                    journal.parse_args(arguments))
+            self.open_intents.append(intent_id or 0)
+        result = await self._dispatch(name, arguments)
+        if intent_id is not None:
+            await journal.close_intent(intent_id, result)
+        return result
+
+    async def _dispatch(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
         if name in FLUSH_FIRST:
             await self.flush()
         with tracing.span(f"tool.{name}", {"taskbench.tool": name},
@@ -221,33 +261,43 @@ class RunContext:
         """Messages posted to the task that the agent has not seen yet (now marked seen).
 
         Most steps find none: a plain read, and a write transaction only when there are some."""
-        async with get_engine().connect() as conn:  # a read on a Core connection: no write lock
-            found = (await conn.execute(
-                table(TaskMessage).select()
-                .where(col(TaskMessage.task_id) == self.task_id,
-                       col(TaskMessage.delivered_at).is_(None))
-                .order_by(col(TaskMessage.id))
-            )).all()
+        async def unseen() -> list[Any]:
+            async with get_engine().connect() as conn:  # a read on a Core connection: no lock
+                return list((await conn.execute(
+                    table(TaskMessage).select()
+                    .where(col(TaskMessage.task_id) == self.task_id,
+                           col(TaskMessage.delivered_at).is_(None))
+                    .order_by(col(TaskMessage.id))
+                )).all())
+
+        found = await retrying(unseen, "read the task's inbox")
         if not found:
             return []
         rows = [TaskMessage(**row._mapping) for row in found]
-        async with session_scope() as session:
-            # only the ones nobody else marked in between (a second run of the same task)
-            taken = set((await session.execute(
-                update(TaskMessage)
-                .where(col(TaskMessage.id).in_([r.id for r in rows]),
-                       col(TaskMessage.delivered_at).is_(None))
-                .values(delivered_at=utcnow())
-                .returning(col(TaskMessage.id))
-            )).scalars().all())
+
+        async def mark() -> set[Any]:
+            async with session_scope() as session:
+                # only the ones nobody else marked in between (a second run of the same task)
+                return set((await session.execute(
+                    update(TaskMessage)
+                    .where(col(TaskMessage.id).in_([r.id for r in rows]),
+                           col(TaskMessage.delivered_at).is_(None))
+                    .values(delivered_at=utcnow())
+                    .returning(col(TaskMessage.id))
+                )).scalars().all())
+
+        taken = await retrying(mark, "mark the inbox read")
         return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
-        async with get_engine().connect() as conn:
-            row = (await conn.execute(
-                table(TaskCheckpoint).select()
-                .where(col(TaskCheckpoint.task_id) == self.task_id)
-            )).first()
+        async def read() -> Any:
+            async with get_engine().connect() as conn:
+                return (await conn.execute(
+                    table(TaskCheckpoint).select()
+                    .where(col(TaskCheckpoint.task_id) == self.task_id)
+                )).first()
+
+        row = await retrying(read, "load the checkpoint")
         return TaskCheckpoint(**row._mapping) if row is not None else None
 
     async def save_checkpoint(
@@ -256,6 +306,9 @@ class RunContext:
         """Checkpoint the trajectory with the step's record; `now=False` leaves it to the next
         flush (only where nothing with an effect can happen before that flush)."""
         self.pending.checkpoint = (list(messages), dict(state), self.task.phase)
+        # the journal rows of calls whose results these messages hold are settled with them
+        self.pending.settle.extend(self.open_intents)
+        self.open_intents = []
         if now:
             await self.flush()
 

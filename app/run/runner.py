@@ -23,6 +23,7 @@ from app import integrations as deliver
 from app.core.config import Settings, get_settings
 from app.core.db import connection_scope, get_engine, session_scope
 from app.core.logging import bind
+from app.core.transient import is_transient, retrying
 from app.models import (
     TERMINAL_VALUES,
     WORKING_VALUES,
@@ -68,7 +69,8 @@ async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> 
         .where(
             col(Task.id) == task_id,
             col(Task.status).in_(WORKING_VALUES),
-            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now),
+            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
+            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
         )
         .values(lease_owner=owner, attempts=Task.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
@@ -106,9 +108,13 @@ async def _start(
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
               error: str | None = None) -> None:
-    async with session_scope() as session:
-        events = await close_task(session, task_id, status, summary=summary, error=error)
-    publish(events)
+    async def close() -> list[Any]:
+        async with session_scope() as session:
+            return await close_task(session, task_id, status, summary=summary, error=error)
+
+    # close_task ends a task once however often it is called: safe to repeat on a dropped
+    # connection (a commit that went through and lost its answer finds the task ended)
+    publish(await retrying(close, f"end task {task_id}"))
 
 
 async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
@@ -116,14 +122,21 @@ async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
     """Renew the lease; cancel `work` when the task is cancelled or the lease is gone."""
     while not work.done():
         await asyncio.sleep(KEEPER_INTERVAL_S)
-        async with connection_scope() as conn:
-            result = await conn.execute(
-                update(table(Task))
-                .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-                .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
-                .returning(col(Task.status))
-            )
-            status = result.scalar_one_or_none()
+        try:
+            async with connection_scope() as conn:
+                result = await conn.execute(
+                    update(table(Task))
+                    .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
+                    .returning(col(Task.status))
+                )
+                status = result.scalar_one_or_none()
+        except Exception as exc:  # a dropped connection must not end the keeper: try again
+            if not is_transient(exc):
+                raise
+            log.warning("lease renewal of task %s failed (%s); retrying", task_id,
+                        type(exc).__name__)
+            continue
         if status is None:
             stop["reason"] = LeaseLost("another worker holds this task's lease")
         elif status == TaskStatus.cancelled.value:
@@ -162,7 +175,8 @@ def _take_uploads(ctx: RunContext) -> None:
 
 
 async def _prepare(ctx: RunContext, attempt: int) -> None:
-    ctx.workspace.create(title=ctx.task.title, description=ctx.task.description)
+    await asyncio.to_thread(ctx.workspace.create, title=ctx.task.title,
+                            description=ctx.task.description)
     await asyncio.to_thread(_take_uploads, ctx)
     made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
                                         cache_dir=ctx.settings.var_dir / "cache" / "uv")
@@ -215,11 +229,17 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:
             await end(exc.root_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         return
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):  # the database or broker stayed away: not the task's outcome
+            await _hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
+            return
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
         raise
     finally:
+        # awaited, not only told: a keeper left suspended in its UPDATE would hold SQLite's
+        # write lock while the loop is idle between tasks
         keeper.cancel()
+        await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
 
@@ -239,25 +259,39 @@ async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
         await ctx.flush()
     except Exception:  # noqa: BLE001 - ending the task matters more than its last events
         log.exception("could not write the last step of task %s", ctx.task_id)
-async def _hand_back(ctx: RunContext, reason: str) -> None:
-    """The jail cannot run here now: no command ran unjailed; let the sweep re-queue the task
-    (after its grace period, maybe to another worker) without counting this delivery."""
+async def _hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> None:
+    """The jail cannot run here now (no command ran unjailed), or the database kept failing:
+    let the sweep re-queue the task (after its grace period, maybe to another worker) without
+    counting this delivery; it resumes from its checkpoint. With the database gone even this
+    may fail (`quiet`): then the lease simply expires."""
     log.error("task %s handed back: %s", ctx.task_id, reason)
-    await ctx.emit("sandbox_unavailable", {"reason": reason[:500], "worker": ctx.worker_id})
-    await ctx.flush()
-    async with session_scope() as session:
-        await session.execute(
-            update(Task)
-            .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
-            .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1, enqueued_at=utcnow())
-        )
+    try:
+        if not quiet:
+            await ctx.emit("sandbox_unavailable", {"reason": reason[:500],
+                                                   "worker": ctx.worker_id})
+            await ctx.flush()
+        async with session_scope() as session:
+            await session.execute(
+                update(Task)
+                .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
+                .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1,
+                        enqueued_at=utcnow())
+            )
+    except Exception as exc:
+        if not (quiet and is_transient(exc)):
+            raise
+        log.warning("could not hand task %s back (%s); its lease will expire", ctx.task_id,
+                    type(exc).__name__)
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:
     """Run or resume `task_id`; returns what happened (for logs and tests)."""
     settings = get_settings()
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    attempt, ctx = await _start(task_id, owner, settings)
+    # one transaction, safe to repeat (a lease whose commit went through and lost its answer
+    # is ours already: the retry takes it again)
+    attempt, ctx = await retrying(lambda: _start(task_id, owner, settings),
+                                  f"lease task {task_id}")
     if attempt is None:
         return "skipped"
     try:
@@ -269,6 +303,10 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             await _prepare(ctx, attempt)
             await _execute(ctx, settings)
     except Exception as exc:
+        if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
+            log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,
+                        type(exc).__name__)
+            return "interrupted"
         log.exception("task %s crashed", task_id)
         await end(task_id, TaskStatus.failed, error=f"internal error: {type(exc).__name__}")
         return "crashed"
@@ -276,8 +314,18 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
         if ctx is not None:
             release_uid(ctx.workspace.root)
         await _deliver_if_ended(task_id)
-        await assign_and_enqueue()
+        await _assign_quietly()
     return "ran"
+
+
+async def _assign_quietly() -> None:
+    """Hand freed slots on; when the database or broker is away, the sweep does it later."""
+    try:
+        await assign_and_enqueue()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("could not assign waiting tasks (%s); the sweep will", type(exc).__name__)
 
 
 async def _deliver_if_ended(task_id: int) -> None:

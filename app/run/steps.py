@@ -17,12 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case
+from sqlalchemy import case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from app.models import TERMINAL_VALUES, Task, TaskCheckpoint, TaskEvent, table, utcnow
+from app.models import (
+    TERMINAL_VALUES,
+    Task,
+    TaskCheckpoint,
+    TaskEvent,
+    ToolIntent,
+    table,
+    utcnow,
+)
 from app.run import llm
 from app.tasks.events import append_events
 from app.tools.registry import Dispatched
@@ -39,10 +47,11 @@ class StepRecord:
     tool_results: list[Dispatched] = field(default_factory=list)
     phase: str | None = None
     checkpoint: tuple[list[dict[str, Any]], dict[str, Any], str | None] | None = None
+    settle: list[int] = field(default_factory=list)  # journal rows this checkpoint covers
 
     def __bool__(self) -> bool:
         return bool(self.events or self.calls or self.tool_results or self.phase
-                    or self.checkpoint)
+                    or self.checkpoint or self.settle)
 
 
 async def write_step(
@@ -84,6 +93,10 @@ async def write_step(
             await tree.add(conn, completion)
     if record.checkpoint is not None:
         await _upsert_checkpoint(conn, task_id, *record.checkpoint)
+    if record.settle:
+        await conn.execute(update(table(ToolIntent))
+                           .where(col(ToolIntent.id).in_(record.settle))
+                           .values(settled=True, updated_at=utcnow()))
     return events
 
 

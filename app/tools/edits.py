@@ -8,6 +8,7 @@ are read and written through app.tools.wsfiles only; previous versions live in a
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from app.tools import wsfiles
@@ -71,7 +72,7 @@ def _save(ctx: ToolContext, path: str, before: str, after: str, *, what: str, fi
 )
 async def view_file(ctx: ToolContext, path: str, start: int = 1, end: int | None = None
                     ) -> ToolResult:
-    lines = wsfiles.load(ctx.workspace, path).splitlines()
+    lines = (await asyncio.to_thread(wsfiles.load, ctx.workspace, path)).splitlines()
     total = len(lines)
     start = start or 1
     if start < 1 or (end is not None and end < start):
@@ -122,7 +123,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
         raise ToolError("`old` and `new` are the same; nothing to change")
     if count < 1:
         raise ToolError("count must be at least 1")
-    before = wsfiles.load(ctx.workspace, path)
+    before = await asyncio.to_thread(wsfiles.load, ctx.workspace, path)
     found = occurrences(before, old)
     if not found:
         raise _missing(path, before, old)
@@ -135,7 +136,8 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
     first = line_of(before, found[0])
     last = line_of(after, found[-1] + (len(new) - len(old)) * (len(found) - 1) + len(new))
     what = f"Replaced {count} occurrence{'s' if count > 1 else ''}"
-    return _save(ctx, path, before, after, what=what, first=first, last=last)
+    return await asyncio.to_thread(_save, ctx, path, before, after, what=what, first=first,
+                                   last=last)
 
 
 @tool(
@@ -153,7 +155,7 @@ async def edit_file(ctx: ToolContext, path: str, old: str, new: str, count: int 
 async def insert_lines(ctx: ToolContext, path: str, line: int, text: str) -> ToolResult:
     if not text:
         raise ToolError("text must not be empty")
-    before = wsfiles.load(ctx.workspace, path)
+    before = await asyncio.to_thread(wsfiles.load, ctx.workspace, path)
     lines = before.splitlines(keepends=True)
     if not 0 <= line <= len(lines):
         raise ToolError(f"line must be between 0 and {len(lines)} (the file's line count)")
@@ -162,7 +164,8 @@ async def insert_lines(ctx: ToolContext, path: str, line: int, text: str) -> Too
     block = text if text.endswith("\n") or line == len(lines) else text + "\n"
     after = "".join(lines[:line]) + block + "".join(lines[line:])
     added = len(block.splitlines())
-    return _save(ctx, path, before, after, what=f"Inserted {added} line(s) after line {line}",
+    return await asyncio.to_thread(
+        _save, ctx, path, before, after, what=f"Inserted {added} line(s) after line {line}",
                  first=line + 1, last=line + added)
 
 
@@ -175,9 +178,10 @@ async def undo_edit(ctx: ToolContext, path: str) -> ToolResult:
     key = _key(ctx, path)
     if not _history(ctx).depth(key):
         raise ToolError(f"no edit of {key} to undo")
-    before = wsfiles.load(ctx.workspace, path)
+    before = await asyncio.to_thread(wsfiles.load, ctx.workspace, path)
     previous = _history(ctx).pop(key) or ""
-    result = _save(ctx, path, before, previous, what="Restored the previous version",
-                   first=1, last=min(10, len(previous.splitlines())), undoable=False)
+    result = await asyncio.to_thread(
+        _save, ctx, path, before, previous, what="Restored the previous version",
+        first=1, last=min(10, len(previous.splitlines())), undoable=False)
     result.data["undo_left"] = _history(ctx).depth(key)
     return result

@@ -16,11 +16,13 @@ without holding an agent slot (app.run.agent.waiting); the next run resumes from
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
 from app.core.prompts import render_prompt
 from app.models import TaskStatus
+from app.run import journal, llm
 from app.run.agent.delegation import attach_tree, child_results, create_child, send_task_message
 from app.run.agent.stuck import StuckDetector, current_model, models_for, respond
 from app.run.agent.waiting import pause, take_wait
@@ -68,12 +70,19 @@ async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> st
     tools = schemas(ctx.agent.allowed_tools)
     detector = StuckDetector.for_agent(ctx.agent.config or {}, state.detector)
     while True:
-        await pause_if_asked(ctx, messages, state)
-        await deliver_inbox(ctx, messages)
-        completion = await ctx.chat(messages, tools=tools, models=models_for(ctx, state))
+        if ctx.reply is not None:  # a dead worker's reply, finished instead of asked again
+            completion = await resumed_reply(ctx, ctx.reply)
+        else:
+            await pause_if_asked(ctx, messages, state)
+            await deliver_inbox(ctx, messages)
+            completion = await ctx.chat(messages, tools=tools, models=models_for(ctx, state))
+            ctx.reply = journal.Reply(completion.message)
         messages.append(completion.message)
         calls = completion.tool_calls
-        summary, results = await execute_calls(ctx, calls, messages, state)
+        try:
+            summary, results = await execute_calls(ctx, calls, messages, state)
+        finally:
+            ctx.reply = None
         if completion.truncated:  # cut at the output limit: say so, or it would try again
             messages.append({"role": "user",
                              "content": render_prompt("output_cut", calls=bool(calls))})
@@ -89,6 +98,15 @@ async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> st
         await ctx.save_checkpoint(messages, state.to_checkpoint())
 
 
+async def resumed_reply(ctx: RunContext, reply: journal.Reply) -> llm.Completion:
+    """The reply whose calls a dead worker was running, to run the rest of (app.run.journal)."""
+    message = reply.message
+    await ctx.emit("reply_resumed", {"calls": len(message.get("tool_calls") or []),
+                                     "journaled": sorted(reply.found)})
+    return llm.Completion(message=message, model=ctx.task.model_used or ctx.agent.model,
+                          tool_calls=list(message.get("tool_calls") or []))
+
+
 def _control(name: str, output: str, ok: bool = True) -> Dispatched:
     """The outcome of a call the loop handled itself (finish, ask_user, a skipped call)."""
     return Dispatched(name, ok, output, {}, 0.0)
@@ -100,13 +118,14 @@ async def execute_calls(
     """Run one reply's tool calls in order; the summary if `finish` was among them."""
     summary: str | None = None
     results: list[Dispatched] = []
-    for call in calls:
+    for position, call in enumerate(calls):
         name = call["function"]["name"]
         if summary is not None:
             result = _control(name, "skipped: finish was already called", ok=False)
         else:
             try:
-                result = await ctx.call_tool(name, call["function"].get("arguments") or "{}")
+                result = await ctx.call_tool(name, call["function"].get("arguments") or "{}",
+                                             position)
             except FinishRequested as done:
                 summary = done.summary
                 result = _control(name, "ok")
@@ -153,8 +172,8 @@ async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> 
         # so the end of a phase and the start of the next are one transaction.
         await ctx.save_checkpoint(messages, state.to_checkpoint(), now=False)
         if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
-            ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                                       done=done)
+            await asyncio.to_thread(ctx.workspace.write_readme, title=ctx.task.title,
+                                    description=ctx.task.description, done=list(done))
 
 
 async def run_agent(ctx: RunContext) -> str:
@@ -165,6 +184,7 @@ async def run_agent(ctx: RunContext) -> str:
     messages = messages or initial_messages(ctx)
     ctx.services.delegate = partial(create_child, ctx, state)
     ctx.services.message_task = partial(send_task_message, ctx)
+    ctx.reply = await journal.unfinished_reply(ctx.task_id)
     await attach_tree(ctx, state)
     await resume(ctx, messages, state)
     while True:
@@ -178,6 +198,7 @@ async def run_agent(ctx: RunContext) -> str:
         await ctx.save_checkpoint(messages, state.to_checkpoint())
     summaries = state.summaries
     if not ctx.borrowed_workspace:
-        ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                                   done=[*WORK_PHASES, "review", "complete"])
+        await asyncio.to_thread(ctx.workspace.write_readme, title=ctx.task.title,
+                                description=ctx.task.description,
+                                done=[*WORK_PHASES, "review", "complete"])
     return summaries.get("test") or summaries.get("build") or summaries.get("design") or ""

@@ -1,0 +1,333 @@
+"""Chaos experiments, short versions of tests/chaos, printed as one table:
+submitted / completed / failed / duplicated effects / recovery.
+
+1. sigkill   (SQLite + embedded broker, default lease and sweep): each task appends a line,
+             sends an email and starts a slow command in one reply; the worker running it is
+             SIGKILLed while the command runs and a second worker takes over. Duplicated
+             effects = extra lines, extra emails, extra command runs. Recovery = kill → the
+             task's second `started` event.
+2. db-drop   (PostgreSQL + Redis): tasks of six steps while every database connection is
+             terminated every 50 ms. Duplicated effects = ends or writes recorded twice.
+3. sqlite-lock (SQLite): a worker writing steps as fast as it can is SIGKILLed; recovery = how
+             long until another process holds the write lock and commits.
+
+    python -m benchmarks.chaos [--tasks 3]
+
+Needs Redis (TASKBENCH_TEST_REDIS, default DB 15) and PostgreSQL on 127.0.0.1, like the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.factories import base_env, create_pg_database, drop_pg_database  # noqa: E402
+from tests.fakes.llm_server import ScriptedLLM, delayed, finish, tool_call, tool_calls  # noqa: E402
+from tests.integration.workers import WorkerProcess, wait_for, workers_alive  # noqa: E402
+
+REDIS = os.environ.get("TASKBENCH_TEST_REDIS", "redis://127.0.0.1:6379/15")
+TUNED = ("TASKBENCH_LEASE_SECONDS", "TASKBENCH_SWEEP_INTERVAL_S", "TASKBENCH_WORKER_HEARTBEAT_S")
+OWNER = "owner@example.com"
+
+
+@dataclass
+class Row:
+    name: str
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    dups: int = 0
+    recovery: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def line(self) -> str:
+        rec = (f"median {statistics.median(self.recovery):.2f} s, max {max(self.recovery):.2f} s"
+               if self.recovery else "-")
+        return (f"| {self.name:<11} | {self.submitted:>9} | {self.completed:>9} | {self.failed:>6}"
+                f" | {self.dups:>11} | {rec:<28} | {self.note}")
+
+
+def _token(req: dict[str, Any]) -> str:
+    for m in req["messages"]:
+        found = re.search(r"chaos-\d+", str(m.get("content")))
+        if found:
+            return found.group(0)
+    return "?"
+
+
+def _results(req: dict[str, Any]) -> int:
+    return sum(1 for m in req["messages"] if m["role"] == "tool")
+
+
+async def _env(tmp: Path, db_url: str, llm: ScriptedLLM, broker: str) -> dict[str, str]:
+    from app.core.config import reset_settings
+    from app.ops.migrate import upgrade
+
+    env = {**base_env(tmp, db_url, llm.url), "TASKBENCH_BROKER_URL": broker}
+    for key in TUNED:  # the defaults are what is measured
+        env.pop(key, None)
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    reset_settings()
+    await asyncio.to_thread(upgrade, db_url)
+    return env
+
+
+async def _owner() -> Any:
+    from sqlmodel import select
+
+    from app.core.db import session_scope
+    from app.main import startup
+    from app.models import User
+
+    await startup()
+    async with session_scope() as session:
+        return (await session.exec(select(User))).first()
+
+
+async def _submit(owner: Any, title: str, **extra: Any) -> int:
+    from app.core.db import session_factory
+    from app.models import TaskCreate
+    from app.submit import submit_task
+
+    async with session_factory()() as session:
+        task = await submit_task(session=session, owner=owner,
+                                 task_in=TaskCreate(title=title, complexity=2, **extra))
+    assert task.id is not None
+    return task.id
+
+
+async def _task(task_id: int) -> Any:
+    from app.core.db import session_factory
+    from app.models import Task
+
+    with contextlib.suppress(Exception):  # db-drop kills our connections too
+        async with session_factory()() as session:
+            return await session.get(Task, task_id)
+    return None
+
+
+async def _ended(task_id: int) -> Any:
+    task = await _task(task_id)
+    return task if task is not None and task.status in ("completed", "failed",
+                                                        "cancelled") else None
+
+
+async def _events(task_id: int, type_: str) -> list[Any]:
+    from sqlmodel import col, select
+
+    from app.core.db import session_factory
+    from app.models import TaskEvent
+
+    async with session_factory()() as session:
+        return list((await session.exec(select(TaskEvent).where(
+            TaskEvent.task_id == task_id, TaskEvent.type == type_).order_by(
+            col(TaskEvent.seq)))).all())
+
+
+async def _count_workers(n: int) -> bool:
+    return await workers_alive() >= n
+
+
+async def sigkill(tasks: int, llm: ScriptedLLM) -> Row:
+    tmp = Path(tempfile.mkdtemp())
+    env = await _env(tmp, f"sqlite+aiosqlite:///{tmp / 'taskbench.db'}", llm, "")
+    owner = await _owner()
+    slow: set[str] = set()
+
+    def respond(req: dict[str, Any]) -> dict[str, Any]:
+        token, done = _token(req), _results(req)
+        if done == 0:
+            return tool_call("write_file", path="output/log.txt", content="start\n")
+        if done == 1:
+            first = token not in slow
+            slow.add(token)
+            code = ("open('output/runs.txt', 'a').write('x')\n"
+                    f"import time; time.sleep({60 if first else 0})\n")
+            return tool_calls(
+                ("insert_lines", {"path": "output/log.txt", "line": 1, "text": "entry"}),
+                ("send_email", {"to": OWNER, "subject": f"progress {token}", "body": "b"}),
+                ("run_python", {"code": code}))
+        return finish("done")
+
+    llm.responder = respond
+    row = Row("sigkill", note="kill while a reply's 3rd effect runs; 2nd worker resumes")
+    worker = WorkerProcess(env, tmp / "w0.log")
+    await wait_for(workers_alive, timeout=120)
+    try:
+        for i in range(tasks):
+            task_id = await _submit(owner, f"chaos-{i}", notify={"email": [OWNER]})
+            row.submitted += 1
+
+            async def running(tid: int = task_id) -> bool:
+                task = await _task(tid)
+                return bool(task and task.workspace
+                            and (Path(task.workspace) / "output" / "runs.txt").is_file())
+
+            await wait_for(running, timeout=120, interval=0.05)
+            spare = WorkerProcess(env, tmp / f"w{i + 1}.log")
+            await wait_for(lambda: _count_workers(2), timeout=120)
+            worker.kill()
+            killed = datetime.now(UTC)
+            task = await wait_for(lambda tid=task_id: _ended(tid), timeout=180)
+            worker = spare
+            starts = await _events(task_id, "started")
+            if len(starts) >= 2:
+                row.recovery.append((starts[1].created_at.replace(tzinfo=UTC)
+                                     - killed).total_seconds())
+            row.completed += task.status == "completed"
+            row.failed += task.status != "completed"
+            root = Path(task.workspace)
+            lines = (root / "output" / "log.txt").read_text().count("entry")
+            runs = len((root / "output" / "runs.txt").read_text())
+            mails = sum(1 for p in (tmp / "var" / "outbox").glob("*.eml")
+                        if f"progress chaos-{i}" in p.read_text(errors="replace"))
+            row.dups += max(lines - 1, 0) + max(runs - 1, 0) + max(mails - 1, 0)
+    finally:
+        worker.stop()
+    return row
+
+
+async def db_drop(tasks: int, llm: ScriptedLLM) -> Row:
+    db_url = await asyncio.to_thread(create_pg_database)
+    tmp = Path(tempfile.mkdtemp())
+    redis.Redis.from_url(REDIS).flushdb()
+    row = Row("db-drop", note="every DB connection terminated every 50 ms")
+    try:
+        env = await _env(tmp, db_url, llm, REDIS)
+        owner = await _owner()
+
+        def respond(req: dict[str, Any]) -> dict[str, Any]:
+            done = _results(req)
+            if done < 6:
+                return delayed(0.2, tool_call("write_file", path=f"output/{done}.txt",
+                                              content="x"))
+            return delayed(0.2, finish("done"))
+
+        llm.responder = respond
+        worker = WorkerProcess(env, tmp / "w.log")
+        stop = asyncio.Event()
+        dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+        try:
+            await wait_for(workers_alive, timeout=120)
+            ids = []
+            for i in range(tasks):
+                ids.append(await _submit(owner, f"chaos-{i}"))
+                row.submitted += 1
+            killer = asyncio.ensure_future(_kill_backends(dsn, stop))
+            ended = [await wait_for(lambda tid=tid: _ended(tid), timeout=300) for tid in ids]
+            stop.set()
+            killed = await killer
+        finally:
+            stop.set()
+            worker.stop()
+        from app.core.db import dispose_engines
+
+        await dispose_engines()  # connections the killer left dead in the pool
+        for task in ended:
+            row.completed += task.status == "completed"
+            row.failed += task.status != "completed"
+            statuses = [e.data.get("status") for e in await _events(task.id, "status")]
+            ends = [s for s in statuses if s in ("completed", "failed", "cancelled")]
+            writes = [e for e in await _events(task.id, "tool_call")
+                      if e.data.get("tool") == "write_file"]
+            row.dups += max(len(ends) - 1, 0) + max(len(writes) - 6, 0)
+        row.note += f" ({killed} terminated)"
+    finally:
+        from app.core.db import dispose_engines
+
+        await dispose_engines()
+        await asyncio.to_thread(drop_pg_database, db_url)
+    return row
+
+
+async def _kill_backends(dsn: str, stop: asyncio.Event) -> int:
+    killed, conn = 0, await asyncpg.connect(dsn)
+    try:
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+            killed += len(await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    finally:
+        await conn.close()
+    return killed
+
+
+def _write_wait(db: Path, limit: float) -> float:
+    started = time.monotonic()
+    conn = sqlite3.connect(db, timeout=limit, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE agent SET status = status")
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
+async def sqlite_lock(tasks: int, llm: ScriptedLLM) -> Row:
+    tmp = Path(tempfile.mkdtemp())
+    db = tmp / "taskbench.db"
+    env = await _env(tmp, f"sqlite+aiosqlite:///{db}", llm, "")
+    owner = await _owner()
+    llm.responder = lambda req: (tool_call("write_file", path="output/a.txt", content="x" * 5000)
+                                 if _results(req) < 200 else finish("done"))
+    row = Row("sqlite-lock", note="SIGKILL mid-write; completed = another process wrote; "
+              "recovery = its wait for the write lock")
+    for i in range(tasks):
+        worker = WorkerProcess(env, tmp / f"w{i}.log")
+        try:
+            await wait_for(workers_alive, timeout=120)
+            await _submit(owner, f"chaos-{i}", budget={"max_steps": 400})
+            row.submitted += 1
+            await asyncio.sleep(2.5)
+            worker.kill()
+            try:
+                row.recovery.append(await asyncio.to_thread(_write_wait, db, 30.0))
+                row.completed += 1  # here: another process's write went through
+            except sqlite3.OperationalError:
+                row.failed += 1
+                row.recovery.append(30.0)
+        finally:
+            if worker.proc.poll() is None:
+                worker.stop()
+    return row
+
+
+async def main(args: argparse.Namespace) -> None:
+    llm = ScriptedLLM().start()
+    try:
+        rows = [await sigkill(args.tasks, llm), await db_drop(args.tasks, llm),
+                await sqlite_lock(args.tasks, llm)]
+    finally:
+        llm.stop()
+    print("| experiment  | submitted | completed | failed | dup effects | recovery"
+          "                     | how")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row.line())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=3, help="tasks per experiment")
+    asyncio.run(main(parser.parse_args()))
