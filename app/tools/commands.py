@@ -39,6 +39,8 @@ GIT_FORBIDDEN_LONG = ("upload-pack", "receive-pack", "exec-path", "config-env", 
 # rebase -x (exec), grep -O (open files in a pager)
 GIT_FORBIDDEN_SHORT = {"clone": {"-c", "-u"}, "fetch": {"-u"}, "pull": {"-u"},
                        "ls-remote": {"-u"}, "archive": {"-u"}, "rebase": {"-x"}, "grep": {"-O"}}
+SHORT_MEANS = {"-c": "--config", "-u": "--upload-pack", "-x": "--exec",
+               "-O": "--open-files-in-pager"}
 GIT_QUERIES = {"rev-parse": {"git-dir", "work-tree"}, "remote": {"remote"},
                "config": {"config"}}  # options that only print, or are the command's own
 # What may come before git's subcommand; everything else there (-c, --git-dir, --work-tree,
@@ -117,8 +119,9 @@ def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
             flags = {f"-{ch}" for ch in arg[1:]} if arg[1:].isalpha() else {arg[:2]}
             bad = flags & GIT_FORBIDDEN_SHORT.get(sub, set())
             if bad:
-                return f"git {sub} {min(bad)} is not allowed (it runs a program or loads a " \
-                    "config)"
+                flag = min(bad)
+                return f"git {sub} {flag} ({SHORT_MEANS[flag]}) is not allowed (it runs a " \
+                    "program or loads a config)"
     if sub == "config":
         if any(a in ("--global", "--system", "--file", "-f", "--edit", "-e", "--blob")
                or a.startswith(("--file=", "--blob=")) for a in rest):
