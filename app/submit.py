@@ -3,8 +3,10 @@ enqueue after the commit."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -104,11 +106,44 @@ async def _check_agents(
         raise SubmissionError([_err(loc or ["complexity"], reason)])
 
 
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def request_hash(task_in: TaskCreate) -> str:
+    """What a retried submission must repeat exactly to be the same request."""
+    return hashlib.sha256(task_in.model_dump_json().encode()).hexdigest()
+
+
+async def task_for_key(session: AsyncSession, owner_id: int, key: str,
+                       task_in: TaskCreate) -> Task | None:
+    """The task an earlier submission with this Idempotency-Key created, if any; a key reused
+    with a different body is refused (422 naming the header)."""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise SubmissionError([{"loc": ["header", "Idempotency-Key"], "type": "value_error",
+                                "msg": f"1 to {MAX_IDEMPOTENCY_KEY} printable characters"}])
+    task = (await session.exec(select(Task).where(
+        Task.owner_id == owner_id, Task.idempotency_key == key))).first()
+    if task is not None and task.request_hash != request_hash(task_in):
+        raise SubmissionError([{"loc": ["header", "Idempotency-Key"], "type": "value_error",
+                                "msg": f"this key was used for task {task.id} with a different "
+                                       "body; use a new key for a new task"}])
+    return task
+
+
 async def submit_task(
     *, session: AsyncSession, task_in: TaskCreate, owner: User, parent_id: int | None = None,
-    enqueue_now: bool = True,
+    enqueue_now: bool = True, idempotency_key: str | None = None,
 ) -> Task:
-    """Create the task, assign it if an agent is free, commit, then enqueue it."""
+    """Create the task, assign it if an agent is free, commit, then enqueue it.
+
+    With an `idempotency_key`, a repeat of the same request returns the task the first one
+    created (also when the two race: the database's unique key decides)."""
+    assert owner.id is not None
+    if idempotency_key is not None:
+        earlier = await task_for_key(session, owner.id, idempotency_key, task_in)
+        if earlier is not None:
+            return earlier
+    hashed = request_hash(task_in) if idempotency_key is not None else None
     task_in = await _from_github_issue(task_in)
     errors = _kind_errors(task_in) + _notify_errors(task_in)
     if errors:
@@ -117,10 +152,23 @@ async def submit_task(
     complexity = task_in.complexity or estimate_complexity(task_in.title, task_in.description)
     needs = _needs(task_in)
     await _check_agents(session, task_in, complexity, needs)
-    assert owner.id is not None
-    async with session_scope() as write:
-        task, assignment, events = await _insert(write, task_in, owner.id, parent_id,
-                                                 complexity, estimated, needs)
+    try:
+        async with session_scope() as write:
+            task, assignment, events = await _insert(write, task_in, owner.id, parent_id,
+                                                     complexity, estimated, needs)
+            if idempotency_key is not None:
+                task.idempotency_key, task.request_hash = idempotency_key, hashed
+                write.add(task)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # the same key raced us and won: its task is the answer
+        async with session_scope() as read:
+            earlier = (await read.exec(select(Task).where(
+                Task.owner_id == owner.id, Task.idempotency_key == idempotency_key))).first()
+        if earlier is None:
+            raise
+        return earlier
     publish(events)
     if assignment and enqueue_now:
         await enqueue([(assignment.task_id, assignment.agent_name)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from sqlalchemy import update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,7 +31,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.submit import SubmissionError, submit_task
+from app.submit import SubmissionError, submit_task, task_for_key
 from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.events import append_event, list_events, publish
 from app.tasks.lifecycle import close_task
@@ -58,14 +58,37 @@ async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
     return TaskPublic.model_validate(data)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
-async def create_task(task_in: TaskCreate, session: SessionDep, user: CurrentUser) -> TaskPublic:
-    """Submit a task; it is assigned to a free agent whose complexity range covers it."""
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic,
+             responses={200: {"description": "A repeat of an earlier request with the same "
+                                             "Idempotency-Key: the task it created"}})
+async def create_task(
+    task_in: TaskCreate, session: SessionDep, user: CurrentUser, response: Response,
+    idempotency_key: Annotated[str | None, Header(
+        description="Any unique string (e.g. a UUID) a client sends again when it retries: "
+                    "the retry gets the task the first request created, never a second one",
+        max_length=200)] = None,
+) -> TaskPublic:
+    """Submit a task; it is assigned to a free agent whose complexity range covers it.
+
+    The task is stored before it is queued: if the broker is down, the answer is still 201 and
+    the task is queued when the broker is back."""
+    assert user.id is not None
     try:
-        task = await submit_task(session=session, task_in=task_in, owner=user)
+        if idempotency_key is not None:
+            earlier = await task_for_key(session, user.id, idempotency_key, task_in)
+            if earlier is not None:
+                response.status_code = status.HTTP_200_OK
+                response.headers["Idempotent-Replayed"] = "true"
+                return await to_public(session, earlier)
+        task = await submit_task(session=session, task_in=task_in, owner=user,
+                                 idempotency_key=idempotency_key)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
-    return await to_public(session, task)
+    # as stored now (a task the broker did not take is pending again), read in a new
+    # transaction: this session's may predate the insert
+    await session.commit()
+    fresh = await session.get(Task, task.id, populate_existing=True)
+    return await to_public(session, fresh or task)
 
 
 @router.get("", response_model=TasksPublic)

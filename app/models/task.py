@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
 from pydantic import Field as PField
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.models.base import json_column, utcnow
@@ -145,6 +146,9 @@ class TaskCreate(BaseModel):
 
 
 class Task(SQLModel, table=True):
+    __table_args__ = (Index("uq_task_owner_idempotency_key", "owner_id", "idempotency_key",
+                            unique=True),)
+
     id: int | None = Field(default=None, primary_key=True)
     owner_id: int = Field(foreign_key="user.id", index=True)
     parent_id: int | None = Field(default=None, foreign_key="task.id", index=True)
@@ -183,6 +187,9 @@ class Task(SQLModel, table=True):
     assigned_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # POST /tasks with an Idempotency-Key header: the key, and a hash of the body sent with it
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    request_hash: str | None = Field(default=None, max_length=64)
 
 
 class TaskCheckpoint(SQLModel, table=True):

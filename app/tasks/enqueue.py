@@ -7,6 +7,7 @@ agent (`taskbench worker --agents …`), else to the shared `taskbench` queue.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -17,8 +18,10 @@ from app.core import tracing
 from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.models import Task, TaskStatus, WorkerNode, utcnow
-from app.tasks.scheduling import assign_pending
+from app.tasks.events import publish
+from app.tasks.scheduling import assign_pending, unassign
 
+log = logging.getLogger(__name__)
 DEFAULT_QUEUE = "taskbench"
 _dedicated: tuple[float, set[str]] = (0.0, set())
 
@@ -52,16 +55,39 @@ def _send(task_id: int, queue: str, name: str = "run_task",
 
 
 async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> None:
-    """Enqueue `name` for each (task_id, agent_name); call only after the assigning commit."""
+    """Enqueue `name` for each (task_id, agent_name); call only after the assigning commit.
+
+    A `run_task` the broker does not take (it is down) is not an error for the caller: the task
+    is put back to pending with its agent slot released (no slot waits on a message that was
+    never sent), and the sweep assigns and enqueues it again once the broker answers."""
     items = list(assignments)
     if not items:
         return
     dedicated = await dedicated_agents()
     # The caller's trace (W3C traceparent) rides on the message; the worker continues it.
     headers = tracing.inject() or None
+    unsent: list[tuple[int, str]] = []
     for task_id, agent_name in items:
         queue = queue_for_agent(agent_name) if agent_name in dedicated else DEFAULT_QUEUE
-        await asyncio.to_thread(_send, task_id, queue, name, headers)
+        try:
+            await asyncio.to_thread(_send, task_id, queue, name, headers)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: hand the task back
+            if name != "run_task":
+                raise
+            unsent.append((task_id, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    if unsent:
+        await _hand_back(unsent)
+
+
+async def _hand_back(unsent: list[tuple[int, str]]) -> None:
+    log.warning("the broker did not take %d task(s) (%s); they wait as pending and are queued "
+                "again when it answers", len(unsent), unsent[0][1])
+    events = []
+    async with session_scope() as session:
+        for task_id, error in unsent:
+            events += await unassign(session, task_id, "the broker did not take the task "
+                                     f"({error}); it is queued again when the broker answers")
+    publish(events)
 
 
 def send_task(name: str, args: list[int | str], queue: str, *,

@@ -16,7 +16,7 @@ from sqlalchemy import case, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskStatus, utcnow
+from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskEvent, TaskStatus, utcnow
 from app.models.base import EPOCH
 from app.tasks import routing
 from app.tasks.events import append_event
@@ -155,6 +155,25 @@ async def release_slot(session: AsyncSession, task_id: int) -> bool:
     return True
 
 
+async def unassign(session: AsyncSession, task_id: int, reason: str) -> list[TaskEvent]:
+    """Put an assigned task whose message never reached the broker back to pending and give its
+    agent slot back, so nothing waits on a message that was never sent; the sweep assigns and
+    enqueues it again. A task a worker already leased is left alone."""
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.status) == TaskStatus.assigned.value,
+               col(Task.lease_owner).is_(None))
+        .values(status=TaskStatus.pending.value, assigned_at=None, enqueued_at=None,
+                updated_at=utcnow())
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return []
+    await release_slot(session, task_id)  # reads the task's agent: before agent_id is cleared
+    await session.execute(update(Task).where(col(Task.id) == task_id).values(agent_id=None))
+    return [await append_event(session, task_id, "status", {
+        "status": "pending", "reason": reason})]
+
+
 async def stale_tasks(
     session: AsyncSession, *, grace_s: float, unstarted_s: float
 ) -> list[Task]:
@@ -184,4 +203,5 @@ __all__ = [
     "release_slot",
     "stale_tasks",
     "try_assign",
+    "unassign",
 ]
