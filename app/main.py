@@ -30,6 +30,7 @@ from app.api import (
 )
 from app.api.ap_key_url import KeyInPath
 from app.api.docs import add_docs
+from app.api.retry import RetryTransient
 from app.auth.keys import ensure_admin_key
 from app.core import tracing
 from app.core.config import TEMPLATES_DIR, get_settings
@@ -144,6 +145,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     app.include_router(metrics.metrics_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
+    app.add_middleware(RetryTransient)  # innermost: sees the endpoint's own exceptions
     app.add_middleware(BodyLimit)
     origins = get_settings().cors_origins
     if origins:  # a front end on another origin; off by default
