@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from app.api.deps import SessionDep
 from app.core.config import get_settings
+from app.integrations.outbox_state import backlog
 from app.models import WorkerNode, utcnow
 from app.run.provider_state import provider_health
 from app.sandbox.selftest import run_selftest
@@ -66,4 +67,5 @@ async def health(session: SessionDep, response: Response) -> dict[str, Any]:
         ],
         "sandbox": sandbox,
         "llm": await provider_health(session, settings) if db_ok else None,
+        "outbox": await backlog(session) if db_ok else None,
     }

@@ -150,7 +150,12 @@ class Settings(BaseSettings):
     outbox_retry_base_s: float = Field(15.0, description="Outbox: first retry delay; doubles")
     outbox_retry_max_s: float = Field(300.0, description="Outbox: longest delay between tries")
     outbox_max_attempts: int = Field(20, description="Outbox: tries before a message fails")
-    outbox_lease_s: float = Field(120.0, description="Outbox: a sender's claim on a message")
+    outbox_lease_s: float = Field(
+        8.0, description="Outbox: a sender's claim on a message (a killed sender's messages "
+        "are taken over after it)")
+    outbox_probe_s: float = Field(
+        2.0, description="Outbox: while the mail server cannot be reached, how often it is "
+        "tried again (such tries do not count as a message's attempts)")
     email_max_attachment_bytes: int = Field(5_000_000, description="Larger files are linked")
     email_allow_domains: list[str] = Field(
         default_factory=list, description="Domains send_email may reach besides notify.email"

@@ -84,11 +84,13 @@ async def _compose_task_end(
     )
 
 
-async def _prepared(ids: list[int], settings: Settings, engine: Any):
-    """Yield (row, message) for each claimed id; rows that cannot be composed are deferred."""
-    for row_id in ids:
+async def _prepared(claims: list[state.Claimed], settings: Settings, engine: Any):
+    """Yield (row, message) for each row still claimed by us; rows that cannot be composed are
+    deferred. A claim that lapsed and was taken over is skipped: its new sender sends it."""
+    for claimed in claims:
+        row_id = claimed.id
         row = await state.load_row(engine, row_id)
-        if row is None:
+        if row is None or not state.is_ours(row, claimed):
             continue
         try:
             msg = await compose(row, settings, engine)
@@ -103,7 +105,7 @@ async def _prepared(ids: list[int], settings: Settings, engine: Any):
         yield row, msg
 
 
-async def _to_files(ids: list[int], settings: Settings, engine: Any) -> int:
+async def _to_files(ids: list[state.Claimed], settings: Settings, engine: Any) -> int:
     sent = 0
     async for row, msg in _prepared(ids, settings, engine):
         if await state.mark_sending(engine, row):
@@ -114,7 +116,7 @@ async def _to_files(ids: list[int], settings: Settings, engine: Any) -> int:
 
 
 async def send_rows(
-    ids: list[int], target: mail.SmtpTarget | None, settings: Settings, engine: Any
+    ids: list[state.Claimed], target: mail.SmtpTarget | None, settings: Settings, engine: Any
 ) -> int:
     """Deliver the claimed rows `ids`; returns how many were delivered."""
     if target is None:
@@ -131,10 +133,11 @@ async def send_rows(
     try:
         await smtp.connect()
     except (OSError, aiosmtplib.SMTPException) as exc:
-        for row_id in ids:
-            row = await state.load_row(engine, row_id)
-            if row is not None:
-                await state.retry_later(engine, row, f"SMTP connect: {exc}", settings)
+        for claimed in ids:
+            row = await state.load_row(engine, claimed.id)
+            if row is not None and state.is_ours(row, claimed):
+                await state.retry_later(engine, row, f"SMTP connect: {exc}", settings,
+                                        unreached=True)
         return 0
     sent = 0
     try:

@@ -135,8 +135,8 @@ async def flush_webhooks(limit: int = 100, *, task_id: int | None = None,
     """Send up to `limit` due webhooks (optionally of one task); returns how many went out."""
     settings = settings or get_settings()
     sent = 0
-    for row_id in await state.claim(engine, limit, settings, task_id, webhooks=True):
-        row = await state.load_row(engine, row_id)
-        if row is not None:
+    for claimed in await state.claim(engine, limit, settings, task_id, webhooks=True):
+        row = await state.load_row(engine, claimed.id)
+        if row is not None and state.is_ours(row, claimed):
             sent += await _deliver(row, settings, engine)
     return sent
