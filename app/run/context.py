@@ -209,6 +209,8 @@ class RunContext:
         A call with an effect, `position` in the current reply, is journaled around its run
         (app.run.journal); one a dead worker already made is reconciled instead of repeated."""
         intent_id: int | None = None
+        if position is None and self.reply is not None and self.reply.single:
+            position = 0
         if self.reply is not None and position is not None and name in journal.JOURNALED:
             found = self.reply.found.pop(position, None)
             if found is not None and found.tool == name:

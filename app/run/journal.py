@@ -57,6 +57,7 @@ class Reply:
     message: dict[str, Any]
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     found: dict[int, ToolIntent] = field(default_factory=dict)  # journaled before a restart
+    single: bool = False  # one call and no model reply: a playbook step's
 
     def key(self, task_id: int, position: int) -> str:
         return f"t{task_id}-{self.uid}-{position}"
@@ -132,6 +133,24 @@ async def unfinished_reply(task_id: int) -> Reply | None:
     last = [r for r in rows if r.key.split("-")[1] == uid]
     return Reply(message=dict(last[0].reply or {}), uid=uid,
                  found={r.position: r for r in last})
+
+
+async def step_reply(task_id: int, *parts: object) -> Reply:
+    """The journal context of a playbook step's call: its uid is fixed by the step, the item
+    and the attempt, so a resumed run finds the call a dead worker had started."""
+    uid = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    reply = Reply(message={}, uid=uid, single=True)
+
+    async def read() -> Any:
+        async with get_engine().connect() as conn:
+            return (await conn.execute(table(ToolIntent).select().where(
+                col(ToolIntent.key) == reply.key(task_id, 0),
+                col(ToolIntent.settled).is_(False)))).first()
+
+    row = await retrying(read, "read the tool journal")
+    if row is not None:
+        reply.found[0] = ToolIntent(**row._mapping)
+    return reply
 
 
 def recorded(intent: ToolIntent) -> Dispatched:
