@@ -232,7 +232,10 @@ class RunContext:
             self.open_intents.append(intent_id or 0)
         result = await self._dispatch(name, arguments)
         if intent_id is not None:
-            await journal.close_intent(intent_id, result)
+            if journal.marks_done_now(name):
+                await journal.close_intent(intent_id, result)
+            else:
+                self.pending.done.append((intent_id, journal.stored(result)))
         return result
 
     async def _dispatch(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:

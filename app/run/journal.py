@@ -4,7 +4,8 @@ A step's checkpoint is written after all of its reply's tool calls ran, so a wor
 between used to leave effects the checkpoint did not know of, and the resumed run repeated them.
 Now each call of a tool in JOURNALED gets an intent row (app.models.ToolIntent) committed before
 it runs, with its idempotency key, the reply it belongs to and what reconciling needs (the
-file's hash before); the row is marked done with its result right after. The checkpoint that
+file's hash before); the row is marked done with its result after: right away for a call whose
+outcome cannot be found out later (commands), else with the step's record. The checkpoint that
 holds the result settles it (app.run.steps).
 
 A resumed run finds the unsettled rows of the reply it was in the middle of and finishes that
@@ -102,16 +103,27 @@ async def open_intent(task_id: int, root: Path, reply: Reply, position: int, nam
     return await retrying(write, "journal a tool call")
 
 
+def marks_done_now(name: str) -> bool:
+    """Whether the call is marked done in a transaction of its own right after it ran (its
+    outcome cannot be found out later), rather than with the step's record (one transaction
+    fewer; a call that ran and was not recorded is reconciled exactly from what it changed)."""
+    return JOURNALED.get(name) == "unknown"
+
+
+def stored(result: Dispatched) -> dict[str, Any]:
+    return {"ok": result.ok, "output": result.output, "data": result.data,
+            "refused": result.refused}
+
+
 async def close_intent(intent_id: int, result: Dispatched) -> None:
     """Mark the call done with its result (what a resumed run hands the model)."""
-    stored = {"ok": result.ok, "output": result.output, "data": result.data,
-              "refused": result.refused}
+    done = stored(result)
 
     async def write() -> None:
         async with connection_scope() as conn:
             await conn.execute(update(table(ToolIntent))
                                .where(col(ToolIntent.id) == intent_id)
-                               .values(status="done", result=stored, updated_at=utcnow()))
+                               .values(status="done", result=done, updated_at=utcnow()))
 
     await retrying(write, "record a tool call's result")
 

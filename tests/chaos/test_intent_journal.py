@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
     app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
 ):
     """In-process, each reconcile rule: the worker "dies" (its run is cancelled) after a reply's
-    four calls started and none was marked done; one of them had not taken effect."""
+    four calls ran and before any was recorded done; one of them had not taken effect."""
     from sqlalchemy import update
 
     from app.core.db import session_scope
@@ -95,9 +96,9 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
 
     # given a reply writing a file, appending a line, mailing and running a command
     reply = tool_calls(
+        ("send_email", {"to": OWNER, "subject": "progress", "body": "b"}),
         ("write_file", {"path": "output/a.txt", "content": "alpha"}),
         ("insert_lines", {"path": "output/log.txt", "line": 1, "text": "entry"}),
-        ("send_email", {"to": OWNER, "subject": "progress", "body": "b"}),
         ("run_command", {"command": "touch output/ran"}),
     )
 
@@ -108,12 +109,9 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
         return reply if len(done) == 1 else finish("done")
 
     llm.responder = respond
-    closed = {"n": 0}
-
     async def die_before_marking_done(intent_id: int, result: object) -> None:
-        closed["n"] += 1
-        if closed["n"] == 5:  # the write_file of the first reply, then the four of the second
-            raise asyncio.CancelledError
+        # the command's done-mark (the others go with the step's record, never written here)
+        raise asyncio.CancelledError
 
     monkeypatch.setattr(journal, "close_intent", die_before_marking_done)
     resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2,
@@ -174,7 +172,6 @@ async def test_a_playbook_step_that_ran_before_the_worker_died_is_not_repeated(
     from app.core.db import session_scope
     from app.kinds.playbook import schema as playbook_schema
     from app.models import Task, utcnow
-    from app.run import journal
     from app.run.runner import run_task
 
     # given a playbook whose second step appends a line
@@ -188,16 +185,18 @@ async def test_a_playbook_step_that_ran_before_the_worker_died_is_not_repeated(
     assert resp.status_code == 201, resp.text
     task_id = int(resp.json()["id"])
     enqueued.clear()
-    closed = {"n": 0}
+    from app.run import context
 
-    async def die_after_the_append(intent_id: int, result: object) -> None:
-        closed["n"] += 1
-        if closed["n"] == 2:
+    real_write = context.write_step
+
+    async def die_after_the_append(conn: object, task_id: int, record: Any, tree: object) -> Any:
+        if any(r.name == "insert_lines" for r in record.tool_results):
             raise asyncio.CancelledError
+        return await real_write(conn, task_id, record, tree)  # type: ignore[arg-type]
 
-    # when the worker dies after the append took effect, before it was recorded
+    # when the worker dies after the append took effect, before its step was saved
     with monkeypatch.context() as patch:
-        patch.setattr(journal, "close_intent", die_after_the_append)
+        patch.setattr(context, "write_step", die_after_the_append)
         with pytest.raises(asyncio.CancelledError):
             await run_task(task_id, owner="dead-worker")
     async with session_scope() as session:
