@@ -209,6 +209,8 @@ class RunContext:
         A call with an effect, `position` in the current reply, is journaled around its run
         (app.run.journal); one a dead worker already made is reconciled instead of repeated."""
         intent_id: int | None = None
+        if position is None and self.reply is not None and self.reply.single:
+            position = 0
         if self.reply is not None and position is not None and name in journal.JOURNALED:
             found = self.reply.found.pop(position, None)
             if found is not None and found.tool == name:
@@ -230,7 +232,10 @@ class RunContext:
             self.open_intents.append(intent_id or 0)
         result = await self._dispatch(name, arguments)
         if intent_id is not None:
-            await journal.close_intent(intent_id, result)
+            if journal.marks_done_now(name):
+                await journal.close_intent(intent_id, result)
+            else:
+                self.pending.done.append((intent_id, journal.stored(result)))
         return result
 
     async def _dispatch(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:

@@ -4,7 +4,8 @@ A step's checkpoint is written after all of its reply's tool calls ran, so a wor
 between used to leave effects the checkpoint did not know of, and the resumed run repeated them.
 Now each call of a tool in JOURNALED gets an intent row (app.models.ToolIntent) committed before
 it runs, with its idempotency key, the reply it belongs to and what reconciling needs (the
-file's hash before); the row is marked done with its result right after. The checkpoint that
+file's hash before); the row is marked done with its result after: right away for a call whose
+outcome cannot be found out later (commands), else with the step's record. The checkpoint that
 holds the result settles it (app.run.steps).
 
 A resumed run finds the unsettled rows of the reply it was in the middle of and finishes that
@@ -57,6 +58,7 @@ class Reply:
     message: dict[str, Any]
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     found: dict[int, ToolIntent] = field(default_factory=dict)  # journaled before a restart
+    single: bool = False  # one call and no model reply: a playbook step's
 
     def key(self, task_id: int, position: int) -> str:
         return f"t{task_id}-{self.uid}-{position}"
@@ -101,16 +103,27 @@ async def open_intent(task_id: int, root: Path, reply: Reply, position: int, nam
     return await retrying(write, "journal a tool call")
 
 
+def marks_done_now(name: str) -> bool:
+    """Whether the call is marked done in a transaction of its own right after it ran (its
+    outcome cannot be found out later), rather than with the step's record (one transaction
+    fewer; a call that ran and was not recorded is reconciled exactly from what it changed)."""
+    return JOURNALED.get(name) == "unknown"
+
+
+def stored(result: Dispatched) -> dict[str, Any]:
+    return {"ok": result.ok, "output": result.output, "data": result.data,
+            "refused": result.refused}
+
+
 async def close_intent(intent_id: int, result: Dispatched) -> None:
     """Mark the call done with its result (what a resumed run hands the model)."""
-    stored = {"ok": result.ok, "output": result.output, "data": result.data,
-              "refused": result.refused}
+    done = stored(result)
 
     async def write() -> None:
         async with connection_scope() as conn:
             await conn.execute(update(table(ToolIntent))
                                .where(col(ToolIntent.id) == intent_id)
-                               .values(status="done", result=stored, updated_at=utcnow()))
+                               .values(status="done", result=done, updated_at=utcnow()))
 
     await retrying(write, "record a tool call's result")
 
@@ -132,6 +145,24 @@ async def unfinished_reply(task_id: int) -> Reply | None:
     last = [r for r in rows if r.key.split("-")[1] == uid]
     return Reply(message=dict(last[0].reply or {}), uid=uid,
                  found={r.position: r for r in last})
+
+
+async def step_reply(task_id: int, *parts: object) -> Reply:
+    """The journal context of a playbook step's call: its uid is fixed by the step, the item
+    and the attempt, so a resumed run finds the call a dead worker had started."""
+    uid = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    reply = Reply(message={}, uid=uid, single=True)
+
+    async def read() -> Any:
+        async with get_engine().connect() as conn:
+            return (await conn.execute(table(ToolIntent).select().where(
+                col(ToolIntent.key) == reply.key(task_id, 0),
+                col(ToolIntent.settled).is_(False)))).first()
+
+    row = await retrying(read, "read the tool journal")
+    if row is not None:
+        reply.found[0] = ToolIntent(**row._mapping)
+    return reply
 
 
 def recorded(intent: ToolIntent) -> Dispatched:

@@ -16,6 +16,7 @@ from typing import Any
 from app.core.prompts import render_prompt
 from app.kinds.playbook.schema import Playbook, Step
 from app.kinds.playbook.templates import RenderError, evaluate, render_value
+from app.run import journal
 from app.run.context import RunContext
 from app.run.errors import AgentFailed, ReviewFailed
 from app.run.inspector import FAILED, WARNED, InspectorConfig, findings, judge
@@ -55,6 +56,7 @@ class PlaybookRun:
     results: dict[str, Result] = field(default_factory=dict)
     partial: dict[str, Any] | None = None
     phase: str | None = None
+    attempt: int = 1  # of the step being run (part of its calls' journal keys)
 
     async def run(self) -> str:
         """Every step not yet done, in order; the summary at the end."""
@@ -178,6 +180,7 @@ class PlaybookRun:
             return _result(False, f"template error: {exc}")
         result = _result(False, "not run")
         for attempt in range(1, step.retries + 2):
+            self.attempt = attempt
             self.ctx.check_time()
             await self.report(step, "running", attempt)
             result = await self.execute(step, call, context)
@@ -214,7 +217,7 @@ class PlaybookRun:
         if step.inspect:
             return await self.inspect(step)
         if step.tool is not None:
-            done = await self.ctx.call_tool(step.tool, call)
+            done = await self._call(step, call, context)
             result = _result(done.ok, done.output, done.data)
         else:
             try:
@@ -230,6 +233,19 @@ class PlaybookRun:
         if result["ok"] and step.ok_if is not None:
             result = _judge(step.ok_if, result, context)
         return result
+
+    async def _call(self, step: Step, call: Any, context: dict[str, Any]) -> Any:
+        """The step's tool call, journaled when it has an effect (app.run.journal): a run
+        resumed after its worker died reconciles the call instead of making it again."""
+        assert step.tool is not None
+        if step.tool not in journal.JOURNALED:
+            return await self.ctx.call_tool(step.tool, call)
+        self.ctx.reply = await journal.step_reply(self.ctx.task_id, step.id,
+                                                  context.get("index"), self.attempt)
+        try:
+            return await self.ctx.call_tool(step.tool, call)
+        finally:
+            self.ctx.reply = None
 
     async def inspect(self, step: Step) -> Result:
         """The agent's inspector on the work so far; ok when it passes. Its data is the review

@@ -48,10 +48,11 @@ class StepRecord:
     phase: str | None = None
     checkpoint: tuple[list[dict[str, Any]], dict[str, Any], str | None] | None = None
     settle: list[int] = field(default_factory=list)  # journal rows this checkpoint covers
+    done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row, result)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.calls or self.tool_results or self.phase
-                    or self.checkpoint or self.settle)
+                    or self.checkpoint or self.settle or self.done)
 
 
 async def write_step(
@@ -93,6 +94,9 @@ async def write_step(
             await tree.add(conn, completion)
     if record.checkpoint is not None:
         await _upsert_checkpoint(conn, task_id, *record.checkpoint)
+    for intent_id, outcome in record.done:
+        await conn.execute(update(table(ToolIntent)).where(col(ToolIntent.id) == intent_id)
+                           .values(status="done", result=outcome, updated_at=utcnow()))
     if record.settle:
         await conn.execute(update(table(ToolIntent))
                            .where(col(ToolIntent.id).in_(record.settle))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
     app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
 ):
     """In-process, each reconcile rule: the worker "dies" (its run is cancelled) after a reply's
-    four calls started and none was marked done; one of them had not taken effect."""
+    four calls ran and before any was recorded done; one of them had not taken effect."""
     from sqlalchemy import update
 
     from app.core.db import session_scope
@@ -95,9 +96,9 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
 
     # given a reply writing a file, appending a line, mailing and running a command
     reply = tool_calls(
+        ("send_email", {"to": OWNER, "subject": "progress", "body": "b"}),
         ("write_file", {"path": "output/a.txt", "content": "alpha"}),
         ("insert_lines", {"path": "output/log.txt", "line": 1, "text": "entry"}),
-        ("send_email", {"to": OWNER, "subject": "progress", "body": "b"}),
         ("run_command", {"command": "touch output/ran"}),
     )
 
@@ -108,12 +109,9 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
         return reply if len(done) == 1 else finish("done")
 
     llm.responder = respond
-    closed = {"n": 0}
-
     async def die_before_marking_done(intent_id: int, result: object) -> None:
-        closed["n"] += 1
-        if closed["n"] == 5:  # the write_file of the first reply, then the four of the second
-            raise asyncio.CancelledError
+        # the command's done-mark (the others go with the step's record, never written here)
+        raise asyncio.CancelledError
 
     monkeypatch.setattr(journal, "close_intent", die_before_marking_done)
     resp = await app_client.post("/tasks", json={"title": "t", "complexity": 2,
@@ -149,3 +147,68 @@ async def test_calls_that_started_and_never_finished_are_reconciled(
     assert reran[0]["data"]["ok"]
     told = [r for req in llm.requests for r in tool_results(req) if "is unknown" in r]
     assert told and "run_command" in told[0] and "touch output/ran" in told[0]
+
+
+APPEND_ONCE = {
+    "name": "append_once",
+    "description": "Writes a log, appends one line to it, then writes another file.",
+    "inputs": {},
+    "steps": [
+        {"id": "start", "tool": "write_file",
+         "args": {"path": "output/log.txt", "content": "start\n"}},
+        {"id": "append", "tool": "insert_lines",
+         "args": {"path": "output/log.txt", "line": 1, "text": "entry"}},
+        {"id": "after", "tool": "write_file", "args": {"path": "output/after.txt", "content": "x"}},
+    ],
+}
+
+
+async def test_a_playbook_step_that_ran_before_the_worker_died_is_not_repeated(
+    app_client, enqueued, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import yaml
+    from sqlalchemy import update
+
+    from app.core.db import session_scope
+    from app.kinds.playbook import schema as playbook_schema
+    from app.models import Task, utcnow
+    from app.run.runner import run_task
+
+    # given a playbook whose second step appends a line
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    (folder / "append_once.yaml").write_text(yaml.safe_dump(APPEND_ONCE), encoding="utf-8")
+    monkeypatch.setattr(playbook_schema, "PLAYBOOKS_DIR", folder)
+    resp = await app_client.post("/tasks", json={
+        "title": "t", "complexity": 2, "kind": "playbook", "playbook": "append_once",
+        "inputs": {}})
+    assert resp.status_code == 201, resp.text
+    task_id = int(resp.json()["id"])
+    enqueued.clear()
+    from app.run import context
+
+    real_write = context.write_step
+
+    async def die_after_the_append(conn: object, task_id: int, record: Any, tree: object) -> Any:
+        if any(r.name == "insert_lines" for r in record.tool_results):
+            raise asyncio.CancelledError
+        return await real_write(conn, task_id, record, tree)  # type: ignore[arg-type]
+
+    # when the worker dies after the append took effect, before its step was saved
+    with monkeypatch.context() as patch:
+        patch.setattr(context, "write_step", die_after_the_append)
+        with pytest.raises(asyncio.CancelledError):
+            await run_task(task_id, owner="dead-worker")
+    async with session_scope() as session:
+        await session.execute(update(Task).where(Task.id == task_id)
+                              .values(lease_expires_at=utcnow()))
+    assert await run_task(task_id, owner="second-worker") == "ran"
+    # then the resumed run recognises the append and does not make it again
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed", task["error"]
+    root = await workspace_of(task_id)
+    assert root is not None
+    assert (root / "output" / "log.txt").read_text().count("entry") == 1
+    assert (root / "output" / "after.txt").read_text() == "x"
+    log = await events(app_client, task_id)
+    assert [e["data"]["tool"] for e in log if e["type"] == "tool_reconciled"] == ["insert_lines"]

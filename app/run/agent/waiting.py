@@ -21,7 +21,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from app.core.config import get_settings
-from app.core.db import session_scope
+from app.core.db import get_engine, session_scope
 from app.integrations import outbox
 from app.models import Task, TaskStatus, utcnow
 from app.run.context import RunContext
@@ -88,6 +88,8 @@ async def expire_input_waits() -> int:
     timeout = get_settings().input_timeout_s
     cutoff = utcnow() - timedelta(seconds=timeout)
     expired = 0
+    if not await _any_in(TaskStatus.waiting_input):  # most sweeps: no write lock taken
+        return 0
     async with session_scope() as session:
         rows = (await session.exec(
             select(Task).where(col(Task.status) == TaskStatus.waiting_input.value)
@@ -106,6 +108,8 @@ async def expire_input_waits() -> int:
 
 async def wake_waiting_parents() -> int:
     """Backstop for a missed wake-up: parents whose children have all ended go to pending."""
+    if not await _any_in(TaskStatus.waiting_children):
+        return 0
     async with session_scope() as session:
         ids = (await session.exec(
             select(Task.id).where(col(Task.status) == TaskStatus.waiting_children.value)
@@ -116,3 +120,12 @@ async def wake_waiting_parents() -> int:
             events += await wake_parent(session, task_id)
     publish(events)
     return len(events)
+
+
+async def _any_in(status: TaskStatus) -> bool:
+    """Whether any task is in `status`: a plain read, so an idle sweep (every second, in every
+    process) does not queue for SQLite's write lock."""
+    async with get_engine().connect() as conn:
+        found = (await conn.execute(
+            select(Task.id).where(col(Task.status) == status.value).limit(1))).first()
+    return found is not None
