@@ -72,12 +72,6 @@ LINES = {
     ],
     "run/runner.py": [".exists())"],  # SQL EXISTS
     "tasks/lifecycle.py": [".exists()"],  # SQL EXISTS
-    "sandbox/hostgit.py": [  # not called by the service (kept for the jail's git policy)
-        "if git_dir.is_symlink() or not git_dir.is_dir():", "real = os.path.realpath(git_dir)",
-        "if not real.startswith(os.path.realpath(repo) + os.sep):",
-        "if config.is_file() and not config.is_symlink():",
-        'os.replace(tmp, git_dir / "config")',
-    ],
     "sandbox/jail.py": [
         "return os.path.realpath(exe), os.path.realpath(sys.base_prefix)",  # host python
         "if os.path.islink(host):", "elif os.path.isdir(host):",  # /bin, /lib of the host
