@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
     llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
+    llm_prompt_cache: str = Field(
+        "auto", pattern="^(auto|on|off)$",
+        description="Prompt caching: `auto` marks cache breakpoints (cache_control) for "
+        "Anthropic models (OpenAI-style providers cache a repeated prefix by themselves); `on` "
+        "marks them for every model; `off` never")
     llm_retry_base_s: float = Field(0.5, description="First backoff; doubles per retry")
 
     default_max_steps: int = Field(50, description="Default budget: LLM calls per task")

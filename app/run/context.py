@@ -186,6 +186,7 @@ class RunContext:
         self.record("llm_call", {
             "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+            "cached_tokens": c.cached_tokens,
             "duration_ms": round(ms, 1), "tool_calls": len(c.tool_calls),
             "content": (c.content or "")[:2000], "finish_reason": c.finish_reason,
             **({"usage_estimated": True} if c.usage_estimated else {}),

@@ -135,6 +135,8 @@ def request_body(
     response_format: dict[str, Any] | None, provider: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The JSON body of one chat-completions request to `model`."""
+    if wants_cache_marks(settings, model):
+        messages = with_cache_marks(messages)
     body: dict[str, Any] = {"model": settings.provider_model(model), "messages": messages}
     if tools:
         body["tools"] = tools
@@ -148,6 +150,36 @@ def request_body(
         if provider:
             body["provider"] = provider
     return body
+
+
+CACHE_MARK = {"type": "ephemeral"}
+
+
+def wants_cache_marks(settings: Settings, model: str) -> bool:
+    """Whether requests to `model` carry cache breakpoints (TASKBENCH_LLM_PROMPT_CACHE)."""
+    if settings.llm_prompt_cache == "off":
+        return False
+    if settings.llm_prompt_cache == "on":
+        return True
+    name = f"{model} {settings.provider_model(model)}".lower()
+    return "anthropic/" in name or "claude" in name
+
+
+def with_cache_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `messages` with two cache breakpoints (Anthropic's `cache_control`, passed on
+    by OpenRouter): the system prompt, which never changes, and the last message, so the next
+    call reads everything up to here from the cache. The conversation itself is not changed."""
+    marked = [dict(m) for m in messages]
+    for index in {0, len(marked) - 1}:
+        if index < 0 or index >= len(marked):
+            continue
+        message = marked[index]
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            message["content"] = [{"type": "text", "text": content, "cache_control": CACHE_MARK}]
+        elif isinstance(content, list) and content and isinstance(content[-1], dict):
+            message["content"] = [*content[:-1], {**content[-1], "cache_control": CACHE_MARK}]
+    return marked
 
 
 async def chat(

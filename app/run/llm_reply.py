@@ -57,6 +57,7 @@ class Completion:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
     usage_estimated: bool = False
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
 
     @property
     def content(self) -> str:
@@ -231,6 +232,17 @@ def _count_usage(completion: Completion, usage: Any, model: str, request_chars: 
         prompt = request_chars // CHARS_PER_TOKEN + 1
         output = len(answer) // CHARS_PER_TOKEN + 1
     completion.prompt_tokens, completion.completion_tokens = prompt, output
+    completion.cached_tokens = min(cached_tokens(usage), prompt)
     reported = usage.get("cost")
     completion.cost_usd = (float(reported) if isinstance(reported, int | float)
-                           else cost_for(model, prompt, output))
+                           else cost_for(model, prompt, output, cached=completion.cached_tokens))
+
+
+def cached_tokens(usage: dict[str, Any]) -> int:
+    """Prompt tokens the provider read from its cache: OpenAI's (and OpenRouter's)
+    `prompt_tokens_details.cached_tokens`, or Anthropic's `cache_read_input_tokens`."""
+    details = usage.get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not isinstance(value, int):
+        value = usage.get("cache_read_input_tokens")
+    return value if isinstance(value, int) and value > 0 else 0

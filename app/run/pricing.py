@@ -24,6 +24,26 @@ def price_of(model: str) -> tuple[float, float]:
     return PRICES.get(base, PRICES.get(base.split("/")[-1], DEFAULT_PRICE))
 
 
-def cost_for(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+# What a prompt token read from the provider's cache costs, as a share of a fresh one: OpenAI
+# bills cached input at half price (a quarter for the 4.1 family), Anthropic at a tenth.
+CACHED_SHARE: dict[str, float] = {"openai/gpt-4.1": 0.25, "openai/gpt-4.1-mini": 0.25,
+                                  "anthropic/": 0.1}
+DEFAULT_CACHED_SHARE = 0.5
+
+
+def cached_share(model: str) -> float:
+    base = model.split(":", 1)[0]
+    if base in CACHED_SHARE:
+        return CACHED_SHARE[base]
+    return next((v for k, v in CACHED_SHARE.items() if k.endswith("/") and base.startswith(k)),
+                DEFAULT_CACHED_SHARE)
+
+
+def cost_for(model: str, prompt_tokens: int, completion_tokens: int, *, cached: int = 0
+             ) -> float:
+    """A call's cost from the price list; `cached` of the prompt tokens at the cached rate."""
     prompt, completion = price_of(model)
-    return (prompt_tokens * prompt + completion_tokens * completion) / 1_000_000
+    cached = min(max(cached, 0), prompt_tokens)
+    fresh = prompt_tokens - cached
+    return (fresh * prompt + cached * prompt * cached_share(model)
+            + completion_tokens * completion) / 1_000_000

@@ -61,7 +61,8 @@ async def write_step(
     """Store `record` in the connection's transaction (the caller commits and publishes)."""
     values: dict[str, Any] = {}
     estimated = sum(1 for c, _ in record.calls if c.usage_estimated)
-    if record.tool_results or estimated:
+    cached = sum(c.cached_tokens for c, _ in record.calls)
+    if record.tool_results or estimated or cached:
         # read-modify-write of a JSON column: under the row lock (PostgreSQL) or the write lock
         # BEGIN IMMEDIATE already holds (SQLite)
         usage = (await conn.execute(
@@ -71,6 +72,8 @@ async def write_step(
             usage = add_resources(usage, result)
         if estimated:  # the provider reported no usage: these calls' tokens are estimates
             usage["estimated_llm_calls"] = int(usage.get("estimated_llm_calls", 0)) + estimated
+        if cached:  # prompt tokens the provider read from its cache (billed at its lower rate)
+            usage["cached_prompt_tokens"] = int(usage.get("cached_prompt_tokens", 0)) + cached
         values["usage"] = usage
     if record.calls:
         values.update(

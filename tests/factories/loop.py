@@ -17,7 +17,10 @@ Reply = Response | Callable[[dict[str, Any]], Response]
 def title_of(request: dict[str, Any]) -> str:
     """The task title a recorded request works on (from its system or inspector prompt)."""
     for msg in request.get("messages", []):
-        for line in str(msg.get("content") or "").splitlines():
+        content = msg.get("content") or ""
+        if isinstance(content, list):  # content parts (e.g. with cache breakpoints)
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        for line in str(content).splitlines():
             if line.startswith("Title: "):
                 return line.removeprefix("Title: ").strip()
     return ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -116,6 +117,13 @@ class ScriptedLLM:
         self.refuse_max_tokens: set[str] = set()
         self.context_chars: int | None = None
         self.valid_keys: set[str] | None = None
+        # a provider's prompt cache (as OpenAI's): when on, prompt_tokens count the request
+        # (~4 characters a token) and a prefix seen before, in blocks of `cache_block` tokens
+        # once it reaches `cache_min_tokens`, is reported as `prompt_tokens_details.cached_tokens`
+        self.prefix_cache = False
+        self.cache_min_tokens = 1024
+        self.cache_block = 128
+        self._seen_prompts: list[str] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -133,6 +141,9 @@ class ScriptedLLM:
             self.refuse_max_tokens.clear()
             self.context_chars = None
             self.valid_keys = None
+            self.prefix_cache = False
+            self.cache_min_tokens, self.cache_block = 1024, 128
+            self._seen_prompts.clear()
             self.responder = lambda _req: finish()
 
     def requests_for(self, model: str) -> list[dict[str, Any]]:
@@ -247,6 +258,19 @@ class ScriptedLLM:
             return 200, {"error": response["body_error"]}, {}
         return 200, self._completion(body, response), {}
 
+    def _cache_lookup(self, body: dict[str, Any]) -> tuple[int, int]:
+        """(prompt tokens, of which cached): the longest prefix shared with an earlier prompt."""
+        text = _prompt_text(body)
+        with self._lock:
+            best = 0
+            for earlier in self._seen_prompts:
+                n = len(os.path.commonprefix([earlier, text]))
+                best = max(best, n)
+            self._seen_prompts.append(text)
+        total = len(text) // 4 + 1
+        blocks = (best // 4) // self.cache_block * self.cache_block
+        return total, blocks if blocks >= self.cache_min_tokens else 0
+
     def _completion(self, body: dict[str, Any], response: Response) -> dict[str, Any]:
         message: dict[str, Any] = response.get("message") or {
             "role": "assistant", "content": response.get("content")}
@@ -263,11 +287,16 @@ class ScriptedLLM:
                 }
                 for name, args in calls
             ]
+        prompt_tokens, cached = self.prompt_tokens, 0
+        if self.prefix_cache:
+            prompt_tokens, cached = self._cache_lookup(body)
         usage: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "total_tokens": prompt_tokens + self.completion_tokens,
         }
+        if self.prefix_cache:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         if self.cost is not None:
             usage["cost"] = self.cost
         finish_reason = response.get("finish_reason") or ("tool_calls" if calls else "stop")
@@ -282,6 +311,12 @@ class ScriptedLLM:
         if not response.get("no_usage"):
             payload["usage"] = usage
         return payload
+
+
+def _prompt_text(body: dict[str, Any]) -> str:
+    """The prompt as a provider caches it: the tools, then the messages, in request order."""
+    return json.dumps({"model": body.get("model"), "tools": body.get("tools") or []}) + \
+        "".join(json.dumps(m) for m in body.get("messages", []))
 
 
 def last_user_text(request: dict[str, Any]) -> str:
