@@ -30,17 +30,18 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-import openai
-from openai import AsyncOpenAI
 
 from app.core.config import Settings
 from app.core.redact import redact
 from app.models import utcnow
 from app.run.llm_reply import RETRYABLE_CODES, Completion, ProviderError, read_reply
+
+if TYPE_CHECKING:  # the SDK (~25 MB) is loaded by the first call, not by every process
+    from openai import AsyncOpenAI
 
 __all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "client_for", "reset_clients"]
 
@@ -81,6 +82,8 @@ _use_completion_tokens: set[tuple[str, str]] = set()  # (endpoint, model) refusi
 
 def client_for(settings: Settings) -> AsyncOpenAI:
     """One AsyncOpenAI per (endpoint, key, timeout) in this process, its own retries off."""
+    from openai import AsyncOpenAI
+
     key = (settings.llm_base_url, settings.llm_api_key, settings.llm_timeout_s)
     if key not in _clients:
         _clients[key] = AsyncOpenAI(
@@ -217,6 +220,8 @@ async def _ask_model(
     on_event: OnEvent | None,
 ) -> Completion:
     """One model, with retries; raises _ModelFailed to move on, LLMError to stop the chain."""
+    import openai
+
     tool_names = {t["function"]["name"] for t in tools or [] if "function" in t}
     attempt = 0
     while True:
@@ -252,6 +257,8 @@ async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) 
 
 
 def _retryable(exc: Exception) -> bool:
+    import openai
+
     if isinstance(exc, ProviderError):
         return exc.retryable
     if isinstance(exc, openai.APIStatusError):

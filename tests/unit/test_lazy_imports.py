@@ -1,7 +1,7 @@
 """An idle worker and the API do not carry libraries only some tasks need (issue 15: memory).
 
-WeasyPrint (PDF), PyGithub, networkx, trafilatura and pypdf are loaded on first use; importing
-the worker's task module or the API application must not pull them in.
+WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf and the openai SDK load on first use;
+importing the worker's task module or the API application must not pull them in.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf"]
+HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])

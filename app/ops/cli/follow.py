@@ -11,18 +11,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
 
 from app.models import TERMINAL_VALUES
 from app.ops.api_errors import refusal, request, unreachable
 
+if TYPE_CHECKING:  # rich is loaded when a task is followed, not by `taskbench worker`
+    from rich.console import Console
+    from rich.status import Status
+
 RECONNECTS = 20
 OK_STATUSES = ("completed", "completed_with_warnings")
+
+
+def escape(text: str) -> str:
+    """Text shown as it is, never read as rich markup (a tool's output is hostile)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def one_line(text: Any, width: int = 100) -> str:
@@ -98,6 +106,8 @@ def _events(c: httpx.Client, task_id: int, after: int) -> Iterator[dict[str, Any
 
 def follow(c: httpx.Client, task_id: int, api: str, *, live: bool = True) -> int:
     """Show the task's events (live until it ends when `live`); 0 if it completed, else 1."""
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)
     progress = Progress(console)
     after, drops = 0, 0
