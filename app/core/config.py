@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
     llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
+    venv_default_packages: list[str] = Field(
+        default_factory=list,
+        description="Packages every fresh task venv gets from the local wheel cache (var/wheels) "
+        "unless its agent sets config.venv_packages; JSON list, e.g. "
+        '["requests", "beautifulsoup4", "pytest"]')
     llm_prompt_cache: str = Field(
         "auto", pattern="^(auto|on|off)$",
         description="Prompt caching: `auto` marks cache breakpoints (cache_control) for "

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +51,8 @@ from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
 from app.tasks.lifecycle import close_task
+from app.tools.errors import ToolError
+from app.tools.packages import MAX_PACKAGES, install_defaults
 
 log = logging.getLogger(__name__)
 KEEPER_INTERVAL_S = 0.5
@@ -184,7 +187,28 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     ctx.record("started", {"attempt": attempt, "worker": ctx.worker_id,
                            "workspace": ctx.workspace.relative(ctx.workspace.root),
                            "venv": made_with, "agent": ctx.agent.name})
+    if made_with != "existing":
+        await _default_packages(ctx)
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
+
+
+async def _default_packages(ctx: RunContext) -> None:
+    """A fresh venv gets the agent's default packages (config.venv_packages, else
+    TASKBENCH_VENV_DEFAULT_PACKAGES) from the local wheel cache; a failure is an event, not the
+    task's end (the agent can still pip_install)."""
+    configured = (ctx.agent.config or {}).get("venv_packages")
+    packages = [str(p) for p in (configured if isinstance(configured, list)
+                                 else ctx.settings.venv_default_packages)][:MAX_PACKAGES]
+    if not packages:
+        return
+    started = time.perf_counter()
+    try:
+        code, text = await install_defaults(ctx.tool_context(), packages)
+    except ToolError as exc:
+        code, text = 1, str(exc)
+    ctx.record("venv_packages", {
+        "packages": packages, "ok": code == 0, "seconds": round(time.perf_counter() - started, 2),
+        **({} if code == 0 else {"error": text[-1000:]})})
 
 
 async def _execute(ctx: RunContext, settings: Settings) -> None:

@@ -15,10 +15,11 @@ import asyncio
 import os
 import re
 import secrets
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from app.sandbox import fs
+from app.sandbox import fs, wheels
 from app.sandbox.jail import host_python, run_jailed
 from app.sandbox.limits import Limits
 from app.sandbox.ownership import walk
@@ -95,10 +96,14 @@ def _uv_env(settings: Any) -> dict[str, str]:
     return env
 
 
-async def _uv_install(ctx: ToolContext, uv: str, stage: Path, specs: list[str]) -> tuple[int, str]:
-    """uv on the host, into the fresh `stage` prefix; (exit code, output tail)."""
+async def _uv_install(ctx: ToolContext, uv: str, stage: Path, specs: list[str], *,
+                      find_links: Path | None = None) -> tuple[int, str]:
+    """uv on the host, into the fresh `stage` prefix; (exit code, output tail). With
+    `find_links`, only from that folder of wheels (no index, no network)."""
     exe, _ = host_python()
     argv = [uv, "pip", "install", "--python", exe, "--prefix", str(stage), "--quiet"]
+    if find_links is not None:
+        argv += ["--no-index", "--find-links", str(find_links)]
     if not ctx.settings.pip_allow_sdist:
         argv.append("--no-build")
     proc = await asyncio.create_subprocess_exec(
@@ -121,7 +126,8 @@ async def _jailed(ctx: ToolContext, argv: list[str]) -> None:
         raise ToolError(f"could not copy the packages into the venv: {res.output[-2000:]}")
 
 
-async def install(ctx: ToolContext, uv: str, specs: list[str]) -> tuple[int, str]:
+async def install(ctx: ToolContext, uv: str, specs: list[str], *,
+                  find_links: Path | None = None) -> tuple[int, str]:
     """Install into a fresh prefix inside the workspace (root's, 0700, while uv writes), hand it
     to the task's uid, then copy it into .venv and remove it INSIDE the jail: no host process
     ever writes through a path the task could have planted, and nothing runs the new code."""
@@ -129,7 +135,7 @@ async def install(ctx: ToolContext, uv: str, specs: list[str]) -> tuple[int, str
     stage = ctx.workspace.root / name
     os.mkdir(stage, 0o700)  # a new name: mkdir never follows a link
     try:
-        code, text = await _uv_install(ctx, uv, stage, specs)
+        code, text = await _uv_install(ctx, uv, stage, specs, find_links=find_links)
         if code == 0:
             ids = uid_for(ctx.workspace.root, ctx.settings)
             if ids:
@@ -171,3 +177,20 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
         raise ToolError(f"uv pip install failed (exit {code}):\n{text}")
     return ToolResult(f"installed {', '.join(specs)}\n{text}".strip(),
                       {"packages": specs, "exit_code": 0})
+
+
+async def install_defaults(ctx: ToolContext, specs: list[str]) -> tuple[int, str]:
+    """The agent's default packages into a fresh venv, from the local wheel cache (filled once,
+    on the host; read-only to tasks), never from the network per task."""
+    for spec in specs:
+        reason = check_spec(spec, [], ctx.settings.pip_deny)
+        if reason:
+            raise ToolError(f"default package {spec!r}: {reason}")
+    uv = uv_binary()
+    if not uv:
+        raise ToolError("uv is not available on this worker")
+    try:
+        await asyncio.to_thread(wheels.ensure, ctx.settings, specs)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        raise ToolError(str(exc)) from exc
+    return await install(ctx, uv, specs, find_links=wheels.wheel_dir(ctx.settings))

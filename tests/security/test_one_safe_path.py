@@ -43,6 +43,7 @@ MODULES = {
     " never a file with several links",
     "tools/undo.py": "the host's own undo folder beside (not inside) the workspace",
     "ops/migrate.py": "the database file's folder",
+    "sandbox/wheels.py": "the host's own wheel cache under var/, never a workspace",
     "ops/cli/remote.py": "the CLI user's own download folder on their machine (names cleaned)",
     "ops/cli/service.py": "the service's own log folder under var/",
 }
