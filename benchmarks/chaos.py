@@ -10,8 +10,15 @@ submitted / completed / failed / duplicated effects / recovery.
              terminated every 50 ms. Duplicated effects = ends or writes recorded twice.
 3. sqlite-lock (SQLite): a worker writing steps as fast as it can is SIGKILLed; recovery = how
              long until another process holds the write lock and commits.
+4. redis-down (SQLite + a Redis broker of its own): Redis is stopped, tasks are submitted
+             (stored, handed back to pending), Redis starts again after `--outage` s. Recovery =
+             Redis back → the last task's first `started` event. Duplicated = tasks started
+             twice or created twice.
+5. smtp-down  (SQLite + embedded broker + a real SMTP server): tasks that email their owner end
+             while the server is down; it comes back after `--outage` s. Recovery = server back →
+             the last email received. Duplicated = emails received more than once.
 
-    python -m benchmarks.chaos [--tasks 3]
+    python -m benchmarks.chaos [--tasks 3] [--outage 5] [--only redis-down,smtp-down]
 
 Needs Redis (TASKBENCH_TEST_REDIS, default DB 15) and PostgreSQL on 127.0.0.1, like the tests.
 """
@@ -313,11 +320,137 @@ async def sqlite_lock(tasks: int, llm: ScriptedLLM) -> Row:
     return row
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _redis_server(port: int, folder: Path) -> Any:
+    import subprocess
+
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
+                             "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.ConnectionError):
+            if redis.Redis(port=port).ping():
+                return proc
+        time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+async def redis_down(tasks: int, llm: ScriptedLLM, outage: float) -> Row:
+    tmp = Path(tempfile.mkdtemp())
+    port = _free_port()
+    server = _redis_server(port, tmp)
+    env = await _env(tmp, f"sqlite+aiosqlite:///{tmp / 'taskbench.db'}", llm,
+                     f"redis://127.0.0.1:{port}/0")
+    owner = await _owner()
+    llm.responder = lambda req: finish("done")
+    row = Row("redis-down", note=f"tasks submitted while Redis is down {outage:g} s")
+    worker = WorkerProcess(env, tmp / "w0.log")
+    ids: list[int] = []
+    try:
+        await wait_for(workers_alive, timeout=120)
+        server.terminate()
+        server.wait(10)
+        for i in range(tasks):
+            ids.append(await _submit(owner, f"chaos-{i}"))
+            row.submitted += 1
+        await asyncio.sleep(outage)
+        server = _redis_server(port, tmp)
+        back = datetime.now(UTC)
+        for task_id in ids:
+            task = await wait_for(lambda tid=task_id: _ended(tid), timeout=180)
+            row.completed += task.status == "completed"
+            row.failed += task.status != "completed"
+            starts = await _events(task_id, "started")
+            row.dups += max(len(starts) - 1, 0)
+            if starts:
+                row.recovery.append((starts[0].created_at.replace(tzinfo=UTC)
+                                     - back).total_seconds())
+        row.recovery = [max(row.recovery)] if row.recovery else []
+    finally:
+        worker.stop()
+        server.terminate()
+        server.wait(10)
+    return row
+
+
+async def smtp_down(tasks: int, llm: ScriptedLLM, outage: float) -> Row:
+    from aiosmtpd.controller import Controller
+
+    received: list[str] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            received.append(envelope.content.decode(errors="replace"))
+            return "250 OK"
+
+    tmp = Path(tempfile.mkdtemp())
+    port = _free_port()
+    env = await _env(tmp, f"sqlite+aiosqlite:///{tmp / 'taskbench.db'}", llm, "")
+    env["TASKBENCH_SMTP_URL"] = f"smtp://127.0.0.1:{port}?starttls=0"
+    env["TASKBENCH_EAGER_REPORTS"] = "false"
+    os.environ.update(env)
+    from app.core.config import reset_settings
+
+    reset_settings()
+    owner = await _owner()
+    llm.responder = lambda req: finish("done")
+    row = Row("smtp-down", note=f"task-end emails owed while SMTP is down {outage:g} s")
+    worker = WorkerProcess(env, tmp / "w0.log")
+    controller = None
+    try:
+        await wait_for(workers_alive, timeout=120)
+        ids = [await _submit(owner, f"chaos-{i}", notify={"email": [OWNER]})
+               for i in range(tasks)]
+        row.submitted = len(ids)
+        for task_id in ids:
+            task = await wait_for(lambda tid=task_id: _ended(tid), timeout=180)
+            row.completed += task.status == "completed"
+            row.failed += task.status != "completed"
+        await asyncio.sleep(outage)
+        controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+        controller.start()
+        back = time.monotonic()
+        deadline = back + 120
+        while len(received) < tasks and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        row.recovery = [time.monotonic() - back] if len(received) >= tasks else []
+        await asyncio.sleep(3)  # anything sent twice would arrive now
+        ids_seen = [re.search(r"(?im)^message-id:\s*(\S+)", m) for m in received]
+        keys = [m.group(1) for m in ids_seen if m]
+        row.dups = len(keys) - len(set(keys))
+        row.note += f"; {len(received)} of {tasks} emails arrived, {len(set(keys))} Message-IDs"
+    finally:
+        worker.stop()
+        if controller:
+            controller.stop()
+    return row
+
+
+EXPERIMENTS = ("sigkill", "db-drop", "sqlite-lock", "redis-down", "smtp-down")
+
+
 async def main(args: argparse.Namespace) -> None:
     llm = ScriptedLLM().start()
+    only = set(args.only.split(",")) if args.only else set(EXPERIMENTS)
+    rows = []
     try:
-        rows = [await sigkill(args.tasks, llm), await db_drop(args.tasks, llm),
-                await sqlite_lock(args.tasks, llm)]
+        if "sigkill" in only:
+            rows.append(await sigkill(args.tasks, llm))
+        if "db-drop" in only:
+            rows.append(await db_drop(args.tasks, llm))
+        if "sqlite-lock" in only:
+            rows.append(await sqlite_lock(args.tasks, llm))
+        if "redis-down" in only:
+            rows.append(await redis_down(args.tasks, llm, args.outage))
+        if "smtp-down" in only:
+            rows.append(await smtp_down(args.tasks, llm, args.outage))
     finally:
         llm.stop()
     print("| experiment  | submitted | completed | failed | dup effects | recovery"
@@ -330,4 +463,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=3, help="tasks per experiment")
+    parser.add_argument("--outage", type=float, default=5.0,
+                        help="seconds Redis or SMTP stays down")
+    parser.add_argument("--only", default="", help=f"comma-separated of {', '.join(EXPERIMENTS)}")
     asyncio.run(main(parser.parse_args()))
