@@ -20,6 +20,7 @@ from app.api import (
     agents,
     artifacts,
     auth,
+    characters,
     health,
     metrics,
     openapi,
@@ -134,7 +135,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     )
     add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, scenarios, templates, auth, metrics):
+    for module in (tasks, artifacts, agents, scenarios, characters, templates, auth, metrics):
         api.include_router(module.router, responses=openapi.ERRORS)
     api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)

@@ -9,6 +9,20 @@ from app.models.agent import (
     AgentUpdate,
 )
 from app.models.base import table, utcnow
+from app.models.character import (
+    Character,
+    CharacterCreate,
+    CharacterPublic,
+    CharactersPublic,
+    Ecosystem,
+    EcosystemCreate,
+    EcosystemPublic,
+    EcosystemsPublic,
+    MemoriesPublic,
+    Memory,
+    MemoryCreate,
+    MemoryPublic,
+)
 from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.intent import ToolIntent
 from app.models.outbox import OutboxMessage, OutboxStatus
@@ -38,6 +52,18 @@ from app.models.user import ApiKey, User, UserPublic
 from app.models.worker import WorkerNode
 
 __all__ = [
+    "Character",
+    "CharacterCreate",
+    "CharacterPublic",
+    "CharactersPublic",
+    "Ecosystem",
+    "EcosystemCreate",
+    "EcosystemPublic",
+    "EcosystemsPublic",
+    "MemoriesPublic",
+    "Memory",
+    "MemoryCreate",
+    "MemoryPublic",
     "RUNNING",
     "RUNNING_VALUES",
     "TERMINAL",

@@ -1,0 +1,112 @@
+"""Persistent characters, ecosystems and memories (issue 16): the API contracts, ownership,
+validation naming the field, and memory retrieval (recency + importance + relevance)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.kinds.scenario.memory import lexical_relevance, recall, recency
+from tests.factories import auth, new_user_key
+
+ANN = {"name": "Ann", "persona": "A retired ship's cook who hates waste.",
+       "traits": {"openness": 0.7, "agreeableness": 0.8, "neuroticism": 0.2},
+       "goals": ["keep the kitchen tidy", "befriend Bob"]}
+
+
+async def test_a_character_is_created_listed_and_read(app_client) -> None:
+    made = await app_client.post("/characters", json=ANN)
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["id"] and body["name"] == "Ann"
+    assert body["traits"]["openness"] == 0.7 and body["traits"]["extraversion"] == 0.5
+    listed = (await app_client.get("/characters")).json()
+    assert [c["name"] for c in listed["data"]] == ["Ann"] and listed["count"] == 1
+    assert (await app_client.get(f"/characters/{body['id']}")).json()["goals"] == ANN["goals"]
+    again = await app_client.post("/characters", json=ANN)
+    assert again.status_code == 409 and "Ann" in again.json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    ({**ANN, "traits": {"openness": 1.5}}, ["body", "traits", "openness"]),
+    ({**ANN, "traits": {"charm": 0.5}}, ["body", "traits", "charm"]),
+    ({**ANN, "name": ""}, ["body", "name"]),
+    ({**ANN, "name": "<script>"}, ["body", "name"]),
+    ({**ANN, "goals": [""]}, ["body", "goals"]),
+    ({**ANN, "persona": "x" * 4001}, ["body", "persona"]),
+])
+async def test_a_bad_character_is_a_422_naming_the_field(app_client, body, loc) -> None:
+    resp = await app_client.post("/characters", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"][0]["loc"] == loc
+
+
+async def test_characters_and_ecosystems_are_their_owners(app_client) -> None:
+    ann = (await app_client.post("/characters", json=ANN)).json()
+    other = auth(await new_user_key("someone@example.com"))
+    assert (await app_client.get(f"/characters/{ann['id']}", headers=other)).status_code == 404
+    assert (await app_client.get("/characters", headers=other)).json()["data"] == []
+    stolen = await app_client.post("/ecosystems", json={"name": "Theirs",
+                                                        "characters": [ann["id"]]},
+                                   headers=other)
+    assert stolen.status_code == 422
+    assert stolen.json()["detail"][0]["loc"] == ["body", "characters", 0]
+
+
+async def test_an_ecosystem_gathers_characters(app_client) -> None:
+    ann = (await app_client.post("/characters", json=ANN)).json()
+    bob = (await app_client.post("/characters", json={**ANN, "name": "Bob"})).json()
+    made = await app_client.post("/ecosystems", json={"name": "Harbour",
+                                                      "characters": [ann["id"], bob["id"]]})
+    assert made.status_code == 201, made.text
+    eco = made.json()
+    assert [c["name"] for c in eco["characters"]] == ["Ann", "Bob"]
+    assert eco["relationships"] == []
+    assert (await app_client.get("/ecosystems")).json()["count"] == 1
+    assert (await app_client.get(f"/ecosystems/{eco['id']}")).json()["name"] == "Harbour"
+    assert (await app_client.get("/ecosystems/999")).status_code == 404
+
+
+async def test_memories_are_listed_and_recalled_by_situation(app_client) -> None:
+    ann = (await app_client.post("/characters", json=ANN)).json()
+    for content, importance in [
+        ("Bob praised my fish stew at the harbour feast.", 0.6),
+        ("The weather was grey all week.", 0.2),
+        ("Cy borrowed a pan and never returned it.", 0.7),
+    ]:
+        made = await app_client.post(f"/characters/{ann['id']}/memories",
+                                     json={"content": content, "importance": importance})
+        assert made.status_code == 201, made.text
+    newest = (await app_client.get(f"/characters/{ann['id']}/memories")).json()
+    assert newest["count"] == 3 and newest["data"][0]["content"].startswith("Cy borrowed")
+    assert {m["source_run"] for m in newest["data"]} == {None}
+    ranked = (await app_client.get(f"/characters/{ann['id']}/memories",
+                                   params={"situation": "Bob asks about the stew"})).json()
+    assert ranked["data"][0]["content"].startswith("Bob praised")
+    assert ranked["relevance"] in ("embeddings", "shared words")
+    assert ranked["data"][0]["score"] >= ranked["data"][1]["score"]
+    bad = await app_client.post(f"/characters/{ann['id']}/memories",
+                                json={"content": "x", "importance": 2})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "importance"]
+
+
+def test_retrieval_weighs_recency_importance_and_relevance() -> None:
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    memories = [
+        ("Bob shouted at me about the broken oar.", 0.9, now - timedelta(days=30), None),
+        ("Bob shared his bread with me on the pier.", 0.5, now - timedelta(hours=1), None),
+        ("I counted the gulls on the roof.", 0.1, now, None),
+    ]
+    ranked = recall("Bob offers bread", memories, k=3, now=now, embed=None)
+    assert [r.index for r in ranked] == [1, 0, 2]
+    assert ranked[0].relevance > 0 and ranked[-1].relevance == 0
+    # each term is what the module documents
+    assert recency(now - timedelta(hours=24), now) == pytest.approx(0.995 ** 24)
+    assert lexical_relevance("Bob shared his bread", "Bob offers bread") == pytest.approx(2 / 3)
+    # an embedding model, when there is one, decides relevance instead of shared words
+    vectors = {"Bob offers bread": [1.0, 0.0], memories[0][0]: [0.0, 1.0],
+               memories[1][0]: [0.9, 0.1], memories[2][0]: [-1.0, 0.0]}
+    with_model = recall("Bob offers bread", memories, k=3, now=now,
+                        embed=lambda texts: [vectors[t] for t in texts])
+    assert with_model[0].index == 1 and with_model[-1].relevance == 0.0
