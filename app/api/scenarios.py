@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.api import cast
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.templates import find, read_body, unprocessable
 from app.kinds.scenario import outcomes, replay, store
@@ -36,6 +37,15 @@ class RunCreate(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     notify: Notify = Field(default_factory=Notify)
     budget: Budget | None = None
+
+
+class InlineRunCreate(RunCreate):
+    definition: dict[str, Any] = Field(description=(
+        "A whole scenario; `cast: [{character: \"Ann\"}]` casts your stored characters by "
+        "name (beside or instead of inline `characters`)"))
+    ecosystem: int | None = Field(default=None, ge=1, le=2**62, description=(
+        "An ecosystem of yours: its current relationships are the run's starting ties, and "
+        "the run writes its ties back when it ends"))
 
 
 class ForkCreate(RunCreate):
@@ -139,6 +149,18 @@ async def start_run(name: str, body: RunCreate, session: SessionDep, user: Curre
     scenario = _checked(name, body.overrides, definition)
     return await _submit(session, user, scenario, body, {
         "overrides": body.overrides, "seed": body.seed, "definition": definition})
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated)
+async def start_inline_run(body: InlineRunCreate, session: SessionDep, user: CurrentUser
+                           ) -> RunCreated:
+    """Run a scenario given whole, casting stored characters by name; returns the task id."""
+    definition, stored = await cast.resolve(session, user, body.definition, body.ecosystem)
+    name = str(definition.get("name") or "inline")
+    scenario = _checked(name, body.overrides, definition)
+    return await _submit(session, user, scenario, body, {
+        "overrides": body.overrides, "seed": body.seed, "definition": definition,
+        "stored_cast": stored, "ecosystem": body.ecosystem})
 
 
 async def _run(session: AsyncSession, task_id: int, user: User) -> tuple[Task, list[replay.Event]]:

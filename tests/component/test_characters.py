@@ -110,3 +110,72 @@ def test_retrieval_weighs_recency_importance_and_relevance() -> None:
     with_model = recall("Bob offers bread", memories, k=3, now=now,
                         embed=lambda texts: [vectors[t] for t in texts])
     assert with_model[0].index == 1 and with_model[-1].relevance == 0.0
+
+
+# -- stored characters in runs: cast by reference, memories written and recalled -----------
+
+async def _cast_run(app_client, enqueued, llm, plans, ecosystem=None, title="Harbour night"):  # type: ignore[no-untyped-def]
+    from tests.factories import run_enqueued
+    from tests.factories.scenario import CastResponder
+
+    cast = CastResponder()
+    cast.plans.update(plans)
+    llm.responder = cast
+    definition = {"name": "harbour", "title": title, "setting": "A quiet harbour at dusk.",
+                  "turns": 2, "analyst": {"enabled": False},
+                  "cast": [{"character": "Ann", "role": "cook"}, {"character": "Bob"}]}
+    body = {"definition": definition, "seed": 1}
+    if ecosystem is not None:
+        body["ecosystem"] = ecosystem
+    made = await app_client.post("/scenarios/runs", json=body)
+    assert made.status_code == 201, made.text
+    await run_enqueued(enqueued)
+    task = (await app_client.get(f"/tasks/{made.json()['task_id']}")).json()
+    assert task["status"] == "completed", task
+    return task["id"], cast
+
+
+async def test_a_second_run_remembers_the_first(app_client, enqueued, llm) -> None:
+    from tests.factories.scenario import move
+
+    ann = (await app_client.post("/characters", json=ANN)).json()
+    bob = (await app_client.post("/characters", json={**ANN, "name": "Bob",
+                                                      "persona": "A fisherman."})).json()
+    eco = (await app_client.post("/ecosystems", json={"name": "Harbour",
+                                                      "characters": [ann["id"], bob["id"]]})
+           ).json()
+    # given a first run where Bob praises Ann's stew
+    first, _ = await _cast_run(app_client, enqueued, llm, {
+        "Bob": [move("Ann", "Your fish stew is the best on the coast.", "support", 0.9)],
+        "Ann": [move("Bob", "Thank you, Bob.", "chat", 0.6)]}, ecosystem=eco["id"])
+    # then Ann remembers it, with the run it came from, and the ecosystem kept the ties
+    memories = (await app_client.get(f"/characters/{ann['id']}/memories")).json()["data"]
+    assert any("fish stew is the best" in m["content"] and m["source_run"] == first
+               for m in memories), [m["content"] for m in memories]
+    assert any(m["kind"] == "reflection" for m in memories)
+    ties = (await app_client.get(f"/ecosystems/{eco['id']}")).json()["relationships"]
+    assert ties and {ties[0]["a"], ties[0]["b"]} == {"Ann", "Bob"} and ties[0]["run"] == first
+    assert ties[0]["strength"] > 0
+
+    # when a second run starts in the same ecosystem
+    llm.requests.clear()
+    second, _ = await _cast_run(app_client, enqueued, llm, {}, ecosystem=eco["id"],
+                                title="Harbour morning")
+    # then Ann's prompt carries what she remembers of the first run
+    ann_prompts = [r["messages"][1]["content"] for r in llm.requests
+                   if r["messages"][0]["content"].startswith("You play Ann")]
+    assert ann_prompts and all("What you remember from earlier times" in p
+                               for p in ann_prompts)
+    assert "fish stew is the best on the coast" in ann_prompts[0]
+    # and its own memories do not count the first run's twice (one reflection per run)
+    again = (await app_client.get(f"/characters/{ann['id']}/memories")).json()["data"]
+    assert sum(m["kind"] == "reflection" for m in again) == 2
+    assert {m["source_run"] for m in again} == {first, second}
+
+
+async def test_casting_a_character_you_do_not_have_is_a_422(app_client) -> None:
+    resp = await app_client.post("/scenarios/runs", json={"definition": {
+        "name": "x", "title": "x", "setting": "x", "turns": 1,
+        "cast": [{"character": "Nobody"}, {"character": "Ann"}]}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"][0]["loc"] == ["body", "definition", "cast", 0, "character"]

@@ -23,6 +23,7 @@ from app.kinds.scenario.replies import ActorMove
 from app.kinds.scenario.schema import Scenario, apply_overrides, validate
 from app.run.errors import AgentFailed
 from app.run.llm import LLMError
+from app.run.scenario import memories
 from app.run.scenario.analysis import (
     analyse,
     analysis_due,
@@ -65,6 +66,8 @@ async def run_scenario(ctx: Any) -> str:
     """Play the task's scenario to the end and return the summary the task records."""
     try:
         run, start = await prepare(ctx)
+        stored = dict(spec_value(ctx.task.spec or {}, "stored_cast") or {})
+        run.memory_bank = await memories.load_bank(stored, ctx.task_id)
         interaction = spec_value(ctx.task.spec or {}, "interaction")
         if interaction:
             return await _one_off(run, interaction)
@@ -89,6 +92,12 @@ async def run_scenario(ctx: Any) -> str:
     await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary,
                                          "moves": moves, "skipped_moves": skipped,
                                          "degraded": bool(skipped)})
+    if stored:
+        spec = ctx.task.spec or {}
+        written = await memories.remember_run(
+            run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
+            spec_value(spec, "ecosystem"), write_back=spec_value(spec, "fork_of") is None)
+        await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
     return summary
 
 

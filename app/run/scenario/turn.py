@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from app.core.db import session_scope
 from app.core.prompts import render_prompt
+from app.kinds.scenario.memory import recall
 from app.kinds.scenario.relationships import INTERACTION_TYPES, pair_key
 from app.kinds.scenario.replay import RunState, transcript_line
 from app.kinds.scenario.replies import (
@@ -47,6 +48,9 @@ class Run:
     # For a distributed scenario: the moves workers computed for a simultaneous turn (given by
     # the engine: distributed.moves_from_workers, which builds on this module)
     remote_moves: Callable[[Run, int, list[str]], Awaitable[Moves]] | None = None
+    # stored characters' memories from earlier runs (name → [(content, importance, when,
+    # embedding)]), read once when the run starts (app.run.scenario.memories)
+    memory_bank: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -189,9 +193,23 @@ def actor_messages(run: Run, name: str, turn: int, *, scene: str,
     turn_prompt = render_prompt(
         "scenario_actor", part="turn", turn=turn, total=run.total,
         state=run.state.states.get(name, ""), scene=scene, ties=ties,
+        memories=recall_for(run, name, scene),
         recent=run.state.lines[-RECENT_LINES:], inbox=inbox, respond_to=respond_to, **common)
     return [{"role": "system", "content": render_prompt("scenario_actor", part="system", **common)},
             {"role": "user", "content": turn_prompt}]
+
+
+RECALLED = 5  # memories an actor is reminded of per turn
+
+
+def recall_for(run: Run, name: str, scene: str) -> list[str]:
+    """What a stored character is reminded of this turn, from earlier runs (recency,
+    importance and relevance to the scene and the last lines: app.kinds.scenario.memory)."""
+    memories = run.memory_bank.get(name) or []
+    if not memories:
+        return []
+    situation = " ".join([scene, *run.state.lines[-4:]])
+    return [memories[r.index][0] for r in recall(situation, memories, k=RECALLED)]
 
 
 async def actor_move(run: Run, name: str, turn: int, *, scene: str,
