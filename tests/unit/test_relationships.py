@@ -62,3 +62,52 @@ def test_ledger_round_trips():
     ledger.record(actor="A", target="B", interaction_type="chat", sentiment=0.5, turn=1)
     again = Ledger.load(ledger.dump())
     assert again.dump() == ledger.dump()
+
+
+# -- personality: compatibility of Big Five traits tempers the push on strength -------------
+
+ALIKE = {"openness": 0.8, "agreeableness": 0.9, "extraversion": 0.6}
+ALSO_ALIKE = {"openness": 0.7, "agreeableness": 0.8, "extraversion": 0.6}
+OPPOSITE = {"openness": 0.1, "agreeableness": 0.05, "extraversion": 0.0, "conscientiousness": 0.0,
+            "neuroticism": 1.0}
+FULL = {"openness": 1.0, "agreeableness": 1.0, "extraversion": 1.0, "conscientiousness": 1.0,
+        "neuroticism": 0.0}
+
+
+def test_compatibility_is_one_for_twins_and_minus_one_for_opposites() -> None:
+    from app.kinds.scenario.relationships import compatibility
+
+    assert compatibility(ALIKE, ALIKE) == 1.0
+    assert compatibility(FULL, OPPOSITE) < -0.8
+    assert compatibility(FULL, {k: 1 - v for k, v in FULL.items()}) == -1.0
+    assert compatibility(None, None) == 1.0  # both all-middling
+    assert compatibility(ALIKE, ALSO_ALIKE) > compatibility(ALIKE, OPPOSITE)
+
+
+def test_alike_characters_warm_faster_and_fall_out_slower() -> None:
+    from app.kinds.scenario.relationships import Ledger
+
+    def after(traits_a, traits_b, kind, sentiment):  # type: ignore[no-untyped-def]
+        ledger = Ledger(traits={"A": traits_a, "B": traits_b})
+        return ledger.record(actor="A", target="B", interaction_type=kind,
+                             sentiment=sentiment, turn=1).strength
+
+    warm_alike, warm_opposite = after(ALIKE, ALSO_ALIKE, "support", 0.8), after(
+        FULL, OPPOSITE, "support", 0.8)
+    cold_alike, cold_opposite = after(ALIKE, ALSO_ALIKE, "conflict", -0.8), after(
+        FULL, OPPOSITE, "conflict", -0.8)
+    assert warm_alike > warm_opposite > 0  # never a change of sign
+    assert cold_opposite < cold_alike < 0
+    # and at most ±30 % of the push, as documented
+    plain = Ledger().record(actor="A", target="B", interaction_type="support", sentiment=0.8,
+                            turn=1).strength
+    assert plain * 0.7 - 1e-9 <= warm_opposite <= warm_alike <= plain * 1.3 + 1e-9
+
+
+def test_without_traits_the_formula_is_unchanged() -> None:
+    from app.kinds.scenario.relationships import Ledger, Relationship, apply_interaction
+
+    rel = apply_interaction(Relationship(a="A", b="B"), interaction_type="chat", sentiment=0.5,
+                            turn=1, actor="A")
+    assert Ledger().record(actor="A", target="B", interaction_type="chat", sentiment=0.5,
+                           turn=1).strength == rel.strength

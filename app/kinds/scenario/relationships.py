@@ -17,6 +17,17 @@ Each step moves a value a fraction of the way to its bound, so it saturates inst
 and can never leave its range; the same push matters less the closer a tie already is. The
 base pushes S and T per interaction type are the table `IMPACT` below; an unknown type counts
 as chat. Values are stored rounded to six decimals.
+
+Personality enters through the pair's compatibility c in [−1, 1], from their Big Five traits
+(each 0–1; a trait not given counts as 0.5):
+
+    c = 1 − 2·mean(|trait_a − trait_b|)    over openness, conscientiousness, extraversion,
+                                           agreeableness, neuroticism (1: alike, −1: opposite)
+    Δ ← Δ·(1 + 0.3·c)   if Δ ≥ 0           alike characters warm to each other faster …
+    Δ ← Δ·(1 − 0.3·c)   if Δ < 0           … and fall out more slowly; opposites the reverse
+
+so compatibility scales the push on strength by at most ±30 %, never its sign; trust is left
+to what was done. Without traits (c = 0) the formula is the one above.
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ from typing import Any
 SENTIMENT_WEIGHT_STRENGTH = 0.10
 SENTIMENT_WEIGHT_TRUST = 0.05
 MAX_PUSH = 0.5
+COMPATIBILITY_WEIGHT = 0.3
+BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
 # type: (S, T) — the base push on strength and trust of one interaction of that type.
 IMPACT: dict[str, tuple[float, float]] = {
@@ -81,6 +94,22 @@ def pushes(interaction_type: str, sentiment: float) -> tuple[float, float]:
     )
 
 
+def compatibility(a: dict[str, float] | None, b: dict[str, float] | None) -> float:
+    """c in [−1, 1] from two characters' Big Five traits (see the module's docstring)."""
+    def trait(traits: dict[str, float] | None, name: str) -> float:
+        value = (traits or {}).get(name, 0.5)
+        return _clamp(float(value), 0.0, 1.0) if isinstance(value, int | float) else 0.5
+
+    gap = sum(abs(trait(a, t) - trait(b, t)) for t in BIG_FIVE) / len(BIG_FIVE)
+    return round(1 - 2 * gap, 6)
+
+
+def temper(push: float, compat: float) -> float:
+    """The strength push scaled by the pair's compatibility (never changing its sign)."""
+    factor = 1 + COMPATIBILITY_WEIGHT * compat if push >= 0 else 1 - COMPATIBILITY_WEIGHT * compat
+    return push * factor
+
+
 def step_strength(strength: float, push: float) -> float:
     """Move strength toward +1 (push ≥ 0) or −1 by the fraction |push| of the distance left."""
     moved = strength + push * (1 - strength) if push >= 0 else strength + push * (1 + strength)
@@ -94,10 +123,12 @@ def step_trust(trust: float, push: float) -> float:
 
 
 def apply_interaction(
-    rel: Relationship, *, interaction_type: str, sentiment: float, turn: int, actor: str
+    rel: Relationship, *, interaction_type: str, sentiment: float, turn: int, actor: str,
+    compat: float = 0.0,
 ) -> Relationship:
     """The relationship after one interaction (a new object; the old one is untouched)."""
     d_strength, d_trust = pushes(interaction_type, sentiment)
+    d_strength = temper(d_strength, compat)
     return Relationship(
         a=rel.a,
         b=rel.b,
@@ -112,8 +143,10 @@ def apply_interaction(
 class Ledger:
     """All relationships of one run, keyed by pair; absent pairs start neutral."""
 
-    def __init__(self, rels: dict[tuple[str, str], Relationship] | None = None) -> None:
+    def __init__(self, rels: dict[tuple[str, str], Relationship] | None = None,
+                 traits: dict[str, dict[str, float]] | None = None) -> None:
         self.rels: dict[tuple[str, str], Relationship] = dict(rels or {})
+        self.traits: dict[str, dict[str, float]] = dict(traits or {})
 
     def get(self, a: str, b: str) -> Relationship:
         key = pair_key(a, b)
@@ -125,8 +158,10 @@ class Ledger:
     def record(self, *, actor: str, target: str, interaction_type: str, sentiment: float,
                turn: int) -> Relationship:
         """Apply one interaction between `actor` and `target` and return the new relationship."""
+        compat = compatibility(self.traits.get(actor), self.traits.get(target)) \
+            if self.traits else 0.0
         rel = apply_interaction(self.get(actor, target), interaction_type=interaction_type,
-                                sentiment=sentiment, turn=turn, actor=actor)
+                                sentiment=sentiment, turn=turn, actor=actor, compat=compat)
         self.set(rel)
         return rel
 

@@ -44,6 +44,12 @@ def spec_value(spec: dict[str, Any], key: str) -> Any:
     return (spec.get("inputs") or {}).get(key)
 
 
+def traits_of(scenario: Scenario) -> dict[str, dict[str, float]]:
+    """Each character's Big Five, which temper how its ties move (app.kinds.scenario
+    .relationships: compatibility)."""
+    return {c.name: dict(c.traits) for c in scenario.characters}
+
+
 def starting_ledger(scenario: Scenario) -> Ledger:
     ledger = Ledger()
     for rel in scenario.relationships:
@@ -66,6 +72,7 @@ async def run_scenario(ctx: Any) -> str:
     """Play the task's scenario to the end and return the summary the task records."""
     try:
         run, start = await prepare(ctx)
+        run.state.ledger.traits = traits_of(run.scenario)  # also after a resume or a fork
         stored = dict(spec_value(ctx.task.spec or {}, "stored_cast") or {})
         run.memory_bank = await memories.load_bank(stored, ctx.task_id)
         interaction = spec_value(ctx.task.spec or {}, "interaction")
