@@ -21,6 +21,7 @@ from app.models import (
 )
 from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.scheduling import quality
+from app.tools.mcp_servers import ConfigError, parse_servers
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -46,8 +47,18 @@ async def list_agents(
     return AgentsPublic(data=[to_public(a) for a in rows], count=count)
 
 
+def check_config(config: dict | None) -> None:
+    """Refuse (422, naming the field) an agent config that names MCP servers badly."""
+    try:
+        parse_servers((config or {}).get("mcp_servers"))
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+            "loc": ["body", "config", *exc.loc], "type": "value_error", "msg": str(exc)}]) from exc
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentPublic)
 async def create_agent(body: AgentCreate, session: SessionDep, _admin: AdminUser) -> AgentPublic:
+    check_config(body.config)
     if (await session.exec(select(Agent).where(Agent.name == body.name))).first():
         raise HTTPException(status.HTTP_409_CONFLICT, f"an agent named {body.name!r} exists")
     agent = Agent.model_validate(body.model_dump())
@@ -67,6 +78,8 @@ async def update_agent(
     agent_id: int, body: AgentUpdate, session: SessionDep, _admin: AdminUser
 ) -> AgentPublic:
     """Edit an agent; re-enabling it (or widening it) assigns waiting tasks at once."""
+    if body.config is not None:
+        check_config(body.config)
     async with session_scope() as write:
         agent = await _get(write, agent_id)
         _apply(agent, body)

@@ -62,6 +62,8 @@ class RunContext:
     # last checkpoint (settled by the next one: app.run.journal)
     reply: journal.Reply | None = None
     open_intents: list[int] = field(default_factory=list)
+    # the agent's MCP servers' tools for this run (app.tools.mcp_servers), when it names any
+    mcp: Any = None
 
     @property
     def task_id(self) -> int:
@@ -244,7 +246,9 @@ class RunContext:
             await self.flush()
         with tracing.span(f"tool.{name}", {"taskbench.tool": name},
                           expected=(ToolControl,)) as traced:
-            if self.workspace.shared:
+            if self.mcp is not None and name in self.mcp.routes:
+                result = await self.mcp.dispatch(name, arguments, self.agent.allowed_tools)
+            elif self.workspace.shared:
                 async with self.workspace.lock():
                     result = await dispatch(self.tool_context(), name, arguments,
                                             self.agent.allowed_tools)

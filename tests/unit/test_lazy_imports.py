@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai"]
+HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])

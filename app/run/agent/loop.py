@@ -31,6 +31,7 @@ from app.run.inspector import review
 from app.run.state import LoopState
 from app.tools import schemas
 from app.tools.errors import FinishRequested, WaitRequested
+from app.tools.mcp_servers import mcp_tools
 from app.tools.registry import Dispatched
 
 WORK_PHASES = ("design", "build", "test")
@@ -40,7 +41,9 @@ Messages = list[dict[str, Any]]
 def initial_messages(ctx: RunContext) -> Messages:
     system = render_prompt(
         "system", agent=ctx.agent, task=ctx.task, phases=WORK_PHASES,
-        tools=[t["function"]["name"] for t in schemas(ctx.agent.allowed_tools)],
+        tools=[t["function"]["name"] for t in [
+            *schemas(ctx.agent.allowed_tools),
+            *(ctx.mcp.offered(ctx.agent.allowed_tools) if ctx.mcp is not None else [])]],
     )
     return [{"role": "system", "content": system}]
 
@@ -68,6 +71,8 @@ async def pause_if_asked(ctx: RunContext, messages: Messages, state: LoopState) 
 async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> str:
     """Step until the model calls `finish`; returns its summary."""
     tools = schemas(ctx.agent.allowed_tools)
+    if ctx.mcp is not None:
+        tools = [*tools, *ctx.mcp.offered(ctx.agent.allowed_tools)]
     detector = StuckDetector.for_agent(ctx.agent.config or {}, state.detector)
     while True:
         if ctx.reply is not None:  # a dead worker's reply, finished instead of asked again
@@ -177,7 +182,21 @@ async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> 
 
 
 async def run_agent(ctx: RunContext) -> str:
-    """Work the task through its phases and reviews; returns the final summary."""
+    """Work the task through its phases and reviews (with the agent's MCP servers' tools
+    beside its own, when it names any); returns the final summary."""
+    async with mcp_tools(ctx.settings, dict(ctx.agent.config or {})) as mcp:
+        ctx.mcp = mcp
+        if mcp is not None:
+            await ctx.emit("mcp_tools", {"tools": sorted(mcp.routes)})
+            for failure in mcp.unavailable:
+                await ctx.emit("mcp_unavailable", failure)
+        try:
+            return await _run_agent(ctx)
+        finally:
+            ctx.mcp = None
+
+
+async def _run_agent(ctx: RunContext) -> str:
     checkpoint = await ctx.load_checkpoint()
     state = LoopState.from_checkpoint(checkpoint.state if checkpoint else None)
     messages = list(checkpoint.messages) if checkpoint and checkpoint.messages else []

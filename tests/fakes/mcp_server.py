@@ -1,0 +1,79 @@
+"""A real MCP server (the official SDK's MCPServer) over streamable HTTP on loopback.
+
+    with McpCalc() as calc:      # calc.url → http://127.0.0.1:<port>/mcp
+        ...
+
+Tools: add(a, b); shout(text); flood() — a megabyte of text; broken() — a tool error;
+picture() — an image, which must be described, not dumped.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.utilities.types import Image
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_server() -> Any:
+    server = MCPServer("calc")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @server.tool()
+    def shout(text: str) -> str:
+        """The text in capitals."""
+        return text.upper()
+
+    @server.tool()
+    def flood() -> str:
+        """A very long answer."""
+        return "spam " * 200_000
+
+    @server.tool()
+    def broken() -> str:
+        """Always fails."""
+        raise ValueError("the calculator caught fire")
+
+    @server.tool()
+    def picture() -> Image:
+        """A tiny PNG."""
+        return Image(data=b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, format="png")
+
+    return server
+
+
+class McpCalc:
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        app = build_server().streamable_http_app()
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> McpCalc:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the MCP server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
