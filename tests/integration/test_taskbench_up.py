@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
 from tests.factories import base_env
 from tests.factories.loop import Router
@@ -45,8 +46,19 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         .script("doomed", error(401, "invalid key at the provider"))
     )
     port = _free_port()
+    inbox: list[str] = []
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            inbox.append(envelope.content.decode(errors="replace"))
+            return "250 OK"
+
+    smtp_port = _free_port()
+    smtp = Controller(Inbox(), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
     env = {**os.environ, **base_env(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'tb.db'}",
-                                     llm.url)}
+                                     llm.url),
+           "TASKBENCH_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}?starttls=0"}
     env.pop("TASKBENCH_DATABASE_URL")  # the embedded default: var/taskbench.db
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen([sys.executable, "-m", "app.ops.cli", "up", "--port", str(port)],
@@ -115,14 +127,18 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         assert missing.returncode == 1 and "refused (404)" in missing.stderr
         assert "Traceback" not in missing.stderr and "{" not in missing.stderr
 
-        # when a task asks a question, `taskbench answer` resumes it to the end
-        asked = cli("submit", "colour", "--complexity", "1", "--detach")
+        # when a task asks a question, it arrives by email, and `taskbench answer` resumes it
+        asked = cli("submit", "colour", "--complexity", "1", "--detach",
+                    "--email", "owner@example.com")
         colour_id = asked.stdout.split()[1]
         deadline = time.monotonic() + 60
-        while httpx.get(f"{api}/api/v1/tasks/{colour_id}", headers={"Authorization":
-                        f"Bearer {key}"}).json()["status"] != "waiting_input":
-            assert time.monotonic() < deadline, "the task never asked"
+        while not any("Which colour?" in m for m in inbox):
+            assert time.monotonic() < deadline, f"no question by email: {inbox}"
             time.sleep(0.3)
+        question = next(m for m in inbox if "Which colour?" in m)
+        assert f'taskbench answer {colour_id} "your answer"' in question
+        assert httpx.get(f"{api}/api/v1/tasks/{colour_id}", headers={
+            "Authorization": f"Bearer {key}"}).json()["status"] == "waiting_input"
         answered = cli("answer", colour_id, "Blue")
         assert answered.returncode == 0, answered.stderr
         followed = cli("tasks", "logs", colour_id, "--follow")
@@ -134,6 +150,7 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "failed" in failed.stdout and "Traceback" not in failed.stderr
     finally:
+        smtp.stop()
         # and SIGTERM stops the API and the worker, leaving no process behind
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
