@@ -152,7 +152,13 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
     env = {**base_env(tmp, db_url, llm.url), "TASKBENCH_BROKER_URL": REDIS,
            "TASKBENCH_REDIS_URL": REDIS}
     env.pop("TASKBENCH_SANDBOX", None)
-    env["TASKBENCH_EAGER_REPORTS"] = "true" if args.eager_reports else "false"
+    # product defaults: what `up` ships (the tests' shorter lease and sweep are not used here)
+    for key in ("TASKBENCH_LEASE_SECONDS", "TASKBENCH_SWEEP_INTERVAL_S",
+                "TASKBENCH_WORKER_HEARTBEAT_S"):
+        env.pop(key, None)
+        os.environ.pop(key, None)
+    if args.reports != "default":
+        env["TASKBENCH_EAGER_REPORTS"] = "true" if args.reports == "eager" else "false"
     os.environ.update(env)
     redis.Redis.from_url(REDIS).flushdb()
     reset_settings()
@@ -166,7 +172,9 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
         floor_celery = celery_floor(args.latency_runs)
         floor_uv = uv_venv_ms(5)
         floor = statistics.median(floor_celery) + statistics.median(floor_uv)
-        print(f"eager reports: {args.eager_reports}")
+        from app.core.config import get_settings
+
+        print(f"reports: {args.reports} (eager: {get_settings().eager_reports})")
         print(f"latency submit→completed  p50 {pct(lat, .5):7.1f} ms  p95 {pct(lat, .95):7.1f} ms"
               f"   | floor {floor:6.1f} ms (celery no-op {statistics.median(floor_celery):.1f}"
               f" + uv venv {statistics.median(floor_uv):.1f})  ratio {pct(lat, .5) / floor:.1f}x")
@@ -192,8 +200,9 @@ if __name__ == "__main__":
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=1,
                         help="pool processes per worker (the latency run uses worker 1)")
-    parser.add_argument("--eager-reports", action="store_true",
-                        help="render every task's PDF at its end (default: on demand)")
+    parser.add_argument("--reports", choices=("default", "eager", "lazy"), default="default",
+                        help="the product's default (eager: every task's PDF at its end), or "
+                             "force eager or on-demand rendering")
     pg_url, fake = create_pg_database(), ScriptedLLM().start()
     try:
         asyncio.run(main(parser.parse_args(), pg_url, fake))
