@@ -17,8 +17,12 @@ submitted / completed / failed / duplicated effects / recovery.
 5. smtp-down  (SQLite + embedded broker + a real SMTP server): tasks that email their owner end
              while the server is down; it comes back after `--outage` s. Recovery = server back →
              the last email received. Duplicated = emails received more than once.
+6. fork-bomb  (SQLite + embedded broker, one worker with 2 pool processes): one task fork-bombs
+             (as its own uid, in its own cgroup) while `--tasks` normal tasks run their commands
+             beside it; then one more task runs after it. Every task must complete; the normal
+             commands must really run. Recovery = the bomb's end → the next task completed.
 
-    python -m benchmarks.chaos [--tasks 3] [--outage 5] [--only redis-down,smtp-down]
+    python -m benchmarks.chaos [--tasks 3] [--outage 5] [--only redis-down,smtp-down,fork-bomb]
 
 Needs Redis (TASKBENCH_TEST_REDIS, default DB 15) and PostgreSQL on 127.0.0.1, like the tests.
 """
@@ -433,7 +437,51 @@ async def smtp_down(tasks: int, llm: ScriptedLLM, outage: float) -> Row:
     return row
 
 
-EXPERIMENTS = ("sigkill", "db-drop", "sqlite-lock", "redis-down", "smtp-down")
+BOMB = ("import os,time\np=os.getpid()\nn=0\nfor _ in range(300):\n    try:\n        os.fork()\n"
+        "    except OSError:\n        n+=1\n        time.sleep(0.01)\ntime.sleep(5)\n"
+        "if os.getpid()==p: print('forks refused', n)\n")
+
+
+async def fork_bomb(tasks: int, llm: ScriptedLLM) -> Row:
+    import shlex
+
+    tmp = Path(tempfile.mkdtemp())
+    env = await _env(tmp, f"sqlite+aiosqlite:///{tmp / 'taskbench.db'}", llm, "")
+    owner = await _owner()
+
+    def respond(req: dict[str, Any]) -> dict[str, Any]:
+        text = " ".join(str(m.get("content") or "") for m in req["messages"])
+        if any(m["role"] == "tool" for m in req["messages"]):
+            return finish("done")
+        if "chaos-bomb" in text:
+            return tool_call("run_command", command=f"python3 -c {shlex.quote(BOMB)}",
+                             timeout=12)
+        return {**tool_call("run_command", command="python3 -c 'print(6*7)'"), "delay": 2.0}
+
+    llm.responder = respond
+    row = Row("fork-bomb", note=f"1 task fork-bombs beside {tasks} others, 1 more after")
+    worker = WorkerProcess(env, tmp / "w0.log", concurrency=2)
+    try:
+        await wait_for(workers_alive, timeout=120)
+        bomb = await _submit(owner, "chaos-bomb")
+        others = [await _submit(owner, f"chaos-{i}") for i in range(tasks)]
+        ended = {t: await wait_for(lambda t=t: _ended(t), timeout=180) for t in [bomb, *others]}
+        bomb_end = datetime.now(UTC)
+        after = await _submit(owner, "chaos-after")
+        ended[after] = await wait_for(lambda: _ended(after), timeout=120)
+        row.recovery = [(datetime.now(UTC) - bomb_end).total_seconds()]
+        row.submitted = len(ended)
+        for task_id, task in ended.items():
+            ran = task_id == bomb or any(
+                "42" in str(e.data.get("output", "")) for e in await _events(task_id, "tool_call"))
+            row.completed += task.status == "completed" and ran
+            row.failed += task.status != "completed" or not ran
+    finally:
+        worker.stop()
+    return row
+
+
+EXPERIMENTS = ("sigkill", "db-drop", "sqlite-lock", "redis-down", "smtp-down", "fork-bomb")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -451,6 +499,8 @@ async def main(args: argparse.Namespace) -> None:
             rows.append(await redis_down(args.tasks, llm, args.outage))
         if "smtp-down" in only:
             rows.append(await smtp_down(args.tasks, llm, args.outage))
+        if "fork-bomb" in only:
+            rows.append(await fork_bomb(args.tasks, llm))
     finally:
         llm.stop()
     print("| experiment  | submitted | completed | failed | dup effects | recovery"
