@@ -96,3 +96,90 @@ def test_up_on_a_busy_port_says_which_and_how_to_choose(
         assert main(["up", "--host", "127.0.0.1", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"port {port}" in err and "--port" in err and err.count("\n") == 0
+
+
+def test_a_dropped_stream_resumes_after_the_last_event_seen(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.ops.cli.follow import follow
+
+    # given an API whose event stream breaks after the first event
+    def sse(*events: dict) -> list[bytes]:
+        return [f"id: {e['seq']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+    first = {"seq": 1, "type": "tool_call", "data": {"tool": "write_file", "output": "wrote a"}}
+    second = {"seq": 2, "type": "tool_call", "data": {"tool": "read_file", "output": "read b"}}
+    done = {"seq": 3, "type": "status", "data": {"status": "completed"}}
+    asked_after: list[str] = []
+
+    def broken(chunks: list[bytes]):  # type: ignore[no-untyped-def]
+        yield from chunks
+        raise httpx.ReadError("connection reset")
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/events"):
+            asked_after.append(req.headers["Last-Event-ID"])
+            if len(asked_after) == 1:
+                return httpx.Response(200, content=broken(sse(first)))
+            return httpx.Response(200, content=b"".join(sse(second, done)))
+        if req.url.path.endswith("/artifacts"):
+            return httpx.Response(200, json=[])
+        return httpx.Response(200, json={"id": 7, "status": "completed", "summary": "all done"})
+
+    client = httpx.Client(base_url="http://api.test/api/v1",
+                          transport=httpx.MockTransport(handler))
+    # when the task is followed
+    code = follow(client, 7, "http://api.test")
+    # then it reconnected once from event 1, showed each event once, and ended with exit 0
+    out = capsys.readouterr().out
+    assert asked_after == ["0", "1"]
+    assert out.count("write_file") == 1 and out.count("read_file") == 1
+    assert "task 7 completed" in out and code == 0
+
+
+def test_a_failed_task_followed_to_the_end_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.ops.cli.follow import follow
+
+    # given a task whose stream ends in `failed`
+    events = [{"seq": 1, "type": "provider_error", "data": {"error": "invalid key"}},
+              {"seq": 2, "type": "status", "data": {"status": "failed", "reason": "provider"}}]
+    body = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/events"):
+            return httpx.Response(200, content=body)
+        if req.url.path.endswith("/artifacts"):
+            return httpx.Response(200, json=[])
+        return httpx.Response(200, json={"id": 8, "status": "failed", "error": "invalid key"})
+
+    client = httpx.Client(base_url="http://api.test/api/v1",
+                          transport=httpx.MockTransport(handler))
+    # when it is followed, then the exit code is 1 and the reason is shown
+    assert follow(client, 8, "http://api.test") == 1
+    out = capsys.readouterr().out
+    assert "task 8 failed" in out and "invalid key" in out
+
+
+def test_ctrl_c_stops_following_without_cancelling(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.ops.cli.follow import follow
+
+    # given a stream the person interrupts with Ctrl-C
+    seen: list[str] = []
+
+    def interrupted():  # type: ignore[no-untyped-def]
+        yield b": keep-alive\n\n"
+        raise KeyboardInterrupt
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(f"{req.method} {req.url.path}")
+        return httpx.Response(200, content=interrupted())
+
+    client = httpx.Client(base_url="http://api.test/api/v1",
+                          transport=httpx.MockTransport(handler))
+    # when it is followed, then following stops with how to resume, and nothing was cancelled
+    assert follow(client, 9, "http://api.test") == 130
+    assert "taskbench tasks logs 9 --follow" in capsys.readouterr().out
+    assert seen == ["GET /api/v1/tasks/9/events"]
