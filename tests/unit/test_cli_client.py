@@ -69,7 +69,10 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [["submit", "hello"], ["tasks", "list"], ["tasks", "show", "3"]])
+@pytest.mark.parametrize("argv", [
+    ["submit", "hello"], ["answer", "3", "yes"], ["tasks", "list"], ["tasks", "show", "3"],
+    ["tasks", "cancel", "3"], ["tasks", "logs", "3"], ["tasks", "logs", "3", "--follow"],
+    ["tasks", "artifacts", "3"], ["tasks", "download", "3"], ["scenario", "run", "x"]])
 def test_api_down_is_one_line_naming_the_url(argv: list[str],
                                              capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
@@ -175,11 +178,54 @@ def test_ctrl_c_stops_following_without_cancelling(capsys: pytest.CaptureFixture
 
     def handler(req: httpx.Request) -> httpx.Response:
         seen.append(f"{req.method} {req.url.path}")
-        return httpx.Response(200, content=interrupted())
+        if req.url.path.endswith("/events"):
+            return httpx.Response(200, content=interrupted())
+        return httpx.Response(200, json={"id": 9, "status": "running"})
 
     client = httpx.Client(base_url="http://api.test/api/v1",
                           transport=httpx.MockTransport(handler))
     # when it is followed, then following stops with how to resume, and nothing was cancelled
     assert follow(client, 9, "http://api.test") == 130
     assert "taskbench tasks logs 9 --follow" in capsys.readouterr().out
-    assert seen == ["GET /api/v1/tasks/9/events"]
+    assert seen == ["GET /api/v1/tasks/9", "GET /api/v1/tasks/9/events"]
+
+
+def _serving(files: dict[str, bytes]) -> httpx.MockTransport:
+    def handler(req: httpx.Request) -> httpx.Response:
+        path = req.url.path.removeprefix("/api/v1/tasks/4")
+        if path == "/artifacts":
+            listing = [{"path": p, "bytes": len(b)} for p, b in files.items()]
+            return httpx.Response(200, json=listing)
+        name = path.removeprefix("/artifacts/").removeprefix("/")
+        return httpx.Response(200, content=files.get(name, b"%PDF-1.7"))
+    return httpx.MockTransport(handler)
+
+
+def test_download_keeps_hostile_names_inside_the_folder(tmp_path, monkeypatch) -> None:
+    from app.ops.cli import remote
+
+    # given a server that names its files to climb out of the folder
+    files = {"../../escaped.txt": b"no", "/etc/cron.d/x": b"no", "ok/notes.md": b"yes"}
+    monkeypatch.setattr(remote, "client", lambda *a, **k: httpx.Client(
+        base_url="http://api.test/api/v1", transport=_serving(files)))
+    out = tmp_path / "out"
+    # when the task's files are downloaded
+    assert main(["tasks", "download", "4", "--out", str(out), "--key", "k"]) == 0
+    # then every file landed under --out, and nothing was written beside it
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["escaped.txt", "etc/cron.d/x", "ok/notes.md", "report.pdf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_download_one_path_only(tmp_path, monkeypatch, capsys) -> None:
+    from app.ops.cli import remote
+
+    # given a task with two files
+    files = {"a.txt": b"A", "b.txt": b"B"}
+    monkeypatch.setattr(remote, "client", lambda *a, **k: httpx.Client(
+        base_url="http://api.test/api/v1", transport=_serving(files)))
+    # when one is asked for, then only it is saved; an unknown one is a one-line error
+    assert main(["tasks", "download", "4", "b.txt", "--out", str(tmp_path), "--key", "k"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["b.txt"]
+    assert main(["tasks", "download", "4", "zz.txt", "--out", str(tmp_path), "--key", "k"]) == 1
+    assert "no file 'zz.txt'" in capsys.readouterr().err

@@ -121,6 +121,8 @@ def follow(c: httpx.Client, task_id: int, api: str, *, live: bool = True) -> int
             for event in page["data"]:
                 progress.show(event)
             return _ending(c, task_id, api, console, final=False)
+        # a missing task or an API that is down is one line at once, not a round of retries
+        request(c, "GET", f"/tasks/{task_id}")
         while True:
             try:
                 for event in _events(c, task_id, after):
