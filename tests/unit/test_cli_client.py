@@ -229,3 +229,26 @@ def test_download_one_path_only(tmp_path, monkeypatch, capsys) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["b.txt"]
     assert main(["tasks", "download", "4", "zz.txt", "--out", str(tmp_path), "--key", "k"]) == 1
     assert "no file 'zz.txt'" in capsys.readouterr().err
+
+
+def test_logs_pages_through_a_long_log(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.ops.cli.follow import follow
+
+    # given a task with 1,500 events, served 1,000 at most per page like the API
+    log = [{"seq": n, "type": "tool_call", "data": {"tool": f"t{n}", "output": ""}}
+           for n in range(1, 1501)]
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/events"):
+            after, limit = int(req.url.params["after"]), int(req.url.params["limit"])
+            return httpx.Response(200, json={"data": [e for e in log if e["seq"] > after][:limit]})
+        if req.url.path.endswith("/artifacts"):
+            return httpx.Response(200, json=[])
+        return httpx.Response(200, json={"id": 5, "status": "completed"})
+
+    client = httpx.Client(base_url="http://api.test/api/v1",
+                          transport=httpx.MockTransport(handler))
+    # when its logs are read, then every event is shown once, the last one included
+    assert follow(client, 5, "http://api.test", live=False) == 0
+    out = capsys.readouterr().out
+    assert "✓ t1500" in out and out.count("✓ t") == 1500
