@@ -44,6 +44,7 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         .script("notes", tool_call("write_file", path="output/notes.md", content="# Notes\n"))
         .script("colour", tool_call("ask_user", question="Which colour?"), finish("blue it is"))
         .script("doomed", error(401, "invalid key at the provider"))
+        .script("upload", tool_call("read_file", path="input/data.txt"), finish("read it"))
     )
     port = _free_port()
     inbox: list[str] = []
@@ -144,6 +145,19 @@ def test_up_serves_a_task_and_stops_cleanly(tmp_path: Path, llm) -> None:
         followed = cli("tasks", "logs", colour_id, "--follow")
         assert followed.returncode == 0, followed.stdout + followed.stderr
         assert "Which colour?" in followed.stdout and "completed" in followed.stdout
+
+        # when a task is submitted with an uploaded file and two addresses to tell
+        (tmp_path / "data.txt").write_text("hello-from-upload\n")
+        uploaded = cli("submit", "upload", "--complexity", "1", "--file",
+                       str(tmp_path / "data.txt"), "--email", "a@example.com",
+                       "--email", "b@example.com")
+        # then the agent read the uploaded file, and the task holds both addresses
+        assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+        assert "✓ read_file" in uploaded.stdout and "hello-from-upload" in uploaded.stdout
+        upload_id = uploaded.stdout.split()[1]
+        notify = httpx.get(f"{api}/api/v1/tasks/{upload_id}", headers={
+            "Authorization": f"Bearer {key}"}).json()["notify"]
+        assert notify["email"] == ["a@example.com", "b@example.com"]
 
         # when the provider refuses, the followed task fails: exit 1 with the reason
         failed = cli("submit", "doomed", "--complexity", "1")

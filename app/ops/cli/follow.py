@@ -117,10 +117,17 @@ def follow(c: httpx.Client, task_id: int, api: str, *, live: bool = True) -> int
         status.start()
     try:
         if not live:
-            page = request(c, "GET", f"/tasks/{task_id}/events", params={"limit": 1000}).json()
-            for event in page["data"]:
-                progress.show(event)
+            while True:  # page through the whole log, 1,000 events at a time
+                page = request(c, "GET", f"/tasks/{task_id}/events",
+                               params={"after": after, "limit": 1000}).json()["data"]
+                for event in page:
+                    after = max(after, int(event.get("seq", after)))
+                    progress.show(event)
+                if len(page) < 1000:
+                    break
             return _ending(c, task_id, api, console, final=False)
+        # a missing task or an API that is down is one line at once, not a round of retries
+        request(c, "GET", f"/tasks/{task_id}")
         while True:
             try:
                 for event in _events(c, task_id, after):

@@ -176,18 +176,25 @@ def local_path(out: Path, server_path: str) -> Path:
 @tasks_app.command("download")
 def tasks_download(
     task_id: TaskId,
+    path: Annotated[str | None, typer.Argument(
+        help="Only this file (a path from `tasks artifacts`, or report.pdf)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", file_okay=False,
                                       help="Folder to save into")] = Path("."),
     report: Annotated[bool, typer.Option(help="Also save the task's report.pdf")] = True,
     api: ApiOpt = DEFAULT_API, key: KeyOpt = "",
 ) -> None:
-    """Save the task's files (and its report.pdf) into a folder."""
+    """Save the task's files (and its report.pdf), or just PATH, into a folder."""
     out.mkdir(parents=True, exist_ok=True)
     with client(api, key, timeout=120) as c:
         files = request(c, "GET", f"/tasks/{task_id}/artifacts").json()
         wanted = [(f["path"], f"/tasks/{task_id}/artifacts/{f['path']}") for f in files]
         if report:
             wanted.append(("report.pdf", f"/tasks/{task_id}/report.pdf"))
+        if path is not None:
+            wanted = [w for w in wanted if w[0] == path]
+            if not wanted:
+                raise CliError(f"task {task_id} has no file {path[:80]!r} "
+                               f"(see: taskbench tasks artifacts {task_id})")
         for name, url in wanted:
             target = local_path(out, name)
             target.parent.mkdir(parents=True, exist_ok=True)
