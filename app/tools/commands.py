@@ -73,6 +73,7 @@ GIT_CONFIG_PREFIXES = ("core.", "alias.", "filter.", "diff.", "merge.", "credent
 # config keys whose value is a program or a driver, whatever the section
 GIT_CONFIG_PROGRAM_SUFFIXES = (".command", ".cmd", ".textconv", ".program", ".helper",
                                ".driver", ".clean", ".smudge", ".process", ".path")
+GIT_OUTPUT_OPTIONS = {"--output", "-o", "--output-directory"}
 SORT_FORBIDDEN_LONG = ("compress-program",)
 MAKE_FORBIDDEN_LONG = ("eval",)
 # cp, mv, touch, mkdir must not write git's own metadata (.git/config, .git/hooks/…): a planted
@@ -113,9 +114,15 @@ def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
         return f"git {sub} is not allowed"
     if sub and sub not in GIT_SUBCOMMANDS:
         return f"git {sub!r} is not a git command agents may run (aliases are not allowed)"
-    for arg in rest:
+    for n, arg in enumerate(rest):
         if arg == "--":
             break
+        # an output file or folder inside git's own metadata (log --output=.git/config,
+        # format-patch -o .git/hooks)
+        target = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else (
+            rest[n + 1] if arg in GIT_OUTPUT_OPTIONS and n + 1 < len(rest) else "")
+        if sub != "config" and ".git" in target.replace("\\", "/").split("/"):
+            return f"git {arg.split('=')[0]} may not point into git's own metadata (.git/)"
         name = refused_long_option(arg, GIT_FORBIDDEN_LONG)
         if name and name not in GIT_QUERIES.get(sub, set()):
             return f"git option --{name} (given as {arg.split('=')[0]}) is not allowed " \
@@ -176,7 +183,7 @@ def _make_rule(args: list[str], ctx: ToolContext) -> str | None:
 def _sort_rule(args: list[str], ctx: ToolContext) -> str | None:
     if any(refused_long_option(a, SORT_FORBIDDEN_LONG) for a in args):
         return "sort --compress-program (in any abbreviation) runs a program"
-    return None
+    return _paths_rule(args, ctx)  # sort -o/--output writes a file
 
 
 RULES: dict[str, Callable[[list[str], ToolContext], str | None]] = {

@@ -84,6 +84,13 @@ pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap no
     ("make --eva=x:;touch", "--eval"),
     ("make --ev x", "--eval"),
     ("make -Ex", "--eval"),
+    # output files inside git's metadata: sort -o, git --output / format-patch -o
+    ("sort -o .git/config x.txt", ".git/"),
+    ("sort --output=.git/hooks/pre-commit x.txt", ".git/"),
+    ("sort -o.git/config x.txt", ".git/"),
+    ("git log --output=.git/config", "own metadata"),
+    ("git diff --output .git/hooks/pre-commit", "own metadata"),
+    ("git format-patch -o .git/hooks HEAD", "own metadata"),
 ])
 async def test_option_that_runs_or_reconfigures_is_refused(agent, command, why) -> None:  # noqa: F811
     ctx, events, _ = agent
