@@ -67,8 +67,15 @@ GIT_CONFIG_PREFIXES = ("core.", "alias.", "filter.", "diff.", "merge.", "credent
                        "include.", "includeif.", "remote.", "url.", "protocol.", "uploadpack.",
                        "receivepack.", "sequence.", "gpg.", "ssh.", "http.", "interactive.",
                        "pager.", "status.", "color.", "log.", "commit.", "tag.", "fetch.",
-                       "push.", "pull.", "transfer.", "submodule.", "lfs.")
+                       "push.", "pull.", "transfer.", "submodule.", "lfs.", "web.",
+                       "browser.", "man.", "help.", "trailer.", "sendemail.", "difftool.",
+                       "mergetool.", "receive.", "rebase.", "notes.", "instaweb.")
+# config keys whose value is a program or a driver, whatever the section
+GIT_CONFIG_PROGRAM_SUFFIXES = (".command", ".cmd", ".textconv", ".program", ".helper",
+                               ".driver", ".clean", ".smudge", ".process", ".path")
+GIT_OUTPUT_OPTIONS = {"--output", "-o", "--output-directory"}
 SORT_FORBIDDEN_LONG = ("compress-program",)
+MAKE_FORBIDDEN_LONG = ("eval",)
 # cp, mv, touch, mkdir must not write git's own metadata (.git/config, .git/hooks/…): a planted
 # config could make an allowed git command run a program.
 WRITES_PATHS = {"cp", "mv", "touch", "mkdir"}
@@ -107,9 +114,15 @@ def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
         return f"git {sub} is not allowed"
     if sub and sub not in GIT_SUBCOMMANDS:
         return f"git {sub!r} is not a git command agents may run (aliases are not allowed)"
-    for arg in rest:
+    for n, arg in enumerate(rest):
         if arg == "--":
             break
+        # an output file or folder inside git's own metadata (log --output=.git/config,
+        # format-patch -o .git/hooks)
+        target = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else (
+            rest[n + 1] if arg in GIT_OUTPUT_OPTIONS and n + 1 < len(rest) else "")
+        if sub != "config" and ".git" in target.replace("\\", "/").split("/"):
+            return f"git {arg.split('=')[0]} may not point into git's own metadata (.git/)"
         name = refused_long_option(arg, GIT_FORBIDDEN_LONG)
         if name and name not in GIT_QUERIES.get(sub, set()):
             return f"git option --{name} (given as {arg.split('=')[0]}) is not allowed " \
@@ -126,15 +139,21 @@ def _git_rule(args: list[str], ctx: ToolContext) -> str | None:
         if any(a in ("--global", "--system", "--file", "-f", "--edit", "-e", "--blob")
                or a.startswith(("--file=", "--blob=")) for a in rest):
             return "git config may only change the repository's own settings"
-        key = next((a for a in rest if not a.startswith("-")), "").lower()
-        if key.startswith(GIT_CONFIG_PREFIXES) or key.endswith((".command", ".textconv")):
-            return f"git config {key} is not allowed (it can make git run programs)"
+        # every word is checked, not only the first: `--type bool alias.x`, `set alias.x` and
+        # `--default x core.pager` put the key after another word
+        for word in (a.lower() for a in rest if not a.startswith("-")):
+            if word.startswith(GIT_CONFIG_PREFIXES) or word.endswith(GIT_CONFIG_PROGRAM_SUFFIXES):
+                return f"git config {word} is not allowed (it can make git run programs)"
     return None
 
 
 def _paths_rule(args: list[str], ctx: ToolContext) -> str | None:
     for arg in args:
-        if ".git" in arg.replace("\\", "/").split("/"):
+        # the path may follow an option: --target-directory=.git, -t.git, --suffix=/.git/x
+        spellings = [arg, *arg.split("=")[1:]]
+        if arg.startswith("-") and not arg.startswith("--"):
+            spellings.append(arg[2:])
+        if any(".git" in s.replace("\\", "/").split("/") for s in spellings):
             return "git's own metadata (.git/) is not written with file commands; use git"
     return None
 
@@ -150,18 +169,21 @@ def _python_rule(args: list[str], ctx: ToolContext) -> str | None:
 
 def _make_rule(args: list[str], ctx: ToolContext) -> str | None:
     for arg in args:
-        name = arg.split("=", 1)[0] if "=" in arg and not arg.startswith("-") else ""
+        # a variable given on the command line, with any assignment operator (:=, ::=, +=, ?=, !=)
+        name = arg.split("=", 1)[0].rstrip(":+?! \t") if "=" in arg and not arg.startswith("-") \
+            else ""
         if name in ("SHELL", ".SHELLFLAGS", "MAKESHELL", "MAKEFLAGS", "MFLAGS"):
             return f"make {name}= is not allowed"
-        if arg in ("-E", "--eval") or arg.startswith("--eval="):
-            return "make --eval is not allowed"
+        if arg.startswith("-E") and not arg.startswith("--") or \
+                refused_long_option(arg, MAKE_FORBIDDEN_LONG):
+            return f"make --eval (given as {arg.split('=')[0]}) is not allowed"
     return None
 
 
 def _sort_rule(args: list[str], ctx: ToolContext) -> str | None:
     if any(refused_long_option(a, SORT_FORBIDDEN_LONG) for a in args):
         return "sort --compress-program (in any abbreviation) runs a program"
-    return None
+    return _paths_rule(args, ctx)  # sort -o/--output writes a file
 
 
 RULES: dict[str, Callable[[list[str], ToolContext], str | None]] = {

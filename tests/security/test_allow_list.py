@@ -65,6 +65,32 @@ pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap no
     ("mv hook .git/hooks/pre-commit", ".git/"),
     ("touch .git/hooks/post-checkout", ".git/"),
     ("mkdir -p src/.git/hooks", ".git/"),
+    # file commands: the metadata folder named inside an option
+    ("cp evil --target-directory=.git/hooks", ".git/"),
+    ("cp -t.git/hooks evil", ".git/"),
+    ("mv --target-directory=.git evil", ".git/"),
+    # git config: the key after another word, and program-valued keys of other sections
+    ("git config --type bool alias.x '!sh'", "alias.x"),
+    ("git config --default x core.pager sh", "core.pager"),
+    ("git config browser.evil.cmd 'touch x'", "browser."),
+    ("git config web.browser evil", "web."),
+    ("git config trailer.sign.cmd 'touch x'", "trailer."),
+    ("git config x.y.cmd 'touch x'", "x.y.cmd"),
+    # make: the shell through other assignment operators, --eval abbreviated
+    ("make SHELL:=/bin/sh", "make SHELL="),
+    ("make SHELL::=/bin/sh", "make SHELL="),
+    ("make SHELL+=-x", "make SHELL="),
+    ("make .SHELLFLAGS?=-c", "make .SHELLFLAGS="),
+    ("make --eva=x:;touch", "--eval"),
+    ("make --ev x", "--eval"),
+    ("make -Ex", "--eval"),
+    # output files inside git's metadata: sort -o, git --output / format-patch -o
+    ("sort -o .git/config x.txt", ".git/"),
+    ("sort --output=.git/hooks/pre-commit x.txt", ".git/"),
+    ("sort -o.git/config x.txt", ".git/"),
+    ("git log --output=.git/config", "own metadata"),
+    ("git diff --output .git/hooks/pre-commit", "own metadata"),
+    ("git format-patch -o .git/hooks HEAD", "own metadata"),
 ])
 async def test_option_that_runs_or_reconfigures_is_refused(agent, command, why) -> None:  # noqa: F811
     ctx, events, _ = agent
