@@ -81,11 +81,18 @@ MAKE_FORBIDDEN_LONG = ("eval",)
 WRITES_PATHS = {"cp", "mv", "touch", "mkdir"}
 
 
+# Whole long options of allowed programs that happen to be prefixes of refused ones
+# (`git format-patch --to=…` is not `--tool`).
+REAL_SHORT_OPTIONS = frozenset({"to"})
+
+
 def refused_long_option(arg: str, names: tuple[str, ...]) -> str | None:
     """The refused option `arg` spells or abbreviates (`--upload-pa=x` → upload-pack), if any."""
     if not arg.startswith("--") or len(arg) < 4:
         return None
     given = arg[2:].split("=", 1)[0].lower()
+    if given in REAL_SHORT_OPTIONS:  # a whole option of its own, not an abbreviation
+        return None
     return next((name for name in names if name == given or name.startswith(given)), None)
 
 

@@ -174,6 +174,7 @@ async def test_a_planted_alias_is_not_reachable(agent) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("command", ["git -C src status", "git log -p", "git status -s",
+                                     "git format-patch --to=a@example.com -1",
                                      "git rev-parse --git-dir", "git branch --contains HEAD",
                                      "git --no-pager log", "sort -r x.txt"])
 async def test_ordinary_commands_are_not_refused(agent, command) -> None:  # noqa: F811
