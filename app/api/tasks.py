@@ -11,7 +11,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.stream import StreamUser, sse_response, wants_event_stream
+from app.core.config import get_settings
 from app.core.db import session_scope
+from app.integrations import links
 from app.integrations.outbox import notifications_for
 from app.models import (
     TERMINAL_VALUES,
@@ -54,6 +56,8 @@ async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
                "cost_usd": round(task.cost_usd, 6), "steps": task.steps},
         resources=task.usage or {},
         notifications=await notifications_for(session, task.id),
+        links={"dashboard": links.task_page(get_settings(), task.id),
+               "report": links.report_link(get_settings(), task.id)},
     )
     return TaskPublic.model_validate(data)
 

@@ -276,6 +276,9 @@ class TaskPublic(BaseModel):
     error: str | None
     attempts: int
     notifications: list[dict[str, Any]] = PField(default_factory=list)
+    links: dict[str, str] = PField(default_factory=dict, description=(
+        "Absolute links people open: `dashboard` (the task's page) and `report` (its PDF), "
+        "under TASKBENCH_PUBLIC_URL"))
     created_at: datetime
     updated_at: datetime
     assigned_at: datetime | None

@@ -150,3 +150,16 @@ def test_sign_in_never_sends_the_browser_elsewhere(target):
 
     assert safe_next(target) == ""
     assert safe_next("/tasks/7?tab=files") == "/tasks/7?tab=files"
+
+
+async def test_the_task_resource_carries_absolute_links(app_client, monkeypatch) -> None:
+    from app.core.config import reset_settings
+
+    monkeypatch.setenv("TASKBENCH_PUBLIC_URL", "https://tb.example.test/")
+    reset_settings()
+    made = (await app_client.post("/tasks", json={"title": "t", "complexity": 2})).json()
+    assert made["links"] == {
+        "dashboard": f"https://tb.example.test/tasks/{made['id']}",
+        "report": f"https://tb.example.test/tasks/{made['id']}/report.pdf"}
+    shown = (await app_client.get(f"/tasks/{made['id']}")).json()
+    assert shown["links"] == made["links"]

@@ -185,7 +185,8 @@ def _ending(c: httpx.Client, task_id: int, api: str, console: Console, *,
     for f in files:
         console.print(f"  file {escape(f['path'])} ({f['bytes']} bytes)")
     base = api.rstrip("/")
-    console.print(f"dashboard: {base}/tasks/{task_id}")
+    shown = task.get("links") or {}
+    console.print(f"dashboard: {shown.get('dashboard') or f'{base}/tasks/{task_id}'}")
     console.print(f"report:    {base}/api/v1/tasks/{task_id}/report.pdf "
                   f"(or: taskbench tasks download {task_id})")
     return 0 if state in OK_STATUSES else 1
