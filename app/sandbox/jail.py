@@ -47,8 +47,8 @@ from app.sandbox.uids import release as release_uid
 from app.sandbox.workspace import Workspace
 
 __all__ = [
-    "CommandResult", "SandboxUnavailable", "host_git_env", "host_python", "run_jailed",
-    "run_jailed_sync", "sandbox_mode",
+    "CommandResult", "JailedProcess", "SandboxUnavailable", "host_git_env", "host_python",
+    "jailed_process", "run_jailed", "run_jailed_sync", "sandbox_mode",
 ]
 log = logging.getLogger(__name__)
 JAIL_WORKSPACE = "/workspace"
@@ -132,6 +132,51 @@ def run_jailed_sync(
     """`run_jailed` for callers without an event loop (the start-up self-test)."""
     return _run_sync(list(argv), workspace, settings, timeout, cwd, env, limits or Limits(),
                      False, sandbox_mode(settings))
+
+
+@dataclass
+class JailedProcess:
+    """How to start one long-lived process in the task's jail (e.g. an MCP server over stdio):
+    pass `argv`, `env` and `preexec` to the spawning call with cwd "/", and call `close` once
+    it has exited or been killed (it kills whatever is left of its tree and reaps it)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    preexec: Callable[[], None]
+    group: CommandGroup | None
+    settings: Settings
+
+    def close(self) -> None:
+        if self.group:
+            self.group.close()
+            self.group = None
+        reaper.reap(lambda uid: is_sandbox_uid(uid, self.settings))
+
+
+def jailed_process(
+    argv: list[str], *, workspace: Workspace, settings: Settings,
+    env: dict[str, str] | None = None, limits: Limits | None = None,
+) -> JailedProcess:
+    """The bubblewrap command for a process that outlives one tool call, with the isolation of
+    `run_jailed` (no network, only the workspace writable, the task's uid, rlimits and cgroup).
+
+    Only under bubblewrap: SandboxUnavailable in the restricted-subprocess mode, which cannot
+    keep a long-running program of the agent's choosing out of the host.
+    """
+    if not argv:
+        raise ValueError("empty command")
+    if sandbox_mode(settings) != "bwrap":
+        raise SandboxUnavailable("a long-lived process runs only under bubblewrap, which is "
+                                 "not in use here")
+    limits = limits or Limits()
+    root = workspace.root.resolve()
+    ids = uid_for(root, settings)
+    if ids:
+        hand_over(root, *ids)
+    group = cgroups.detect(settings).create(f"proc-{os.getpid()}-{next(_serial)}", limits)
+    cmd, cmd_env, preexec = _bwrap_command(list(argv), root, ".", env, limits, False, ids, group)
+    cmd[0] = bwrap_binary(settings) or cmd[0]
+    return JailedProcess(cmd, cmd_env, preexec, group, settings)
 
 
 def _run_sync(
