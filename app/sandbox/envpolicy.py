@@ -47,6 +47,11 @@ def jail_env(
     return env
 
 
+def env_name_allowed(name: str) -> bool:
+    """Whether `jail_env` keeps an extra variable of this name (it drops the others)."""
+    return bool(_VALID_NAME.match(name)) and not _BLOCKED_ENV.match(name)
+
+
 # git inside the jail: settings a workspace's .git/config could use to run a program are
 # overridden (command-line config outranks the repository's), so an allowed `git status` never
 # runs a planted fsmonitor, hook, pager, editor or helper; no system or global config is read.

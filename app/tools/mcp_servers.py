@@ -12,9 +12,11 @@ reached or listed is an `mcp_unavailable` event and the task goes on without it.
 returns is hostile input like any tool output: text only (images and resources are described,
 never dumped), capped by the registry, an MCP error result is a tool error. Calls time out.
 
-Only the streamable-HTTP transport is supported: a stdio server would run a program of the
-agent's configuration on the host, and running it inside the task's jail is not built yet, so
-a `stdio` entry is refused when the agent is saved.
+A stdio server (`{name, transport: "stdio", command: [argv…], env: {…}}`) runs inside the
+task's jail (app.tools.mcp_stdio over app.sandbox.jail.jailed_process): no network, only the
+workspace writable, the task's uid, for the whole run. Where bubblewrap is not in use it is not
+started (an `mcp_unavailable` event). Its `env` is visible to the task's own commands (same
+jail, same uid): it is no place for a secret.
 """
 
 from __future__ import annotations
@@ -28,14 +30,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.config import Settings
+from app.sandbox.envpolicy import env_name_allowed, redact
+from app.sandbox.limits import Limits
 from app.sandbox.netguard import UrlRefused, vet_url
+from app.sandbox.workspace import Workspace
 from app.tools.errors import ToolError
 from app.tools.registry import Dispatched, truncate
 
 PREFIX = "mcp__"
 MAX_SERVERS = 10
 MAX_TOOLS_PER_SERVER = 64
+MAX_ARGS = 64
+MAX_ARGV_CHARS = 32_000
+MAX_ENV = 32
 DEFAULT_TIMEOUT_S = 30.0
+# a stdio server lives for the whole run: more CPU time than one command, the rest as for one
+STDIO_LIMITS = Limits(cpu_s=600)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _SERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,23}$")
 
@@ -51,9 +61,12 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
-    url: str
+    url: str = ""  # http
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    transport: str = "http"
+    command: list[str] = field(default_factory=list)  # stdio: argv, run in the task's jail
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def parse_servers(raw: Any) -> list[ServerSpec]:
@@ -73,11 +86,15 @@ def parse_servers(raw: Any) -> list[ServerSpec]:
                               "and -, starting with a letter, at most 24 characters")
         seen.add(name)
         transport = item.get("transport", "http")
+        if transport not in ("http", "stdio"):
+            raise ConfigError([*loc, "transport"], "transport is `http` or `stdio`")
+        timeout = item.get("timeout_s", DEFAULT_TIMEOUT_S)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) \
+                or not 1 <= timeout <= 300:
+            raise ConfigError([*loc, "timeout_s"], "seconds, 1 to 300")
         if transport == "stdio":
-            raise ConfigError([*loc, "transport"], "stdio servers are not supported yet "
-                              "(they would run a program on the host); use an http server")
-        if transport != "http":
-            raise ConfigError([*loc, "transport"], "transport is `http`")
+            specs.append(_stdio_spec(item, loc, name, float(timeout)))
+            continue
         url = item.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) \
                 or len(url) > 2000:
@@ -87,14 +104,34 @@ def parse_servers(raw: Any) -> list[ServerSpec]:
                 isinstance(k, str) and isinstance(v, str) and "\n" not in k + v
                 for k, v in headers.items()):
             raise ConfigError([*loc, "headers"], "an object of header names to string values")
-        timeout = item.get("timeout_s", DEFAULT_TIMEOUT_S)
-        if not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
-            raise ConfigError([*loc, "timeout_s"], "seconds, 1 to 300")
         extra = set(item) - {"name", "transport", "url", "headers", "timeout_s"}
         if extra:
-            raise ConfigError([*loc, sorted(extra)[0]], "unknown field")
+            raise ConfigError([*loc, sorted(extra)[0]], "unknown field (for an http server)")
         specs.append(ServerSpec(name, url, dict(headers), float(timeout)))
     return specs
+
+
+def _stdio_spec(item: dict[str, Any], loc: list[str | int], name: str,
+                timeout: float) -> ServerSpec:
+    command = item.get("command")
+    if not isinstance(command, list) or not 1 <= len(command) <= MAX_ARGS or not all(
+            isinstance(a, str) and a and "\x00" not in a for a in command) \
+            or sum(len(a) for a in command) > MAX_ARGV_CHARS:
+        raise ConfigError([*loc, "command"], f"the server's argv: a list of 1 to {MAX_ARGS} "
+                          "non-empty strings (no shell), run inside the task's jail")
+    env = item.get("env") or {}
+    if not isinstance(env, dict) or len(env) > MAX_ENV:
+        raise ConfigError([*loc, "env"], f"an object of at most {MAX_ENV} variables")
+    for key, value in env.items():
+        if not isinstance(key, str) or not env_name_allowed(key) or not isinstance(value, str) \
+                or "\x00" in value or len(value) > 4000:
+            raise ConfigError([*loc, "env", str(key)[:64]], "a variable name the jail accepts "
+                              "(not PATH, HOME, LD_*, PYTHON*…) and a string value")
+    extra = set(item) - {"name", "transport", "command", "env", "timeout_s"}
+    if extra:
+        raise ConfigError([*loc, sorted(extra)[0]], "unknown field (for a stdio server)")
+    return ServerSpec(name, timeout_s=timeout, transport="stdio", command=list(command),
+                      env=dict(env))
 
 
 def tool_name(server: str, tool: str) -> str:
@@ -134,9 +171,11 @@ def describe(result: Any) -> str:
 class McpTools:
     """The MCP servers of one run: their tools' schemas, and calls routed to them."""
 
-    def __init__(self, settings: Settings, specs: list[ServerSpec]) -> None:
+    def __init__(self, settings: Settings, specs: list[ServerSpec],
+                 workspace: Workspace | None = None) -> None:
         self.settings = settings
         self.specs = specs
+        self.workspace = workspace
         self.schemas: list[dict[str, Any]] = []
         self.routes: dict[str, tuple[Any, str, float]] = {}  # name → (client, tool, timeout)
         self.unavailable: list[dict[str, str]] = []
@@ -146,9 +185,15 @@ class McpTools:
         from mcp import Client  # the SDK is loaded only by runs that use MCP servers
 
         for spec in self.specs:
+            stdio = None
             try:
-                await vet_url(spec.url, self.settings.fetch_allow_hosts, None)
-                client = Client(await self._transport(spec), read_timeout_seconds=spec.timeout_s)
+                if spec.transport == "stdio":
+                    stdio = await self._jailed(spec)
+                    transport: Any = stdio
+                else:
+                    await vet_url(spec.url, self.settings.fetch_allow_hosts, None)
+                    transport = await self._transport(spec)
+                client = Client(transport, read_timeout_seconds=spec.timeout_s)
                 entered = await asyncio.wait_for(self._stack.enter_async_context(client),
                                                  spec.timeout_s)
                 listed = await asyncio.wait_for(entered.list_tools(), spec.timeout_s)
@@ -156,8 +201,14 @@ class McpTools:
                 self.unavailable.append({"server": spec.name, "error": f"refused: {exc}"})
                 continue
             except Exception as exc:  # noqa: BLE001 - a broken server must not stop the task
+                cause: BaseException = exc
+                while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+                    cause = cause.exceptions[0]  # the SDK's task groups wrap the real failure
+                why = f"{type(cause).__name__}: {str(cause)[:300]}"
+                if stdio is not None and stdio.stderr_tail():
+                    why += f"\nstderr: {stdio.stderr_tail()[-1000:]}"
                 self.unavailable.append({"server": spec.name,
-                                         "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                                         "error": redact(why, self.settings.secrets())})
                 continue
             for tool in list(listed.tools)[:MAX_TOOLS_PER_SERVER]:
                 name = tool_name(spec.name, tool.name)
@@ -168,6 +219,19 @@ class McpTools:
                     "description": f"[MCP server {spec.name}] {str(tool.description or '')[:1000]}",
                     "parameters": schema if isinstance(schema, dict) else
                     {"type": "object", "properties": {}}}})
+
+    async def _jailed(self, spec: ServerSpec) -> Any:
+        """The stdio server's transport: its program started in the task's jail when the
+        client connects (SandboxUnavailable when the jail is not bubblewrap)."""
+        from app.sandbox.jail import jailed_process
+        from app.tools.mcp_stdio import JailedStdio
+
+        if self.workspace is None:
+            raise RuntimeError("a stdio server needs the task's workspace")
+        proc = await asyncio.to_thread(jailed_process, spec.command, workspace=self.workspace,
+                                       settings=self.settings, env=spec.env,
+                                       limits=STDIO_LIMITS)
+        return JailedStdio(proc)
 
     async def _transport(self, spec: ServerSpec) -> Any:
         """The server's URL, or with its headers (e.g. a token) a transport that sends them to
@@ -224,7 +288,8 @@ class McpTools:
 
 
 @contextlib.asynccontextmanager
-async def mcp_tools(settings: Settings, config: dict[str, Any]) -> AsyncIterator[McpTools | None]:
+async def mcp_tools(settings: Settings, config: dict[str, Any],
+                    workspace: Workspace | None = None) -> AsyncIterator[McpTools | None]:
     """The run's MCP tools (None when the agent names no server), closed when the run ends."""
     try:
         specs = parse_servers((config or {}).get("mcp_servers"))
@@ -233,7 +298,7 @@ async def mcp_tools(settings: Settings, config: dict[str, Any]) -> AsyncIterator
     if not specs:
         yield None
         return
-    tools = McpTools(settings, specs)
+    tools = McpTools(settings, specs, workspace)
     try:
         await tools.start()
         yield tools

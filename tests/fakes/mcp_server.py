@@ -77,3 +77,48 @@ class McpCalc:
     def __exit__(self, *_exc: Any) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+
+
+# The same kind of server over stdio, as a program the agent's config names: it runs inside
+# the task's jail, so it is passed inline (`python -c`) with the host interpreter, which the jail
+# shows read-only. probe() reports what the server can see from in there.
+STDIO_SERVER = '''
+import json, os, socket
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("tools")
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+@server.tool()
+def flood() -> str:
+    """A very long answer."""
+    return "spam " * 200_000
+
+@server.tool()
+def probe(port: int) -> str:
+    """Where the server runs: uid, cwd, host paths it sees, whether it reaches the host."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        net = True
+    except OSError:
+        net = False
+    with open("made-by-mcp.txt", "w") as f:
+        f.write("hello")
+    return json.dumps({"uid": os.getuid(), "cwd": os.getcwd(), "net": net,
+                       "sees_work": os.path.exists("/work"),
+                       "sees_etc": os.path.exists("/etc/hostname"),
+                       "env": sorted(k for k in os.environ if not k.startswith("GIT_"))})
+
+server.run("stdio")
+'''
+
+
+def stdio_command(source: str = STDIO_SERVER) -> list[str]:
+    """The argv of a jailed stdio MCP server running `source`."""
+    from app.sandbox.jail import host_python
+
+    return [host_python()[0], "-c", source]

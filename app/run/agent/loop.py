@@ -184,7 +184,7 @@ async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> 
 async def run_agent(ctx: RunContext) -> str:
     """Work the task through its phases and reviews (with the agent's MCP servers' tools
     beside its own, when it names any); returns the final summary."""
-    async with mcp_tools(ctx.settings, dict(ctx.agent.config or {})) as mcp:
+    async with mcp_tools(ctx.settings, dict(ctx.agent.config or {}), ctx.workspace) as mcp:
         ctx.mcp = mcp
         if mcp is not None:
             await ctx.emit("mcp_tools", {"tools": sorted(mcp.routes)})
