@@ -4,6 +4,8 @@ HTTP on loopback, an agent that names it, and the scripted model calling its too
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 
 import pytest
@@ -12,7 +14,7 @@ from app.core.config import reset_settings
 from tests.factories.loop import Router, events_of, requests_about
 from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import tool_call
-from tests.fakes.mcp_server import McpCalc
+from tests.fakes.mcp_server import McpCalc, stdio_command
 
 
 @pytest.fixture
@@ -108,8 +110,62 @@ async def test_a_server_that_cannot_be_reached_or_is_private_is_skipped(
     assert failures["private"].startswith("refused")
 
 
+NEEDS_BWRAP = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap not installed")
+
+
+@NEEDS_BWRAP
+async def test_a_stdio_server_runs_in_the_tasks_jail(app_client, enqueued, llm, calc) -> None:
+    await _agent(app_client, "jailbot", [
+        {"name": "tools", "transport": "stdio", "command": stdio_command(),
+         "env": {"MY_FLAG": "1"}},
+        {"name": "crash", "transport": "stdio", "timeout_s": 10,
+         "command": ["python3", "-c", "import sys; sys.stderr.write('no such module'); exit(3)"]},
+    ], allowed=["mcp__tools__*", "finish"])
+    host_port = calc.port  # a listening loopback port of the host: the jail must not reach it
+    llm.responder = Router().script(
+        "jailed", tool_call("mcp__tools__add", a=40, b=2),
+        tool_call("mcp__tools__probe", port=host_port), tool_call("mcp__tools__flood"),
+        tool_call("list_files", path="."))
+    task = await submit_and_run(app_client, enqueued, title="jailed", complexity=2,
+                                agent="jailbot")
+    assert task["status"] == "completed", task
+    calls = {c["tool"]: c for c in [e["data"] for e in await events_of(
+        app_client, task["id"], "tool_call")]}
+    assert calls["mcp__tools__add"]["ok"] and calls["mcp__tools__add"]["output"].strip() == "42"
+    seen = json.loads(calls["mcp__tools__probe"]["output"])
+    assert seen["cwd"] == "/workspace" and seen["uid"] not in (0, os.getuid())
+    assert not seen["net"] and not seen["sees_work"] and not seen["sees_etc"]
+    assert "MY_FLAG" in seen["env"] and not [k for k in seen["env"] if "TASKBENCH" in k]
+    assert len(calls["mcp__tools__flood"]["output"]) < 60_000
+    assert not calls["list_files"]["ok"]  # the allow-list names the server's tools only
+    (crash,) = [e["data"] for e in await events_of(app_client, task["id"], "mcp_unavailable")]
+    assert crash["server"] == "crash" and "no such module" in crash["error"]
+
+
+async def test_a_stdio_server_is_not_started_without_bubblewrap(app_client, enqueued, llm,
+                                                                monkeypatch) -> None:
+    monkeypatch.setenv("TASKBENCH_SANDBOX", "none")
+    reset_settings()
+    await _agent(app_client, "unjailed", [
+        {"name": "tools", "transport": "stdio", "command": stdio_command()}])
+    llm.responder = Router().script("unjailed", tool_call("mcp__tools__add", a=1, b=2))
+    task = await submit_and_run(app_client, enqueued, title="unjailed", complexity=2,
+                                agent="unjailed")
+    assert task["status"] == "completed", task
+    (failure,) = [e["data"] for e in await events_of(app_client, task["id"], "mcp_unavailable")]
+    assert failure["server"] == "tools" and "bubblewrap" in failure["error"]
+    (call,) = [e["data"] for e in await events_of(app_client, task["id"], "tool_call")
+               if e["data"]["tool"] == "mcp__tools__add"]
+    assert not call["ok"]
+
+
 @pytest.mark.parametrize(("server", "loc"), [
-    ({"name": "x", "transport": "stdio", "command": ["sh"]}, ["transport"]),
+    ({"name": "x", "transport": "stdio"}, ["command"]),
+    ({"name": "x", "transport": "stdio", "command": "sh -c id"}, ["command"]),
+    ({"name": "x", "transport": "stdio", "command": ["sh"], "env": {"LD_PRELOAD": "/x.so"}},
+     ["env", "LD_PRELOAD"]),
+    ({"name": "x", "transport": "stdio", "command": ["sh"], "url": "https://e.com"}, ["url"]),
+    ({"name": "x", "transport": "ws", "url": "https://example.com/mcp"}, ["transport"]),
     ({"name": "x", "url": "file:///etc/passwd"}, ["url"]),
     ({"name": "Bad Name", "url": "https://example.com/mcp"}, ["name"]),
     ({"name": "x", "url": "https://example.com/mcp", "headers": {"a": "b\nc"}}, ["headers"]),
