@@ -7,7 +7,7 @@ before acting (app.kinds.scenario.memory: recency + importance + relevance).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.exc import IntegrityError
@@ -40,11 +40,16 @@ def _public(c: Character) -> CharacterPublic:
     return CharacterPublic.model_validate(c.model_dump())
 
 
-async def owned_character(session: AsyncSession, character_id: int, user: User) -> Character:
-    found = await session.get(Character, character_id) if 0 < character_id < 2**62 else None
+async def _owned(session: AsyncSession, model: Any, row_id: int, user: User, what: str) -> Any:
+    """The user's own row (admins: any row), else a 404 naming what was asked for."""
+    found = await session.get(model, row_id) if 0 < row_id < 2**62 else None
     if found is None or (found.owner_id != user.id and not user.is_admin):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"character {character_id} not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} {row_id} not found")
     return found
+
+
+async def owned_character(session: AsyncSession, character_id: int, user: User) -> Character:
+    return await _owned(session, Character, character_id, user, "character")
 
 
 @router.post("/characters", status_code=status.HTTP_201_CREATED, response_model=CharacterPublic)
@@ -163,7 +168,5 @@ async def list_ecosystems(session: SessionDep, user: CurrentUser) -> EcosystemsP
 @router.get("/ecosystems/{ecosystem_id}", response_model=EcosystemPublic)
 async def get_ecosystem(ecosystem_id: int, session: SessionDep,
                         user: CurrentUser) -> EcosystemPublic:
-    eco = await session.get(Ecosystem, ecosystem_id) if 0 < ecosystem_id < 2**62 else None
-    if eco is None or (eco.owner_id != user.id and not user.is_admin):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"ecosystem {ecosystem_id} not found")
+    eco = await _owned(session, Ecosystem, ecosystem_id, user, "ecosystem")
     return await _ecosystem_public(session, eco)
