@@ -31,6 +31,7 @@ from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
 from app.run.steps import StepRecord, write_step
+from app.sandbox.shell import ShellState
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
 from app.tools.errors import ToolControl
@@ -308,14 +309,20 @@ class RunContext:
                 )).first()
 
         row = await retrying(read, "load the checkpoint")
-        return TaskCheckpoint(**row._mapping) if row is not None else None
+        if row is None:
+            return None
+        checkpoint = TaskCheckpoint(**row._mapping)
+        # the shell's folder, variables and venv, as the last run left them
+        self.services.shell.state = ShellState.from_dict((checkpoint.state or {}).get("shell"))
+        return checkpoint
 
     async def save_checkpoint(
         self, messages: list[dict[str, Any]], state: dict[str, Any], *, now: bool = True
     ) -> None:
         """Checkpoint the trajectory with the step's record; `now=False` leaves it to the next
         flush (only where nothing with an effect can happen before that flush)."""
-        self.pending.checkpoint = (list(messages), dict(state), self.task.phase)
+        state = {**state, "shell": self.services.shell.state.to_dict()}
+        self.pending.checkpoint = (list(messages), state, self.task.phase)
         # the journal rows of calls whose results these messages hold are settled with them
         self.pending.settle.extend(self.open_intents)
         self.open_intents = []

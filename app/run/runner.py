@@ -336,6 +336,8 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
         return "crashed"
     finally:
         if ctx is not None:
+            # the task's persistent jail runs as its uid: ended before the uid is given back
+            await asyncio.to_thread(ctx.services.shell.close)
             release_uid(ctx.workspace.root)
         await _deliver_if_ended(task_id)
         await _assign_quietly()

@@ -69,7 +69,8 @@ class Finished:
     flooded: bool
     cpu_s: float
     peak_rss_kb: int
-    stopped: str = ""
+    stopped: str = ""  # why the guard killed it (the disk cap)
+    note: str = ""  # anything else the model should know (a persistent jail that ended)
 
 
 def _kill_group(pgid: int) -> None:

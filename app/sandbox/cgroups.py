@@ -56,18 +56,16 @@ class CommandGroup:
                 os.close(fd)
 
     def figures(self) -> dict[str, int | bool]:
-        """Peak memory of the tree and whether the kernel's OOM killer fired in it."""
+        """Peak memory of the tree, and how often the kernel's OOM killer fired in it
+        (`oom_kills`; `oom` when it ever did)."""
         peak_file = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         peak = _read_int(f"{self.memory_dir}/{peak_file}")
-        if self.version == 2:
-            events = _read(f"{self.memory_dir}/memory.events")
-            oom = any(line.split()[0] == "oom_kill" and line.split()[1] != "0"
-                      for line in events.splitlines() if line.strip())
-        else:
-            control = _read(f"{self.memory_dir}/memory.oom_control")
-            oom = any(line.split()[0] == "oom_kill" and line.split()[1] != "0"
-                      for line in control.splitlines() if len(line.split()) == 2)
-        return {"cgroup_peak_bytes": peak, "oom": oom}
+        text = _read(f"{self.memory_dir}/memory.events" if self.version == 2
+                     else f"{self.memory_dir}/memory.oom_control")
+        kills = sum(int(line.split()[1]) for line in text.splitlines()
+                    if len(line.split()) == 2 and line.split()[0] == "oom_kill"
+                    and line.split()[1].isdigit())
+        return {"cgroup_peak_bytes": peak, "oom": kills > 0, "oom_kills": kills}
 
     def close(self) -> None:
         """SIGKILL whatever is still inside, then remove the directories."""

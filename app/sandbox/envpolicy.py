@@ -25,12 +25,13 @@ _FALLBACK_READABLE = ("/usr/", "/bin/", "/lib/", "/lib64/", "/dev/null", "/dev/z
 
 
 def jail_env(
-    workspace: str, has_venv: bool, extra: dict[str, str] | None, *, home: str = "/tmp"  # noqa: S108 - the jail's private tmpfs
+    workspace: str, venv: str | None, extra: dict[str, str] | None, *, home: str = "/tmp"  # noqa: S108 - the jail's private tmpfs
 ) -> dict[str, str]:
-    """The whole environment of a jailed command: fixed values plus vetted `extra`."""
+    """The whole environment of a jailed command: fixed values plus vetted `extra`; `venv`
+    is the active venv's folder in the workspace (first on PATH), None for none."""
     path = "/usr/local/bin:/usr/bin:/bin"
     env = {
-        "PATH": f"{workspace}/.venv/bin:{path}" if has_venv else path,
+        "PATH": f"{workspace}/{venv}/bin:{path}" if venv else path,
         "HOME": home,
         "TMPDIR": home,
         "LANG": "C.UTF-8",
@@ -38,8 +39,8 @@ def jail_env(
         "USER": "sandbox",
         "TERM": "dumb",
     }
-    if has_venv:
-        env["VIRTUAL_ENV"] = f"{workspace}/.venv"
+    if venv:
+        env["VIRTUAL_ENV"] = f"{workspace}/{venv}"
     for key, value in (extra or {}).items():
         if _VALID_NAME.match(key) and not _BLOCKED_ENV.match(key) and "\x00" not in value:
             env[key] = value

@@ -34,7 +34,7 @@ from typing import Any
 
 from app.core.config import Settings
 from app.sandbox import cgroups, diskcap, fs, reaper
-from app.sandbox.capture import execute
+from app.sandbox.capture import Finished, execute
 from app.sandbox.cgroups import CommandGroup
 from app.sandbox.envpolicy import fallback_argv, jail_env, redact
 from app.sandbox.hostgit import host_git_env
@@ -53,6 +53,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 JAIL_WORKSPACE = "/workspace"
 _serial = itertools.count()
+VENV = ".venv"  # the task's own venv, active unless the agent deactivates it
+
+
+def active_venv(root: Path, venv: str | None) -> str | None:
+    """`venv` when it is a folder in the workspace now, else None."""
+    return venv if venv and fs.kind(root, venv) == "dir" else None
 
 
 @dataclass
@@ -110,7 +116,7 @@ def _probe_bwrap(settings: Settings) -> str:
 async def run_jailed(
     argv: list[str], *, workspace: Workspace, settings: Settings, timeout: float,  # noqa: ASYNC109
     cwd: str = ".", env: dict[str, str] | None = None, limits: Limits | None = None,
-    network: bool = False,
+    network: bool = False, venv: str | None = VENV,
 ) -> CommandResult:
     """Run `argv` (no shell) in the task's jail; never raises for the command's own failure.
 
@@ -121,7 +127,7 @@ async def run_jailed(
     mode = sandbox_mode(settings)
     return await asyncio.to_thread(
         _run_sync, list(argv), workspace, settings, timeout, cwd, env, limits or Limits(),
-        network, mode,
+        network, mode, venv,
     )
 
 
@@ -182,9 +188,34 @@ def jailed_process(
 def _run_sync(
     argv: list[str], ws: Workspace, settings: Settings, timeout: float, cwd: str,
     env: dict[str, str] | None, limits: Limits, network: bool, mode: str,
+    venv: str | None = VENV,
 ) -> CommandResult:
     if not argv:
         raise ValueError("empty command")
+    root, rel_cwd, ids, disk = prepare(ws, settings, cwd, limits)
+    start = time.perf_counter()
+    group = cgroups.detect(settings).create(f"cmd-{os.getpid()}-{next(_serial)}", limits)
+    try:
+        if mode == "bwrap":
+            fin = _run_bwrap(argv, root, rel_cwd, env, limits, network, ids, settings, group,
+                             disk.check, timeout, venv)
+        else:
+            fin = _run_fallback(argv, root, rel_cwd, env, limits, ids, timeout, group,
+                                disk.check, venv)
+    finally:
+        figures = group.figures() if group else {}
+        if group:
+            group.close()
+        reaper.reap(lambda uid: is_sandbox_uid(uid, settings))
+    return command_result(fin, disk, start, mode, timeout, limits, settings, figures)
+
+
+def prepare(ws: Workspace, settings: Settings, cwd: str,
+            limits: Limits) -> tuple[Path, str, tuple[int, int] | None, diskcap.DiskGuard]:
+    """Before a command: (root, cwd relative to it, the task's ids, the disk cap's guard).
+
+    The workspace is handed to the task's uid and checked against its cap (WorkspaceTooBig);
+    a cwd outside it or missing raises PathRefused / FileNotFoundError."""
     root = ws.root.resolve()
     rel_cwd = "." if cwd in ("", ".") else ws.relative(ws.resolve(cwd, must_exist=True))
     ids = uid_for(root, settings)
@@ -195,20 +226,13 @@ def _run_sync(
             diskcap.remember(str(root), size, free)
     disk = diskcap.DiskGuard(root, limits.workspace_bytes)
     disk.before()
-    start = time.perf_counter()
-    group = cgroups.detect(settings).create(f"cmd-{os.getpid()}-{next(_serial)}", limits)
-    try:
-        if mode == "bwrap":
-            fin = _run_bwrap(argv, root, rel_cwd, env, limits, network, ids, settings, group,
-                             disk.check, timeout)
-        else:
-            fin = _run_fallback(argv, root, rel_cwd, env, limits, ids, timeout, group,
-                                disk.check)
-    finally:
-        figures = group.figures() if group else {}
-        if group:
-            group.close()
-        reaper.reap(lambda uid: is_sandbox_uid(uid, settings))
+    return root, rel_cwd, ids, disk
+
+
+def command_result(fin: Finished, disk: diskcap.DiskGuard, start: float, mode: str,
+                   timeout: float, limits: Limits, settings: Settings,
+                   figures: dict[str, int | bool]) -> CommandResult:
+    """What the model and the event log get from one finished command (secrets redacted)."""
     duration = (time.perf_counter() - start) * 1000
     text, truncated = fin.capture.text()
     notes = _notes(fin, timeout, limits, bool(figures.get("oom")))
@@ -219,8 +243,10 @@ def _run_sync(
                          bool(fin.stopped))
 
 
-def _notes(fin: Any, timeout: float, limits: Limits, oom: bool) -> list[str]:
+def _notes(fin: Finished, timeout: float, limits: Limits, oom: bool) -> list[str]:
     notes = [fin.stopped] if fin.stopped else []
+    if fin.note:
+        notes.append(fin.note)
     if oom:
         notes.append(f"the command's processes went over {limits.memory_bytes // MiB} MiB of "
                      "memory together; the kernel killed some of them")
@@ -246,13 +272,13 @@ def _execute(cmd: list[str], env: dict[str, str], cwd: str, preexec: Callable[[]
 def _run_bwrap(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
     network: bool, ids: tuple[int, int] | None, settings: Settings,
-    group: CommandGroup | None, guard: Callable[[], str], timeout: float,
+    group: CommandGroup | None, guard: Callable[[], str], timeout: float, venv: str | None,
 ) -> Any:
     """Run under bubblewrap; SandboxUnavailable when bubblewrap never started the command."""
     info_r, info_w = os.pipe()
     try:
         cmd, cmd_env, preexec = _bwrap_command(argv, root, rel_cwd, env, limits, network, ids,
-                                               group)
+                                               group, venv)
         cmd[0] = bwrap_binary(settings) or cmd[0]
         cmd[1:1] = ["--info-fd", str(info_w)]
         fin = _execute(cmd, cmd_env, "/", preexec, timeout, limits, guard, (info_w,))
@@ -273,6 +299,7 @@ def _run_bwrap(
 def _bwrap_command(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
     network: bool, ids: tuple[int, int] | None, group: CommandGroup | None = None,
+    venv: str | None = VENV,
 ) -> tuple[list[str], dict[str, str], Callable[[], None]]:
     """bubblewrap's argv, its (already scrubbed) environment and the child's preexec."""
     _, prefix = host_python()
@@ -282,7 +309,7 @@ def _bwrap_command(
     stage = stage_dir_for(list(sources.values())) if ids else None
     src = {k: (f"{stage}/{k}" if stage else v) for k, v in sources.items()}
     uid, gid = ids or (os.getuid(), os.getgid())
-    jenv = jail_env(JAIL_WORKSPACE, fs.kind(root, ".venv") == "dir", env)
+    jenv = jail_env(JAIL_WORKSPACE, active_venv(root, venv), env)
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
            "--uid", str(uid), "--gid", str(gid), "--cap-drop", "ALL", "--die-with-parent",
            "--new-session", "--clearenv", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
@@ -328,7 +355,7 @@ def _child_setup(
 def _run_fallback(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
     ids: tuple[int, int] | None, timeout: float, group: CommandGroup | None,
-    guard: Callable[[], str],
+    guard: Callable[[], str], venv: str | None,
 ) -> Any:
     """The restricted subprocess: no namespaces, so argument paths are checked as well."""
     cwd = os.path.normpath(root / rel_cwd)
@@ -337,7 +364,7 @@ def _run_fallback(
     try:
         if ids:
             os.chown(home, *ids)
-        jenv = jail_env(str(root), fs.kind(root, ".venv") == "dir", env, home=home)
+        jenv = jail_env(str(root), active_venv(root, venv), env, home=home)
         exe = shutil.which(cmd[0], path=jenv["PATH"]) or cmd[0]
         return _execute([exe, *cmd[1:]], jenv, cwd, _child_setup(group, limits, ids), timeout,
                         limits, guard)

@@ -12,9 +12,10 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from app.sandbox.jail import run_jailed
+from app.sandbox import fs
 from app.sandbox.limits import Limits, WorkspaceTooBig
 from app.sandbox.workspace import PathRefused
+from app.tools.builtins import run_builtin
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool
 
@@ -237,8 +238,11 @@ async def refuse(ctx: ToolContext, tool_name: str, reason: str) -> ToolRefused:
 
 @tool(
     "run_command",
-    "Run one program (no shell: no pipes, redirections or &&) in the task's sandbox, with "
-    "the workspace as the current folder. Only allow-listed programs may run.",
+    "Run one program in the task's sandbox, in a shell session that lasts the whole task: "
+    "`cd DIR`, `export NAME=VALUE`, `unset NAME`, `source DIR/bin/activate` and `deactivate` "
+    "carry over to later commands (it starts in the workspace, with .venv active). One "
+    "program per call: no pipes, redirections, && or $VARIABLES. Only allow-listed programs "
+    "may run.",
     {
         "properties": {
             "command": {"type": "string", "description": "e.g. python -m pytest -q src"},
@@ -256,6 +260,12 @@ async def run_command(
         argv = shlex.split(command)
     except ValueError as exc:
         raise ToolError(f"could not parse the command ({exc})") from exc
+    try:
+        done = await run_builtin(ctx, argv)
+    except PathRefused as exc:
+        raise await refuse(ctx, "run_command", str(exc)) from exc
+    if done is not None:
+        return done
     reason = check_command(argv, ctx)
     if reason:
         raise await refuse(ctx, "run_command", reason)
@@ -263,9 +273,14 @@ async def run_command(
         argv = ["python", "-m", "pytest", *argv[1:]]
     wall = min(max(int(timeout or ctx.agent_config.get("command_timeout_s", DEFAULT_TIMEOUT_S)),
                    1), MAX_TIMEOUT_S)
+    shell = ctx.services.shell
+    if shell.state.cwd != "." and fs.kind(ctx.workspace.root, shell.state.cwd) != "dir":
+        gone, shell.state.cwd = shell.state.cwd, "."
+        raise ToolError(f"the shell's folder {gone} no longer exists; the shell is back in "
+                        "/workspace: run the command again (or cd first)")
     try:
-        res = await run_jailed(argv, workspace=ctx.workspace, settings=ctx.settings,
-                               timeout=wall, limits=_limits(ctx))
+        res = await shell.run(argv, workspace=ctx.workspace, settings=ctx.settings,
+                              timeout=wall, limits=_limits(ctx))
     except (WorkspaceTooBig, PathRefused) as exc:
         raise await refuse(ctx, "run_command", str(exc)) from exc
     head = f"exit code {res.exit_code}" + (" (timed out)" if res.timed_out else "")

@@ -8,12 +8,13 @@ runner wires `delegate` and `message_task` to the delegation module; tests point
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sandbox.netguard import Resolver
+from app.sandbox.shell import Shell
 
 # (title, description, complexity, shared_workspace) -> the subtask's id
 Delegate = Callable[[str, str, int, bool], Awaitable[int]]
@@ -28,3 +29,4 @@ class Ports:
     engine: AsyncEngine | None = None  # the database the mail tool writes to (default: settings')
     resolver: Resolver | None = None  # DNS for web fetches (default: the system's)
     http_transport: httpx.AsyncBaseTransport | None = None  # for web fetches (default: httpx's)
+    shell: Shell = field(default_factory=Shell)  # the task's persistent shell (app.sandbox.shell)

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 
 from app.sandbox import fs
-from app.sandbox.jail import run_jailed
+from app.sandbox.jail import JAIL_WORKSPACE
 from app.tools.commands import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, _limits
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
@@ -16,7 +16,8 @@ _counter = itertools.count(1)
 
 @tool(
     "run_python",
-    "Run Python in the task's venv inside the sandbox: either `code` or a workspace `path`.",
+    "Run Python in the task's venv inside the sandbox, in the shell's current folder: either "
+    "`code` or a workspace `path` (from the workspace root).",
     {
         "properties": {
             "code": {"type": "string", "description": "source to run"},
@@ -35,9 +36,12 @@ async def run_python(
         await asyncio.to_thread(fs.write_text, ctx.workspace.root, rel, code)
     else:
         rel = ctx.workspace.relative(ctx.workspace.resolve(str(path), must_exist=True))
-    python = "python" if fs.kind(ctx.workspace.root, ".venv") == "dir" else "python3"
+    shell = ctx.services.shell
+    python = "python" if shell.state.venv and fs.kind(ctx.workspace.root, shell.state.venv) \
+        == "dir" else "python3"
     wall = min(max(int(timeout or DEFAULT_TIMEOUT_S), 1), MAX_TIMEOUT_S)
-    res = await run_jailed([python, rel], workspace=ctx.workspace, settings=ctx.settings,
-                           timeout=wall, limits=_limits(ctx))
+    # in the task's shell (its folder, variables and venv), the script named from the root
+    res = await shell.run([python, f"{JAIL_WORKSPACE}/{rel}"], workspace=ctx.workspace,
+                          settings=ctx.settings, timeout=wall, limits=_limits(ctx))
     head = f"exit code {res.exit_code}" + (" (timed out)" if res.timed_out else "")
     return ToolResult(f"{head}\n{res.output}", {"script": rel, **res.data()})

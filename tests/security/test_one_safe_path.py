@@ -27,6 +27,7 @@ RAW = re.compile(
 MODULES = {
     "sandbox/fs.py": "THE one safe path",
     "sandbox/selftest.py": "runs inside the jail, or on a host temp dir it made itself",
+    "sandbox/shell_server.py": "runs only inside the jail (the task's persistent shell)",
     "sandbox/mounts.py": "the host's own bind-mount staging folder",
     "sandbox/envpolicy.py": "fallback mode: name checks (realpath) of arguments, no I/O",
     "core/config.py": "settings",
@@ -77,6 +78,9 @@ LINES = {
         "return os.path.realpath(exe), os.path.realpath(sys.base_prefix)",  # host python
         "if os.path.islink(host):", "elif os.path.isdir(host):",  # /bin, /lib of the host
         "os.chown(home, *ids)", "shutil.rmtree(home, ignore_errors=True)",  # a temp HOME
+    ],
+    "sandbox/shell.py": [  # the server's source, shipped beside it in the package
+        'SERVER_SOURCE = (Path(__file__).parent / "shell_server.py").read_text()',
     ],
     "tools/packages.py": [  # the host's uv cache; a fresh root-only staging prefix it names
         "cache.mkdir(mode=0o700, parents=True, exist_ok=True)",
