@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from app.core.db import session_scope
 from app.kinds.scenario.replay import transcript
 from app.kinds.scenario.schema import validate
-from app.models import WorkerNode
+from app.models import WorkerNode, utcnow
 from app.run.scenario import distributed
 from app.run.scenario.engine import run_scenario
 from tests.factories.scenario import (
@@ -89,7 +90,9 @@ async def test_distributed_turn_takes_moves_from_actor_tasks(llm, monkeypatch):
     cast, _arrived = _talking_cast({"Ann": 0, "Bob": 0, "Cy": 0, "Dee": 0})
     llm.responder = cast
     async with session_scope() as session:
-        session.add(WorkerNode(id="elsewhere:1", hostname="elsewhere", pid=1))
+        # its heartbeat stays fresh for the whole run, however slow this machine is today
+        session.add(WorkerNode(id="elsewhere:1", hostname="elsewhere", pid=1,
+                               heartbeat_at=utcnow() + timedelta(hours=1)))
     loop, sent, pending = asyncio.get_running_loop(), [], []
 
     def send_task(name: str, args: list[Any], queue: str, *, expires: float | None) -> None:
