@@ -110,6 +110,17 @@ def _heartbeat_thread(node_id: str) -> None:
         log.exception("worker heartbeat thread died")
 
 
+def _base_layer_thread() -> None:
+    """Build the default packages' venv layer now, so the first task does not wait for it."""
+    from app.sandbox.wheels import base_layer
+
+    packages = get_settings().venv_default_packages
+    try:
+        base_layer(get_settings(), packages)
+    except RuntimeError as exc:  # tasks say so in their venv_packages event
+        log.warning("default packages %s are not available: %s", packages, str(exc)[:300])
+
+
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
     _stop.clear()
@@ -117,6 +128,7 @@ def _on_ready(**_: Any) -> None:
     node_id = worker_id()
     threading.Thread(target=_heartbeat_thread, args=(node_id,), name="taskbench-heartbeat",
                      daemon=True).start()
+    threading.Thread(target=_base_layer_thread, name="taskbench-venv-base", daemon=True).start()
     log.info("taskbench worker %s ready (agents: %s)", node_id, ",".join(_agents()) or "all")
 
 

@@ -32,6 +32,9 @@ TEMPLATES_DIR = shipped_dir("templates")
 MIGRATIONS_DIR = shipped_dir("migrations")
 
 
+DEFAULT_VENV_PACKAGES = ("requests", "beautifulsoup4", "pytest")
+
+
 class Settings(BaseSettings):
     """Everything configurable, each field documented by its description."""
 
@@ -82,10 +85,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM request")
     llm_max_retries: int = Field(3, description="Retries of one model before the fallback")
     venv_default_packages: list[str] = Field(
-        default_factory=list,
-        description="Packages every fresh task venv gets from the local wheel cache (var/wheels) "
-        "unless its agent sets config.venv_packages; JSON list, e.g. "
-        '["requests", "beautifulsoup4", "pytest"]')
+        default_factory=lambda: list(DEFAULT_VENV_PACKAGES),
+        description="Packages every fresh task venv can import at once, unless its agent sets "
+        "config.venv_packages: fetched once into the local wheel cache (var/wheels), installed "
+        "once per worker host into a shared layer (var/venv-base) that every jail sees "
+        "read-only; JSON list, `[]` for bare venvs")
     llm_prompt_cache: str = Field(
         "auto", pattern="^(auto|on|off)$",
         description="Prompt caching: `auto` marks cache breakpoints (cache_control) for "

@@ -44,6 +44,7 @@ from app.sandbox.ownership import hand_over
 from app.sandbox.probe import SandboxUnavailable, bwrap_binary, forget, resolve_mode
 from app.sandbox.uids import is_sandbox_uid, uid_for
 from app.sandbox.uids import release as release_uid
+from app.sandbox.wheels import BASE_IN_JAIL, layers_dir
 from app.sandbox.workspace import Workspace
 
 __all__ = [
@@ -54,6 +55,12 @@ log = logging.getLogger(__name__)
 JAIL_WORKSPACE = "/workspace"
 _serial = itertools.count()
 VENV = ".venv"  # the task's own venv, active unless the agent deactivates it
+
+
+def _base(settings: Settings) -> str | None:
+    """The shared venv layers' folder, when there is one to bind."""
+    folder = layers_dir(settings)
+    return str(folder) if folder.is_dir() else None
 
 
 def active_venv(root: Path, venv: str | None) -> str | None:
@@ -180,7 +187,8 @@ def jailed_process(
     if ids:
         hand_over(root, *ids)
     group = cgroups.detect(settings).create(f"proc-{os.getpid()}-{next(_serial)}", limits)
-    cmd, cmd_env, preexec = _bwrap_command(list(argv), root, ".", env, limits, False, ids, group)
+    cmd, cmd_env, preexec = _bwrap_command(list(argv), root, ".", env, limits, False, ids, group,
+                                           base=_base(settings))
     cmd[0] = bwrap_binary(settings) or cmd[0]
     return JailedProcess(cmd, cmd_env, preexec, group, settings)
 
@@ -278,7 +286,7 @@ def _run_bwrap(
     info_r, info_w = os.pipe()
     try:
         cmd, cmd_env, preexec = _bwrap_command(argv, root, rel_cwd, env, limits, network, ids,
-                                               group, venv)
+                                               group, venv, _base(settings))
         cmd[0] = bwrap_binary(settings) or cmd[0]
         cmd[1:1] = ["--info-fd", str(info_w)]
         fin = _execute(cmd, cmd_env, "/", preexec, timeout, limits, guard, (info_w,))
@@ -299,13 +307,16 @@ def _run_bwrap(
 def _bwrap_command(
     argv: list[str], root: Path, rel_cwd: str, env: dict[str, str] | None, limits: Limits,
     network: bool, ids: tuple[int, int] | None, group: CommandGroup | None = None,
-    venv: str | None = VENV,
+    venv: str | None = VENV, base: str | None = None,
 ) -> tuple[list[str], dict[str, str], Callable[[], None]]:
-    """bubblewrap's argv, its (already scrubbed) environment and the child's preexec."""
+    """bubblewrap's argv, its (already scrubbed) environment and the child's preexec; `base`
+    is the folder of shared venv layers (app.sandbox.wheels), bound read-only."""
     _, prefix = host_python()
     sources = {"ws": str(root)}
     if not prefix.startswith("/usr/"):
         sources["py"] = prefix
+    if base:
+        sources["base"] = base
     stage = stage_dir_for(list(sources.values())) if ids else None
     src = {k: (f"{stage}/{k}" if stage else v) for k, v in sources.items()}
     uid, gid = ids or (os.getuid(), os.getgid())
@@ -325,6 +336,8 @@ def _bwrap_command(
             "--tmpfs", "/tmp", "--bind", src["ws"], JAIL_WORKSPACE]  # noqa: S108
     if "py" in src:
         cmd += ["--ro-bind", src["py"], prefix]
+    if "base" in src:
+        cmd += ["--ro-bind", src["base"], BASE_IN_JAIL]
     for key, value in jenv.items():
         cmd += ["--setenv", key, value]
     cmd += ["--chdir", os.path.normpath(f"{JAIL_WORKSPACE}/{rel_cwd}"), "--", *argv]

@@ -1,29 +1,47 @@
-"""The local wheel cache a task's venv is filled from: var/wheels, the host's, read-only to tasks.
+"""The local wheel cache and the shared base layer a task's venv gets its default packages from.
 
-    ensure(settings, packages)   the wheels of `packages` (and what they need) are in the cache;
-                                 downloaded once (pip, binary wheels only, the host's index
-                                 settings) under a lock, never per task
-    missing(settings, packages)  which of them have no wheel in the cache yet
+    ensure(settings, packages)      the wheels of `packages` (and what they need) are in the
+                                    cache var/wheels; downloaded once (pip, binary wheels only,
+                                    the host's index settings) under a lock, never per task
+    missing(settings, packages)     which of them have no wheel in the cache yet
+    base_layer(settings, packages)  var/venv-base/<key>: those packages installed once by uv
+                                    (`--target`, no index: only the cache, no bytecode, nothing
+                                    run) into a root-owned folder; built under a lock, then
+                                    renamed into place whole
+    link_base(root, layer)          a task's venv sees the layer: one .pth file in its
+                                    site-packages naming the layer's path in the jail
 
-Tasks never see this folder: uv reads it on the host (`--no-index --find-links`) into a fresh
-staging prefix that is then copied into the task's venv inside the jail (app.tools.packages),
-so no task can change what another installs. Files are root's, 0644; the folder 0755.
+Tasks never see the wheel cache. The layers are bound read-only into every jail at
+BASE_IN_JAIL, so a fresh venv is useful at once (no install per task, no copy) and no task can
+change what another imports; packages a task installs itself into .venv come first on sys.path.
+Files are root's, 0644; folders 0755.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from app.core.config import Settings
+from app.sandbox import fs
+from app.sandbox.venv import uv_binary
 
 DOWNLOAD_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = 600
+RETRY_AFTER_S = 600.0
+BASE_IN_JAIL = "/opt/taskbench-base"
+PTH = "_taskbench_base.pth"
+SITE = f".venv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+_failed: dict[str, tuple[float, str]] = {}  # layer key -> (when, why) of the last failure
 
 
 def wheel_dir(settings: Settings) -> Path:
@@ -76,3 +94,72 @@ def ensure(settings: Settings, packages: list[str]) -> list[str]:
                     target.chmod(0o644)
                     fetched.append(wheel.name)
         return fetched
+
+
+def layers_dir(settings: Settings) -> Path:
+    return Path(settings.var_dir) / "venv-base"
+
+
+def layer_key(packages: list[str]) -> str:
+    """One layer per package set and interpreter version."""
+    basis = json.dumps([sorted(packages), list(sys.version_info[:2])])
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def base_layer(settings: Settings, packages: list[str]) -> Path | None:
+    """The layer holding `packages` (built now if missing: wheels fetched once into the
+    cache, then installed from it alone); None for no packages. RuntimeError says why it could
+    not be built (pip's or uv's own words); after a failure this process does not try the
+    same set again for RETRY_AFTER_S (an offline host is not asked per task)."""
+    if not packages:
+        return None
+    folder = layers_dir(settings)
+    key = layer_key(packages)
+    final = folder / key
+    if final.is_dir():
+        return final
+    failed = _failed.get(key)
+    if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
+        raise RuntimeError(failed[1])
+    try:
+        return _build(settings, packages, final)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _failed[key] = (time.monotonic(), str(exc))
+        raise RuntimeError(str(exc)) from exc
+
+
+def _build(settings: Settings, packages: list[str], final: Path) -> Path:
+    folder = final.parent
+    ensure(settings, packages)
+    uv = uv_binary()
+    if not uv:
+        raise RuntimeError("uv is not available on this worker")
+    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(folder.parent / ".venv-base.lock", "w") as lock:  # the host's own var/ folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if final.is_dir():
+            return final
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".build-"))
+        try:
+            done = subprocess.run(
+                [uv, "pip", "install", "--quiet", "--python", sys.executable, "--target",
+                 str(tmp), "--no-index", "--find-links", str(wheel_dir(settings)),
+                 "--no-build", "--link-mode", "copy", *packages],
+                capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+                env={**os.environ, "UV_COMPILE_BYTECODE": "0", "UV_NO_CONFIG": "1"})
+            if done.returncode:
+                raise RuntimeError(f"could not build the base layer for {', '.join(packages)}: "
+                                   f"{(done.stderr or done.stdout).strip()[-1000:]}")
+            for dirpath, _dirs, filenames in os.walk(tmp):
+                os.chmod(dirpath, 0o755)  # noqa: S103 - readable by every task's uid, by design
+                for name in filenames:
+                    os.chmod(os.path.join(dirpath, name), 0o644)
+            os.rename(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def link_base(root: Path, layer: Path) -> None:
+    """Make the task's venv at `root`/.venv import from `layer` (through the jail's bind)."""
+    fs.write_text(root, f"{SITE}/{PTH}", f"{BASE_IN_JAIL}/{layer.name}\n")

@@ -47,7 +47,8 @@ DEFAULT_TIMEOUT_S = 30.0
 # a stdio server lives for the whole run: more CPU time than one command, the rest as for one
 STDIO_LIMITS = Limits(cpu_s=600)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-_SERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,23}$")
+# no "__" in a server's name: it separates server and tool in `mcp__<server>__<tool>`
+_SERVER_NAME = re.compile(r"^[a-z](?:[a-z0-9-]|_(?!_)){0,23}$")
 
 
 class ConfigError(ValueError):
@@ -83,7 +84,8 @@ def parse_servers(raw: Any) -> list[ServerSpec]:
         name = item.get("name")
         if not isinstance(name, str) or not _SERVER_NAME.match(name) or name in seen:
             raise ConfigError([*loc, "name"], "a unique name: lowercase letters, digits, _ "
-                              "and -, starting with a letter, at most 24 characters")
+                              "(never two in a row) and -, starting with a letter, at most 24 "
+                              "characters")
         seen.add(name)
         transport = item.get("transport", "http")
         if transport not in ("http", "stdio"):
@@ -212,6 +214,11 @@ class McpTools:
                 continue
             for tool in list(listed.tools)[:MAX_TOOLS_PER_SERVER]:
                 name = tool_name(spec.name, tool.name)
+                if name in self.routes:  # `a.b` and `a_b` (or two long names cut at 64)
+                    self.unavailable.append({"server": spec.name, "error": (
+                        f"tool {str(tool.name)[:100]!r} left out: its name {name} is taken by "
+                        f"the server's tool {self.routes[name][1][:100]!r}")})
+                    continue
                 schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None)
                 self.routes[name] = (entered, tool.name, spec.timeout_s)
                 self.schemas.append({"type": "function", "function": {

@@ -180,17 +180,18 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
 
 
 async def install_defaults(ctx: ToolContext, specs: list[str]) -> tuple[int, str]:
-    """The agent's default packages into a fresh venv, from the local wheel cache (filled once,
-    on the host; read-only to tasks), never from the network per task."""
+    """The agent's default packages for a fresh venv: the shared base layer holding them
+    (built once per worker host from the local wheel cache; read-only in every jail) linked
+    into the venv by one .pth file. Nothing is installed or copied per task."""
     for spec in specs:
         reason = check_spec(spec, [], ctx.settings.pip_deny)
         if reason:
             raise ToolError(f"default package {spec!r}: {reason}")
-    uv = uv_binary()
-    if not uv:
-        raise ToolError("uv is not available on this worker")
     try:
-        await asyncio.to_thread(wheels.ensure, ctx.settings, specs)
+        layer = await asyncio.to_thread(wheels.base_layer, ctx.settings, specs)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         raise ToolError(str(exc)) from exc
-    return await install(ctx, uv, specs, find_links=wheels.wheel_dir(ctx.settings))
+    if layer is None:
+        return 0, ""
+    await asyncio.to_thread(wheels.link_base, ctx.workspace.root, layer)
+    return 0, f"linked the base layer {layer.name}"

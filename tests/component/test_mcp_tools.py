@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from app.core.config import reset_settings
 from tests.factories.loop import Router, events_of, requests_about
 from tests.factories.worker import submit_and_run
 from tests.fakes.llm_server import tool_call
-from tests.fakes.mcp_server import McpCalc, stdio_command
+from tests.fakes.mcp_server import STDIO_MARK, McpCalc, stdio_command
 
 
 @pytest.fixture
@@ -69,6 +70,12 @@ async def test_an_agent_calls_a_tool_of_its_mcp_server(app_client, enqueued, llm
     assert flood_result and max(len(str(m["content"])) for m in flood_result) < 60_000
     listed = (await events_of(app_client, task["id"], "mcp_tools"))[0]["data"]["tools"]
     assert "mcp__calc__add" in listed
+    # two tool names that are one once made safe: the first is offered, once; the other is
+    # left out and said so (a duplicate function name would make the provider refuse the call)
+    names = [t["function"]["name"] for t in first["tools"]]
+    assert names.count("mcp__calc__twin_name") == 1 and len(names) == len(set(names))
+    (clash,) = [e["data"] for e in await events_of(app_client, task["id"], "mcp_unavailable")]
+    assert clash["server"] == "calc" and "'twin_name' left out" in clash["error"]
 
 
 async def test_the_allow_list_covers_mcp_tools(app_client, enqueued, llm, calc,
@@ -140,6 +147,21 @@ async def test_a_stdio_server_runs_in_the_tasks_jail(app_client, enqueued, llm, 
     assert not calls["list_files"]["ok"]  # the allow-list names the server's tools only
     (crash,) = [e["data"] for e in await events_of(app_client, task["id"], "mcp_unavailable")]
     assert crash["server"] == "crash" and "no such module" in crash["error"]
+    # the run is over: nothing of either server is left running on the host
+    assert _running(STDIO_MARK) == [] and _running("no such module") == []
+
+
+def _running(fragment: str) -> list[int]:
+    """Host processes whose command line holds `fragment`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if fragment.encode() in cmdline and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
 
 
 async def test_a_stdio_server_is_not_started_without_bubblewrap(app_client, enqueued, llm,
@@ -168,6 +190,7 @@ async def test_a_stdio_server_is_not_started_without_bubblewrap(app_client, enqu
     ({"name": "x", "transport": "ws", "url": "https://example.com/mcp"}, ["transport"]),
     ({"name": "x", "url": "file:///etc/passwd"}, ["url"]),
     ({"name": "Bad Name", "url": "https://example.com/mcp"}, ["name"]),
+    ({"name": "a__b", "url": "https://example.com/mcp"}, ["name"]),
     ({"name": "x", "url": "https://example.com/mcp", "headers": {"a": "b\nc"}}, ["headers"]),
     ({"name": "x", "url": "https://example.com/mcp", "run": "me"}, ["run"]),
 ])

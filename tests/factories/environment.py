@@ -27,6 +27,9 @@ def base_env(tmp_path: Path, db_url: str, llm_url: str) -> dict[str, str]:
         "TASKBENCH_LEASE_SECONDS": "3",
         "TASKBENCH_SWEEP_INTERVAL_S": "0.5",
         "TASKBENCH_WORKER_HEARTBEAT_S": "1",
+        # the product's default set would be fetched from PyPI; tests never reach the internet
+        # (tests/component/test_venv_packages.py fills the wheel cache with wheels it builds)
+        "TASKBENCH_VENV_DEFAULT_PACKAGES": "[]",
     }
 
 

@@ -4,7 +4,8 @@
         ...
 
 Tools: add(a, b); shout(text); flood() — a megabyte of text; broken() — a tool error;
-picture() — an image, which must be described, not dumped.
+picture() — an image, which must be described, not dumped; twin.name and twin_name — two names
+that are one once made safe for a model's tool list.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ def build_server() -> Any:
         """Always fails."""
         raise ValueError("the calculator caught fire")
 
+    @server.tool(name="twin.name")
+    def twin_dot() -> str:
+        """The first of two tools whose names differ only in a character tools cannot carry."""
+        return "dot"
+
+    @server.tool(name="twin_name")
+    def twin_underscore() -> str:
+        """The second: its safe name is the same as the first one's."""
+        return "underscore"
+
     @server.tool()
     def picture() -> Image:
         """A tiny PNG."""
@@ -82,7 +93,9 @@ class McpCalc:
 # The same kind of server over stdio, as a program the agent's config names: it runs inside
 # the task's jail, so it is passed inline (`python -c`) with the host interpreter, which the jail
 # shows read-only. probe() reports what the server can see from in there.
+STDIO_MARK = "taskbench-stdio-fake-server"  # in its command line: tests look for leftovers
 STDIO_SERVER = '''
+# taskbench-stdio-fake-server
 import json, os, socket
 from mcp.server.mcpserver import MCPServer
 

@@ -87,10 +87,15 @@ async def test_a_task_cannot_change_what_the_next_task_imports(tmp_path: Path,
                                                                local_index: str) -> None:
     # given task A installed the package and tries to poison every copy it can reach
     a = await _install(tmp_path, "a")
+    # (every mount the jail shows, its own venv included: -xdev would stop at /workspace)
     res = await jailed(a.workspace, "sh", "-c",
-                       "for f in $(find / -xdev -path '*tbpoison/__init__.py' 2>/dev/null); "
-                       "do echo \"VALUE = 'poisoned'\" > $f; done; echo done")
+                       "for f in $(find / -path /proc -prune -o -path '*tbpoison/__init__.py' "
+                       "-print 2>/dev/null); do echo \"VALUE = 'poisoned'\" > $f && "
+                       "echo poisoned $f; done; echo done")
     assert "done" in res.output
+    assert "poisoned /workspace/.venv/" in res.output, res.output  # the attack did run
+    res = await jailed(a.workspace, "python", "-c", "import tbpoison; print(tbpoison.VALUE)")
+    assert res.output.strip().endswith("poisoned"), res.output
     # when task B installs the same package (from the same cache)
     b = await _install(tmp_path, "b")
     res = await jailed(b.workspace, "python", "-c", "import tbpoison; print(tbpoison.VALUE)")

@@ -44,7 +44,8 @@ MODULES = {
     " never a file with several links",
     "tools/undo.py": "the host's own undo folder beside (not inside) the workspace",
     "ops/migrate.py": "the database file's folder",
-    "sandbox/wheels.py": "the host's own wheel cache under var/, never a workspace",
+    "sandbox/wheels.py": "the host's own wheel cache and venv layers under var/ (the one file "
+                         "it puts in a workspace goes through fs)",
     "ops/cli/remote.py": "the CLI user's own download folder on their machine (names cleaned)",
     "ops/cli/service.py": "the service's own log folder under var/",
 }
@@ -78,6 +79,7 @@ LINES = {
         "return os.path.realpath(exe), os.path.realpath(sys.base_prefix)",  # host python
         "if os.path.islink(host):", "elif os.path.isdir(host):",  # /bin, /lib of the host
         "os.chown(home, *ids)", "shutil.rmtree(home, ignore_errors=True)",  # a temp HOME
+        "return str(folder) if folder.is_dir() else None",  # var/venv-base, the host's
     ],
     "sandbox/shell.py": [  # the server's source, shipped beside it in the package
         'SERVER_SOURCE = (Path(__file__).parent / "shell_server.py").read_text()',
