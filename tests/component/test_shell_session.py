@@ -5,6 +5,7 @@ Every command goes through the run_command tool, as an agent calls it, in the re
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -256,3 +257,46 @@ async def test_closing_the_shell_leaves_no_process(tmp_path: Path) -> None:
     assert session.proc.poll() is not None
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     assert isinstance(ctx.services.shell, Shell) and ctx.services.shell.session is None
+
+
+@needs_bwrap
+async def test_an_agent_works_in_one_shell_through_the_whole_task(app_client, enqueued,
+                                                                   llm) -> None:
+    # given a scripted model that moves around, sets a variable and times a command out
+    from tests.factories.loop import Router, events_of
+    from tests.factories.worker import submit_and_run
+    from tests.fakes.llm_server import tool_call
+
+    llm.responder = Router().script(
+        "shell", tool_call("run_command", command="mkdir -p src/app"),
+        tool_call("run_command", command="cd src"),
+        tool_call("run_command", command="pwd"),
+        tool_call("run_command", command="export STAGE=build"),
+        tool_call("run_command", command="python -c 'import os; print(os.environ[\"STAGE\"])'"),
+        tool_call("run_command", command="python -c 'import time; time.sleep(60)'", timeout=1),
+        tool_call("run_command", command="ls"))
+    # when it runs as a task
+    before = _sessions()  # (other tests' contexts may still hold theirs)
+    task = await submit_and_run(app_client, enqueued, title="shell", complexity=2)
+    # then every call saw what the earlier ones did, and the timeout cost only its command
+    assert task["status"] == "completed", task
+    out = [e["data"] for e in await events_of(app_client, task["id"], "tool_call")
+           if e["data"]["tool"] == "run_command"]
+    assert out[2]["output"].splitlines()[1] == "/workspace/src"
+    assert out[4]["output"].splitlines()[1] == "build"
+    assert out[5]["data"]["timed_out"]
+    assert out[6]["ok"] and out[6]["output"].splitlines()[1:] == ["app"]
+    # and the session ended with the run: no process of it is left on the host
+    assert _sessions() - before == set()
+
+
+def _sessions() -> set[str]:
+    """Host pids of persistent-shell servers (their command line holds the server's source)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"Started once per task" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+        except OSError:
+            pass
+    return found
