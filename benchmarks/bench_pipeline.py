@@ -154,7 +154,7 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
     env.pop("TASKBENCH_SANDBOX", None)
     # product defaults: what `up` ships (the tests' shorter lease and sweep are not used here)
     for key in ("TASKBENCH_LEASE_SECONDS", "TASKBENCH_SWEEP_INTERVAL_S",
-                "TASKBENCH_WORKER_HEARTBEAT_S"):
+                "TASKBENCH_WORKER_HEARTBEAT_S", "TASKBENCH_VENV_DEFAULT_PACKAGES"):
         env.pop(key, None)
         os.environ.pop(key, None)
     if args.reports != "default":

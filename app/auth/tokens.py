@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jwt
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
@@ -32,6 +31,8 @@ def looks_like_token(value: str) -> bool:
 
 def mint(*, user_id: int, key_id: int, audience: str, ttl_s: int) -> str:
     """A signed token for `user_id` that expires in `ttl_s` seconds."""
+    import jwt  # PyJWT loads `cryptography` (~12 MB) for algorithms we never use: on first use
+
     now = int(time.time())
     claims = {"sub": str(user_id), "kid": key_id, "aud": audience, "iat": now,
               "exp": now + ttl_s}
@@ -42,6 +43,8 @@ def verify(token: str, *, audience: str) -> dict[str, Any]:
     """The claims of a valid token; raises TokenError otherwise."""
     if len(token) > 2000 or not looks_like_token(token):
         raise TokenError("not a token")
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token, get_settings().signing_key(), algorithms=[ALGORITHM], audience=audience,

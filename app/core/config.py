@@ -121,8 +121,8 @@ class Settings(BaseSettings):
 
     sandbox: str = Field("", description="bwrap or none; default bwrap when it works")
     eager_reports: bool = Field(
-        True, description="Render every ended task's PDF at once; false: on download or when "
-        "an email or PR needs it"
+        False, description="Render every ended task's PDF at once; false (the default): when "
+        "an email or a PR needs it, else on its first download (then kept)"
     )
     smtp_url: str = Field("", description="smtp:// or smtps:// URL; empty writes .eml files")
     email_from: str = Field("taskbench@localhost", description="Sender of notifications")

@@ -11,9 +11,7 @@ import logging
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
-
-import aiosmtplib
+from typing import TYPE_CHECKING, Any
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -21,6 +19,9 @@ from app.integrations import email as mail
 from app.integrations import outbox_state as state
 from app.models import OutboxMessage, Task
 from app.sandbox import fs
+
+if TYPE_CHECKING:
+    import aiosmtplib
 
 log = logging.getLogger(__name__)
 SMTP_TIMEOUT_S = 30.0
@@ -121,6 +122,8 @@ async def send_rows(
     """Deliver the claimed rows `ids`; returns how many were delivered."""
     if target is None:
         return await _to_files(ids, settings, engine)
+    import aiosmtplib  # loaded by the process that sends mail, not by every idle one
+
     smtp = aiosmtplib.SMTP(
         hostname=target.hostname,
         port=target.port,
@@ -155,6 +158,8 @@ async def _send_one(
     smtp: aiosmtplib.SMTP, row: OutboxMessage, msg: EmailMessage, settings: Settings, engine: Any
 ) -> int:
     """Envelope first (reversible), then commit `sending`, then DATA, then commit `sent`."""
+    import aiosmtplib
+
     try:
         await smtp.mail(parseaddr(settings.email_from)[1] or settings.email_from)
         await smtp.rcpt(row.recipient)
@@ -186,5 +191,7 @@ async def _send_one(
 
 
 async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    import aiosmtplib
+
     with contextlib.suppress(OSError, aiosmtplib.SMTPException):
         await smtp.rset()

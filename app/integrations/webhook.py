@@ -27,10 +27,9 @@ import hmac
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from sqlmodel import col
 
 from app.core.config import Settings, get_settings
@@ -40,6 +39,9 @@ from app.integrations import outbox_state as state
 from app.integrations.questions import question_context
 from app.models import OutboxMessage, OutboxStatus, Task, utcnow
 from app.sandbox.netguard import Target, UrlRefused, vet_url
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Taskbench-Signature"
@@ -98,6 +100,8 @@ async def post(row: OutboxMessage, body: bytes, settings: Settings) -> httpx.Res
                     "Taskbench-Event": str(payload.get("event")),
                     "Taskbench-Delivery": row.message_id,
                     SIGNATURE_HEADER: sign(settings.webhook_secret, int(time.time()), body)})
+    import httpx  # loaded by the first webhook, not by every idle process
+
     async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False,
                                  trust_env=False) as client:
         request = client.build_request("POST", url, content=body, headers=headers,
@@ -106,6 +110,8 @@ async def post(row: OutboxMessage, body: bytes, settings: Settings) -> httpx.Res
 
 
 async def _deliver(row: OutboxMessage, settings: Settings, engine: Any) -> bool:
+    import httpx
+
     async with session_scope(engine) as session:
         task = await session.get(Task, row.task_id)
     try:

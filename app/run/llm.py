@@ -33,8 +33,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from app.core.config import Settings
 from app.core.redact import redact
 from app.models import utcnow
@@ -249,6 +247,8 @@ async def _ask_model(
 
 
 async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
+    import httpx  # with the SDK: loaded by the first call
+
     response = await client_for(settings).post(
         "/chat/completions", body=body, cast_to=httpx.Response)
     request_chars = len(json.dumps(body, default=str))

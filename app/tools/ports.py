@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sandbox.netguard import Resolver
 from app.sandbox.shell import Shell
+
+if TYPE_CHECKING:
+    import httpx
 
 # (title, description, complexity, shared_workspace) -> the subtask's id
 Delegate = Callable[[str, str, int, bool], Awaitable[int]]

@@ -16,8 +16,6 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-import httpx
-
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext
 
@@ -34,6 +32,8 @@ async def search(ctx: ToolContext, query: str, count: int) -> tuple[str, list[Re
     if hit is not None:
         return backend, hit, True
     await _rate_limit(ctx)
+    import httpx  # loaded by the first search, not by every idle worker
+
     try:
         results = await (_searxng(ctx, query, count) if backend == "searxng"
                          else asyncio.to_thread(_ddgs, query, count))
@@ -62,6 +62,8 @@ async def _searxng(ctx: ToolContext, query: str, count: int) -> list[Result]:
     base = ctx.settings.searxng_url.rstrip("/")
     if not base:
         raise ValueError("TASKBENCH_SEARXNG_URL is not set")
+    import httpx
+
     async with httpx.AsyncClient(timeout=20, trust_env=False) as client:
         resp = await client.get(f"{base}/search", params={"q": query, "format": "json"})
         resp.raise_for_status()

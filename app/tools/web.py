@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
-
-import httpx
 
 from app.sandbox import fs
 from app.sandbox.netguard import Target, UrlRefused, vet_url
@@ -26,6 +24,9 @@ from app.tools.documents import extract, sha256
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
 from app.tools.search import search
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_REDIRECTS = 5
 SHOWN_CHARS = 8000
@@ -63,6 +64,8 @@ async def _fetch(ctx: ToolContext, url: str) -> tuple[str, httpx.Response, bytes
     resolver = ctx.services.resolver
     cap = ctx.settings.fetch_max_bytes
     transport = ctx.services.http_transport
+    import httpx  # loaded by the first fetch, not by every idle worker
+
     async with httpx.AsyncClient(timeout=ctx.settings.fetch_timeout_s, follow_redirects=False,
                                  headers={"User-Agent": USER_AGENT}, transport=transport,
                                  trust_env=False) as client:
@@ -104,6 +107,8 @@ def _save(ctx: ToolContext, url: str, title: str, text: str, raw: bytes, ext: st
 )
 async def fetch_url(ctx: ToolContext, url: str) -> ToolResult:
     deadline = ctx.settings.fetch_timeout_s
+    import httpx
+
     try:
         async with asyncio.timeout(deadline):
             final_url, resp, body, cut = await _fetch(ctx, url)

@@ -1,6 +1,7 @@
 """An idle worker and the API do not carry libraries only some tasks need (issue 15: memory).
 
-WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf and the openai SDK load on first use;
+WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf, the openai SDK, PyJWT (with the
+`cryptography` it loads), markdown-it, aiosmtplib and httpx's own CLI (rich, pygments) load on first use;
 importing the worker's task module or the API application must not pull them in.
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp"]
+HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp",
+         "jwt", "cryptography", "markdown_it", "rich", "pygments", "aiosmtplib"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])
@@ -26,3 +28,10 @@ def test_heavy_libraries_load_on_first_use(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_worker_loads_httpx_on_first_use() -> None:
+    code = "import json, sys; import worker.tasks; print(json.dumps('httpx' in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False

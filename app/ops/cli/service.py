@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from app.core.config import Settings, get_settings
+from app.ops.serve import serve
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on (TASKBENCH_HOST; "
                                                   "default 127.0.0.1)")]
@@ -54,17 +55,11 @@ def migrate(
 
 def api(host: HostOpt = None, port: PortOpt = None) -> None:
     """Run the API alone (no worker)."""
-    _serve(host, port, verbose=True)
-
-
-def _serve(host: str | None, port: int | None, *, verbose: bool) -> None:
-    import uvicorn
-
-    from app.main import create_app
-
-    settings = get_settings()
-    uvicorn.run(create_app(), host=host or settings.host, port=port or settings.port,
-                log_level="info", log_config=None if not verbose else uvicorn.config.LOGGING_CONFIG)
+    argv = [sys.executable, "-m", "app.ops.serve"]
+    argv += ["--host", host] if host else []
+    argv += ["--port", str(port)] if port else []
+    # the server without the CLI's libraries (app/ops/serve.py)
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, a fixed module
 
 
 def worker_argv(agents: list[str], concurrency: int, loglevel: str = "INFO") -> list[str]:
@@ -85,9 +80,9 @@ def worker(
     os.environ["TASKBENCH_WORKER_AGENTS"] = ",".join(names)
     if not sandbox_ready():
         raise typer.Exit(2)
-    from worker.tasks import celery_app
-
-    celery_app.worker_main(argv=worker_argv(names, concurrency, loglevel))
+    # the worker without the CLI's libraries (worker/__main__.py); the same pid, so the same name
+    os.execv(sys.executable, [sys.executable, "-m", "worker",  # noqa: S606 - a fixed module
+                              *worker_argv(names, concurrency, loglevel)])
 
 
 def sandbox_ready() -> bool:
@@ -145,7 +140,7 @@ def up(
 
     signal.signal(signal.SIGTERM, _forward)
     try:
-        _serve(host, port, verbose=verbose)
+        serve(host, port, verbose=verbose)
     except KeyboardInterrupt:
         pass
     finally:
