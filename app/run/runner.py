@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -46,13 +45,10 @@ from app.run.llm import LLMError
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
 from app.sandbox.uids import release as release_uid
-from app.sandbox.venv import create_venv
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
 from app.tasks.lifecycle import close_task
-from app.tools.errors import ToolError
-from app.tools.packages import MAX_PACKAGES, install_defaults
 
 log = logging.getLogger(__name__)
 KEEPER_INTERVAL_S = 0.5
@@ -181,34 +177,12 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     await asyncio.to_thread(ctx.workspace.create, title=ctx.task.title,
                             description=ctx.task.description)
     await asyncio.to_thread(_take_uploads, ctx)
-    made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
-                                        cache_dir=ctx.settings.var_dir / "cache" / "uv")
-    # written with the first phase change, before the first model call
+    # written with the first phase change, before the first model call; the venv is made by
+    # the first tool that needs it (app.tools.venvs)
     ctx.record("started", {"attempt": attempt, "worker": ctx.worker_id,
                            "workspace": ctx.workspace.relative(ctx.workspace.root),
-                           "venv": made_with, "agent": ctx.agent.name})
-    if made_with != "existing":
-        await _default_packages(ctx)
+                           "agent": ctx.agent.name})
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
-
-
-async def _default_packages(ctx: RunContext) -> None:
-    """A fresh venv gets the agent's default packages (config.venv_packages, else
-    TASKBENCH_VENV_DEFAULT_PACKAGES) from the local wheel cache; a failure is an event, not the
-    task's end (the agent can still pip_install)."""
-    configured = (ctx.agent.config or {}).get("venv_packages")
-    packages = [str(p) for p in (configured if isinstance(configured, list)
-                                 else ctx.settings.venv_default_packages)][:MAX_PACKAGES]
-    if not packages:
-        return
-    started = time.perf_counter()
-    try:
-        code, text = await install_defaults(ctx.tool_context(), packages)
-    except ToolError as exc:
-        code, text = 1, str(exc)
-    ctx.record("venv_packages", {
-        "packages": packages, "ok": code == 0, "seconds": round(time.perf_counter() - started, 2),
-        **({} if code == 0 else {"error": text[-1000:]})})
 
 
 async def _execute(ctx: RunContext, settings: Settings) -> None:

@@ -18,6 +18,7 @@ from app.sandbox.workspace import PathRefused
 from app.tools.builtins import run_builtin
 from app.tools.errors import ToolError, ToolRefused
 from app.tools.registry import ToolContext, ToolResult, tool
+from app.tools.venvs import ensure_venv
 
 DEFAULT_ALLOWED = (
     "python", "python3", "pytest", "ls", "cat", "head", "tail", "grep", "find", "wc", "sort",
@@ -278,6 +279,7 @@ async def run_command(
         gone, shell.state.cwd = shell.state.cwd, "."
         raise ToolError(f"the shell's folder {gone} no longer exists; the shell is back in "
                         "/workspace: run the command again (or cd first)")
+    await ensure_venv(ctx)
     try:
         res = await shell.run(argv, workspace=ctx.workspace, settings=ctx.settings,
                               timeout=wall, limits=_limits(ctx))

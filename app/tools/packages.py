@@ -13,55 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from app.sandbox import fs, wheels
+from app.sandbox import fs
 from app.sandbox.jail import host_python, run_jailed
 from app.sandbox.limits import Limits
 from app.sandbox.ownership import walk
 from app.sandbox.uids import uid_for
-from app.sandbox.venv import create_venv, uv_binary, venv_is_plain
+from app.sandbox.venv import uv_binary, venv_is_plain
 from app.tools.commands import refuse
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
+from app.tools.venvs import MAX_PACKAGES, check_spec, ensure_venv
 
-MAX_PACKAGES = 20
 MAX_SCRIPT_BYTES = 1 << 20
 # The host's own way to the index (proxy, CA bundle, mirror); uv runs on the host, not jailed.
 _HOST_NET_ENV = {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
                  "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_INDEX_URL", "UV_DEFAULT_INDEX",
                  "UV_EXTRA_INDEX_URL", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS", "UV_FIND_LINKS",
                  "UV_NO_INDEX"}
-_SPEC = re.compile(
-    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?)"
-    r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
-    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!]+(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!]+)*)?$"
-)
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def check_spec(spec: str, allow: list[str], deny: list[str]) -> str | None:
-    """Why `spec` may not be installed, or None. Only names with extras and versions pass."""
-    m = _SPEC.match(spec.replace(" ", ""))
-    if not m:
-        return (f"{spec!r} is not a plain requirement (name[extras]<op>version); URLs, paths, "
-                "options and markers are not allowed")
-    name = normalize(m.group("name"))
-    if name in {normalize(d) for d in deny}:
-        return f"{name} is on the deny-list"
-    if allow and name not in {normalize(a) for a in allow}:
-        return f"{name} is not on the allow-list"
-    return None
-
-
 def _fix_shebangs(root: Path, host_exe: str) -> None:
     """Console scripts name the host python; inside the jail they must use the venv's. Runs on
     the fresh staging prefix `root` (root's, 0700); only regular single-link files of bin/ are
@@ -166,8 +138,7 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
     uv = uv_binary()
     if not uv:
         raise ToolError("uv is not available on this worker")
-    venv = ctx.workspace.venv
-    await asyncio.to_thread(create_venv, venv)  # a planted .venv link is removed, not followed
+    await ensure_venv(ctx)  # a planted .venv link is removed, not followed
     if not await asyncio.to_thread(venv_is_plain, ctx.workspace.root):
         raise await refuse(ctx, "pip_install", ".venv holds links where its folders should be")
     await ctx.emit("pip_install", {"packages": specs, "status": "started"})
@@ -177,21 +148,3 @@ async def pip_install(ctx: ToolContext, packages: list[str]) -> ToolResult:
         raise ToolError(f"uv pip install failed (exit {code}):\n{text}")
     return ToolResult(f"installed {', '.join(specs)}\n{text}".strip(),
                       {"packages": specs, "exit_code": 0})
-
-
-async def install_defaults(ctx: ToolContext, specs: list[str]) -> tuple[int, str]:
-    """The agent's default packages for a fresh venv: the shared base layer holding them
-    (built once per worker host from the local wheel cache; read-only in every jail) linked
-    into the venv by one .pth file. Nothing is installed or copied per task."""
-    for spec in specs:
-        reason = check_spec(spec, [], ctx.settings.pip_deny)
-        if reason:
-            raise ToolError(f"default package {spec!r}: {reason}")
-    try:
-        layer = await asyncio.to_thread(wheels.base_layer, ctx.settings, specs)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        raise ToolError(str(exc)) from exc
-    if layer is None:
-        return 0, ""
-    await asyncio.to_thread(wheels.link_base, ctx.workspace.root, layer)
-    return 0, f"linked the base layer {layer.name}"

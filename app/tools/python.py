@@ -10,6 +10,7 @@ from app.sandbox.jail import JAIL_WORKSPACE
 from app.tools.commands import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, _limits
 from app.tools.errors import ToolError
 from app.tools.registry import ToolContext, ToolResult, tool
+from app.tools.venvs import ensure_venv
 
 _counter = itertools.count(1)
 
@@ -36,6 +37,7 @@ async def run_python(
         await asyncio.to_thread(fs.write_text, ctx.workspace.root, rel, code)
     else:
         rel = ctx.workspace.relative(ctx.workspace.resolve(str(path), must_exist=True))
+    await ensure_venv(ctx)
     shell = ctx.services.shell
     python = "python" if shell.state.venv and fs.kind(ctx.workspace.root, shell.state.venv) \
         == "dir" else "python3"

@@ -101,7 +101,7 @@ async def test_an_offline_host_says_why_and_the_task_goes_on(
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     reset_settings()
-    llm.responder = Router().script("offline", tool_call("list_files", path="."))
+    llm.responder = Router().script("offline", tool_call("run_command", command="true"))
     task = await submit_and_run(app_client, enqueued, title="offline", complexity=2)
     assert task["status"] == "completed", task
     [event] = [e["data"] for e in await events_of(app_client, task["id"], "venv_packages")]
@@ -115,7 +115,24 @@ async def test_an_agent_can_ask_for_a_bare_venv(app_client, enqueued, llm, monke
         "name": "bare", "model": "openai/gpt-4o-mini", "min_complexity": 1,
         "max_complexity": 10, "config": {"venv_packages": []}})).json()
     assert "id" in agent, agent
-    llm.responder = Router().script("bare", tool_call("list_files", path="."))
+    llm.responder = Router().script("bare", tool_call("run_command", command="true"))
     task = await submit_and_run(app_client, enqueued, title="bare", complexity=2, agent="bare")
     assert task["status"] == "completed", task
     assert await events_of(app_client, task["id"], "venv_packages") == []
+    (made,) = [e["data"] for e in await events_of(app_client, task["id"], "venv")]
+    assert made["made_with"] in ("uv", "venv")  # the venv itself, made by the first command
+
+
+async def test_a_task_that_runs_no_python_makes_no_venv(app_client, enqueued, llm,
+                                                       monkeypatch) -> None:
+    monkeypatch.setenv("TASKBENCH_VENV_DEFAULT_PACKAGES", '["tbprobe"]')
+    reset_settings()
+    llm.responder = Router().script("words", tool_call("write_file", path="notes.md",
+                                                       content="just words"))
+    task = await submit_and_run(app_client, enqueued, title="words", complexity=2)
+    assert task["status"] == "completed", task
+    assert await events_of(app_client, task["id"], "venv") == []
+    from app.core.config import get_settings
+
+    workspaces = get_settings().workspaces_dir
+    assert any(workspaces.rglob("notes.md")) and not any(workspaces.rglob(".venv"))

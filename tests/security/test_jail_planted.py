@@ -76,6 +76,8 @@ async def test_jail_src_dir_link_is_not_staged(tmp_path: Path, host: Host) -> No
 
 async def test_jail_venv_link_is_rebuilt_on_resume(tmp_path: Path, host: Host) -> None:
     ctx, _ = make_context(tmp_path / "ws")
-    await jailed_py(ctx, f"__import__('os').symlink('{host.root}', '.venv')")
+    # (the task's venv is there: its first command made it) swapped for a link to the host
+    await jailed_py(ctx, f"__import__('shutil').rmtree('.venv'); "
+                         f"__import__('os').symlink('{host.root}', '.venv')")
     ws = Workspace(ctx.workspace.root)
     assert create_venv(ws.venv) != "existing" and venv_is_plain(ws.root)

@@ -1,8 +1,8 @@
 """An idle worker and the API do not carry libraries only some tasks need (issue 15: memory).
 
 WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf, the openai SDK, PyJWT (with the
-`cryptography` it loads), markdown-it, aiosmtplib and httpx's own CLI (rich, pygments) load on first use;
-importing the worker's task module or the API application must not pull them in.
+`cryptography` it loads), markdown-it, aiosmtplib and httpx's own CLI (rich, pygments) load on
+first use; importing the worker's task module or the API application must not pull them in.
 """
 
 from __future__ import annotations
