@@ -4,6 +4,7 @@ registration, heartbeat and sweep thread."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -79,6 +80,9 @@ def _on_child_start(**_: Any) -> None:
     # Here, not in the parent: the span exporter's thread must be this child's own.
     tracing.setup("taskbench-worker")
     _sandbox_process_init()
+    # what the child inherited lives as long as it does: out of the collector's sight, a full
+    # collection walks only what tasks made (and leaves the shared pages unwritten)
+    gc.freeze()
 
 
 def _sandbox_process_init() -> None:
