@@ -42,6 +42,7 @@ from app.web.session import (
     cookie_flags,
     csrf_for,
     new_login_nonce,
+    page_token,
     page_user,
     render,
     safe_next,
@@ -155,15 +156,8 @@ async def task_page(task_id: int, request: Request, session: SessionDep) -> Resp
                if e.type in ("pull_request", "pr_opened") and e.data.get("url")), None)
     return render(request, "task.html", {
         "user": user, "task": public, "events": events, "files": files, "pr_url": pr,
-        "token": await _page_token(session, key_id), "ended": task.status in TERMINAL_VALUES})
+        "token": await page_token(session, key_id), "ended": task.status in TERMINAL_VALUES})
 
-
-
-
-async def _page_token(session: SessionDep, key_id: int) -> str:
-    row = await session.get(ApiKeyRow, key_id)
-    assert row is not None
-    return token_for(row).access_token
 
 
 @router.get("/tasks/{task_id}/files/{path:path}")
@@ -257,4 +251,4 @@ async def scenario_page(task_id: int, request: Request, session: SessionDep) -> 
     user, key_id = await page_user(request, session)
     task = await owned_task(session, task_id, user)
     return render(request, "scenario.html", {
-        "user": user, "task": task, "token": await _page_token(session, key_id)})
+        "user": user, "task": task, "token": await page_token(session, key_id)})

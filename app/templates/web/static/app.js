@@ -114,42 +114,7 @@ function taskPage(holder) {
   }, state => { live.textContent = state; });
 }
 
-/* Scenario page: the social graph as SVG, redrawn as interactions arrive. */
-function drawGraph(svg, graph) {
-  const nodes = graph.nodes || [];
-  const w = 600, h = 420, r = Math.min(w, h) / 2 - 50;
-  const pos = {};
-  nodes.forEach((n, i) => {
-    const a = (2 * Math.PI * i) / Math.max(nodes.length, 1) - Math.PI / 2;
-    pos[n.name] = [w / 2 + r * Math.cos(a), h / 2 + r * Math.sin(a)];
-  });
-  const ns = "http://www.w3.org/2000/svg";
-  const make = (tag, attrs, text) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
-  const parts = [];
-  for (const e of graph.edges || []) {
-    if (!pos[e.a] || !pos[e.b]) continue;
-    const strength = Math.abs(Number(e.strength || 0));
-    const line = make("line", {x1: pos[e.a][0], y1: pos[e.a][1], x2: pos[e.b][0], y2: pos[e.b][1],
-      class: "edge " + (Number(e.strength || 0) < 0 ? "neg" : "pos"),
-      "stroke-width": (1 + 6 * Math.min(strength, 1)).toFixed(1), "data-a": e.a, "data-b": e.b});
-    line.append(make("title", {}, `${e.a} – ${e.b}: strength ${e.strength}, trust ${e.trust}`));
-    parts.push(line);
-  }
-  for (const n of nodes) {
-    const g = make("g", {class: "node", "data-name": n.name});
-    g.append(make("circle", {cx: pos[n.name][0], cy: pos[n.name][1], r: 10 + 20 * (n.centrality || 0)}));
-    g.append(make("text", {x: pos[n.name][0], y: pos[n.name][1] + 40, "text-anchor": "middle"}, n.name));
-    parts.push(g);
-  }
-  svg.replaceChildren(...parts);
-  svg.dataset.edges = String((graph.edges || []).length);
-}
-
+/* Scenario page: the social graph (graph.js) redrawn as interactions arrive. */
 function scenarioPage(holder) {
   const svg = document.getElementById("graph");
   const slider = document.getElementById("turn");

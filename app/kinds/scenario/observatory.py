@@ -1,0 +1,119 @@
+"""What the observatory shows of an ecosystem: read from its members, its ties and the event
+logs of its runs (nothing is stored for it).
+
+    observe(name, members, ties, runs)
+    ├── graph          nodes: the members (traits, persona, goals, emotional state in their
+    │                  latest run, degree, centrality, community, strongest ties);
+    │                  edges: the ties between members — the stored ones, or, while a run of
+    │                  the ecosystem is playing, that run's ties as of its last event (`live`)
+    ├── stats          characters, relationships (edges), interactions (non-silent ones in the
+    │                  runs read), runs, mean trust now (over the edges)
+    ├── trust_series   mean trust over the member pairs that have a tie, after each turn of each
+    │                  run (its `graph` events), oldest run first
+    └── activity       the runs, newest first, and the latest lines of their transcripts
+
+A run is (summary, events): summary {task_id, title, status, created_at}, events as
+app.kinds.scenario.replay reads them.
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any
+
+from app.kinds.scenario import replay
+from app.kinds.scenario.graph import build_graph
+from app.kinds.scenario.relationships import Ledger
+from app.models import TERMINAL_VALUES
+
+STRONGEST = 3  # ties shown per character
+FEED_LINES = 20
+
+Run = tuple[dict[str, Any], list[replay.Event]]
+
+
+def observe(*, name: str, members: list[dict[str, Any]], ties: list[dict[str, Any]],
+            runs: list[Run]) -> dict[str, Any]:
+    """The observatory's view; `runs` newest first, as the feed lists them."""
+    names = {m["name"] for m in members}
+    started = [(s, events) for s, events in runs if _has_start(events)]
+    at_end = {s["task_id"]: replay.state_at(events) for s, events in started}
+    live = next((s["task_id"] for s, _e in started if s["status"] not in TERMINAL_VALUES), None)
+    ledger = Ledger.load([t for t in ties if {t.get("a"), t.get("b")} <= names])
+    states: dict[str, str] = {}
+    for summary, _events in reversed(started):  # oldest first: the newest run's mood wins
+        states.update({n: s for n, s in at_end[summary["task_id"]].states.items()
+                       if n in names})
+    if live is not None:
+        played = at_end[live].ledger
+        ledger = Ledger({k: r for k, r in played.rels.items() if {r.a, r.b} <= names})
+    graph = build_graph(cast=members, states=states, ledger=ledger, turn=0)
+    by_name = {m["name"]: m for m in members}
+    for node in graph["nodes"]:
+        member = by_name[node["name"]]
+        node.update(id=member.get("id"), persona=member.get("persona", ""),
+                    goals=member.get("goals", []),
+                    strongest_ties=strongest(node["name"], graph["edges"]))
+    counts = {s["task_id"]: _interactions(e) for s, e in started}
+    trust_now = [float(e["trust"]) for e in graph["edges"]]
+    return {
+        "name": name,
+        "live_run": live,
+        "graph": {"nodes": graph["nodes"], "edges": graph["edges"],
+                  "metrics": graph["metrics"]},
+        "stats": {"characters": len(members), "relationships": len(graph["edges"]),
+                  "interactions": sum(counts.values()), "runs": len(runs),
+                  "mean_trust": round(fmean(trust_now), 4) if trust_now else None},
+        "trust_series": [p for s, e in reversed(started) for p in trust_points(s, e, names)],
+        "activity": {"runs": [{**s, "turns": at_end[s["task_id"]].turn
+                               if s["task_id"] in at_end else 0,
+                               "interactions": counts.get(s["task_id"], 0)} for s, _e in runs],
+                     "lines": feed(started)},
+    }
+
+
+def strongest(name: str, edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A character's ties with the most intensity (|strength|), strongest first."""
+    mine = [e for e in edges if name in (e["a"], e["b"])]
+    mine.sort(key=lambda e: (-abs(float(e["strength"])), e["b"] if e["a"] == name else e["a"]))
+    return [{"other": e["b"] if e["a"] == name else e["a"], "strength": e["strength"],
+             "trust": e["trust"], "interactions": e.get("interactions", 0)}
+            for e in mine[:STRONGEST]]
+
+
+def trust_points(summary: dict[str, Any], events: list[replay.Event],
+                 names: set[str]) -> list[dict[str, Any]]:
+    """One point per `graph` event of the run: its turn and the mean trust of member ties."""
+    points = []
+    for ev in replay.effective(events):
+        if ev["type"] != "graph":
+            continue
+        trust = [float(e["trust"]) for e in ev["data"].get("edges", [])
+                 if {e.get("a"), e.get("b")} <= names]
+        if trust:
+            points.append({"run": summary["task_id"], "turn": ev["data"].get("turn", 0),
+                           "mean_trust": round(fmean(trust), 4), "pairs": len(trust)})
+    return points
+
+
+def feed(runs: list[Run]) -> list[dict[str, Any]]:
+    """The latest transcript lines of the runs (newest run first, newest line first)."""
+    lines: list[dict[str, Any]] = []
+    for summary, events in runs:
+        for entry in reversed(replay.transcript(events)):
+            if len(lines) >= FEED_LINES:
+                return lines
+            line = replay.transcript_line({"type": entry["type"], "data": entry})
+            if line:
+                lines.append({"task_id": summary["task_id"], "turn": entry.get("turn"),
+                              "type": entry["type"], "text": line})
+    return lines
+
+
+def _interactions(events: list[replay.Event]) -> int:
+    return sum(1 for e in replay.effective(events)
+               if e["type"] == "interaction" and e["data"].get("action") != "silent")
+
+
+def _has_start(events: list[replay.Event]) -> bool:
+    return any(e["type"] == "scenario_started" for e in events)
