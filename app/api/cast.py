@@ -69,7 +69,7 @@ async def check(session: AsyncSession, user: User, definition: dict[str, Any],
                        "traits": dict(found.traits or {}), "goals": list(found.goals or []),
                        **extra})
         stored[found.name] = found.id
-    if isinstance(raw, list) or (raw is None and entries):
+    if raw is None or isinstance(raw, list):
         data["characters"] = inline  # characters that are not a list are left for validation
     if ecosystem_id is not None:
         eco = await session.get(Ecosystem, ecosystem_id)

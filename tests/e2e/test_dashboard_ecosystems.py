@@ -103,3 +103,110 @@ async def test_observatory_graph_panel_and_labels(db, enqueued, llm, browser):  
         assert answer is not None and answer.status == 404
         await other.goto(f"{url}/ecosystems")
         assert "No ecosystem yet." in await other.inner_text("#ecosystems")
+
+
+async def test_director_validates_live_starts_pauses_forks_and_compares(
+    db, enqueued, llm, browser  # noqa: F811
+):
+    import asyncio
+    import json
+
+    from tests.component.test_director_api import Gate
+    from tests.fakes.llm_server import text
+
+    SHOTS.mkdir(exist_ok=True)
+    gate = Gate("Bob", 2)
+    cast = CastResponder()
+
+    def plan(name: str, other: str):  # type: ignore[no-untyped-def]
+        def reply(turn: int, _request: dict):  # type: ignore[no-untyped-def,type-arg]
+            gate.hold(name, turn)
+            return move(other, f"{name} at turn {turn}", "collaboration", 0.6)
+        return reply
+
+    cast.plans["Ann"], cast.plans["Bob"] = plan("Ann", "Bob"), plan("Bob", "Ann")
+    cast.analyst = lambda final, _req: text(json.dumps({
+        "summary": "The nets got mended.",
+        "objectives": [{"objective": "Mend the nets", "met": True}]}))
+    llm.responder = cast
+    with live_server() as url:
+        async with api_client(url) as api:
+            eco = await make_ecosystem(api, ["Ann", "Bob", "Cy"])
+        page = await browser.new_page()
+        await sign_in(page, url)
+        await page.goto(f"{url}/ecosystems/{eco['id']}")
+        await page.click("a:text('Direct a scenario here')")
+        await page.wait_for_selector("#validity:text('Not valid yet')")
+
+        # when a scenario is composed with a bad turn count and one cast member
+        await page.fill("input[name=title]", "Nets at dawn")
+        await page.fill("textarea[name=setting]", "The pier at dawn; the nets are torn.")
+        await page.fill("textarea[name=objectives]", "Mend the nets")
+        await page.fill("input[name=turns]", "0")
+        await page.check(".cast-row[data-character='Ann'] input[type=checkbox]")
+
+        # then the API's problems appear live beside their fields, named as the API names them
+        turns = page.locator("small.problem[data-loc='body.definition.turns']")
+        await turns.wait_for()
+        assert "turns out of range" in await turns.inner_text()
+        assert "invalid" in (await page.get_attribute("input[name=turns]", "class") or "")
+        cast_problem = page.locator("small.problem[data-loc='body.definition.characters']")
+        await cast_problem.wait_for()
+        assert "at least 2" in await cast_problem.inner_text()
+        listed = await page.locator("#problems li").all_inner_texts()
+        assert any(t.startswith("body.definition.turns: turns out of range") for t in listed)
+        assert await page.is_disabled("#start")
+        await page.screenshot(path=str(SHOTS / "director-problems.png"), full_page=True)
+
+        # when the problems are fixed
+        await page.fill("input[name=turns]", "3")
+        await page.check(".cast-row[data-character='Bob'] input[type=checkbox]")
+        await page.fill("input[name=role][data-for='Bob']", "net mender")
+        await page.wait_for_selector("#validity:text('Valid: 3 turns, cast Ann, Bob')")
+        assert await page.locator("small.problem").count() == 0
+
+        # and the run is started, and paused while it plays turn 2
+        await page.click("#start")
+        await page.wait_for_selector("#run-panel:not([hidden])")
+        run = int((await page.inner_text("#run-link")).lstrip("#"))
+        worker = asyncio.ensure_future(run_enqueued(enqueued))
+        assert await asyncio.to_thread(gate.entered.wait, 60)
+        await page.click("#pause")
+        await page.wait_for_selector("#run-status:text('paused')", timeout=20_000)
+        assert await asyncio.wait_for(worker, 60) == ["paused"]
+        gate.released.set()
+        assert await page.is_disabled("#pause")
+
+        # then it resumes and plays to the end
+        await page.click("#resume")
+        await page.wait_for_selector("#run-message:text('Resumed.')")
+        await asyncio.wait_for(run_enqueued(enqueued), 60)
+        await page.wait_for_selector("#run-status:text('completed')", timeout=20_000)
+        await page.wait_for_selector("#run-turn:text('3')")
+
+        # when it is forked from turn 1 and a batch of two seeds is run
+        await page.fill("#fork-turn", "1")
+        await page.click("#fork")
+        await page.wait_for_selector("#forks li")
+        await page.fill("#batch-n", "2")
+        await page.click("#batch")
+        await page.wait_for_selector("#run-message:text('Batch of 2 seeds started.')")
+        await asyncio.wait_for(run_enqueued(enqueued), 90)
+
+        # then the outcomes of the run and its two seeds are compared in a table
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#outcomes tbody tr td:nth-child(3)')]"
+            ".map(td => td.textContent).join() === 'completed,completed,completed'",
+            timeout=20_000)
+        rows = await page.locator("#outcomes tbody tr").all_inner_texts()
+        assert str(run) in rows[0] and all("met" in r for r in rows), rows
+        assert "Mend the nets" in await page.inner_text("#outcomes thead")
+        assert (await page.inner_text("#outcome-summary")).startswith("3 of 3 runs completed")
+        await page.screenshot(path=str(SHOTS / "director-outcomes.png"), full_page=True)
+        # and the run's definition opens again in the composer, Bob's role included
+        await page.goto(f"{url}/ecosystems/{eco['id']}/director?run={run}")
+        await page.wait_for_selector("#validity:text('Valid: 3 turns')")
+        assert await page.input_value("input[name=title]") == "Nets at dawn"
+        assert await page.input_value("input[name=role][data-for='Bob']") == "net mender"
+        assert await page.is_checked(".cast-row[data-character='Bob'] input[type=checkbox]")
+        assert not await page.is_checked(".cast-row[data-character='Cy'] input[type=checkbox]")

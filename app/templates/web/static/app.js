@@ -27,6 +27,18 @@ async function api(holder, path) {
   return resp.ok ? resp.json() : null;
 }
 
+/* A JSON request to the API: {status, data} (data: the parsed body, or null). */
+async function apiSend(holder, method, path, body) {
+  const send = () => fetch(path, {method, headers: {
+    Authorization: "Bearer " + holder.dataset.token, "Content-Type": "application/json"},
+    body: body === undefined ? undefined : JSON.stringify(body)});
+  let resp = await send();
+  if (resp.status === 401) { await freshToken(holder); resp = await send(); }
+  let data = null;
+  try { data = await resp.json(); } catch (err) { /* no JSON body */ }
+  return {status: resp.status, data};
+}
+
 /* Follow /api/v1/tasks/{id}/events as SSE from `after`, calling onEvent once per event. */
 async function follow(holder, after, onEvent, onState) {
   let last = after;
