@@ -18,8 +18,10 @@ from app.api import artifacts as files_api
 from app.api import tasks as tasks_api
 from app.api.auth import api_key_row, token_for
 from app.api.deps import SessionDep, owned_task
+from app.api.participants import run_cast
 from app.auth.tokens import SESSION_AUDIENCE, mint
 from app.core.config import get_settings
+from app.kinds.scenario import replay
 from app.models import (
     RUNNING_VALUES,
     TERMINAL_VALUES,
@@ -250,5 +252,9 @@ async def workers_page(request: Request, session: SessionDep) -> Response:
 async def scenario_page(task_id: int, request: Request, session: SessionDep) -> Response:
     user, key_id = await page_user(request, session)
     task = await owned_task(session, task_id, user)
+    cast = run_cast(task, await replay.load_events(session, task_id))
+    ecosystem = ((task.spec or {}).get("inputs") or {}).get("ecosystem")
     return render(request, "scenario.html", {
-        "user": user, "task": task, "token": await page_token(session, key_id)})
+        "user": user, "task": task, "token": await page_token(session, key_id), "cast": cast,
+        "ended": task.status in TERMINAL_VALUES,
+        "ecosystem": ecosystem if isinstance(ecosystem, int) else None})

@@ -210,3 +210,60 @@ async def test_director_validates_live_starts_pauses_forks_and_compares(
         assert await page.input_value("input[name=role][data-for='Bob']") == "net mender"
         assert await page.is_checked(".cast-row[data-character='Bob'] input[type=checkbox]")
         assert not await page.is_checked(".cast-row[data-character='Cy'] input[type=checkbox]")
+
+
+async def test_participant_speaks_and_the_answer_shows_live(db, enqueued, llm, browser):  # noqa: F811
+    import asyncio
+
+    from tests.component.test_director_api import Gate
+    from tests.factories.scenario import HARBOUR
+
+    SHOTS.mkdir(exist_ok=True)
+    gate = Gate("Bob", 1)  # the run waits in turn 1 while the participant speaks
+
+    def ann(turn: int, request: dict):  # type: ignore[no-untyped-def,type-arg]
+        if "A visitor" in request["messages"][1]["content"]:
+            return move("user", "Of course, take two.", "support", 0.9, "generous")
+        return move("Bob", f"Nets, Bob (turn {turn}).", "chat", 0.3)
+
+    def bob(turn: int, _request: dict):  # type: ignore[no-untyped-def,type-arg]
+        gate.hold("Bob", turn)
+        return move("Ann", f"Aye (turn {turn}).", "chat", 0.3)
+
+    cast = CastResponder()
+    cast.plans["Ann"], cast.plans["Bob"] = ann, bob
+    llm.responder = cast
+    with live_server() as url:
+        async with api_client(url) as api:
+            eco = await make_ecosystem(api, ["Ann", "Bob"])
+            run = await start_in_ecosystem(api, eco["id"], {**HARBOUR, "turns": 3})
+        page = await browser.new_page()
+        await sign_in(page, url)
+        await page.goto(f"{url}/scenarios/runs/{run}")
+        await page.evaluate("window.__sameDocument = true")
+        worker = asyncio.ensure_future(run_enqueued(enqueued))
+        assert await asyncio.to_thread(gate.entered.wait, 60)
+        await page.wait_for_selector("#transcript li[data-actor='Ann']:has-text('turn 1')")
+
+        # when the participant speaks to Ann while the run is in turn 1
+        await page.select_option("#speak select[name=to]", "Ann")
+        await page.fill("#speak textarea[name=content]", "Can you spare a fish?")
+        await page.click("#speak button[type=submit]")
+        await page.wait_for_selector("#speak-status:text('Said to Ann')")
+        await page.wait_for_selector("#waiting-messages li:has-text('Can you spare a fish?')")
+        gate.released.set()
+        await asyncio.wait_for(worker, 90)
+
+        # then at turn 2 the message, Ann's answer and the tie it moved appear in the transcript
+        answer = page.locator("#transcript li[data-actor='Ann'][data-target='user']")
+        await answer.wait_for(timeout=20_000)
+        assert "[turn 2] Ann → user: Of course, take two." in await answer.inner_text()
+        tie = await answer.locator("span.ties[data-with='user']").inner_text()
+        assert tie.startswith("tie with user: strength 0.") and "(+0." in tie, tie
+        said = page.locator("#transcript li.t-user_message")
+        assert await said.inner_text() == "[turn 2] You (user) → Ann: Can you spare a fish?"
+        await page.wait_for_selector("#task-status:text('completed')", timeout=20_000)
+        assert await page.evaluate("window.__sameDocument") is True
+        await page.screenshot(path=str(SHOTS / "participant.png"), full_page=True)
+        # and once the run has ended there is nobody to speak to
+        assert await page.locator("#participant").count() == 0

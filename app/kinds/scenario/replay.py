@@ -111,11 +111,22 @@ def transcript_line(ev: Event) -> str | None:
 
 
 def transcript(events: list[Event]) -> list[dict[str, Any]]:
-    """The dialogue as entries: narration, user messages and interactions, in order."""
-    out = []
+    """The dialogue as entries: narration, user messages and interactions, in order; each
+    interaction carries the ties it moved (`ties`: with whom, strength and trust after it, and
+    by how much each changed), from the `relationship` events written with it."""
+    out: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
     for ev in effective(events):
+        d = ev["data"]
         if ev["type"] in ("narration", "user_message", "interaction"):
-            out.append({"seq": ev["seq"], "type": ev["type"], **ev["data"]})
+            out.append({"seq": ev["seq"], "type": ev["type"], **d})
+            last = out[-1] if ev["type"] == "interaction" else None
+        elif ev["type"] == "relationship" and last is not None and last.get("actor") in (
+                d.get("a"), d.get("b")) and last.get("turn") == d.get("turn"):
+            other = d["b"] if d.get("a") == last["actor"] else d.get("a")
+            last.setdefault("ties", []).append({
+                "with": other, "strength": d.get("strength"), "trust": d.get("trust"),
+                "delta": d.get("delta") or {}})
     return out
 
 

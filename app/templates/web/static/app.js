@@ -127,12 +127,64 @@ function taskPage(holder) {
 }
 
 /* Scenario page: the social graph (graph.js) redrawn as interactions arrive. */
+const signedDelta = v => (Number(v) >= 0 ? "+" : "") + Number(v).toFixed(2);
+
+/* One transcript entry: narration, a participant's message, or a move with the ties it moved. */
+function transcriptItem(x) {
+  const li = el("li", {class: "t-" + x.type, "data-seq": x.seq});
+  if (x.type === "user_message") {
+    li.textContent = `[turn ${x.turn}] You (user) → ${x.target || "everyone"}: ${x.content}`;
+    return li;
+  }
+  li.textContent = `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`;
+  if (x.actor) li.dataset.actor = x.actor;
+  if (x.target) li.dataset.target = x.target;
+  for (const t of x.ties || []) {
+    const d = t.delta || {};
+    li.append(" ", el("span", {class: "ties", "data-with": t.with},
+      `tie with ${t.with}: strength ${Number(t.strength).toFixed(2)} (${signedDelta(d.strength || 0)}), ` +
+      `trust ${Number(t.trust).toFixed(2)} (${signedDelta(d.trust || 0)})`));
+  }
+  return li;
+}
+
+/* The participant's form: POST /api/v1/scenarios/runs/{id}/messages; messages not yet taken by
+   a turn are listed until the run takes them. */
+function participant(holder, base) {
+  const form = document.getElementById("speak");
+  if (!form) return async () => {};
+  const said = document.getElementById("speak-status");
+  const waiting = document.getElementById("waiting-messages");
+  const refresh = async () => {
+    const messages = await api(holder, `/api/v1/tasks/${holder.dataset.task}/messages`);
+    waiting.replaceChildren(...(messages || []).filter(m => !m.delivered_at).map(m =>
+      el("li", {class: "muted"}, `waiting for the next turn: to ${m.target || "everyone"}: ${m.content}`)));
+  };
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = {to: form.to.value, content: form.content.value};
+    const {status, data} = await apiSend(holder, "POST", base + "/messages", body);
+    if (status === 201) {
+      said.textContent = `Said to ${body.to === "all" ? "everyone" : body.to}; the answer comes at the next turn.`;
+      form.content.value = "";
+    } else {
+      const detail = data && data.detail;
+      said.textContent = Array.isArray(detail) ? detail.map(d => (d.loc || []).join(".") + ": " + d.msg).join("; ")
+                                               : String(detail || "error " + status);
+    }
+    refresh();
+  });
+  refresh();
+  return refresh;
+}
+
 function scenarioPage(holder) {
   const svg = document.getElementById("graph");
   const slider = document.getElementById("turn");
   const label = document.getElementById("turn-label");
   const transcript = document.getElementById("transcript");
   const base = `/api/v1/scenarios/runs/${holder.dataset.task}`;
+  const inbox = participant(holder, base);
   let latest = true, pending = null;
   const load = async () => {
     const turn = latest ? "" : `?turn=${slider.value}`;
@@ -143,16 +195,21 @@ function scenarioPage(holder) {
       label.textContent = latest ? `latest (turn ${graph.turn})` : `turn ${slider.value}`;
     }
     const script = await api(holder, base + "/transcript");
-    if (script) {
-      transcript.replaceChildren(...(script.entries || []).map(x =>
-        el("li", {}, `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`)));
-    }
+    if (script) transcript.replaceChildren(...(script.entries || []).map(transcriptItem));
+    await inbox();
   };
   slider.addEventListener("input", () => { latest = Number(slider.value) >= Number(slider.max); load(); });
   load();
   follow(holder, 0, e => {
-    if (e.type === "status") document.getElementById("task-status").textContent = e.data.status;
-    if (!["interaction", "relationship", "graph", "narration", "turn", "status"].includes(e.type)) return;
+    if (e.type === "status") {
+      document.getElementById("task-status").textContent = e.data.status;
+      if (ENDED.has(e.data.status)) {
+        const speak = document.getElementById("participant");
+        if (speak) speak.remove();
+      }
+    }
+    if (!["interaction", "relationship", "graph", "narration", "turn", "status", "user_message",
+          "message"].includes(e.type)) return;
     clearTimeout(pending);
     pending = setTimeout(load, 150);  // coalesce a burst of a turn's events into one redraw
   }, () => {});
