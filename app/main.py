@@ -22,6 +22,7 @@ from app.api import (
     auth,
     characters,
     health,
+    inline_runs,
     metrics,
     observatory,
     openapi,
@@ -138,8 +139,8 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     )
     add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, scenarios, participants, characters, observatory,
-                   templates, auth, metrics):
+    for module in (tasks, artifacts, agents, scenarios, inline_runs, participants, characters,
+                   observatory, templates, auth, metrics):
         api.include_router(module.router, responses=openapi.ERRORS)
     api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)

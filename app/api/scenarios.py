@@ -1,5 +1,6 @@
 """/scenarios: list and validate scenarios, start runs, forks, batches and one-off interactions,
 and read a run's graph, transcript, relationships and whole export — all from its event log.
+(A scenario given whole, its cast from stored characters: app.api.inline_runs.)
 
 A run, a fork, a batch member and a one-off interaction are each an ordinary task of kind
 `scenario` (forks, batch members and interactions have the run they came from as parent).
@@ -15,11 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.api import cast
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.templates import find, read_body, unprocessable
 from app.kinds.scenario import outcomes, replay, store
-from app.kinds.scenario.schema import MAX_TURNS, Problem, Scenario, validate
+from app.kinds.scenario.schema import MAX_TURNS, Scenario
 from app.models import Task, TaskCreate, TaskKind, User
 from app.models.task import Budget, Notify
 from app.submit import SubmissionError, submit_task
@@ -37,15 +37,6 @@ class RunCreate(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     notify: Notify = Field(default_factory=Notify)
     budget: Budget | None = None
-
-
-class InlineRunCreate(RunCreate):
-    definition: dict[str, Any] = Field(description=(
-        "A whole scenario; `cast: [{character: \"Ann\"}]` casts your stored characters by "
-        "name (beside or instead of inline `characters`)"))
-    ecosystem: int | None = Field(default=None, ge=1, le=2**62, description=(
-        "An ecosystem of yours: its current relationships are the run's starting ties, and "
-        "the run writes its ties back when it ends"))
 
 
 class ForkCreate(RunCreate):
@@ -83,8 +74,9 @@ def estimate(scenario: Scenario) -> tuple[int, Budget]:
                               max_tokens=min(steps * TOKENS_PER_CALL, 100_000_000))
 
 
-async def _submit(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
-                  inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
+async def submit_run(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
+                     inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
+    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given)."""
     complexity, budget = estimate(scenario)
     task_in = TaskCreate(
         title=f"Scenario: {scenario.title}"[:300], kind=TaskKind.scenario, scenario=scenario.name,
@@ -147,65 +139,8 @@ async def start_run(name: str, body: RunCreate, session: SessionDep, user: Curre
     """Start a run of scenario `name`: a task of kind `scenario`; returns its id."""
     definition = await _definition(session, name)
     scenario = _checked(name, body.overrides, definition)
-    return await _submit(session, user, scenario, body, {
+    return await submit_run(session, user, scenario, body, {
         "overrides": body.overrides, "seed": body.seed, "definition": definition})
-
-
-class RunCheck(BaseModel):
-    """What POST /scenarios/runs would say of a body, without starting anything."""
-
-    valid: bool
-    problems: list[dict[str, Any]] = Field(description=(
-        "the 422's `detail` that POST /scenarios/runs would answer: {loc, msg, type}, loc "
-        "from `body` (a cast character's problem points at its `cast` entry); empty if valid"))
-    turns: int | None = None
-    characters: list[str] = Field(default_factory=list, description="the cast, in order")
-    complexity: int | None = Field(default=None, description="the estimate the run would get")
-    budget: Budget | None = None
-
-
-async def _inline(session: AsyncSession, user: User, body: InlineRunCreate
-                  ) -> tuple[dict[str, Any], dict[str, int], Scenario | None, list[Problem]]:
-    """The run POST /scenarios/runs would start (the definition with its cast inline, the
-    stored cast, the scenario), or every problem found, located as its 422 names them."""
-    definition, stored, problems = await cast.check(session, user, body.definition,
-                                                    body.ecosystem)
-    scenario, found = validate(definition)
-    if problems:  # a cast entry left out: the cast's size is not a problem of its own
-        found = [p for p in found if p["loc"] != ["characters"]]
-    problems += [{"loc": ["body", "definition", *cast.definition_loc(body.definition, p["loc"])],
-                  "msg": p["msg"], "type": "value_error"} for p in found]
-    if scenario is None or problems:
-        return definition, stored, None, problems
-    scenario, found = store.check_request(scenario.name, body.overrides, definition)
-    return definition, stored, scenario, [
-        {"loc": ["body", *p["loc"]], "msg": p["msg"], "type": "value_error"} for p in found]
-
-
-@router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated)
-async def start_inline_run(body: InlineRunCreate, session: SessionDep, user: CurrentUser
-                           ) -> RunCreated:
-    """Run a scenario given whole, casting stored characters by name; returns the task id."""
-    definition, stored, scenario, problems = await _inline(session, user, body)
-    if scenario is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
-    return await _submit(session, user, scenario, body, {
-        "overrides": body.overrides, "seed": body.seed, "definition": definition,
-        "stored_cast": stored, "ecosystem": body.ecosystem})
-
-
-@router.post("/runs/validate", response_model=RunCheck)
-async def validate_run(body: InlineRunCreate, session: SessionDep, user: CurrentUser
-                       ) -> RunCheck:
-    """Check a POST /scenarios/runs body without starting a run: the same problems, named the
-    same way, as the 422 the start would answer (the dashboard's director validates live)."""
-    _definition, _stored, scenario, problems = await _inline(session, user, body)
-    if scenario is None:
-        return RunCheck(valid=False, problems=problems)
-    complexity, budget = estimate(scenario)
-    return RunCheck(valid=True, problems=[], turns=scenario.turn_count,
-                    characters=scenario.cast, complexity=body.complexity or complexity,
-                    budget=body.budget or budget)
 
 
 async def _run(session: AsyncSession, task_id: int, user: User) -> tuple[Task, list[replay.Event]]:
@@ -230,7 +165,7 @@ async def _child(session: AsyncSession, user: User, task_id: int, body: RunCreat
     scenario = _checked(base["name"], body.overrides, base)
     inputs = {"overrides": body.overrides, "seed": body.seed, "definition": base,
               "fork_of": task_id, **extra}
-    return await _submit(session, user, scenario, body, inputs, parent_id=task_id)
+    return await submit_run(session, user, scenario, body, inputs, parent_id=task_id)
 
 
 @router.post("/runs/{task_id}/fork", status_code=status.HTTP_201_CREATED,
