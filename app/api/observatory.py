@@ -54,7 +54,8 @@ async def observe_ecosystem(
         assert task.id is not None
         summary = {"task_id": task.id, "title": task.title, "status": task.status,
                    "created_at": task.created_at.isoformat()}
-        read.append((summary, await replay.load_events(session, task.id)))
+        read.append((summary, await replay.load_events(session, task.id,
+                                                       observatory.EVENT_TYPES)))
     view = observatory.observe(name=eco.name, members=await members_of(session, eco),
                                ties=list(eco.relationships or []), runs=read)
     return {"id": eco.id, **view}

@@ -102,6 +102,7 @@ async def _task_row(task_id: int) -> Task:
     return task
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_run_paused_mid_turn_goes_on_from_its_last_turn(app_client, enqueued, llm):
     # given a three-turn run of Ann and Bob in an ecosystem, held in Bob's move of turn 2
     eco = await make_ecosystem(app_client, ["Ann", "Bob"])

@@ -8,8 +8,8 @@ logs of its runs (nothing is stored for it).
     │                  the ecosystem is playing, that run's ties as of its last event (`live`)
     ├── stats          characters, relationships (edges), interactions (non-silent ones in the
     │                  runs read), runs, mean trust now (over the edges)
-    ├── trust_series   mean trust over the member pairs that have a tie, after each turn of each
-    │                  run (its `graph` events), oldest run first
+    ├── trust_series   mean trust over the member pairs that have a tie, at the start and after
+    │                  each finished turn of each run, oldest run first
     └── activity       the runs, newest first, and the latest lines of their transcripts
 
 A run is (summary, events): summary {task_id, title, status, created_at}, events as
@@ -18,18 +18,58 @@ app.kinds.scenario.replay reads them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
 from app.kinds.scenario import replay
 from app.kinds.scenario.graph import build_graph
-from app.kinds.scenario.relationships import Ledger
+from app.kinds.scenario.relationships import Ledger, Relationship
 from app.models import TERMINAL_VALUES
 
 STRONGEST = 3  # ties shown per character
 FEED_LINES = 20
+# what the view reads of a run's log (the big ones — graphs, analyses, model calls — it does
+# without: the ties and the trust after each turn follow from the relationship events)
+EVENT_TYPES = ("scenario_started", "scenario_turn", "narration", "user_message", "interaction",
+               "relationship")
 
 Run = tuple[dict[str, Any], list[replay.Event]]
+
+
+@dataclass
+class Played:
+    """What the view takes from one run's log: its state at the end, the mean trust of member
+    ties after each turn, and its non-silent interactions."""
+
+    state: replay.RunState
+    trust: list[dict[str, Any]]
+    interactions: int
+
+
+def played(task_id: int, events: list[replay.Event], names: set[str]) -> Played:
+    events = replay.effective(events)
+    ledger = Ledger.load(replay.started(events).get("relationships", []))
+    points = [_point(task_id, 0, ledger, names)]
+    interactions = 0
+    for ev in events:
+        data = ev["data"]
+        if ev["type"] == "relationship":
+            ledger.set(Relationship.from_dict(data))
+        elif ev["type"] == "interaction" and data.get("action") != "silent":
+            interactions += 1
+        elif ev["type"] == "scenario_turn" and data.get("phase") == "end":
+            points.append(_point(task_id, data.get("turn", 0), ledger, names))
+    return Played(state=replay.state_at(events), interactions=interactions,
+                  trust=[p for p in points if p is not None])
+
+
+def _point(task_id: int, turn: int, ledger: Ledger, names: set[str]) -> dict[str, Any] | None:
+    trust = [r.trust for r in ledger.rels.values() if {r.a, r.b} <= names]
+    if not trust:
+        return None
+    return {"run": task_id, "turn": turn, "mean_trust": round(fmean(trust), 4),
+            "pairs": len(trust)}
 
 
 def observe(*, name: str, members: list[dict[str, Any]], ties: list[dict[str, Any]],
@@ -37,16 +77,16 @@ def observe(*, name: str, members: list[dict[str, Any]], ties: list[dict[str, An
     """The observatory's view; `runs` newest first, as the feed lists them."""
     names = {m["name"] for m in members}
     started = [(s, events) for s, events in runs if _has_start(events)]
-    at_end = {s["task_id"]: replay.state_at(events) for s, events in started}
+    facts = {s["task_id"]: played(s["task_id"], events, names) for s, events in started}
     live = next((s["task_id"] for s, _e in started if s["status"] not in TERMINAL_VALUES), None)
     ledger = Ledger.load([t for t in ties if {t.get("a"), t.get("b")} <= names])
     states: dict[str, str] = {}
     for summary, _events in reversed(started):  # oldest first: the newest run's mood wins
-        states.update({n: s for n, s in at_end[summary["task_id"]].states.items()
+        states.update({n: s for n, s in facts[summary["task_id"]].state.states.items()
                        if n in names})
     if live is not None:
-        played = at_end[live].ledger
-        ledger = Ledger({k: r for k, r in played.rels.items() if {r.a, r.b} <= names})
+        rels = facts[live].state.ledger.rels
+        ledger = Ledger({k: r for k, r in rels.items() if {r.a, r.b} <= names})
     graph = build_graph(cast=members, states=states, ledger=ledger, turn=0)
     by_name = {m["name"]: m for m in members}
     for node in graph["nodes"]:
@@ -54,7 +94,6 @@ def observe(*, name: str, members: list[dict[str, Any]], ties: list[dict[str, An
         node.update(id=member.get("id"), persona=member.get("persona", ""),
                     goals=member.get("goals", []),
                     strongest_ties=strongest(node["name"], graph["edges"]))
-    counts = {s["task_id"]: _interactions(e) for s, e in started}
     trust_now = [float(e["trust"]) for e in graph["edges"]]
     return {
         "name": name,
@@ -62,12 +101,14 @@ def observe(*, name: str, members: list[dict[str, Any]], ties: list[dict[str, An
         "graph": {"nodes": graph["nodes"], "edges": graph["edges"],
                   "metrics": graph["metrics"]},
         "stats": {"characters": len(members), "relationships": len(graph["edges"]),
-                  "interactions": sum(counts.values()), "runs": len(runs),
+                  "interactions": sum(f.interactions for f in facts.values()),
+                  "runs": len(runs),
                   "mean_trust": round(fmean(trust_now), 4) if trust_now else None},
-        "trust_series": [p for s, e in reversed(started) for p in trust_points(s, e, names)],
-        "activity": {"runs": [{**s, "turns": at_end[s["task_id"]].turn
-                               if s["task_id"] in at_end else 0,
-                               "interactions": counts.get(s["task_id"], 0)} for s, _e in runs],
+        "trust_series": [p for s, _e in reversed(started) for p in facts[s["task_id"]].trust],
+        "activity": {"runs": [{**s, "turns": facts[s["task_id"]].state.turn
+                               if s["task_id"] in facts else 0,
+                               "interactions": facts[s["task_id"]].interactions
+                               if s["task_id"] in facts else 0} for s, _e in runs],
                      "lines": feed(started)},
     }
 
@@ -79,21 +120,6 @@ def strongest(name: str, edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"other": e["b"] if e["a"] == name else e["a"], "strength": e["strength"],
              "trust": e["trust"], "interactions": e.get("interactions", 0)}
             for e in mine[:STRONGEST]]
-
-
-def trust_points(summary: dict[str, Any], events: list[replay.Event],
-                 names: set[str]) -> list[dict[str, Any]]:
-    """One point per `graph` event of the run: its turn and the mean trust of member ties."""
-    points = []
-    for ev in replay.effective(events):
-        if ev["type"] != "graph":
-            continue
-        trust = [float(e["trust"]) for e in ev["data"].get("edges", [])
-                 if {e.get("a"), e.get("b")} <= names]
-        if trust:
-            points.append({"run": summary["task_id"], "turn": ev["data"].get("turn", 0),
-                           "mean_trust": round(fmean(trust), 4), "pairs": len(trust)})
-    return points
 
 
 def feed(runs: list[Run]) -> list[dict[str, Any]]:
@@ -108,11 +134,6 @@ def feed(runs: list[Run]) -> list[dict[str, Any]]:
                 lines.append({"task_id": summary["task_id"], "turn": entry.get("turn"),
                               "type": entry["type"], "text": line})
     return lines
-
-
-def _interactions(events: list[replay.Event]) -> int:
-    return sum(1 for e in replay.effective(events)
-               if e["type"] == "interaction" and e["data"].get("action") != "silent")
 
 
 def _has_start(events: list[replay.Event]) -> bool:
