@@ -48,19 +48,26 @@ class Played:
 
 
 def played(task_id: int, events: list[replay.Event], names: set[str]) -> Played:
+    """One pass over the run's log (what replay.state_at would say, without its transcript)."""
     events = replay.effective(events)
-    ledger = Ledger.load(replay.started(events).get("relationships", []))
+    start = replay.started(events)
+    ledger = Ledger.load(start.get("relationships", []))
+    state = replay.RunState(states={c["name"]: c.get("emotional_state", "")
+                                    for c in start["scenario"]["characters"]}, ledger=ledger)
     points = [_point(task_id, 0, ledger, names)]
     interactions = 0
     for ev in events:
         data = ev["data"]
         if ev["type"] == "relationship":
             ledger.set(Relationship.from_dict(data))
-        elif ev["type"] == "interaction" and data.get("action") != "silent":
-            interactions += 1
+        elif ev["type"] == "interaction":
+            interactions += data.get("action") != "silent"
+            if data.get("emotional_state"):
+                state.states[data["actor"]] = data["emotional_state"]
         elif ev["type"] == "scenario_turn" and data.get("phase") == "end":
+            state.turn = max(state.turn, data.get("turn", 0))
             points.append(_point(task_id, data.get("turn", 0), ledger, names))
-    return Played(state=replay.state_at(events), interactions=interactions,
+    return Played(state=state, interactions=interactions,
                   trust=[p for p in points if p is not None])
 
 

@@ -165,6 +165,7 @@ function directorPage(holder) {
     clearTimeout(poll);
     if (run === null) return;
     const task = await api(holder, `/api/v1/tasks/${run}`);
+    let busy = true;
     if (task) {
       const status = document.getElementById("run-status");
       status.textContent = task.status; status.className = "status s-" + task.status;
@@ -174,13 +175,15 @@ function directorPage(holder) {
       if (script) document.getElementById("run-turn").textContent = String(script.turns);
       const def = ((task.spec || {}).inputs || {}).definition || {};
       document.getElementById("run-turns").textContent = String(def.turns ?? "?");
-      if (task.children.length || batchAsked) await outcomes();
+      const unfinished = task.children.length || batchAsked ? await outcomes() : 0;
+      busy = !ENDED.has(task.status) || unfinished > 0;
     }
-    poll = setTimeout(refresh, 1500);
+    poll = setTimeout(refresh, busy ? 1500 : 6000);  // an ended run and batch: seldom
   };
   const outcomes = async () => {
     const out = await api(holder, `/api/v1/scenarios/runs/${run}/outcomes`);
-    if (!out || out.runs.total < 2) return;
+    if (!out) return 0;
+    if (out.runs.total < 2) return out.runs.unfinished;
     const table = document.getElementById("outcomes");
     const objectives = out.objectives.map(o => o.objective);
     const head = table.querySelector("thead tr");
@@ -201,6 +204,7 @@ function directorPage(holder) {
     document.getElementById("outcome-summary").textContent =
       `${runs.completed} of ${runs.total} runs completed, ${runs.failed} failed, ${runs.unfinished} unfinished; ` +
       `interactions per run: mean ${out.interactions.mean ?? "—"} (min ${out.interactions.min ?? "—"}, max ${out.interactions.max ?? "—"}).`;
+    return runs.unfinished;
   };
   const act = async (label, method, path, body) => {
     const {status, data} = await apiSend(holder, method, path, body);
