@@ -210,6 +210,16 @@ async def test_director_validates_live_starts_pauses_forks_and_compares(
         assert await page.input_value("input[name=role][data-for='Bob']") == "net mender"
         assert await page.is_checked(".cast-row[data-character='Bob'] input[type=checkbox]")
         assert not await page.is_checked(".cast-row[data-character='Cy'] input[type=checkbox]")
+        # and a shipped template opens in the composer, its own cast kept as more fields
+        await page.select_option("#load-template", "workplace_negotiation")
+        await page.wait_for_selector(
+            "#validity:text('Valid: 5 turns, cast Dana, Marcus, Priya, Tom')")
+        assert '"characters"' in await page.input_value("textarea[name=more]")
+        # with Ann cast beside them, the cast grows; a broken "more" is named before sending
+        await page.check(".cast-row[data-character='Ann'] input[type=checkbox]")
+        await page.wait_for_selector("#validity:text('cast Dana, Marcus, Priya, Tom, Ann')")
+        await page.fill("textarea[name=more]", "{not json")
+        await page.wait_for_selector("#problems li[data-loc='more']:has-text('not valid JSON')")
 
 
 async def test_participant_speaks_and_the_answer_shows_live(db, enqueued, llm, browser):  # noqa: F811
@@ -267,13 +277,3 @@ async def test_participant_speaks_and_the_answer_shows_live(db, enqueued, llm, b
         await page.screenshot(path=str(SHOTS / "participant.png"), full_page=True)
         # and once the run has ended there is nobody to speak to
         assert await page.locator("#participant").count() == 0
-        # and a shipped template opens in the composer, its own cast kept as more fields
-        await page.select_option("#load-template", "workplace_negotiation")
-        await page.wait_for_selector(
-            "#validity:text('Valid: 5 turns, cast Dana, Marcus, Priya, Tom')")
-        assert '"characters"' in await page.input_value("textarea[name=more]")
-        # with Ann cast beside them, the cast grows; a broken "more" is named before sending
-        await page.check(".cast-row[data-character='Ann'] input[type=checkbox]")
-        await page.wait_for_selector("#validity:text('cast Dana, Marcus, Priya, Tom, Ann')")
-        await page.fill("textarea[name=more]", "{not json")
-        await page.wait_for_selector("#problems li[data-loc='more']:has-text('not valid JSON')")
