@@ -23,8 +23,11 @@ from app.api import (
     auth,
     characters,
     health,
+    inline_runs,
     metrics,
+    observatory,
     openapi,
+    participants,
     scenarios,
     stream,
     tasks,
@@ -40,6 +43,7 @@ from app.core.db import dispose_engines, session_scope
 from app.core.tracing_asgi import TraceRequests
 from app.ops.seed import seed_agents
 from app.ops.sweeper import sweep_once
+from app.web import ecosystem_pages
 from app.web import pages as dashboard
 
 log = logging.getLogger(__name__)
@@ -141,7 +145,8 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     )
     add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (tasks, artifacts, agents, scenarios, characters, templates, auth, metrics):
+    for module in (tasks, artifacts, agents, scenarios, inline_runs, participants, characters,
+                   observatory, templates, auth, metrics):
         api.include_router(module.router, responses=openapi.ERRORS)
     api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)
@@ -151,6 +156,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     openapi.install(app)
     app.include_router(metrics.metrics_router)
     app.include_router(dashboard.router)
+    app.include_router(ecosystem_pages.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "web" / "static"), name="static")
     app.add_middleware(RetryTransient)  # innermost: sees the endpoint's own exceptions
     app.add_middleware(BodyLimit)

@@ -52,6 +52,10 @@ async def owned_character(session: AsyncSession, character_id: int, user: User) 
     return await _owned(session, Character, character_id, user, "character")
 
 
+async def owned_ecosystem(session: AsyncSession, ecosystem_id: int, user: User) -> Ecosystem:
+    return await _owned(session, Ecosystem, ecosystem_id, user, "ecosystem")
+
+
 @router.post("/characters", status_code=status.HTTP_201_CREATED, response_model=CharacterPublic)
 async def create_character(body: CharacterCreate, user: CurrentUser) -> CharacterPublic:
     """A character of yours: name (unique among yours), persona, Big Five traits (0–1), goals."""
@@ -168,5 +172,4 @@ async def list_ecosystems(session: SessionDep, user: CurrentUser) -> EcosystemsP
 @router.get("/ecosystems/{ecosystem_id}", response_model=EcosystemPublic)
 async def get_ecosystem(ecosystem_id: int, session: SessionDep,
                         user: CurrentUser) -> EcosystemPublic:
-    eco = await _owned(session, Ecosystem, ecosystem_id, user, "ecosystem")
-    return await _ecosystem_public(session, eco)
+    return await _ecosystem_public(session, await owned_ecosystem(session, ecosystem_id, user))

@@ -1,5 +1,6 @@
 """/scenarios: list and validate scenarios, start runs, forks, batches and one-off interactions,
 and read a run's graph, transcript, relationships and whole export — all from its event log.
+(A scenario given whole, its cast from stored characters: app.api.inline_runs.)
 
 A run, a fork, a batch member and a one-off interaction are each an ordinary task of kind
 `scenario` (forks, batch members and interactions have the run they came from as parent).
@@ -15,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.api import cast
 from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.templates import find, read_body, unprocessable
 from app.kinds.scenario import outcomes, replay, store
@@ -37,15 +37,6 @@ class RunCreate(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
     notify: Notify = Field(default_factory=Notify)
     budget: Budget | None = None
-
-
-class InlineRunCreate(RunCreate):
-    definition: dict[str, Any] = Field(description=(
-        "A whole scenario; `cast: [{character: \"Ann\"}]` casts your stored characters by "
-        "name (beside or instead of inline `characters`)"))
-    ecosystem: int | None = Field(default=None, ge=1, le=2**62, description=(
-        "An ecosystem of yours: its current relationships are the run's starting ties, and "
-        "the run writes its ties back when it ends"))
 
 
 class ForkCreate(RunCreate):
@@ -83,8 +74,9 @@ def estimate(scenario: Scenario) -> tuple[int, Budget]:
                               max_tokens=min(steps * TOKENS_PER_CALL, 100_000_000))
 
 
-async def _submit(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
-                  inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
+async def submit_run(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
+                     inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
+    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given)."""
     complexity, budget = estimate(scenario)
     task_in = TaskCreate(
         title=f"Scenario: {scenario.title}"[:300], kind=TaskKind.scenario, scenario=scenario.name,
@@ -147,20 +139,8 @@ async def start_run(name: str, body: RunCreate, session: SessionDep, user: Curre
     """Start a run of scenario `name`: a task of kind `scenario`; returns its id."""
     definition = await _definition(session, name)
     scenario = _checked(name, body.overrides, definition)
-    return await _submit(session, user, scenario, body, {
+    return await submit_run(session, user, scenario, body, {
         "overrides": body.overrides, "seed": body.seed, "definition": definition})
-
-
-@router.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated)
-async def start_inline_run(body: InlineRunCreate, session: SessionDep, user: CurrentUser
-                           ) -> RunCreated:
-    """Run a scenario given whole, casting stored characters by name; returns the task id."""
-    definition, stored = await cast.resolve(session, user, body.definition, body.ecosystem)
-    name = str(definition.get("name") or "inline")
-    scenario = _checked(name, body.overrides, definition)
-    return await _submit(session, user, scenario, body, {
-        "overrides": body.overrides, "seed": body.seed, "definition": definition,
-        "stored_cast": stored, "ecosystem": body.ecosystem})
 
 
 async def _run(session: AsyncSession, task_id: int, user: User) -> tuple[Task, list[replay.Event]]:
@@ -185,7 +165,7 @@ async def _child(session: AsyncSession, user: User, task_id: int, body: RunCreat
     scenario = _checked(base["name"], body.overrides, base)
     inputs = {"overrides": body.overrides, "seed": body.seed, "definition": base,
               "fork_of": task_id, **extra}
-    return await _submit(session, user, scenario, body, inputs, parent_id=task_id)
+    return await submit_run(session, user, scenario, body, inputs, parent_id=task_id)
 
 
 @router.post("/runs/{task_id}/fork", status_code=status.HTTP_201_CREATED,

@@ -1,4 +1,4 @@
-"""/tasks: submit, list, read, cancel, follow events, message the agent."""
+"""/tasks: submit, list, read, cancel, pause and resume, follow events, message the agent."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ from app.submit import SubmissionError, submit_task, task_for_key
 from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.events import append_event, list_events, publish
 from app.tasks.lifecycle import close_task
+from app.tasks.lifecycle import pause_task as pause_now
+from app.tasks.lifecycle import resume_task as resume_now
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -136,6 +138,41 @@ async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> T
     if events:
         await assign_and_enqueue()
     await session.commit()  # end this request's read snapshot so the refresh sees the cancel
+    await session.refresh(task)
+    return await to_public(session, task)
+
+
+@router.post("/{task_id}/pause", response_model=TaskPublic,
+             responses={409: {"description": "The task is waiting, paused already or ended"}})
+async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
+    """Pause now: the worker stops the run and the agent slot is freed; `resume` goes on from
+    the last checkpoint (a scenario from its last finished turn, an agent from its last step)."""
+    task = await owned_task(session, task_id, user)
+    async with session_scope() as write:
+        events = await pause_now(write, task_id, by=user.email)
+    if not events:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"task {task_id} cannot be paused ({task.status})")
+    publish(events)
+    await assign_and_enqueue()  # the freed slot goes to the next task
+    await session.commit()
+    await session.refresh(task)
+    return await to_public(session, task)
+
+
+@router.post("/{task_id}/resume", response_model=TaskPublic,
+             responses={409: {"description": "The task is not paused"}})
+async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
+    """Put a paused task back in the queue; it goes on where it stopped."""
+    task = await owned_task(session, task_id, user)
+    async with session_scope() as write:
+        events = await resume_now(write, task_id, by=user.email)
+    if not events:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"task {task_id} is not paused "
+                                                      f"({task.status})")
+    publish(events)
+    await assign_and_enqueue()
+    await session.commit()
     await session.refresh(task)
     return await to_public(session, task)
 

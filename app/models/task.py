@@ -24,6 +24,7 @@ class TaskStatus(StrEnum):
     review = "review"
     waiting_input = "waiting_input"
     waiting_children = "waiting_children"
+    paused = "paused"
     completed = "completed"
     failed = "failed"
     cancelled = "cancelled"

@@ -2,6 +2,7 @@
 
     RunStopped
     ├── TaskCancelled      a person (or the parent) cancelled the task
+    ├── TaskPaused         a person paused the task (it goes on from its checkpoint on resume)
     ├── LeaseLost          another worker holds the task now; this one must stop touching it
     ├── BudgetExceeded     steps, tokens, cost or wall time ran out
     └── AgentFailed        the agent cannot go on (all models failed, stuck, bad playbook)
@@ -16,6 +17,10 @@ class RunStopped(Exception):
 
 
 class TaskCancelled(RunStopped):
+    pass
+
+
+class TaskPaused(RunStopped):
     pass
 
 

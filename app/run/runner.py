@@ -39,7 +39,7 @@ from app.run.agent.delegation import shared_workspace_of
 from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
-from app.run.errors import LeaseLost, RunStopped, TaskCancelled
+from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
 from app.run.kinds import RUNNERS
 from app.run.llm import LLMError
 from app.sandbox import fs
@@ -118,7 +118,8 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
 
 async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
                       stop: dict[str, RunStopped], settings: Settings) -> None:
-    """Renew the lease; cancel `work` when the task is cancelled or the lease is gone."""
+    """Renew the lease; cancel `work` when the task is cancelled or paused or the lease is
+    gone."""
     while not work.done():
         await asyncio.sleep(KEEPER_INTERVAL_S)
         try:
@@ -140,6 +141,8 @@ async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
             stop["reason"] = LeaseLost("another worker holds this task's lease")
         elif status == TaskStatus.cancelled.value:
             stop["reason"] = TaskCancelled("cancelled")
+        elif status == TaskStatus.paused.value:
+            stop["reason"] = TaskPaused("paused")
         else:
             continue
         work.cancel()
@@ -185,12 +188,13 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
 
 
-async def _execute(ctx: RunContext, settings: Settings) -> None:
-    """Run the task's kind under the keeper and end the task by how it went."""
+async def _execute(ctx: RunContext, settings: Settings) -> str | None:
+    """Run the task's kind under the keeper and end the task by how it went; "paused" when a
+    person paused it (the caller lets the lease go once the run is wound up)."""
     kind = RUNNERS.get(ctx.task.kind)
     if kind is None:
         await end(ctx.task_id, TaskStatus.failed, error=f"unknown task kind {ctx.task.kind!r}")
-        return
+        return None
     stop: dict[str, RunStopped] = {}
     work = asyncio.ensure_future(kind(ctx))
     keeper = asyncio.ensure_future(_keep_lease(ctx.task_id, ctx.worker_id, work, stop, settings))
@@ -202,35 +206,35 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         await _flush_quietly(ctx, work)
         await end(ctx.task_id, TaskStatus.failed,
                   error=f"time budget exhausted ({ctx.limits.timeout_s}s)")
-        return
+        return None
     except asyncio.CancelledError:
         reason = stop.get("reason")
         if reason is None:
             raise
         log.info("task %s stopped: %s", ctx.task_id, reason)
-        if isinstance(reason, TaskCancelled):
-            await ctx.emit("stopped", {"reason": "cancelled"})
-        return
+        if isinstance(reason, TaskCancelled | TaskPaused):
+            await ctx.emit("stopped", {"reason": str(reason)})
+        return "paused" if isinstance(reason, TaskPaused) else None
     except RunPaused as paused:
         # waiting for subtasks or an answer; the slot and the lease are given back
         keeper.cancel()
         if str(paused) == TaskStatus.waiting_input.value:
             await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
-        return
+        return None
     except SandboxUnavailable as exc:
         await _hand_back(ctx, str(exc))
-        return
+        return None
     except (RunStopped, LLMError) as exc:
         if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
             await _flush_quietly(ctx, work)
         await end(ctx.task_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, TreeBudgetExceeded) and exc.root_id != ctx.task_id:
             await end(exc.root_id, TaskStatus.failed, error=f"{type(exc).__name__}: {exc}")
-        return
+        return None
     except Exception as exc:
         if is_transient(exc):  # the database or broker stayed away: not the task's outcome
             await _hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
-            return
+            return None
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
         raise
     finally:
@@ -240,6 +244,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> None:
         await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
     await end(ctx.task_id, TaskStatus.completed, summary=summary)
+    return None
 
 
 async def _stop(work: asyncio.Future[Any]) -> None:
@@ -292,6 +297,7 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
                                   f"lease task {task_id}")
     if attempt is None:
         return "skipped"
+    outcome = None
     try:
         if ctx is None:
             await end(task_id, TaskStatus.failed,
@@ -299,7 +305,7 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
             await _prepare(ctx, attempt)
-            await _execute(ctx, settings)
+            outcome = await _execute(ctx, settings)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
             log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,
@@ -313,9 +319,19 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             # the task's persistent jail runs as its uid: ended before the uid is given back
             await asyncio.to_thread(ctx.services.shell.close)
             release_uid(ctx.workspace.root)
+            if outcome == "paused":
+                await _let_go(task_id, owner)
         await _deliver_if_ended(task_id)
         await _assign_quietly()
-    return "ran"
+    return outcome or "ran"
+
+
+async def _let_go(task_id: int, owner: str) -> None:
+    """Give a paused task's lease up once its run is wound up, so a resume starts at once."""
+    async with session_scope() as session:
+        await session.execute(
+            update(Task).where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
+            .values(lease_owner=None, lease_expires_at=None))
 
 
 async def _assign_quietly() -> None:

@@ -1,20 +1,36 @@
-"""Ending a task: the one place a task becomes completed, failed or cancelled.
+"""Ending a task: the one place a task becomes completed, failed or cancelled; and pausing it.
 
 The status change, the agent slot's release, the `status` event and the notification rows (added
 by the hooks registered with `on_end`, see app.integrations) are one transaction, guarded so that
 a task ends exactly once however many callers race to end it.
+
+    pause_task    pending | assigned | working → paused: the slot is given back at once; the
+                  worker holding the lease reads "paused" through it and stops the run (as for a
+                  cancel), then lets the lease go
+    resume_task   paused → pending: the scheduler gives it to an agent again and the run goes on
+                  from its checkpoint; the time it spent paused does not count against its
+                  time budget
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import TERMINAL_VALUES, Agent, Task, TaskEvent, TaskStatus, utcnow
+from app.models import (
+    TERMINAL_VALUES,
+    WORKING_VALUES,
+    Agent,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    utcnow,
+)
 from app.tasks.events import append_event
 from app.tasks.scheduling import release_slot
 
@@ -108,3 +124,49 @@ async def _close_children(
             error=f"parent task {parent_id} ended {status.value}",
         )
     return events
+
+
+PAUSABLE_VALUES = (TaskStatus.pending.value, *WORKING_VALUES)
+
+
+async def pause_task(session: AsyncSession, task_id: int, *, by: str) -> list[TaskEvent]:
+    """Pause the task now ([] when it is not pending or working: waiting, paused or ended)."""
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.status).in_(PAUSABLE_VALUES))
+        # The lease stays: the running worker's keeper reads "paused" through it and stops.
+        .values(status=TaskStatus.paused.value, updated_at=utcnow())
+        .returning(col(Task.id))
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    held = await release_slot(session, task_id)
+    return [await append_event(session, task_id, "status", {
+        "status": TaskStatus.paused.value, "reason": f"paused by {by}", "slot_released": held})]
+
+
+async def resume_task(session: AsyncSession, task_id: int, *, by: str) -> list[TaskEvent]:
+    """Put a paused task back in the queue ([] when it is not paused)."""
+    task = await session.get(Task, task_id, populate_existing=True)
+    if task is None or task.status != TaskStatus.paused.value:
+        return []
+    paused_at = (await session.exec(
+        select(TaskEvent.created_at).where(TaskEvent.task_id == task_id,
+                                           TaskEvent.type == "status")
+        .order_by(col(TaskEvent.seq).desc()).limit(1))).first()
+    started = task.started_at
+    if started is not None and paused_at is not None:
+        # the run's clock (its timeout) counts from started_at: move it by the pause
+        started = started + max(utcnow() - paused_at, timedelta(0))
+    result = await session.execute(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.status) == TaskStatus.paused.value)
+        # attempts restart: a pause is a clean hand-back, not a worker dying mid-task
+        .values(status=TaskStatus.pending.value, attempts=0, started_at=started,
+                updated_at=utcnow())
+        .returning(col(Task.id))
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    return [await append_event(session, task_id, "status", {
+        "status": TaskStatus.pending.value, "reason": f"resumed by {by}"})]

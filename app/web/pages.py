@@ -18,8 +18,10 @@ from app.api import artifacts as files_api
 from app.api import tasks as tasks_api
 from app.api.auth import api_key_row, token_for
 from app.api.deps import SessionDep, owned_task
+from app.api.participants import run_cast
 from app.auth.tokens import SESSION_AUDIENCE, mint
 from app.core.config import get_settings
+from app.kinds.scenario import replay
 from app.models import (
     RUNNING_VALUES,
     TERMINAL_VALUES,
@@ -42,6 +44,7 @@ from app.web.session import (
     cookie_flags,
     csrf_for,
     new_login_nonce,
+    page_token,
     page_user,
     render,
     safe_next,
@@ -155,15 +158,8 @@ async def task_page(task_id: int, request: Request, session: SessionDep) -> Resp
                if e.type in ("pull_request", "pr_opened") and e.data.get("url")), None)
     return render(request, "task.html", {
         "user": user, "task": public, "events": events, "files": files, "pr_url": pr,
-        "token": await _page_token(session, key_id), "ended": task.status in TERMINAL_VALUES})
+        "token": await page_token(session, key_id), "ended": task.status in TERMINAL_VALUES})
 
-
-
-
-async def _page_token(session: SessionDep, key_id: int) -> str:
-    row = await session.get(ApiKeyRow, key_id)
-    assert row is not None
-    return token_for(row).access_token
 
 
 @router.get("/tasks/{task_id}/files/{path:path}")
@@ -256,5 +252,9 @@ async def workers_page(request: Request, session: SessionDep) -> Response:
 async def scenario_page(task_id: int, request: Request, session: SessionDep) -> Response:
     user, key_id = await page_user(request, session)
     task = await owned_task(session, task_id, user)
+    cast = run_cast(task, await replay.load_events(session, task_id))
+    ecosystem = ((task.spec or {}).get("inputs") or {}).get("ecosystem")
     return render(request, "scenario.html", {
-        "user": user, "task": task, "token": await _page_token(session, key_id)})
+        "user": user, "task": task, "token": await page_token(session, key_id), "cast": cast,
+        "ended": task.status in TERMINAL_VALUES,
+        "ecosystem": ecosystem if isinstance(ecosystem, int) else None})

@@ -17,9 +17,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.api.auth import token_for
 from app.auth.tokens import SESSION_AUDIENCE, TokenError, verify
 from app.core.config import TEMPLATES_DIR, get_settings
-from app.models import User
+from app.models import ApiKey, User
 
 SESSION_COOKIE = "tb_session"
 LOGIN_CSRF_COOKIE = "tb_login_csrf"
@@ -76,6 +77,13 @@ async def page_user(request: Request, session: AsyncSession) -> tuple[User, int]
     except (TokenError, KeyError, ValueError) as exc:
         raise _sign_in_first(request) from exc
     return user, key_id
+
+
+async def page_token(session: AsyncSession, key_id: int) -> str:
+    """A short-lived API token for the page's scripts (they call the REST API with it)."""
+    row = await session.get(ApiKey, key_id)
+    assert row is not None
+    return token_for(row).access_token
 
 
 def render(request: Request, name: str, context: dict[str, Any], code: int = 200) -> HTMLResponse:

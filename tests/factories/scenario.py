@@ -130,3 +130,33 @@ async def run_events(task_id: int) -> list[dict[str, Any]]:
 
     async with session_scope() as session:
         return await load_events(session, task_id)
+
+
+HARBOUR = {"name": "harbour", "title": "Harbour night", "setting": "A quiet harbour at dusk.",
+           "turns": 2, "analyst": {"enabled": False},
+           "cast": [{"character": "Ann", "role": "cook"}, {"character": "Bob"}]}
+
+
+async def make_ecosystem(client: Any, names: list[str], name: str = "Harbour"
+                         ) -> dict[str, Any]:
+    """Characters `names` (traits varying by position) in a new ecosystem, through the API."""
+    ids = []
+    for i, who in enumerate(names):
+        made = await client.post("/characters", json={
+            "name": who, "persona": f"{who} works at the harbour.",
+            "traits": {"openness": round(0.1 + 0.1 * (i % 9), 1), "agreeableness": 0.7},
+            "goals": [f"{who}'s goal"]})
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    eco = await client.post("/ecosystems", json={"name": name, "characters": ids})
+    assert eco.status_code == 201, eco.text
+    return dict(eco.json())
+
+
+async def start_in_ecosystem(client: Any, eco_id: int, definition: dict[str, Any] | None = None,
+                             **body: Any) -> int:
+    """Start a cast run (HARBOUR unless given) in the ecosystem; returns its task id."""
+    made = await client.post("/scenarios/runs", json={
+        "definition": definition or HARBOUR, "ecosystem": eco_id, "seed": 1, **body})
+    assert made.status_code == 201, made.text
+    return int(made.json()["task_id"])

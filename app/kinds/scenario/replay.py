@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.kinds.scenario.graph import build_graph
 from app.kinds.scenario.relationships import Ledger, Relationship
-from app.tasks.events import list_events
+from app.models import TaskEvent
 
 Event = dict[str, Any]  # {"seq", "type", "data"}
 TURN_TYPES = frozenset({"scenario_turn", "narration", "interaction", "relationship",
@@ -22,31 +23,37 @@ TURN_TYPES = frozenset({"scenario_turn", "narration", "interaction", "relationsh
                         "analysis"})
 
 
-async def load_events(session: AsyncSession, task_id: int) -> list[Event]:
-    """The whole log of a task as plain dicts, in order."""
-    out: list[Event] = []
-    after = 0
-    while True:
-        page = await list_events(session, task_id, after=after, limit=1000)
-        out += [{"seq": e.seq, "type": e.type, "data": e.data or {}} for e in page]
-        if len(page) < 1000:
-            return out
-        after = page[-1].seq
+async def load_events(session: AsyncSession, task_id: int,
+                      types: tuple[str, ...] | None = None) -> list[Event]:
+    """The whole log of a task as plain dicts, in order (only `types` when given). The columns
+    only, no ORM objects: about a third of the time for a long log."""
+    stmt = (select(TaskEvent.seq, TaskEvent.type, TaskEvent.data)
+            .where(TaskEvent.task_id == task_id).order_by(col(TaskEvent.seq)))
+    if types is not None:
+        stmt = stmt.where(col(TaskEvent.type).in_(types))
+    rows = (await session.exec(stmt)).all()
+    return [{"seq": seq, "type": type_, "data": data or {}} for seq, type_, data in rows]
 
 
 def effective(events: list[Event]) -> list[Event]:
     """The log without superseded attempts: a restart drops what the earlier attempt wrote."""
     out: list[Event] = []
+    latest = -1  # the highest turn of a turn event kept so far: nothing to drop below it
     for ev in events:
         data = ev["data"]
         if ev["type"] == "scenario_started":
-            out = [ev]
+            out, latest = [ev], -1
             continue
         if ev["type"] == "scenario_turn" and data.get("phase") == "start" and not data.get(
                 "inherited_from"):
             turn = data.get("turn", 0)
-            out = [e for e in out if not (e["type"] in TURN_TYPES
-                                          and e["data"].get("turn", 0) >= turn)]
+            if latest >= turn:
+                out = [e for e in out if not (e["type"] in TURN_TYPES
+                                              and e["data"].get("turn", 0) >= turn)]
+                latest = max((e["data"].get("turn", 0) for e in out
+                              if e["type"] in TURN_TYPES), default=-1)
+        if ev["type"] in TURN_TYPES:
+            latest = max(latest, data.get("turn", 0))
         out.append(ev)
     return out
 
@@ -111,11 +118,22 @@ def transcript_line(ev: Event) -> str | None:
 
 
 def transcript(events: list[Event]) -> list[dict[str, Any]]:
-    """The dialogue as entries: narration, user messages and interactions, in order."""
-    out = []
+    """The dialogue as entries: narration, user messages and interactions, in order; each
+    interaction carries the ties it moved (`ties`: with whom, strength and trust after it, and
+    by how much each changed), from the `relationship` events written with it."""
+    out: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
     for ev in effective(events):
+        d = ev["data"]
         if ev["type"] in ("narration", "user_message", "interaction"):
-            out.append({"seq": ev["seq"], "type": ev["type"], **ev["data"]})
+            out.append({"seq": ev["seq"], "type": ev["type"], **d})
+            last = out[-1] if ev["type"] == "interaction" else None
+        elif ev["type"] == "relationship" and last is not None and last.get("actor") in (
+                d.get("a"), d.get("b")) and last.get("turn") == d.get("turn"):
+            other = d["b"] if d.get("a") == last["actor"] else d.get("a")
+            last.setdefault("ties", []).append({
+                "with": other, "strength": d.get("strength"), "trust": d.get("trust"),
+                "delta": d.get("delta") or {}})
     return out
 
 

@@ -62,8 +62,10 @@ def extract_json(text: str) -> Any:
             raise ReplyError(f"the reply is not valid JSON ({exc.msg})") from None
 
 
-def parse_actor(text: str, *, me: str, cast: list[str], can_answer_user: bool) -> ActorMove:
-    """An actor's reply as a move, or ReplyError naming what is wrong with it."""
+def parse_actor(text: str, *, me: str, cast: list[str], can_answer_user: bool,
+                must_answer_user: bool = False) -> ActorMove:
+    """An actor's reply as a move, or ReplyError naming what is wrong with it; an actor a
+    participant spoke to (`must_answer_user`) has to answer them (target "user")."""
     data = extract_json(text)
     if not isinstance(data, dict):
         raise ReplyError("the reply must be one JSON object")
@@ -74,6 +76,10 @@ def parse_actor(text: str, *, me: str, cast: list[str], can_answer_user: bool) -
     if move.interaction_type not in INTERACTION_TYPES:
         raise ReplyError(f"unknown interaction_type {move.interaction_type!r}; "
                          f"use one of {', '.join(INTERACTION_TYPES)}")
+    if must_answer_user and (move.action == "silent" or move.target is None
+                             or move.target.strip().lower() != "user"):
+        raise ReplyError('the visitor ("user") spoke to you: answer them this turn, with '
+                         'target "user"')
     if move.action == "silent":
         return move.model_copy(update={"target": None})
     valid = [n for n in cast if n != me] + ["all"] + (["user"] if can_answer_user else [])

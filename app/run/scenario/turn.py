@@ -24,7 +24,6 @@ from app.kinds.scenario.replay import RunState, transcript_line
 from app.kinds.scenario.replies import (
     ActorMove,
     ReplyError,
-    match_name,
     parse_actor,
     parse_narration,
 )
@@ -67,14 +66,18 @@ async def emit_many(ctx: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 async def take_inbox(run: Run, turn: int) -> list[dict[str, Any]]:
-    """Messages from a user stepping in, addressed to one character (by name) or to all."""
+    """Messages from a participant stepping in, addressed to one character (by name, any case)
+    or to all (no target, or "all"); the characters addressed answer them this turn."""
     inbox = list(run.carried_inbox)
     run.carried_inbox = []
+    by_name = {n.lower(): n for n in run.scenario.cast}
     for msg in await run.ctx.take_messages():
-        target = msg.target
-        known = match_name(target, run.scenario.cast) if target else None
+        target = (msg.target or "").strip()
+        everyone = target.lower() in ("", "all")
+        known = None if everyone else by_name.get(target.lower())
         inbox.append({"turn": turn, "author": msg.author, "content": msg.content[:4000],
-                      "target": known, "unknown_target": target if target and not known else None})
+                      "target": known,
+                      "unknown_target": target if not everyone and not known else None})
     return inbox
 
 
@@ -225,7 +228,7 @@ async def actor_move(run: Run, name: str, turn: int, *, scene: str,
         completion = await ctx.chat(messages, models=models, role="actor")
         try:
             return parse_actor(completion.content, me=name, cast=sc.cast,
-                               can_answer_user=bool(inbox))
+                               can_answer_user=bool(inbox), must_answer_user=bool(inbox))
         except ReplyError as exc:
             await ctx.emit("actor_reply_invalid", {
                 "turn": turn, "actor": name, "attempt": attempt, "error": str(exc),
@@ -254,7 +257,8 @@ def move_events(run: Run, name: str, move: ActorMove, turn: int,
         state.states[name] = move.emotional_state
     interaction = {"turn": turn, "actor": name, **move.model_dump(), **(extra or {})}
     events: list[tuple[str, dict[str, Any]]] = [("interaction", interaction)]
-    if move.action != "silent" and move.target not in (None, "user"):
+    if move.action != "silent" and move.target is not None:
+        # a reply to the participant ("user") moves the character's tie with them too
         others = [n for n in run.scenario.cast if n != name] if move.target == "all" else [
             move.target]
         for other in others:

@@ -27,6 +27,18 @@ async function api(holder, path) {
   return resp.ok ? resp.json() : null;
 }
 
+/* A JSON request to the API: {status, data} (data: the parsed body, or null). */
+async function apiSend(holder, method, path, body) {
+  const send = () => fetch(path, {method, headers: {
+    Authorization: "Bearer " + holder.dataset.token, "Content-Type": "application/json"},
+    body: body === undefined ? undefined : JSON.stringify(body)});
+  let resp = await send();
+  if (resp.status === 401) { await freshToken(holder); resp = await send(); }
+  let data = null;
+  try { data = await resp.json(); } catch (err) { /* no JSON body */ }
+  return {status: resp.status, data};
+}
+
 /* Follow /api/v1/tasks/{id}/events as SSE from `after`, calling onEvent once per event. */
 async function follow(holder, after, onEvent, onState) {
   let last = after;
@@ -114,40 +126,56 @@ function taskPage(holder) {
   }, state => { live.textContent = state; });
 }
 
-/* Scenario page: the social graph as SVG, redrawn as interactions arrive. */
-function drawGraph(svg, graph) {
-  const nodes = graph.nodes || [];
-  const w = 600, h = 420, r = Math.min(w, h) / 2 - 50;
-  const pos = {};
-  nodes.forEach((n, i) => {
-    const a = (2 * Math.PI * i) / Math.max(nodes.length, 1) - Math.PI / 2;
-    pos[n.name] = [w / 2 + r * Math.cos(a), h / 2 + r * Math.sin(a)];
-  });
-  const ns = "http://www.w3.org/2000/svg";
-  const make = (tag, attrs, text) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
+/* Scenario page: the social graph (graph.js) redrawn as interactions arrive. */
+const signedDelta = v => (Number(v) >= 0 ? "+" : "") + Number(v).toFixed(2);
+
+/* One transcript entry: narration, a participant's message, or a move with the ties it moved. */
+function transcriptItem(x) {
+  const li = el("li", {class: "t-" + x.type, "data-seq": x.seq});
+  if (x.type === "user_message") {
+    li.textContent = `[turn ${x.turn}] You (user) → ${x.target || "everyone"}: ${x.content}`;
+    return li;
+  }
+  li.textContent = `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`;
+  if (x.actor) li.dataset.actor = x.actor;
+  if (x.target) li.dataset.target = x.target;
+  for (const t of x.ties || []) {
+    const d = t.delta || {};
+    li.append(" ", el("span", {class: "ties", "data-with": t.with},
+      `tie with ${t.with}: strength ${Number(t.strength).toFixed(2)} (${signedDelta(d.strength || 0)}), ` +
+      `trust ${Number(t.trust).toFixed(2)} (${signedDelta(d.trust || 0)})`));
+  }
+  return li;
+}
+
+/* The participant's form: POST /api/v1/scenarios/runs/{id}/messages; messages not yet taken by
+   a turn are listed until the run takes them. */
+function participant(holder, base) {
+  const form = document.getElementById("speak");
+  if (!form) return async () => {};
+  const said = document.getElementById("speak-status");
+  const waiting = document.getElementById("waiting-messages");
+  const refresh = async () => {
+    const messages = await api(holder, `/api/v1/tasks/${holder.dataset.task}/messages`);
+    waiting.replaceChildren(...(messages || []).filter(m => !m.delivered_at).map(m =>
+      el("li", {class: "muted"}, `waiting for the next turn: to ${m.target || "everyone"}: ${m.content}`)));
   };
-  const parts = [];
-  for (const e of graph.edges || []) {
-    if (!pos[e.a] || !pos[e.b]) continue;
-    const strength = Math.abs(Number(e.strength || 0));
-    const line = make("line", {x1: pos[e.a][0], y1: pos[e.a][1], x2: pos[e.b][0], y2: pos[e.b][1],
-      class: "edge " + (Number(e.strength || 0) < 0 ? "neg" : "pos"),
-      "stroke-width": (1 + 6 * Math.min(strength, 1)).toFixed(1), "data-a": e.a, "data-b": e.b});
-    line.append(make("title", {}, `${e.a} – ${e.b}: strength ${e.strength}, trust ${e.trust}`));
-    parts.push(line);
-  }
-  for (const n of nodes) {
-    const g = make("g", {class: "node", "data-name": n.name});
-    g.append(make("circle", {cx: pos[n.name][0], cy: pos[n.name][1], r: 10 + 20 * (n.centrality || 0)}));
-    g.append(make("text", {x: pos[n.name][0], y: pos[n.name][1] + 40, "text-anchor": "middle"}, n.name));
-    parts.push(g);
-  }
-  svg.replaceChildren(...parts);
-  svg.dataset.edges = String((graph.edges || []).length);
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = {to: form.to.value, content: form.content.value};
+    const {status, data} = await apiSend(holder, "POST", base + "/messages", body);
+    if (status === 201) {
+      said.textContent = `Said to ${body.to === "all" ? "everyone" : body.to}; the answer comes at the next turn.`;
+      form.content.value = "";
+    } else {
+      const detail = data && data.detail;
+      said.textContent = Array.isArray(detail) ? detail.map(d => (d.loc || []).join(".") + ": " + d.msg).join("; ")
+                                               : String(detail || "error " + status);
+    }
+    refresh();
+  });
+  refresh();
+  return refresh;
 }
 
 function scenarioPage(holder) {
@@ -156,6 +184,7 @@ function scenarioPage(holder) {
   const label = document.getElementById("turn-label");
   const transcript = document.getElementById("transcript");
   const base = `/api/v1/scenarios/runs/${holder.dataset.task}`;
+  const inbox = participant(holder, base);
   let latest = true, pending = null;
   const load = async () => {
     const turn = latest ? "" : `?turn=${slider.value}`;
@@ -166,16 +195,21 @@ function scenarioPage(holder) {
       label.textContent = latest ? `latest (turn ${graph.turn})` : `turn ${slider.value}`;
     }
     const script = await api(holder, base + "/transcript");
-    if (script) {
-      transcript.replaceChildren(...(script.entries || []).map(x =>
-        el("li", {}, `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`)));
-    }
+    if (script) transcript.replaceChildren(...(script.entries || []).map(transcriptItem));
+    await inbox();
   };
   slider.addEventListener("input", () => { latest = Number(slider.value) >= Number(slider.max); load(); });
   load();
   follow(holder, 0, e => {
-    if (e.type === "status") document.getElementById("task-status").textContent = e.data.status;
-    if (!["interaction", "relationship", "graph", "narration", "turn", "status"].includes(e.type)) return;
+    if (e.type === "status") {
+      document.getElementById("task-status").textContent = e.data.status;
+      if (ENDED.has(e.data.status)) {
+        const speak = document.getElementById("participant");
+        if (speak) speak.remove();
+      }
+    }
+    if (!["interaction", "relationship", "graph", "narration", "turn", "status", "user_message",
+          "message"].includes(e.type)) return;
     clearTimeout(pending);
     pending = setTimeout(load, 150);  // coalesce a burst of a turn's events into one redraw
   }, () => {});
