@@ -78,12 +78,22 @@ async def append_events(
         .values(last_seq=Task.last_seq + len(items), updated_at=utcnow(), **(task_values or {}))
         .returning(col(Task.last_seq))
     )
-    first = result.scalar_one() - len(items) + 1
+    return await insert_events(conn, task_id, result.scalar_one() - len(items) + 1, items)
+
+
+_INSERT = insert(table(TaskEvent))
+
+
+async def insert_events(
+    conn: AsyncSession | AsyncConnection, task_id: int, first: int,
+    items: list[tuple[str, dict[str, Any]]],
+) -> list[TaskEvent]:
+    """Insert `items` numbered from `first` (sequence numbers the caller has taken)."""
     events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))
               for i, (type, data) in enumerate(items)]
     if events:
         # Core executemany: no ORM flush, no RETURNING of ids nobody reads
-        await conn.execute(insert(table(TaskEvent)), [
+        await conn.execute(_INSERT, [
             {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data,
              "created_at": e.created_at} for e in events])
     return events
