@@ -89,7 +89,11 @@ async def insert_events(
     items: list[tuple[str, dict[str, Any]]],
 ) -> list[TaskEvent]:
     """Insert `items` numbered from `first` (sequence numbers the caller has taken)."""
-    events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))
+    now = utcnow()
+    # model_construct: every field is given and already valid (the table model's own __init__
+    # took ~40 µs an event)
+    events = [TaskEvent.model_construct(id=None, task_id=task_id, seq=first + i, type=type,
+                                        data=_fit(data or {}), created_at=now)
               for i, (type, data) in enumerate(items)]
     if events:
         # Core executemany: no ORM flush, no RETURNING of ids nobody reads
