@@ -119,18 +119,23 @@ def measure(home: Path, peer: Peer, llm: Any, n_tasks: int) -> dict[str, Any]:
         for folder in WORK_PATHS[:-1]:
             (Path(workspace) / folder).mkdir()
         job = _Job(home, peer, llm.url, Path(workspace))
-        loops, replays = [], []
+        loops, replays, loop_cpu, replay_cpu = [], [], [], []
         try:
             for _ in range(n_tasks + 1):
                 llm.reset()
                 script_replies(llm, peer)
-                loops.append(job.ask(op="run")["loop_s"])
+                ran = job.ask(op="run")
+                loops.append(ran["loop_s"])
+                loop_cpu.append(ran["cpu_s"])
                 sent = list(llm.requests)
                 if len(sent) != STEPS or llm.queues.get(None):
                     raise RuntimeError(f"{peer.name} made {len(sent)} model calls, not {STEPS}")
                 llm.reset()
                 script_replies(llm, peer)
-                replays.append(job.ask(op="replay", requests=sent)["replay_s"])
+                replayed = job.ask(op="replay", requests=sent)
+                replays.append(replayed["replay_s"])
+                replay_cpu.append(replayed["cpu_s"])
         finally:
             job.close()
-    return {"loop": loops[1:], "replay": replays[1:], "versions": job.versions}
+    return {"loop": loops[1:], "replay": replays[1:], "loop_cpu": loop_cpu[1:],
+            "replay_cpu": replay_cpu[1:], "versions": job.versions}

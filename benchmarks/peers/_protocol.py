@@ -4,9 +4,11 @@ The benchmark drives; the peer answers one JSON line per command on its own stdo
 the framework prints goes to stderr):
 
     peer → {"ready": {package: version}}
-    bench → {"op": "run"}                        peer runs the job once → {"loop_s": seconds}
+    bench → {"op": "run"}                        peer runs the job once → {"loop_s": seconds,
+                                                 "cpu_s": the process's CPU seconds meanwhile}
     bench → {"op": "replay", "requests": [...]}  the same bodies through the bare openai client
-                                                 (`post`, no request transform) → {"replay_s": …}
+                                                 (`post`, no request transform) → {"replay_s",
+                                                 "cpu_s"}
     bench closes stdin → the peer exits
 
 The benchmark scripts the fake server's replies before each command, so the peer never needs to
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, TextIO
@@ -50,7 +53,10 @@ def serve(packages: list[str], run: Callable[[], float],
     out.write(json.dumps({"ready": {p: version(p) for p in packages}}) + "\n")
     for line in sys.stdin:
         command = json.loads(line)
+        start = time.process_time()
         if command["op"] == "run":
-            out.write(json.dumps({"loop_s": run()}) + "\n")
-        elif command["op"] == "replay":
-            out.write(json.dumps({"replay_s": replay(command["requests"])}) + "\n")
+            answer = {"loop_s": run()}
+        else:
+            answer = {"replay_s": replay(command["requests"])}
+        answer["cpu_s"] = time.process_time() - start
+        out.write(json.dumps(answer) + "\n")
