@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, update
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -129,27 +128,24 @@ class TaskTree:
             raise TreeBudgetExceeded(f"budget of task tree #{self.root_id} exhausted: {exc}",
                                      root_id=self.root_id) from exc
 
-    async def add(self, conn: AsyncConnection, c: llm.Completion) -> None:
+    def add(self, conn: Connection, c: llm.Completion) -> None:
         """Add one call to the root's tree totals, in the caller's transaction."""
-        await self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
+        self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
 
-    async def _bump(
-        self, conn: AsyncSession | AsyncConnection, steps: int, tokens: int, cost: float
-    ) -> None:
+    def _bump(self, conn: Connection | Session, steps: int, tokens: int, cost: float) -> None:
         # read-modify-write under a row lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)
-        usage = (await conn.execute(
+        usage = conn.execute(
             select(Task.usage).where(col(Task.id) == self.root_id).with_for_update()
-        )).scalar_one()
+        ).scalar_one()
         usage = dict(usage or {})
         usage["tree_steps"] = int(usage.get("tree_steps", 0)) + steps
         usage["tree_tokens"] = int(usage.get("tree_tokens", 0)) + tokens
         usage["tree_cost_usd"] = round(float(usage.get("tree_cost_usd", 0.0)) + cost, 8)
-        await conn.execute(update(table(Task))
-                           .where(col(Task.id) == self.root_id).values(usage=usage))
+        conn.execute(update(table(Task)).where(col(Task.id) == self.root_id).values(usage=usage))
 
     async def start(self, spent: Spent) -> None:
         """Seed the root's tree totals with what the root itself spent before delegating."""
         async with session_scope() as session:
             usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
             if "tree_steps" not in (usage or {}):
-                await self._bump(session, spent.steps, spent.tokens, spent.cost_usd)
+                await session.run_sync(self._bump, spent.steps, spent.tokens, spent.cost_usd)

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from app.core import tracing
 from app.core.config import Settings
-from app.core.db import connection_scope, get_engine, session_scope
+from app.core.db import get_engine, session_scope
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
@@ -30,7 +30,7 @@ from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
-from app.run.steps import StepRecord, Written, write_step
+from app.run.steps import StepRecord, store_step
 from app.sandbox.shell import ShellState
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
@@ -94,15 +94,15 @@ class RunContext:
         """Write the step's pending record in one transaction, then publish its events."""
         if not self.pending:
             return
-        record = self.pending
-
-        async def write() -> Written:
-            async with connection_scope() as conn:
-                return await write_step(conn, self.task_id, record, self.tree)
-
-        # one transaction, so safe to repeat when the connection drops under it
-        written = await retrying(write, f"write a step of task {self.task_id}")
-        self.pending = StepRecord()
+        # taken now: what is recorded while it is written goes with the next write
+        record, self.pending = self.pending, StepRecord()
+        try:
+            # one transaction, so safe to repeat when the connection drops under it
+            written = await retrying(lambda: store_step(self.task_id, record, self.tree),
+                                     f"write a step of task {self.task_id}")
+        except BaseException:
+            self.pending = record.then(self.pending)  # not written: kept for the next flush
+            raise
         self.inbox_waiting = written.inbox_waiting
         publish(written.events)
 

@@ -18,11 +18,11 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, exists, select, update
+from sqlalchemy import Connection, bindparam, case, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
+from app.core.db import WriteLockBusy, connection_scope, get_engine, inline_write
 from app.models import (
     TERMINAL_VALUES,
     Task,
@@ -34,7 +34,7 @@ from app.models import (
     utcnow,
 )
 from app.run import llm
-from app.tasks.events import insert_events
+from app.tasks.events import INSERT_EVENTS, event_rows, numbered_events
 from app.tools.registry import Dispatched
 
 if TYPE_CHECKING:
@@ -56,6 +56,15 @@ class StepRecord:
         return bool(self.events or self.calls or self.tool_results or self.phase
                     or self.checkpoint or self.settle or self.done)
 
+    def then(self, later: StepRecord) -> StepRecord:
+        """This record followed by one recorded after it (for a write that did not happen)."""
+        return StepRecord(
+            events=self.events + later.events, calls=self.calls + later.calls,
+            tool_results=self.tool_results + later.tool_results,
+            phase=later.phase if later.phase is not None else self.phase,
+            checkpoint=later.checkpoint if later.checkpoint is not None else self.checkpoint,
+            settle=self.settle + later.settle, done=self.done + later.done)
+
 
 @dataclass
 class Written:
@@ -65,8 +74,25 @@ class Written:
     inbox_waiting: bool | None  # None: the write did not look (it touched no task row)
 
 
-async def write_step(
-    conn: AsyncConnection, task_id: int, record: StepRecord, tree: TaskTree | None
+async def store_step(task_id: int, record: StepRecord, tree: TaskTree | None) -> Written:
+    """Write `record` in one transaction (committed when this returns).
+
+    On SQLite, inline on this thread when the write lock is free (app.core.db.inline_write):
+    nothing to await, so nothing can cancel it halfway. Otherwise, and on PostgreSQL, the same
+    statements through the async engine, in one greenlet (`run_sync`)."""
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        try:
+            with inline_write(engine) as conn:
+                return write_step(conn, task_id, record, tree)
+        except WriteLockBusy:
+            pass  # another connection is writing: wait for it the way every other write does
+    async with connection_scope(engine) as aconn:
+        return await aconn.run_sync(write_step, task_id, record, tree)
+
+
+def write_step(
+    conn: Connection, task_id: int, record: StepRecord, tree: TaskTree | None
 ) -> Written:
     """Store `record` in the connection's transaction (the caller commits and publishes)."""
     params: dict[str, Any] = {"task_id": task_id, "n_events": len(record.events),
@@ -76,7 +102,7 @@ async def write_step(
     if record.tool_results or estimated or cached:
         # read-modify-write of a JSON column: under the row lock (PostgreSQL) or the write lock
         # BEGIN IMMEDIATE already holds (SQLite)
-        usage = dict((await conn.execute(_USAGE_FOR_UPDATE, params)).scalar_one() or {})
+        usage = dict(conn.execute(_USAGE_FOR_UPDATE, params).scalar_one() or {})
         for result in record.tool_results:
             usage = add_resources(usage, result)
         if estimated:  # the provider reported no usage: these calls' tokens are estimates
@@ -101,24 +127,24 @@ async def write_step(
     waiting: bool | None = None
     if record.events or len(params) > 3:
         stmt = _task_update(*(key in params for key in _SHAPE))
-        last_seq, waiting = (await conn.execute(stmt, params)).one()
-        events = await insert_events(conn, task_id, last_seq - len(record.events) + 1,
-                                     record.events)
+        last_seq, waiting = conn.execute(stmt, params).one()
+        events = numbered_events(task_id, last_seq - len(record.events) + 1, record.events)
+        if events:
+            conn.execute(INSERT_EVENTS, event_rows(events))
     if tree is not None:
         for completion, _role in record.calls:
-            await tree.add(conn, completion)
+            tree.add(conn, completion)
     if record.checkpoint is not None:
         messages, state, phase = record.checkpoint
-        await conn.execute(_checkpoint_upsert(conn.dialect.name), {
+        conn.execute(_checkpoint_upsert(conn.dialect.name), {
             "task_id": task_id, "messages": messages, "state": state, "phase": phase,
             "updated_at": params["now"]})
     for intent_id, outcome in record.done:
-        await conn.execute(update(table(ToolIntent)).where(col(ToolIntent.id) == intent_id)
-                           .values(status="done", result=outcome, updated_at=utcnow()))
+        conn.execute(update(table(ToolIntent)).where(col(ToolIntent.id) == intent_id)
+                     .values(status="done", result=outcome, updated_at=utcnow()))
     if record.settle:
-        await conn.execute(update(table(ToolIntent))
-                           .where(col(ToolIntent.id).in_(record.settle))
-                           .values(settled=True, updated_at=utcnow()))
+        conn.execute(update(table(ToolIntent)).where(col(ToolIntent.id).in_(record.settle))
+                     .values(settled=True, updated_at=utcnow()))
     return Written(events, waiting)
 
 
