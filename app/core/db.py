@@ -19,6 +19,8 @@ WriteLockBusy at once and the caller writes through the async engine instead, wh
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -156,6 +158,58 @@ async def session_scope(engine: AsyncEngine | None = None) -> AsyncIterator[Asyn
         except BaseException:
             await session.rollback()
             raise
+
+
+class RunConnection:
+    """Write transactions for one run: inside `kept()` all on one connection, checked out at
+    the first and given back at the end, so a step pays no pool checkout and (PostgreSQL) no
+    pre-ping round trip; outside it, on a pooled connection each, like `connection_scope`.
+
+    A transaction that fails drops the kept connection (it may be broken) and the next takes a
+    fresh one; the callers retry transient failures (app.core.transient) as they would anyway.
+    Transactions of one run queue for the connection rather than share it."""
+
+    def __init__(self) -> None:
+        self._conn: AsyncConnection | None = None
+        self._keeping = False
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        self._keeping = True
+        try:
+            yield
+        finally:
+            self._keeping = False
+            if not self._lock.locked():  # else the transaction under way drops it at its end
+                await self._drop()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        if not self._keeping:
+            async with connection_scope() as conn:
+                yield conn
+            return
+        async with self._lock:
+            if self._conn is None:
+                conn = await get_engine().connect()
+                if conn.dialect.name == "sqlite":
+                    await conn.execution_options(**{IMMEDIATE: True})
+                self._conn = conn
+            failed = True
+            try:
+                async with self._conn.begin():
+                    yield self._conn
+                failed = False
+            finally:
+                if failed or not self._keeping:
+                    await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from app.core import tracing
 from app.core.config import Settings
-from app.core.db import get_engine, session_scope
+from app.core.db import RunConnection, get_engine, session_scope
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
@@ -65,6 +65,8 @@ class RunContext:
     open_intents: list[int] = field(default_factory=list)
     # the agent's MCP servers' tools for this run (app.tools.mcp_servers), when it names any
     mcp: Any = None
+    # the run's step writes go through this (one kept connection while the runner runs it)
+    connection: RunConnection = field(default_factory=RunConnection)
     # what the last step write saw of the inbox (False: nothing unseen then), used up by the
     # next take_messages, which then needs no read of its own
     inbox_waiting: bool | None = None
@@ -98,8 +100,9 @@ class RunContext:
         record, self.pending = self.pending, StepRecord()
         try:
             # one transaction, so safe to repeat when the connection drops under it
-            written = await retrying(lambda: store_step(self.task_id, record, self.tree),
-                                     f"write a step of task {self.task_id}")
+            written = await retrying(
+                lambda: store_step(self.task_id, record, self.tree, self.connection),
+                f"write a step of task {self.task_id}")
         except BaseException:
             self.pending = record.then(self.pending)  # not written: kept for the next flush
             raise

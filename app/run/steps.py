@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, case, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
-from app.core.db import WriteLockBusy, connection_scope, get_engine, inline_write
+from app.core.db import RunConnection, WriteLockBusy, get_engine, inline_write
 from app.models import (
     TERMINAL_VALUES,
     Task,
@@ -74,12 +74,14 @@ class Written:
     inbox_waiting: bool | None  # None: the write did not look (it touched no task row)
 
 
-async def store_step(task_id: int, record: StepRecord, tree: TaskTree | None) -> Written:
+async def store_step(
+    task_id: int, record: StepRecord, tree: TaskTree | None, connection: RunConnection
+) -> Written:
     """Write `record` in one transaction (committed when this returns).
 
     On SQLite, inline on this thread when the write lock is free (app.core.db.inline_write):
     nothing to await, so nothing can cancel it halfway. Otherwise, and on PostgreSQL, the same
-    statements through the async engine, in one greenlet (`run_sync`)."""
+    statements on the run's connection, in one greenlet (`run_sync`)."""
     engine = get_engine()
     if engine.dialect.name == "sqlite":
         try:
@@ -87,7 +89,7 @@ async def store_step(task_id: int, record: StepRecord, tree: TaskTree | None) ->
                 return write_step(conn, task_id, record, tree)
         except WriteLockBusy:
             pass  # another connection is writing: wait for it the way every other write does
-    async with connection_scope(engine) as aconn:
+    async with connection.transaction() as aconn:
         return await aconn.run_sync(write_step, task_id, record, tree)
 
 

@@ -189,10 +189,10 @@ async def test_a_playbook_step_that_ran_before_the_worker_died_is_not_repeated(
 
     real_store = context.store_step
 
-    async def die_after_the_append(task_id: int, record: Any, tree: object) -> Any:
+    async def die_after_the_append(task_id: int, record: Any, *rest: Any) -> Any:
         if any(r.name == "insert_lines" for r in record.tool_results):
             raise asyncio.CancelledError
-        return await real_store(task_id, record, tree)  # type: ignore[arg-type]
+        return await real_store(task_id, record, *rest)
 
     # when the worker dies after the append took effect, before its step was saved
     with monkeypatch.context() as patch:

@@ -84,3 +84,25 @@ async def test_a_step_write_tells_whether_the_inbox_holds_messages(db):
     await ctx.emit("c")
     assert ctx.inbox_waiting is False
     assert await ctx.take_messages() == []
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_run_whose_kept_connection_was_cut_writes_on_a_fresh_one(db, db_url):
+    import asyncpg
+
+    # given a run writing its steps on one kept connection
+    ctx = await make_run_context({})
+    async with ctx.connection.kept():
+        await ctx.emit("first")
+        # when the server ends every connection to the database, the kept one among them
+        admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        finally:
+            await admin.close()
+        await ctx.emit("second")
+    # then the next step is written all the same, and nothing twice
+    types = await _event_types(ctx.task_id)
+    assert [t for t in types if t in ("first", "second")] == ["first", "second"]
