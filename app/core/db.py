@@ -186,8 +186,22 @@ class RunConnection:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._connection() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The driver's own connection (asyncpg's) under the same connection, for a single
+        statement that is its own transaction; no transaction is open on it."""
+        async with self._connection() as conn:
+            yield (await conn.get_raw_connection()).driver_connection
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
         if not self._keeping:
-            async with connection_scope() as conn:
+            async with get_engine().connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    await conn.execution_options(**{IMMEDIATE: True})
                 yield conn
             return
         async with self._lock:
@@ -198,8 +212,7 @@ class RunConnection:
                 self._conn = conn
             failed = True
             try:
-                async with self._conn.begin():
-                    yield self._conn
+                yield self._conn
                 failed = False
             finally:
                 if failed or not self._keeping:

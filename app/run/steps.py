@@ -33,8 +33,8 @@ from app.models import (
     table,
     utcnow,
 )
-from app.run import llm
-from app.tasks.events import INSERT_EVENTS, event_rows, numbered_events
+from app.run import llm, steps_postgres
+from app.tasks.events import INSERT_EVENTS, event_rows, fitted, numbered_events
 from app.tools.registry import Dispatched
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ async def store_step(
     """Write `record` in one transaction (committed when this returns).
 
     On SQLite, inline on this thread when the write lock is free (app.core.db.inline_write):
-    nothing to await, so nothing can cancel it halfway. Otherwise, and on PostgreSQL, the same
+    nothing to await, so nothing can cancel it halfway. On PostgreSQL, as one statement on the
+    run's connection (app.run.steps_postgres) when that covers the record. Otherwise the same
     statements on the run's connection, in one greenlet (`run_sync`)."""
     engine = get_engine()
     if engine.dialect.name == "sqlite":
@@ -89,6 +90,11 @@ async def store_step(
                 return write_step(conn, task_id, record, tree)
         except WriteLockBusy:
             pass  # another connection is writing: wait for it the way every other write does
+    elif steps_postgres.covers(record, tree is not None):
+        async with connection.driver() as driver:
+            written = await steps_postgres.write(driver, task_id, record)
+        if written is not None:
+            return Written(*written)
     async with connection.transaction() as aconn:
         return await aconn.run_sync(write_step, task_id, record, tree)
 
@@ -130,7 +136,8 @@ def write_step(
     if record.events or len(params) > 3:
         stmt = _task_update(*(key in params for key in _SHAPE))
         last_seq, waiting = conn.execute(stmt, params).one()
-        events = numbered_events(task_id, last_seq - len(record.events) + 1, record.events)
+        events = numbered_events(task_id, last_seq - len(record.events) + 1,
+                                 fitted(record.events))
         if events:
             conn.execute(INSERT_EVENTS, event_rows(events))
     if tree is not None:

@@ -106,3 +106,95 @@ async def test_a_run_whose_kept_connection_was_cut_writes_on_a_fresh_one(db, db_
     # then the next step is written all the same, and nothing twice
     types = await _event_types(ctx.task_id)
     assert [t for t in types if t in ("first", "second")] == ["first", "second"]
+
+
+def _records() -> list:
+    """Steps of every shape the one-statement write covers, fresh for each use."""
+    from app.run.llm_reply import Completion
+    from app.run.steps import StepRecord
+    from app.tools.registry import Dispatched
+
+    def call(model: str, **usage: object) -> Completion:
+        return Completion(message={"role": "assistant", "content": "x"}, model=model, **usage)
+
+    return [
+        StepRecord(  # a phase starts, a call whose usage was estimated, two tool results
+            events=[("phase", {"phase": "design"}), ("llm_call", {"model": "m1", "n": 1})],
+            calls=[(call("m1", prompt_tokens=10, completion_tokens=5, cost_usd=0.001,
+                          usage_estimated=True, cached_tokens=3), "agent")],
+            tool_results=[Dispatched("list_files", True, "a", {"cpu_s": 0.25,
+                                                                "peak_rss_kb": 1000}, 12.5),
+                          Dispatched("run_command", False, "no", {}, 3.3, refused=True)],
+            phase="design",
+            checkpoint=([{"role": "user", "content": "hi"}], {"current": "design"}, "design")),
+        StepRecord(  # an inspector's call: model_used stays the agent's
+            events=[("llm_call", {"model": "judge"})],
+            calls=[(call("judge", prompt_tokens=7, completion_tokens=2, cost_usd=0.5),
+                    "inspector")],
+            tool_results=[Dispatched("run_python", True, "ok", {"cpu_s": 1,
+                                                                "peak_rss_kb": 400}, 1000.0)],
+            checkpoint=([{"role": "user", "content": "hi"}, {"role": "assistant",
+                                                             "content": "é"}], {}, "design")),
+        StepRecord(events=[("note", {"text": "sk-" + "s" * 30})]),  # redacted on the way in
+        StepRecord(phase="build", events=[("phase", {"phase": "build"})]),
+    ]
+
+
+async def _stored(task_id: int) -> dict:
+    from sqlmodel import select
+
+    from app.core.db import session_scope
+    from app.models import Task, TaskCheckpoint, TaskEvent
+
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        checkpoint = await session.get(TaskCheckpoint, task_id)
+        events = (await session.exec(select(TaskEvent).where(TaskEvent.task_id == task_id)
+                                     .order_by(TaskEvent.seq))).all()
+    assert task is not None and checkpoint is not None
+    return {
+        "task": {k: getattr(task, k) for k in ("last_seq", "steps", "prompt_tokens",
+                                               "completion_tokens", "model_used", "status",
+                                               "phase")},
+        "cost": task.cost_usd, "usage": task.usage,
+        "events": [(e.seq, e.type, e.data) for e in events],
+        "checkpoint": (checkpoint.messages, checkpoint.state, checkpoint.phase),
+    }
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_the_one_statement_write_stores_what_the_general_write_stores(db):
+    from sqlalchemy import update
+
+    from app.core.db import RunConnection, connection_scope, session_scope
+    from app.models import Task
+    from app.run import steps, steps_postgres
+
+    # given two tasks, and the same steps for each, the last ones after the task was cancelled
+    general, single = await make_run_context({}), await make_run_context({})
+
+    async def cancel(task_id: int) -> None:
+        async with session_scope() as session:
+            await session.execute(update(Task).where(Task.id == task_id)  # type: ignore[arg-type]
+                                  .values(status="cancelled"))
+
+    # when one task's steps go through the general write and the other's through the statement
+    for index, record in enumerate(_records()):
+        if index == 3:
+            await cancel(general.task_id)
+        async with connection_scope() as conn:
+            await conn.run_sync(steps.write_step, general.task_id, record, None)
+    for index, record in enumerate(_records()):
+        if index == 3:
+            await cancel(single.task_id)
+        assert steps_postgres.covers(record, False)
+        async with RunConnection().driver() as driver:
+            assert await steps_postgres.write(driver, single.task_id, record) is not None
+    # then both tasks hold the same counters, usage, events and checkpoint
+    a, b = await _stored(general.task_id), await _stored(single.task_id)
+    assert a["task"] == b["task"] and a["task"]["status"] == "cancelled"
+    assert b["cost"] == pytest.approx(a["cost"])
+    assert b["usage"] == pytest.approx(a["usage"])
+    assert b["usage"]["peak_rss_kb"] == 1000 and b["usage"]["tool_refusals"] == 1
+    assert a["events"] == b["events"] and "sk-" not in str(b["events"])
+    assert a["checkpoint"] == b["checkpoint"]
