@@ -194,7 +194,14 @@ class RunConnection:
         """The driver's own connection (asyncpg's) under the same connection, for a single
         statement that is its own transaction; no transaction is open on it."""
         async with self._connection() as conn:
-            yield (await conn.get_raw_connection()).driver_connection
+            try:
+                yield (await conn.get_raw_connection()).driver_connection
+            except BaseException:
+                # SQLAlchemy did not see this fail, so would give the connection back to the
+                # pool as good: its state is unknown (cut, or mid-protocol), so it goes
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:

@@ -33,7 +33,7 @@ from app.models import (
     table,
     utcnow,
 )
-from app.run import llm, steps_postgres
+from app.run import llm, step_changes, steps_postgres, steps_sqlite
 from app.tasks.events import INSERT_EVENTS, event_rows, fitted, numbered_events
 from app.tools.registry import Dispatched
 
@@ -80,19 +80,25 @@ async def store_step(
     """Write `record` in one transaction (committed when this returns).
 
     On SQLite, inline on this thread when the write lock is free (app.core.db.inline_write):
-    nothing to await, so nothing can cancel it halfway. On PostgreSQL, as one statement on the
-    run's connection (app.run.steps_postgres) when that covers the record. Otherwise the same
-    statements on the run's connection, in one greenlet (`run_sync`)."""
+    nothing to await, so nothing can cancel it halfway. On PostgreSQL, on the run's connection.
+    Either as one statement (or three driver calls) when that covers the record
+    (app.run.step_changes), otherwise the general write below."""
+    one = step_changes.covers(record, tree is not None)
+    changes = step_changes.changes_of(record) if one else None
     engine = get_engine()
     if engine.dialect.name == "sqlite":
         try:
             with inline_write(engine) as conn:
+                if changes is not None:
+                    written = steps_sqlite.write(conn, task_id, changes)
+                    if written is not None:
+                        return Written(*written)
                 return write_step(conn, task_id, record, tree)
         except WriteLockBusy:
             pass  # another connection is writing: wait for it the way every other write does
-    elif steps_postgres.covers(record, tree is not None):
+    elif changes is not None:
         async with connection.driver() as driver:
-            written = await steps_postgres.write(driver, task_id, record)
+            written = await steps_postgres.write(driver, task_id, changes)
         if written is not None:
             return Written(*written)
     async with connection.transaction() as aconn:

@@ -12,9 +12,8 @@ as a single transaction of their own:
     SELECT last_seq, inbox FROM t
 
 The usage totals are added up in SQL (jsonb) rather than read and written back, which is what
-lets the read go. Records this form does not cover (a task tree's totals, journal rows to
-mark, nothing to set on the task row) take the general path; tests/component/test_step_writes.py
-holds both forms to the same result.
+lets the read go (app.run.step_changes says what a step adds, and which records this covers);
+tests/component/test_step_writes.py holds this form and the general one to the same rows.
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from app.models import TERMINAL_VALUES, TaskEvent, utcnow
-from app.tasks.events import fitted, numbered_events
+from app.tasks.events import numbered_events
 
 if TYPE_CHECKING:
-    from app.run.steps import StepRecord
+    from app.run.step_changes import StepChanges
 
 # $1 task  $2 events  $3 now  $4 calls  $5 prompt tokens  $6 completion tokens  $7 cost
 # $8 model_used  $9 phase  $10 terminal statuses  $11 usage increments  $12 peak RSS
@@ -75,58 +74,22 @@ SELECT last_seq, inbox FROM t
 """
 
 
-def covers(record: StepRecord, has_tree: bool) -> bool:
-    """Whether this one statement writes all of `record`."""
-    return not has_tree and not record.done and not record.settle and bool(
-        record.events or record.calls or record.tool_results or record.phase)
-
-
-async def write(driver: Any, task_id: int, record: StepRecord
+async def write(driver: Any, task_id: int, changes: StepChanges
                 ) -> tuple[list[TaskEvent], bool] | None:
     """Run the statement on an asyncpg connection with no transaction open (it is its own);
     the events written and whether the inbox holds unseen messages, None if the task is gone."""
-    items = fitted(record.events)
-    calls = record.calls
-    agent_models = [c.model for c, role in calls if role == "agent"]
-    increments, peak_rss = usage_increments(record)
-    messages, state, phase = record.checkpoint or (None, None, None)
+    c = changes
+    messages, state, phase = c.checkpoint or (None, None, None)
     now = utcnow()
     row = await driver.fetchrow(
-        STEP, task_id, len(items), now, len(calls),
-        sum(c.prompt_tokens for c, _ in calls), sum(c.completion_tokens for c, _ in calls),
-        float(sum(c.cost_usd for c, _ in calls)), agent_models[-1] if agent_models else None,
-        record.phase, list(TERMINAL_VALUES),
-        json.dumps(increments) if increments else None, peak_rss,
-        [type for type, _ in items], [json.dumps(data) for _, data in items],
-        None if record.checkpoint is None else json.dumps(messages),
-        None if record.checkpoint is None else json.dumps(state),
-        phase, record.checkpoint is not None,
+        STEP, task_id, len(c.events), now, c.calls, c.prompt_tokens, c.completion_tokens,
+        c.cost_usd, c.model_used, c.phase, list(TERMINAL_VALUES),
+        json.dumps(c.usage) if c.usage else None, c.peak_rss_kb,
+        [type for type, _ in c.events], [json.dumps(data) for _, data in c.events],
+        None if c.checkpoint is None else json.dumps(messages),
+        None if c.checkpoint is None else json.dumps(state), phase, c.checkpoint is not None,
     )
     if row is None:
         return None
-    events = numbered_events(task_id, row["last_seq"] - len(items) + 1, items, now=now)
-    return events, bool(row["inbox"])
-
-
-def usage_increments(record: StepRecord) -> tuple[dict[str, float | int], int | None]:
-    """What the step adds to the task's usage totals (app.run.steps.add_resources, summed),
-    and the largest peak RSS among its tool calls (totals keep the maximum)."""
-    inc: dict[str, float | int] = {}
-    results = record.tool_results
-    if results:
-        inc["tool_calls"] = len(results)
-        inc["tool_refusals"] = sum(int(r.refused) for r in results)
-        inc["tool_seconds"] = sum(r.duration_ms for r in results) / 1000
-        cpu = [r.data["cpu_s"] for r in results
-               if isinstance((r.data or {}).get("cpu_s"), int | float)]
-        if cpu:
-            inc["cpu_s"] = sum(cpu)
-    estimated = sum(1 for c, _ in record.calls if c.usage_estimated)
-    if estimated:
-        inc["estimated_llm_calls"] = estimated
-    cached = sum(c.cached_tokens for c, _ in record.calls)
-    if cached:
-        inc["cached_prompt_tokens"] = cached
-    rss = [int(r.data["peak_rss_kb"]) for r in results
-           if isinstance((r.data or {}).get("peak_rss_kb"), int | float)]
-    return inc, max(rss) if rss else None
+    return (numbered_events(task_id, row["last_seq"] - len(c.events) + 1, c.events, now=now),
+            bool(row["inbox"]))

@@ -162,22 +162,29 @@ async def _stored(task_id: int) -> dict:
     }
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-async def test_the_one_statement_write_stores_what_the_general_write_stores(db):
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_the_one_statement_write_stores_what_the_general_write_stores(db, db_url):
     from sqlalchemy import update
 
-    from app.core.db import RunConnection, connection_scope, session_scope
+    from app.core.db import RunConnection, connection_scope, get_engine, inline_write
     from app.models import Task
-    from app.run import steps, steps_postgres
+    from app.run import step_changes, steps, steps_postgres, steps_sqlite
 
-    # given two tasks, and the same steps for each, the last ones after the task was cancelled
-    general, single = await make_run_context({}), await make_run_context({})
+    async def one_statement(task_id: int, record: steps.StepRecord) -> object:
+        changes = step_changes.changes_of(record)
+        if db_url.startswith("sqlite"):
+            with inline_write(get_engine()) as conn:
+                return steps_sqlite.write(conn, task_id, changes)
+        async with RunConnection().driver() as driver:
+            return await steps_postgres.write(driver, task_id, changes)
 
     async def cancel(task_id: int) -> None:
-        async with session_scope() as session:
-            await session.execute(update(Task).where(Task.id == task_id)  # type: ignore[arg-type]
-                                  .values(status="cancelled"))
+        async with connection_scope() as conn:
+            await conn.execute(update(Task).where(Task.id == task_id)  # type: ignore[arg-type]
+                               .values(status="cancelled"))
 
+    # given two tasks, and the same steps for each, the last one after the task was cancelled
+    general, single = await make_run_context({}), await make_run_context({})
     # when one task's steps go through the general write and the other's through the statement
     for index, record in enumerate(_records()):
         if index == 3:
@@ -187,9 +194,8 @@ async def test_the_one_statement_write_stores_what_the_general_write_stores(db):
     for index, record in enumerate(_records()):
         if index == 3:
             await cancel(single.task_id)
-        assert steps_postgres.covers(record, False)
-        async with RunConnection().driver() as driver:
-            assert await steps_postgres.write(driver, single.task_id, record) is not None
+        assert step_changes.covers(record, False)
+        assert await one_statement(single.task_id, record) is not None
     # then both tasks hold the same counters, usage, events and checkpoint
     a, b = await _stored(general.task_id), await _stored(single.task_id)
     assert a["task"] == b["task"] and a["task"]["status"] == "cancelled"
