@@ -1,31 +1,33 @@
 """Agent-loop benchmark: what one step of the loop costs beyond the model call itself.
 
-    python -m benchmarks.bench_loop [--tasks 15]
+    python -m benchmarks.bench_loop [--tasks 15] [--db sqlite|postgres|both] [--peers]
 
-A task makes 11 model calls (8 work tool calls and the 3 phase-ending `finish` calls) against the
-scripted OpenAI-compatible server on loopback, which answers at once. Every event, usage row and
-checkpoint is persisted to a SQLite file database in a temp dir; the task runs in-process through
-app.run.runner.run_task, as a worker runs it. In the same run the raw round trip of the openai
-client to the same server is measured, and
+A task makes 11 model calls (8 `list_files` calls and the 3 phase-ending `finish` calls)
+against the scripted OpenAI-compatible server on loopback, which answers at once. Every event,
+usage row and checkpoint is persisted, to a SQLite file database in a temp dir and to a
+throwaway PostgreSQL database (127.0.0.1:5432, dropped afterwards), one after the other; the
+task runs in-process through app.run.runner.run_task, as a worker runs it. After each task the
+requests it made are replayed as raw HTTP (the same JSON bodies posted through the bare openai
+client, no request transform, the reply read and parsed) against the same scripted replies, and
 
-    overhead per step = (loop time − 11 × raw round trip) / 11        target: ≤ 2 ms at p50
+    overhead per step = (loop time − replay time) / 11        target: ≤ 2 ms at p50
 
 where loop time is the agent loop (run_agent) of one task. The whole run_task time (lease, venv,
-workspace, end, deliverables) is printed beside it for context.
+workspace, end, deliverables) and the round trip of a tiny request are printed for context.
 
-The request a step sends grows with the conversation and carries the tool schemas, so a tiny
-"hi" undercounts what the model call itself costs (~6 ms vs ~15 ms on loopback). The loop's own
-requests are therefore also replayed through the bare client against the same scripted replies,
-and the overhead is reported against both: the replay is the fair floor, the tiny request the
-figure the first measurements used.
+`--peers` runs the same job through smolagents (ToolCallingAgent) and AutoGen (AssistantAgent)
+in a venv of their own, made once (benchmarks/peers), each replayed the same way through the
+bare openai client in that venv, and prints their overhead per step beside ours.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,17 +35,21 @@ from typing import Any
 
 WORK_CALLS = 8
 STEPS = WORK_CALLS + 3
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def _configure(tmp: Path, llm_url: str) -> str:
-    url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+def _configure(tmp: Path, db_url: str, llm_url: str) -> None:
     os.environ.update({
         "TASKBENCH_ENVIRONMENT": "test", "TASKBENCH_VAR_DIR": str(tmp / "var"),
-        "TASKBENCH_WORKSPACES_DIR": str(tmp / "ws"), "TASKBENCH_DATABASE_URL": url,
+        "TASKBENCH_WORKSPACES_DIR": str(tmp / "ws"), "TASKBENCH_DATABASE_URL": db_url,
         "TASKBENCH_BROKER_URL": "", "TASKBENCH_LLM_BASE_URL": llm_url,
         "TASKBENCH_LLM_API_KEY": "sk-bench-" + "b" * 24, "TASKBENCH_SANDBOX": "none",
     })
-    return url
+    from app.core.config import reset_settings
+    from app.run.llm import reset_clients
+
+    reset_settings()
+    reset_clients()  # an AsyncOpenAI belongs to the event loop that first used it
 
 
 def _script(llm: Any) -> None:
@@ -53,8 +59,8 @@ def _script(llm: Any) -> None:
     llm.script(*work[:5], finish("planned"), *work[5:], finish("built"), finish("tested"))
 
 
-async def _raw_round_trips(n: int) -> list[float]:
-    """The openai client alone against the same server: the floor a step cannot go below."""
+async def _tiny_round_trips(n: int) -> list[float]:
+    """The openai client alone sending "hi": the bare round trip of the smallest request."""
     from app.core.config import get_settings
     from app.run.llm import client_for
 
@@ -68,20 +74,61 @@ async def _raw_round_trips(n: int) -> list[float]:
     return times
 
 
-async def _replay(requests: list[dict[str, Any]]) -> float:
-    """The bare openai client sending the loop's own requests again: their summed time."""
+async def _replay(requests: list[dict[str, Any]]) -> tuple[float, float]:
+    """The loop's own request bodies posted again as raw HTTP through the bare openai client
+    (no request transform), each reply read and parsed: their summed time and CPU time."""
+    import httpx2
+
     from app.core.config import get_settings
     from app.run.llm import client_for
 
     client = client_for(get_settings())
-    total = 0.0
+    total = cpu = 0.0
     for body in requests:
-        body = dict(body)
-        known = {k: body.pop(k) for k in ("model", "messages", "tools", "max_tokens") if k in body}
-        start = time.perf_counter()
-        await client.chat.completions.create(**known, extra_body=body)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        json.loads(await response.aread())
         total += time.perf_counter() - start
-    return total
+        cpu += time.process_time() - start_cpu
+    return total, cpu
+
+
+async def _commit_floor(url: str, n: int) -> list[float]:
+    """One durable commit on the same database through the bare driver (BEGIN, a one-row
+    UPDATE, COMMIT): a step writes once, so this much of its overhead is the database's."""
+    times = []
+    if url.startswith("postgresql"):
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS bench_probe (id int PRIMARY KEY, n int)")
+            await conn.execute("INSERT INTO bench_probe VALUES (1, 0) ON CONFLICT DO NOTHING")
+            for _ in range(n):
+                start = time.perf_counter()
+                async with conn.transaction():
+                    await conn.execute("UPDATE bench_probe SET n = n + 1 WHERE id = 1")
+                times.append(time.perf_counter() - start)
+        finally:
+            await conn.close()
+        return times
+    import sqlite3
+
+    db = sqlite3.connect(url.split(":///", 1)[1], isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS bench_probe (id int PRIMARY KEY, n int)")
+        db.execute("INSERT OR IGNORE INTO bench_probe VALUES (1, 0)")
+        for _ in range(n):
+            start = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE bench_probe SET n = n + 1 WHERE id = 1")
+            db.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+    finally:
+        db.close()
+    return times
 
 
 async def _one_task(owner: Any) -> float:
@@ -98,19 +145,27 @@ async def _one_task(owner: Any) -> float:
     return time.perf_counter() - start
 
 
-def _timed_loop(loop_times: list[float]) -> None:
-    """Wrap run_agent (the runner looks it up per task) to time the loop alone."""
+_loop_times: list[float] = []
+_loop_cpu: list[float] = []
+
+
+def _time_the_loop() -> None:
+    """Wrap run_agent (the runner looks it up per task) to time the loop alone, once."""
     import app.run.agent.loop as loop
 
+    if getattr(loop.run_agent, "bench_timed", False):
+        return
     inner = loop.run_agent
 
     async def timed(ctx: Any) -> str:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         try:
             return await inner(ctx)
         finally:
-            loop_times.append(time.perf_counter() - start)
+            _loop_times.append(time.perf_counter() - start)
+            _loop_cpu.append(time.process_time() - start_cpu)
 
+    timed.bench_timed = True  # type: ignore[attr-defined]
     loop.run_agent = timed  # type: ignore[assignment]
 
 
@@ -125,66 +180,127 @@ async def _setup() -> Any:
     async with session_scope() as session:
         await seed_agents(session)
     async with session_scope() as session:
-        await session.execute(update(Agent).values(max_concurrent=100))
+        await session.exec(update(Agent).values(max_concurrent=100))  # type: ignore[call-overload]
         owner, _key = await create_user(session, email="bench@example.com", is_admin=True)
     return owner
 
 
 async def bench(llm: Any, n_tasks: int) -> dict[str, Any]:
+    from app.core.config import get_settings
     from app.core.db import dispose_engines
+    from app.core.heap import settle_heap
 
     owner = await _setup()
-    loop_times: list[float] = []
-    _timed_loop(loop_times)
-    raw = await _raw_round_trips(100)
-    task_times, replays = [], []
-    for _ in range(n_tasks + 1):  # the first warms caches and is dropped
+    _time_the_loop()
+    _loop_times.clear()
+    _loop_cpu.clear()
+    tiny = await _tiny_round_trips(100)
+    commits = await _commit_floor(get_settings().db_url, 100)
+    task_times, replays, replay_cpu = [], [], []
+    for i in range(n_tasks + 1):  # the first warms caches and is dropped
         llm.reset()
         _script(llm)
         task_times.append(await _one_task(owner))
+        if i == 0:
+            settle_heap()  # as a worker process does after its first task
         sent = list(llm.requests)
+        assert len(sent) == STEPS, f"the loop made {len(sent)} model calls, not {STEPS}"
         llm.reset()
         _script(llm)
-        replays.append(await _replay(sent))
-    raw += await _raw_round_trips(100)
+        wall, cpu = await _replay(sent)
+        replays.append(wall)
+        replay_cpu.append(cpu)
+    tiny += await _tiny_round_trips(100)
+    commits += await _commit_floor(get_settings().db_url, 100)
     await dispose_engines()
-    return {"raw": raw, "loop": loop_times[1:], "task": task_times[1:], "replay": replays[1:]}
+    return {"tiny": tiny, "commit": commits, "loop": _loop_times[1:], "task": task_times[1:],
+            "replay": replays[1:], "loop_cpu": _loop_cpu[1:], "replay_cpu": replay_cpu[1:]}
+
+
+def run_ours(llm: Any, db: str, n_tasks: int) -> dict[str, Any]:
+    """Our loop on `db` ("sqlite" or "postgres"), in a fresh database."""
+    from app.ops.migrate import upgrade
+    from tests.factories.environment import create_pg_database, drop_pg_database
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = (create_pg_database() if db == "postgres"
+               else f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            _configure(Path(tmp), url, llm.url)
+            upgrade(url)
+            return asyncio.run(bench(llm, n_tasks))
+        finally:
+            if db == "postgres":
+                drop_pg_database(url)
 
 
 def _ms(x: float) -> str:
     return f"{x * 1000:7.2f} ms"
 
 
+def per_step(r: dict[str, Any]) -> dict[str, float]:
+    """p50/p90 of (loop − replay) / steps over the tasks, and the medians it came from."""
+    fair = sorted((t - rep) / STEPS for t, rep in zip(r["loop"], r["replay"], strict=True))
+    cpu = [(t - rep) / STEPS for t, rep in zip(r["loop_cpu"], r["replay_cpu"], strict=True)]
+    return {"p50": statistics.median(fair), "p90": fair[int(0.9 * (len(fair) - 1))],
+            "loop": statistics.median(r["loop"]) / STEPS,
+            "replay": statistics.median(r["replay"]) / STEPS, "cpu": statistics.median(cpu),
+            "commit": statistics.median(r["commit"]) if r.get("commit") else None}
+
+
+def report_ours(db: str, r: dict[str, Any], n_tasks: int) -> None:
+    s = per_step(r)
+    print(f"agent loop on {DATABASES[db]}, {n_tasks} tasks x {STEPS} steps ({WORK_CALLS} tool"
+          " calls + 3 finish), every event persisted")
+    print(f"  tiny request round trip p50   {_ms(statistics.median(r['tiny']))}")
+    print(f"  one durable commit p50        {_ms(statistics.median(r['commit']))}"
+          "  (the bare driver: a step's write cannot cost less)")
+    print(f"  loop time per task p50        {_ms(statistics.median(r['loop']))}")
+    print(f"  whole run_task p50            {_ms(statistics.median(r['task']))}"
+          "  (lease, venv, workspace, end, deliverables)")
+    print(f"  raw HTTP replay per step p50  {_ms(s['replay'])}  (the loop's own requests)")
+    print(f"  loop overhead per step p50    {_ms(s['p50'])}   p90 {_ms(s['p90'])}"
+          "   target ≤ 2 ms")
+    print(f"  the same in CPU time p50      {_ms(s['cpu'])}  (this process: steadier under load,"
+          " blind to the database server's own work)", flush=True)
+
+
+def report_table(rows: list[tuple[str, dict[str, float]]]) -> None:
+    print(f"\noverhead per step over a raw HTTP replay of the same requests ({STEPS} steps)")
+    print(f"  {'':28} {'loop/step':>10} {'replay/step':>12} {'overhead p50':>13} {'p90':>9}"
+          f" {'CPU p50':>10} {'1 commit':>10}")
+    for name, s in rows:
+        commit = f"{s['commit'] * 1000:7.2f} ms" if s["commit"] is not None else f"{'-':>10}"
+        print(f"  {name:28} {s['loop'] * 1000:7.2f} ms {s['replay'] * 1000:9.2f} ms "
+              f"{s['p50'] * 1000:10.2f} ms {s['p90'] * 1000:6.2f} ms {s['cpu'] * 1000:7.2f} ms "
+              f"{commit}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=15)
+    parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the job through smolagents and AutoGen (own venv)")
     args = parser.parse_args()
+    from benchmarks import peers
     from tests.fakes.llm_server import ScriptedLLM
 
-    with tempfile.TemporaryDirectory() as tmp, ScriptedLLM() as llm:
-        url = _configure(Path(tmp), llm.url)
-        from app.core.config import reset_settings
-        from app.ops.migrate import upgrade
-
-        reset_settings()
-        upgrade(url)
-        r = asyncio.run(bench(llm, args.tasks))
-    raw = statistics.median(r["raw"])
-    per_step = sorted((t - STEPS * raw) / STEPS for t in r["loop"])
-    p50, p90 = statistics.median(per_step), per_step[int(0.9 * (len(per_step) - 1))]
-    fair = sorted((t - rep) / STEPS for t, rep in zip(r["loop"], r["replay"], strict=True))
-    f50, f90 = statistics.median(fair), fair[int(0.9 * (len(fair) - 1))]
-    print(f"agent loop, {args.tasks} tasks x {STEPS} steps ({WORK_CALLS} tool calls + 3 finish),"
-          " every event persisted to SQLite")
-    print(f"  raw openai round trip p50      {_ms(raw)}")
-    print(f"  loop time per task p50         {_ms(statistics.median(r['loop']))}")
-    print(f"  whole run_task p50             {_ms(statistics.median(r['task']))}"
-          "  (lease, venv, workspace, end, deliverables)")
-    print(f"  same requests replayed p50     {_ms(statistics.median(r['replay']) / STEPS)}"
-          "  per step (bare client, the loop's own requests)")
-    print(f"  loop overhead per step p50     {_ms(f50)}   p90 {_ms(f90)}   target ≤ 2 ms"
-          "  (vs the replayed requests)")
-    print(f"  same, vs the tiny request p50  {_ms(p50)}   p90 {_ms(p90)}")
+    home = peers.venv() if args.peers else None
+    rows: list[tuple[str, dict[str, float]]] = []
+    with ScriptedLLM() as llm:
+        for db in DATABASES if args.db == "both" else [args.db]:
+            r = run_ours(llm, db, args.tasks)
+            report_ours(db, r, args.tasks)
+            rows.append((f"taskbench, {DATABASES[db]}", per_step(r)))
+        for peer in peers.PEERS if home else []:
+            assert home is not None
+            r = peers.measure(home, peer, llm, args.tasks)
+            package, version = next(iter(r["versions"].items()))
+            rows.append((f"{package} {version}", per_step(r)))
+    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, python "
+          f"{sys.version.split()[0]}")
+    report_table(rows)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from celery.signals import (
 from app.core import tracing
 from app.core.config import get_settings
 from app.core.db import forget_engines
+from app.core.heap import settle_heap
 from app.core.watchdog import LoopWatchdog
 from app.run import llm
 
@@ -54,6 +55,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         return _loop.run_until_complete(coro)
     finally:
         settle(_loop)
+        settle_heap()  # after the first task only (app.core.heap)
 
 
 def settle(loop: asyncio.AbstractEventLoop, timeout: float = SETTLE_S) -> None:

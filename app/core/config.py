@@ -295,20 +295,33 @@ class Settings(BaseSettings):
         return kept_secret(self.var_dir / "secret_key")
 
     def secrets(self) -> list[str]:
-        """Values that must never reach a workspace, an event, a log line or a prompt."""
+        """Values that must never reach a workspace, an event, a log line or a prompt.
+
+        Redaction asks for them for every event (~5 times a step): once the kept signing key
+        is known (or a real one is set), the answer is kept until the provider-key variables
+        change; until then the key file is looked for again each time."""
+        env = (os.environ.get("OPENROUTER_API_KEY", ""), os.environ.get("OPENAI_API_KEY", ""))
+        memo = _secrets_memo.get("last")
+        if memo is not None and memo[0] is self and memo[1] == env:
+            return list(memo[2])
+        key_file = self.var_dir / "secret_key"
         values = [self.llm_api_key, self.github_token, self.admin_api_key, self.webhook_secret]
         if self.secret_key != PLACEHOLDER_SECRET:
             values.append(self.secret_key)
-        elif (self.var_dir / "secret_key").is_file():
+        elif key_file in _kept or key_file.is_file():
             values.append(self.signing_key())
         if "@" in self.smtp_url and ":" in self.smtp_url.split("@")[0]:
             values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
-        for name in ("OPENROUTER_API_KEY", "OPENAI_API_KEY"):
-            values.append(os.environ.get(name, ""))
-        return [v for v in values if v and len(v) >= 6]
+        values.extend(env)
+        found = [v for v in values if v and len(v) >= 6]
+        if self.secret_key != PLACEHOLDER_SECRET or key_file in _kept:
+            _secrets_memo["last"] = (self, env, found)
+        return list(found)
 
 
 _kept: dict[Path, str] = {}
+# secrets(): the settings and provider-key variables it last answered for, and its answer
+_secrets_memo: dict[str, tuple[Settings, tuple[str, str], list[str]]] = {}
 
 
 def kept_secret(path: Path) -> str:

@@ -19,18 +19,26 @@ def redact(text: str, extra: list[str] | None = None) -> str:
     """`text` with configured secrets and credential-shaped strings masked."""
     if not text:
         return text
-    for secret in get_settings().secrets() + (extra or []):
+    return _masked(text, get_settings().secrets() + (extra or []))
+
+
+def redact_obj(value: Any) -> Any:
+    """Redact every string inside a JSON-like value."""
+    return _walk(value, get_settings().secrets())  # looked up once, not once a string
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, MASK)
     return PATTERNS.sub(MASK, text)
 
 
-def redact_obj(value: Any) -> Any:
-    """Redact every string inside a JSON-like value."""
+def _walk(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _masked(value, secrets) if value else value
     if isinstance(value, dict):
-        return {k: redact_obj(v) for k, v in value.items()}
+        return {k: _walk(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_obj(v) for v in value]
+        return [_walk(v, secrets) for v in value]
     return value

@@ -48,6 +48,10 @@ def is_transient(exc: BaseException) -> bool:
                 "Connection" in name or "Operational" in name or "Interface" in name
                 or "Timeout" in name):
             return True
+        # asyncpg on a connection the server cut while it was idle ("another operation is in
+        # progress"): the connection is dropped, the retry takes a fresh one
+        if module.startswith("asyncpg") and name == "InternalClientError":
+            return True
         current = current.__cause__ or current.__context__
     return False
 

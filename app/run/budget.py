@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, update
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -54,8 +53,20 @@ class Spent:
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None) -> int:
     """A deliberately generous estimate: about four characters a token."""
-    size = len(json.dumps(messages, default=str)) + len(json.dumps(tools or [], default=str))
-    return size // 4 + 16
+    return (len(json.dumps(messages, default=str)) + _json_size(tools or [])) // 4 + 16
+
+
+_sized: tuple[Any, int] = (None, 0)  # the tools list sized last, and its size
+
+
+def _json_size(tools: list[Any]) -> int:
+    """The tools' JSON size, worked out again only for another list: a phase offers the same
+    list at every step, and its schemas were most of the cost of an estimate (~0.1 ms)."""
+    global _sized
+    last = _sized  # one read: another thread may replace it meanwhile
+    if last[0] is not tools:
+        last = _sized = (tools, len(json.dumps(tools, default=str)))
+    return last[1]
 
 
 def reserve(
@@ -129,27 +140,24 @@ class TaskTree:
             raise TreeBudgetExceeded(f"budget of task tree #{self.root_id} exhausted: {exc}",
                                      root_id=self.root_id) from exc
 
-    async def add(self, conn: AsyncConnection, c: llm.Completion) -> None:
+    def add(self, conn: Connection, c: llm.Completion) -> None:
         """Add one call to the root's tree totals, in the caller's transaction."""
-        await self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
+        self._bump(conn, 1, c.prompt_tokens + c.completion_tokens, c.cost_usd)
 
-    async def _bump(
-        self, conn: AsyncSession | AsyncConnection, steps: int, tokens: int, cost: float
-    ) -> None:
+    def _bump(self, conn: Connection | Session, steps: int, tokens: int, cost: float) -> None:
         # read-modify-write under a row lock (PostgreSQL) / BEGIN IMMEDIATE (SQLite)
-        usage = (await conn.execute(
+        usage = conn.execute(
             select(Task.usage).where(col(Task.id) == self.root_id).with_for_update()
-        )).scalar_one()
+        ).scalar_one()
         usage = dict(usage or {})
         usage["tree_steps"] = int(usage.get("tree_steps", 0)) + steps
         usage["tree_tokens"] = int(usage.get("tree_tokens", 0)) + tokens
         usage["tree_cost_usd"] = round(float(usage.get("tree_cost_usd", 0.0)) + cost, 8)
-        await conn.execute(update(table(Task))
-                           .where(col(Task.id) == self.root_id).values(usage=usage))
+        conn.execute(update(table(Task)).where(col(Task.id) == self.root_id).values(usage=usage))
 
     async def start(self, spent: Spent) -> None:
         """Seed the root's tree totals with what the root itself spent before delegating."""
         async with session_scope() as session:
             usage = (await session.exec(select(Task.usage).where(Task.id == self.root_id))).one()
             if "tree_steps" not in (usage or {}):
-                await self._bump(session, spent.steps, spent.tokens, spent.cost_usd)
+                await session.run_sync(self._bump, spent.steps, spent.tokens, spent.cost_usd)

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from app.core import tracing
 from app.core.config import Settings
-from app.core.db import connection_scope, get_engine, session_scope
+from app.core.db import RunConnection, get_engine, session_scope
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
@@ -30,7 +30,7 @@ from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
-from app.run.steps import StepRecord, write_step
+from app.run.steps import StepRecord, store_step
 from app.sandbox.shell import ShellState
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
@@ -65,6 +65,11 @@ class RunContext:
     open_intents: list[int] = field(default_factory=list)
     # the agent's MCP servers' tools for this run (app.tools.mcp_servers), when it names any
     mcp: Any = None
+    # the run's step writes go through this (one kept connection while the runner runs it)
+    connection: RunConnection = field(default_factory=RunConnection)
+    # what the last step write saw of the inbox (False: nothing unseen then), used up by the
+    # next take_messages, which then needs no read of its own
+    inbox_waiting: bool | None = None
 
     @property
     def task_id(self) -> int:
@@ -91,16 +96,18 @@ class RunContext:
         """Write the step's pending record in one transaction, then publish its events."""
         if not self.pending:
             return
-        record = self.pending
-
-        async def write() -> list[Any]:
-            async with connection_scope() as conn:
-                return await write_step(conn, self.task_id, record, self.tree)
-
-        # one transaction, so safe to repeat when the connection drops under it
-        events = await retrying(write, f"write a step of task {self.task_id}")
-        self.pending = StepRecord()
-        publish(events)
+        # taken now: what is recorded while it is written goes with the next write
+        record, self.pending = self.pending, StepRecord()
+        try:
+            # one transaction, so safe to repeat when the connection drops under it
+            written = await retrying(
+                lambda: store_step(self.task_id, record, self.tree, self.connection),
+                f"write a step of task {self.task_id}")
+        except BaseException:
+            self.pending = record.then(self.pending)  # not written: kept for the next flush
+            raise
+        self.inbox_waiting = written.inbox_waiting
+        publish(written.events)
 
     # -- the model ---------------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -164,6 +171,7 @@ class RunContext:
                 raise
             await save_seen(self.settings)
             traced.set_attributes(tracing.completion_attributes(completion))
+        self.inbox_waiting = None  # what the last write saw is old news after a model call
         await self.record_usage(completion, role=role, ms=(time.perf_counter() - started) * 1000)
         return completion
 
@@ -258,6 +266,7 @@ class RunContext:
                                         self.agent.allowed_tools)
             traced.set_attributes({"taskbench.tool.ok": result.ok,
                                    "taskbench.tool.refused": result.refused})
+        self.inbox_waiting = None  # and after a tool's run
         args = arguments if isinstance(arguments, dict) else redact(str(arguments))[:4000]
         self.record("tool_call", {
             "tool": name, "args": redact_obj(args), "ok": result.ok,
@@ -271,7 +280,14 @@ class RunContext:
     async def take_messages(self) -> list[TaskMessage]:
         """Messages posted to the task that the agent has not seen yet (now marked seen).
 
-        Most steps find none: a plain read, and a write transaction only when there are some."""
+        Most steps find none. The step write just before looked (app.run.steps), so when it saw
+        none there is no read at all; otherwise a plain read, and a write transaction only when
+        there are some. A message posted after that look is taken at the next step, as one
+        posted after a read would be."""
+        waiting, self.inbox_waiting = self.inbox_waiting, None
+        if waiting is False:
+            return []
+
         async def unseen() -> list[Any]:
             async with get_engine().connect() as conn:  # a read on a Core connection: no lock
                 return list((await conn.execute(

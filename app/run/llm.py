@@ -249,11 +249,13 @@ async def _ask_model(
 async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
     import httpx  # with the SDK: loaded by the first call
 
+    # serialised once, for the wire and for the size a usage estimate needs
+    data = json.dumps(body, default=str)
     response = await client_for(settings).post(
-        "/chat/completions", body=body, cast_to=httpx.Response)
-    request_chars = len(json.dumps(body, default=str))
+        "/chat/completions", content=data.encode(), cast_to=httpx.Response,
+        options={"headers": {"Content-Type": "application/json"}})
     return read_reply(await response.aread(), model=body["model"],
-                      request_chars=request_chars, tool_names=tool_names)
+                      request_chars=len(data), tool_names=tool_names)
 
 
 def _retryable(exc: Exception) -> bool:

@@ -304,8 +304,9 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
                       error=f"delivered {attempt} times; the task keeps killing its worker")
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
-            await _prepare(ctx, attempt)
-            outcome = await _execute(ctx, settings)
+            async with ctx.connection.kept():  # one connection for the run's step writes
+                await _prepare(ctx, attempt)
+                outcome = await _execute(ctx, settings)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
             log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,

@@ -6,8 +6,19 @@ and waiting. It is stored as JSON with the checkpoint; keys it does not know are
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON-like value: dicts and lists copied all the way down, the rest (strings,
+    numbers) shared. A tenth of what dataclasses.asdict costs (it goes through copy.deepcopy:
+    ~0.6 ms a step for this state and the stuck detector's)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value
 
 
 @dataclass
@@ -36,4 +47,4 @@ class LoopState:
         return cls(**{k: v for k, v in (saved or {}).items() if k in known})
 
     def to_checkpoint(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: json_copy(getattr(self, f.name)) for f in fields(self)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -78,14 +79,44 @@ async def append_events(
         .values(last_seq=Task.last_seq + len(items), updated_at=utcnow(), **(task_values or {}))
         .returning(col(Task.last_seq))
     )
-    first = result.scalar_one() - len(items) + 1
-    events = [TaskEvent(task_id=task_id, seq=first + i, type=type, data=_fit(data or {}))
-              for i, (type, data) in enumerate(items)]
+    return await insert_events(conn, task_id, result.scalar_one() - len(items) + 1, items)
+
+
+INSERT_EVENTS = insert(table(TaskEvent))
+
+
+def fitted(items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Event items as they are stored: redacted, JSON-safe, within MAX_EVENT_BYTES."""
+    return [(type, _fit(data or {})) for type, data in items]
+
+
+def numbered_events(
+    task_id: int, first: int, items: list[tuple[str, dict[str, Any]]], *,
+    now: datetime | None = None,
+) -> list[TaskEvent]:
+    """`fitted` items as events numbered from `first` (sequence numbers the caller has taken)."""
+    now = now or utcnow()
+    # model_construct: every field is given and already valid (the table model's own __init__
+    # took ~40 µs an event)
+    return [TaskEvent.model_construct(id=None, task_id=task_id, seq=first + i, type=type,
+                                      data=data, created_at=now)
+            for i, (type, data) in enumerate(items)]
+
+
+def event_rows(events: list[TaskEvent]) -> list[dict[str, Any]]:
+    """The rows of INSERT_EVENTS, run as a Core executemany: no ORM flush, no RETURNING."""
+    return [{"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data,
+             "created_at": e.created_at} for e in events]
+
+
+async def insert_events(
+    conn: AsyncSession | AsyncConnection, task_id: int, first: int,
+    items: list[tuple[str, dict[str, Any]]],
+) -> list[TaskEvent]:
+    """Insert `items` numbered from `first` (sequence numbers the caller has taken)."""
+    events = numbered_events(task_id, first, fitted(items))
     if events:
-        # Core executemany: no ORM flush, no RETURNING of ids nobody reads
-        await conn.execute(insert(table(TaskEvent)), [
-            {"task_id": e.task_id, "seq": e.seq, "type": e.type, "data": e.data,
-             "created_at": e.created_at} for e in events])
+        await conn.execute(INSERT_EVENTS, event_rows(events))
     return events
 
 

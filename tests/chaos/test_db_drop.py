@@ -36,28 +36,55 @@ class DropOnce:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
+class DropStepStatement:
+    """Terminates the run's connection just before its `nth` one-statement step write
+    (app.run.steps_postgres, which runs on the driver's connection, under SQLAlchemy's hooks)."""
+
+    def __init__(self, nth: int) -> None:
+        self.nth, self.seen, self.fired = nth, 0, False
+
+    def around(self, real: Any) -> Any:
+        async def write(driver: Any, task_id: int, record: Any) -> Any:
+            self.seen += 1
+            if self.seen == self.nth:
+                self.fired = True
+                with contextlib.suppress(Exception):
+                    await driver.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return await real(driver, task_id, record)
+        return write
+
+
 @pytest.mark.parametrize(("where", "marker", "nth"), [
-    ("write_step", "INSERT INTO task_event", 4),
+    ("write_step", None, 2),  # a step's one-statement write
+    ("write_step_journaled", "UPDATE tool_intent SET status", 1),  # the general write
     ("take_messages", "UPDATE task_message SET delivered_at", 1),
     ("close_task", "finished_at=", 1),
 ])
 async def test_a_dropped_connection_does_not_fail_the_task(
-    app_client, enqueued, llm: ScriptedLLM, where: str, marker: str, nth: int
+    app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch, where: str,
+    marker: str | None, nth: int
 ):
     from app.core.db import get_engine
+    from app.run import steps_postgres
 
     # given a task with a note in its inbox and a model that writes a file, then finishes
     llm.script(tool_call("write_file", path="output/a.txt", content="a"), finish("done"))
     task_id = int((await app_client.post("/tasks", json={"title": "t", "complexity": 2})
                    ).json()["id"])
     await app_client.post(f"/tasks/{task_id}/messages", json={"content": "please hurry"})
-    drop = DropOnce(marker, nth)
-    event.listen(get_engine().sync_engine, "before_cursor_execute", drop)
+    drop: DropOnce | DropStepStatement
+    if marker is None:
+        drop = DropStepStatement(nth)
+        monkeypatch.setattr(steps_postgres, "write", drop.around(steps_postgres.write))
+    else:
+        drop = DropOnce(marker, nth)
+        event.listen(get_engine().sync_engine, "before_cursor_execute", drop)
     # when the worker's connection is terminated under that statement
     try:
         await run_enqueued(enqueued)
     finally:
-        event.remove(get_engine().sync_engine, "before_cursor_execute", drop)
+        if isinstance(drop, DropOnce):
+            event.remove(get_engine().sync_engine, "before_cursor_execute", drop)
     # then the step is retried and the task completes, once
     assert drop.fired, f"{where}: the statement never ran"
     task = (await app_client.get(f"/tasks/{task_id}")).json()

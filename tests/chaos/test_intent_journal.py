@@ -195,16 +195,16 @@ async def test_a_playbook_step_that_ran_before_the_worker_died_is_not_repeated(
     enqueued.clear()
     from app.run import context
 
-    real_write = context.write_step
+    real_store = context.store_step
 
-    async def die_after_the_append(conn: object, task_id: int, record: Any, tree: object) -> Any:
+    async def die_after_the_append(task_id: int, record: Any, *rest: Any) -> Any:
         if any(r.name == "insert_lines" for r in record.tool_results):
             raise asyncio.CancelledError
-        return await real_write(conn, task_id, record, tree)  # type: ignore[arg-type]
+        return await real_store(task_id, record, *rest)
 
     # when the worker dies after the append took effect, before its step was saved
     with monkeypatch.context() as patch:
-        patch.setattr(context, "write_step", die_after_the_append)
+        patch.setattr(context, "store_step", die_after_the_append)
         with pytest.raises(asyncio.CancelledError):
             await run_task(task_id, owner="dead-worker")
     async with session_scope() as session:

@@ -15,13 +15,13 @@ The response is a ladder kept in the checkpointed state, so a resumed task stays
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from app.core.prompts import render_prompt
 from app.run.context import RunContext
 from app.run.errors import AgentFailed
-from app.run.state import LoopState
+from app.run.state import LoopState, json_copy
 from app.tools.registry import Dispatched
 
 
@@ -46,7 +46,7 @@ class StuckDetector:
         return cls(**{**(saved or {}), **limits})
 
     def to_state(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: json_copy(getattr(self, f.name)) for f in fields(self)}
 
     def reset(self) -> None:
         self.last_call, self.same_calls, self.idle_steps, self.failed_steps = None, 0, 0, 0

@@ -1,0 +1,95 @@
+"""A step's write on PostgreSQL as one statement: one round trip instead of six.
+
+The general write (app.run.steps.write_step) is a transaction of BEGIN, a SELECT … FOR UPDATE of
+the task's usage, the UPDATE of the task row, the INSERT of the events, the checkpoint's upsert
+and COMMIT: six round trips to the server, each one also a wake-up of the event loop and of the
+server process. Here the same rows are written by one statement, whose data-modifying CTEs run
+as a single transaction of their own:
+
+    WITH t AS (UPDATE task … RETURNING last_seq, inbox)     counters, usage, phase, sequence
+         e AS (INSERT INTO task_event SELECT … FROM t, unnest(types, data))
+         c AS (INSERT INTO task_checkpoint … ON CONFLICT DO UPDATE)
+    SELECT last_seq, inbox FROM t
+
+The usage totals are added up in SQL (jsonb) rather than read and written back, which is what
+lets the read go (app.run.step_changes says what a step adds, and which records this covers);
+tests/component/test_step_writes.py holds this form and the general one to the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from app.models import TERMINAL_VALUES, TaskEvent, utcnow
+from app.tasks.events import numbered_events
+
+if TYPE_CHECKING:
+    from app.run.step_changes import StepChanges
+
+# $1 task  $2 events  $3 now  $4 calls  $5 prompt tokens  $6 completion tokens  $7 cost
+# $8 model_used  $9 phase  $10 terminal statuses  $11 usage increments  $12 peak RSS
+# $13 event types  $14 event data  $15 messages  $16 state  $17 checkpoint phase
+# $18 whether there is a checkpoint
+STEP = """
+WITH t AS (
+    UPDATE task SET
+        last_seq = last_seq + $2::int,
+        updated_at = $3::timestamptz,
+        steps = steps + $4::int,
+        prompt_tokens = prompt_tokens + $5::int,
+        completion_tokens = completion_tokens + $6::int,
+        cost_usd = cost_usd + $7::float8,
+        model_used = COALESCE($8::varchar, model_used),
+        status = CASE WHEN $9::varchar IS NOT NULL AND status <> ALL($10::varchar[])
+                      THEN $9::varchar ELSE status END,
+        phase = CASE WHEN $9::varchar IS NOT NULL AND status <> ALL($10::varchar[])
+                     THEN $9::varchar ELSE phase END,
+        usage = CASE WHEN $11::jsonb IS NULL AND $12::bigint IS NULL THEN usage ELSE (
+            COALESCE(task.usage::jsonb, '{}'::jsonb)
+            || COALESCE((SELECT jsonb_object_agg(d.key, CASE
+                    WHEN d.key IN ('tool_seconds', 'cpu_s')
+                    THEN round(COALESCE((task.usage->>d.key)::numeric, 0) + d.value::numeric, 4)
+                    ELSE COALESCE((task.usage->>d.key)::numeric, 0) + d.value::numeric END)
+                 FROM jsonb_each_text($11::jsonb) AS d), '{}'::jsonb)
+            || CASE WHEN $12::bigint IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
+                   'peak_rss_kb',
+                   GREATEST(COALESCE((task.usage->>'peak_rss_kb')::numeric, 0), $12::bigint))
+               END)::json END
+    WHERE id = $1::int
+    RETURNING last_seq, EXISTS (SELECT 1 FROM task_message m
+                                WHERE m.task_id = task.id AND m.delivered_at IS NULL) AS inbox
+), e AS (
+    INSERT INTO task_event (task_id, seq, type, data, created_at)
+    SELECT $1::int, t.last_seq - $2::int + x.n::int, x.type, x.data, $3::timestamptz
+    FROM t, unnest($13::varchar[], $14::json[]) WITH ORDINALITY AS x(type, data, n)
+    ORDER BY x.n
+), c AS (
+    INSERT INTO task_checkpoint (task_id, messages, state, phase, updated_at)
+    SELECT $1::int, $15::json, $16::json, $17::varchar, $3::timestamptz FROM t WHERE $18::bool
+    ON CONFLICT (task_id) DO UPDATE SET messages = excluded.messages, state = excluded.state,
+        phase = excluded.phase, updated_at = excluded.updated_at
+)
+SELECT last_seq, inbox FROM t
+"""
+
+
+async def write(driver: Any, task_id: int, changes: StepChanges
+                ) -> tuple[list[TaskEvent], bool] | None:
+    """Run the statement on an asyncpg connection with no transaction open (it is its own);
+    the events written and whether the inbox holds unseen messages, None if the task is gone."""
+    c = changes
+    messages, state, phase = c.checkpoint or (None, None, None)
+    now = utcnow()
+    row = await driver.fetchrow(
+        STEP, task_id, len(c.events), now, c.calls, c.prompt_tokens, c.completion_tokens,
+        c.cost_usd, c.model_used, c.phase, list(TERMINAL_VALUES),
+        json.dumps(c.usage) if c.usage else None, c.peak_rss_kb,
+        [type for type, _ in c.events], [json.dumps(data) for _, data in c.events],
+        None if c.checkpoint is None else json.dumps(messages),
+        None if c.checkpoint is None else json.dumps(state), phase, c.checkpoint is not None,
+    )
+    if row is None:
+        return None
+    return (numbered_events(task_id, row["last_seq"] - len(c.events) + 1, c.events, now=now),
+            bool(row["inbox"]))
