@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.tasks.events import fitted
 
 if TYPE_CHECKING:
-    from app.run.steps import StepRecord
+    from app.run.step_record import StepRecord
 
 Checkpoint = tuple[list[dict[str, Any]], dict[str, Any], str | None]
 

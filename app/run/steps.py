@@ -15,7 +15,7 @@ the checkpoint that says it happened (before, a crash between those two commits 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, case, exists, select, update
@@ -33,37 +33,14 @@ from app.models import (
     table,
     utcnow,
 )
-from app.run import llm, step_changes, steps_postgres, steps_sqlite
+from app.run import step_changes, steps_postgres, steps_sqlite
+from app.run.step_record import StepRecord
 from app.tasks.events import INSERT_EVENTS, event_rows, fitted, numbered_events
 from app.tools.registry import Dispatched
 
 if TYPE_CHECKING:
     from app.run.budget import TaskTree
 
-
-
-@dataclass
-class StepRecord:
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    calls: list[tuple[llm.Completion, str]] = field(default_factory=list)  # (completion, role)
-    tool_results: list[Dispatched] = field(default_factory=list)
-    phase: str | None = None
-    checkpoint: tuple[list[dict[str, Any]], dict[str, Any], str | None] | None = None
-    settle: list[int] = field(default_factory=list)  # journal rows this checkpoint covers
-    done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row, result)
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.calls or self.tool_results or self.phase
-                    or self.checkpoint or self.settle or self.done)
-
-    def then(self, later: StepRecord) -> StepRecord:
-        """This record followed by one recorded after it (for a write that did not happen)."""
-        return StepRecord(
-            events=self.events + later.events, calls=self.calls + later.calls,
-            tool_results=self.tool_results + later.tool_results,
-            phase=later.phase if later.phase is not None else self.phase,
-            checkpoint=later.checkpoint if later.checkpoint is not None else self.checkpoint,
-            settle=self.settle + later.settle, done=self.done + later.done)
 
 
 @dataclass
