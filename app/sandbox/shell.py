@@ -285,6 +285,7 @@ class Shell:
         self.state = state or ShellState()
         self.session: JailSession | None = None
         self.sessions_started = 0
+        self.defaults_tried = False  # the venv's default packages were linked (or tried) this run
         self._lock = threading.Lock()
 
     async def run(self, argv: list[str], *, workspace: Workspace, settings: Settings,

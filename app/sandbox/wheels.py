@@ -41,7 +41,7 @@ RETRY_AFTER_S = 600.0
 BASE_IN_JAIL = "/opt/taskbench-base"
 PTH = "_taskbench_base.pth"
 SITE = f".venv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
-_failed: dict[str, tuple[float, str]] = {}  # layer key -> (when, why) of the last failure
+_failed: dict[str, tuple[float, str]] = {}  # layer path -> (when, why) of the last failure
 
 
 def wheel_dir(settings: Settings) -> Path:
@@ -118,13 +118,13 @@ def base_layer(settings: Settings, packages: list[str]) -> Path | None:
     final = folder / key
     if final.is_dir():
         return final
-    failed = _failed.get(key)
+    failed = _failed.get(str(final))
     if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
         raise RuntimeError(failed[1])
     try:
         return _build(settings, packages, final)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        _failed[key] = (time.monotonic(), str(exc))
+        _failed[str(final)] = (time.monotonic(), str(exc))
         raise RuntimeError(str(exc)) from exc
 
 

@@ -60,18 +60,28 @@ def default_packages(agent_config: dict[str, object], settings: Settings) -> lis
 
 
 async def ensure_venv(ctx: ToolContext) -> None:
-    """The task's `.venv`, made now if it is not there (see the module's docstring); a failure
-    to link the default packages is an event, not an error (the agent can still pip_install)."""
-    if fs.kind(ctx.workspace.root, ".venv") == "dir":
-        return
-    started = time.perf_counter()
-    made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
-                                        cache_dir=ctx.settings.var_dir / "cache" / "uv")
-    await ctx.emit("venv", {"made_with": made_with,
-                            "ms": round((time.perf_counter() - started) * 1000, 1)})
+    """The task's `.venv`, made now if it is not there whole (see the module's docstring): one
+    a killed `uv venv` left without lib/ is made again, and a venv made without its default
+    packages linked (its maker died in between) gets them. A failure to link them is an event,
+    not an error (the agent can still pip_install)."""
+    root = ctx.workspace.root
     packages = default_packages(ctx.agent_config, ctx.settings)
-    if made_with == "existing" or not packages:
+    shell = ctx.services.shell
+    whole = fs.kind(root, ".venv/lib") == "dir" and fs.kind(root, ".venv/bin") == "dir"
+    if whole and (not packages or shell.defaults_tried
+                  or fs.kind(root, f"{wheels.SITE}/{wheels.PTH}") == "file"):
         return
+    if not whole:
+        started = time.perf_counter()
+        if fs.kind(root, ".venv") is not None:
+            await asyncio.to_thread(fs.remove, root, ".venv")  # half made, or planted
+        made_with = await asyncio.to_thread(create_venv, ctx.workspace.venv,
+                                            cache_dir=ctx.settings.var_dir / "cache" / "uv")
+        await ctx.emit("venv", {"made_with": made_with,
+                                "ms": round((time.perf_counter() - started) * 1000, 1)})
+    if not packages:
+        return
+    shell.defaults_tried = True  # once a run: an offline host is not asked at every command
     started = time.perf_counter()
     try:
         code, text = await install_defaults(ctx, packages)

@@ -136,3 +136,34 @@ async def test_a_task_that_runs_no_python_makes_no_venv(app_client, enqueued, ll
 
     workspaces = get_settings().workspaces_dir
     assert any(workspaces.rglob("notes.md")) and not any(workspaces.rglob(".venv"))
+
+
+async def test_a_half_made_venv_is_made_again_and_gets_its_packages(
+        app_client, enqueued, llm, monkeypatch) -> None:
+    # given a task whose venv a killed `uv venv` left without lib/ (pyvenv.cfg and bin/ only)
+    from app.core.config import get_settings
+    from app.sandbox.workspace import Workspace
+
+    monkeypatch.setenv("TASKBENCH_VENV_DEFAULT_PACKAGES", '["tbprobe"]')
+    reset_settings()
+    _cache_with_probe()
+    real_create = Workspace.create
+
+    def create(self: Workspace, **kw: object) -> None:
+        real_create(self, **kw)  # type: ignore[arg-type]
+        (self.root / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
+        (self.root / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+    monkeypatch.setattr(Workspace, "create", create)
+    llm.responder = Router().script(
+        "half", tool_call("write_file", path="probe.py", content=PROBE),
+        tool_call("run_command", command="python probe.py"))
+    # when its first command runs
+    task = await submit_and_run(app_client, enqueued, title="half", complexity=2)
+    # then the venv was made again, whole, with its default package
+    assert task["status"] == "completed", task
+    assert [e["data"]["made_with"] for e in await events_of(app_client, task["id"], "venv")]
+    outputs = [e["data"]["output"] for e in await events_of(app_client, task["id"], "tool_call")
+               if e["data"]["tool"] == "run_command"]
+    assert "imported from-the-cache" in outputs[0]
+    assert get_settings().workspaces_dir.is_dir()
