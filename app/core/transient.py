@@ -72,3 +72,26 @@ async def retrying(op: Callable[[], Awaitable[T]], what: str, *, attempts: int =
         await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_DELAY_S)
     raise AssertionError("unreachable")
+
+
+async def to_the_end(op: Awaitable[T], landed: list[T]) -> T:
+    """Await `op` to its end even when the caller is cancelled meanwhile; its result is also
+    appended to `landed`, and a cancellation that came meanwhile is raised once it has ended.
+
+    A cancelled wait for a database's answer says nothing about the statement: the server may
+    have committed it already. A write taken as not done would be written again (a step's
+    events twice, its usage counted twice); `landed` says whether it was done."""
+    running = asyncio.ensure_future(op)
+    cancelled = False
+    while not running.done():
+        try:
+            await asyncio.wait({running})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not running.cancelled() and running.exception() is None:
+            landed.append(running.result())
+        raise asyncio.CancelledError
+    result = running.result()
+    landed.append(result)
+    return result

@@ -23,14 +23,14 @@ from app.core import tracing
 from app.core.config import Settings
 from app.core.db import RunConnection, get_engine, session_scope
 from app.core.redact import redact, redact_obj
-from app.core.transient import retrying
+from app.core.transient import retrying, to_the_end
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.run import journal, llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
-from app.run.steps import StepRecord, store_step
+from app.run.steps import StepRecord, Written, store_step
 from app.sandbox.shell import ShellState
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
@@ -98,16 +98,22 @@ class RunContext:
             return
         # taken now: what is recorded while it is written goes with the next write
         record, self.pending = self.pending, StepRecord()
+        landed: list[Written] = []
         try:
-            # one transaction, so safe to repeat when the connection drops under it
-            written = await retrying(
-                lambda: store_step(self.task_id, record, self.tree, self.connection),
+            # one transaction, so safe to repeat when the connection drops under it; each try
+            # runs to its end even when the run is cancelled meanwhile (it may have committed)
+            await retrying(
+                lambda: to_the_end(store_step(self.task_id, record, self.tree,
+                                              self.connection), landed),
                 f"write a step of task {self.task_id}")
         except BaseException:
-            self.pending = record.then(self.pending)  # not written: kept for the next flush
+            if not landed:
+                self.pending = record.then(self.pending)  # not written: kept for the next flush
             raise
-        self.inbox_waiting = written.inbox_waiting
-        publish(written.events)
+        finally:
+            if landed:
+                self.inbox_waiting = landed[0].inbox_waiting
+                publish(landed[0].events)
 
     # -- the model ---------------------------------------------------------------------------
     def models(self) -> list[str]:

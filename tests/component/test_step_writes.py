@@ -108,6 +108,56 @@ async def test_a_run_whose_kept_connection_was_cut_writes_on_a_fresh_one(db, db_
     assert [t for t in types if t in ("first", "second")] == ["first", "second"]
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_step_write_cancelled_after_its_commit_is_not_written_again(
+    db, db_url, monkeypatch
+):
+    import asyncpg
+    from sqlalchemy import make_url
+
+    from app.core.config import reset_settings
+    from app.core.db import dispose_engines
+    from tests.fakes.tcp_proxy import ReplyHoldingProxy
+
+    # given a run whose database connections go through a relay that can hold back replies
+    url = make_url(db_url)
+    proxy = ReplyHoldingProxy(url.host or "127.0.0.1", url.port or 5432)
+    monkeypatch.setenv("TASKBENCH_DATABASE_URL",
+                       url.set(port=await proxy.start()).render_as_string(hide_password=False))
+    reset_settings()
+    await dispose_engines()
+    direct = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        ctx = await make_run_context({})
+        async with ctx.connection.kept():
+            await ctx.emit("first")
+            # when a step's write commits on the server while its answer is held back, and
+            # the run is cancelled then (a person cancelled the task, a time budget ran out)
+            proxy.hold()
+            ctx.record("second")
+            write = asyncio.ensure_future(ctx.flush())
+            while not await direct.fetchval(
+                    "SELECT count(*) FROM task_event WHERE task_id = $1 AND type = 'second'",
+                    ctx.task_id):
+                await asyncio.sleep(0.01)
+            write.cancel()
+            await asyncio.sleep(0.1)
+            proxy.release()
+            with pytest.raises(asyncio.CancelledError):
+                await write
+            # and the run's end writes what it has left (as the runner's "stopped" does)
+            await ctx.emit("stopped")
+        # then the step that committed is stored once
+        types = [r["type"] for r in await direct.fetch(
+            "SELECT type FROM task_event WHERE task_id = $1 ORDER BY seq", ctx.task_id)]
+        assert [t for t in types if t in ("first", "second", "stopped")] == [
+            "first", "second", "stopped"]
+    finally:
+        await direct.close()
+        await dispose_engines()
+        await proxy.close()
+
+
 def _records() -> list:
     """Steps of every shape the one-statement write covers, fresh for each use."""
     from app.run.llm_reply import Completion
