@@ -194,15 +194,31 @@ class Task(SQLModel, table=True):
 
 
 class TaskCheckpoint(SQLModel, table=True):
-    """The agent's trajectory (the messages) and loop state, saved after every step."""
+    """The agent's loop state, saved after every step, and how long its trajectory is.
+
+    The trajectory's messages are rows of CheckpointMessage, one per message, appended as the
+    conversation grows (a step writes only its new messages, not the whole conversation
+    again); the first `message_count` of them are the conversation. A checkpoint written
+    before that (message_count NULL) holds its messages in `messages`."""
 
     __tablename__ = "task_checkpoint"
 
     task_id: int = Field(foreign_key="task.id", primary_key=True)
     phase: str | None = Field(default=None, max_length=24)
     messages: list[dict[str, Any]] = Field(default_factory=list, sa_column=json_column())
+    message_count: int | None = Field(default=None)
     state: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CheckpointMessage(SQLModel, table=True):
+    """One message of a task's checkpointed conversation, at position `idx`."""
+
+    __tablename__ = "task_checkpoint_message"
+
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+    idx: int = Field(primary_key=True)
+    message: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
 
 
 class TaskMessage(SQLModel, table=True):

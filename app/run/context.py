@@ -27,6 +27,7 @@ from app.core.transient import retrying, to_the_end
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.run import journal, llm
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
+from app.run.checkpoints import checkpoint_of, load_checkpoint
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
 from app.run.provider_state import save_seen
@@ -70,6 +71,9 @@ class RunContext:
     # what the last step write saw of the inbox (False: nothing unseen then), used up by the
     # next take_messages, which then needs no read of its own
     inbox_waiting: bool | None = None
+    # the conversation as the store holds it (the same message objects as the loop's list):
+    # a checkpoint writes only the messages after the first one that differs
+    stored_messages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def task_id(self) -> int:
@@ -113,6 +117,8 @@ class RunContext:
         finally:
             if landed:
                 self.inbox_waiting = landed[0].inbox_waiting
+                if record.checkpoint is not None:
+                    self.stored_messages = record.checkpoint.messages
                 publish(landed[0].events)
 
     # -- the model ---------------------------------------------------------------------------
@@ -323,17 +329,12 @@ class RunContext:
         return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
-        async def read() -> Any:
-            async with get_engine().connect() as conn:
-                return (await conn.execute(
-                    table(TaskCheckpoint).select()
-                    .where(col(TaskCheckpoint.task_id) == self.task_id)
-                )).first()
-
-        row = await retrying(read, "load the checkpoint")
-        if row is None:
+        checkpoint = await retrying(lambda: load_checkpoint(self.task_id), "load the checkpoint")
+        if checkpoint is None:
             return None
-        checkpoint = TaskCheckpoint(**row._mapping)
+        # one written before messages had rows holds none in them: the next writes them all
+        legacy = checkpoint.message_count is None
+        self.stored_messages = [] if legacy else list(checkpoint.messages)
         # the shell's folder, variables and venv, as the last run left them
         self.services.shell.state = ShellState.from_dict((checkpoint.state or {}).get("shell"))
         return checkpoint
@@ -344,7 +345,8 @@ class RunContext:
         """Checkpoint the trajectory with the step's record; `now=False` leaves it to the next
         flush (only where nothing with an effect can happen before that flush)."""
         state = {**state, "shell": self.services.shell.state.to_dict()}
-        self.pending.checkpoint = (list(messages), state, self.task.phase)
+        self.pending.checkpoint = checkpoint_of(list(messages), self.stored_messages, state,
+                                                self.task.phase)
         # the journal rows of calls whose results these messages hold are settled with them
         self.pending.settle.extend(self.open_intents)
         self.open_intents = []

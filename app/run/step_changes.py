@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.tasks.events import fitted
 
 if TYPE_CHECKING:
-    from app.run.step_record import StepRecord
-
-Checkpoint = tuple[list[dict[str, Any]], dict[str, Any], str | None]
-
+    from app.run.step_record import Checkpoint, StepRecord
 
 @dataclass
 class StepChanges:

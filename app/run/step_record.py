@@ -11,12 +11,32 @@ from app.tools.registry import Dispatched
 
 
 @dataclass
+class Checkpoint:
+    """A checkpoint as written: the loop state, and the conversation as a delta of what the
+    store holds already (`messages[start:]` are new or changed; the rest are stored)."""
+
+    messages: list[dict[str, Any]]  # the whole conversation, as it stands
+    start: int
+    stored: int  # how many messages the store held (those past the conversation's end go)
+    state: dict[str, Any]
+    phase: str | None
+
+    @property
+    def new(self) -> list[dict[str, Any]]:
+        return self.messages[self.start:]
+
+    @property
+    def shrunk(self) -> bool:
+        return self.stored > len(self.messages)
+
+
+@dataclass
 class StepRecord:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     calls: list[tuple[llm.Completion, str]] = field(default_factory=list)  # (completion, role)
     tool_results: list[Dispatched] = field(default_factory=list)
     phase: str | None = None
-    checkpoint: tuple[list[dict[str, Any]], dict[str, Any], str | None] | None = None
+    checkpoint: Checkpoint | None = None
     settle: list[int] = field(default_factory=list)  # journal rows this checkpoint covers
     done: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (row, result)
 

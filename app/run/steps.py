@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, case, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from app.core.db import RunConnection, WriteLockBusy, get_engine, inline_write
 from app.models import (
     TERMINAL_VALUES,
     Task,
-    TaskCheckpoint,
     TaskEvent,
     TaskMessage,
     ToolIntent,
@@ -34,6 +32,7 @@ from app.models import (
     utcnow,
 )
 from app.run import step_changes, steps_postgres, steps_sqlite
+from app.run.checkpoints import write_checkpoint
 from app.run.step_record import StepRecord
 from app.tasks.events import INSERT_EVENTS, event_rows, fitted, numbered_events
 from app.tools.registry import Dispatched
@@ -127,10 +126,7 @@ def write_step(
         for completion, _role in record.calls:
             tree.add(conn, completion)
     if record.checkpoint is not None:
-        messages, state, phase = record.checkpoint
-        conn.execute(_checkpoint_upsert(conn.dialect.name), {
-            "task_id": task_id, "messages": messages, "state": state, "phase": phase,
-            "updated_at": params["now"]})
+        write_checkpoint(conn, task_id, record.checkpoint, params["now"])
     for intent_id, outcome in record.done:
         conn.execute(update(table(ToolIntent)).where(col(ToolIntent.id) == intent_id)
                      .values(status="done", result=outcome, updated_at=utcnow()))
@@ -176,17 +172,6 @@ def _task_update(usage: bool, calls: bool, model_used: bool, phase: bool) -> Any
                                else_=t.c.phase)
     return (update(t).where(t.c.id == bindparam("task_id")).values(values)
             .returning(t.c.last_seq, _INBOX_WAITING))
-
-
-@functools.cache
-def _checkpoint_upsert(dialect: str) -> Any:
-    c = table(TaskCheckpoint)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(c).values({k: bindparam(k, type_=c.c[k].type)
-                             for k in ("task_id", "messages", "state", "phase", "updated_at")})
-    return stmt.on_conflict_do_update(
-        index_elements=[c.c.task_id],
-        set_={k: stmt.excluded[k] for k in ("messages", "state", "phase", "updated_at")})
 
 
 def add_resources(usage: dict[str, Any], result: Dispatched) -> dict[str, Any]:

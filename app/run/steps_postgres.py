@@ -8,7 +8,9 @@ as a single transaction of their own:
 
     WITH t AS (UPDATE task … RETURNING last_seq, inbox)     counters, usage, phase, sequence
          e AS (INSERT INTO task_event SELECT … FROM t, unnest(types, data))
-         c AS (INSERT INTO task_checkpoint … ON CONFLICT DO UPDATE)
+         c AS (INSERT INTO task_checkpoint … ON CONFLICT DO UPDATE)       the loop state
+         m AS (INSERT INTO task_checkpoint_message … ON CONFLICT …)     new messages only
+         d AS (DELETE FROM task_checkpoint_message WHERE idx >= count)  after condensing
     SELECT last_seq, inbox FROM t
 
 The usage totals are added up in SQL (jsonb) rather than read and written back, which is what
@@ -29,8 +31,9 @@ if TYPE_CHECKING:
 
 # $1 task  $2 events  $3 now  $4 calls  $5 prompt tokens  $6 completion tokens  $7 cost
 # $8 model_used  $9 phase  $10 terminal statuses  $11 usage increments  $12 peak RSS
-# $13 event types  $14 event data  $15 messages  $16 state  $17 checkpoint phase
-# $18 whether there is a checkpoint
+# $13 event types  $14 event data  $15 message count  $16 state  $17 checkpoint phase
+# $18 whether there is a checkpoint  $19 first new message's index  $20 new messages
+# $21 whether the conversation shrank (rows past its end go)
 STEP = """
 WITH t AS (
     UPDATE task SET
@@ -65,10 +68,20 @@ WITH t AS (
     FROM t, unnest($13::varchar[], $14::json[]) WITH ORDINALITY AS x(type, data, n)
     ORDER BY x.n
 ), c AS (
-    INSERT INTO task_checkpoint (task_id, messages, state, phase, updated_at)
-    SELECT $1::int, $15::json, $16::json, $17::varchar, $3::timestamptz FROM t WHERE $18::bool
-    ON CONFLICT (task_id) DO UPDATE SET messages = excluded.messages, state = excluded.state,
+    INSERT INTO task_checkpoint (task_id, messages, message_count, state, phase, updated_at)
+    SELECT $1::int, '[]'::json, $15::int, $16::json, $17::varchar, $3::timestamptz
+    FROM t WHERE $18::bool
+    ON CONFLICT (task_id) DO UPDATE SET messages = excluded.messages,
+        message_count = excluded.message_count, state = excluded.state,
         phase = excluded.phase, updated_at = excluded.updated_at
+), m AS (
+    INSERT INTO task_checkpoint_message (task_id, idx, message)
+    SELECT $1::int, $19::int + x.n::int - 1, x.message
+    FROM t, unnest($20::json[]) WITH ORDINALITY AS x(message, n)
+    ON CONFLICT (task_id, idx) DO UPDATE SET message = excluded.message
+), d AS (
+    DELETE FROM task_checkpoint_message
+    WHERE task_id = $1::int AND idx >= $15::int AND $21::bool AND EXISTS (SELECT 1 FROM t)
 )
 SELECT last_seq, inbox FROM t
 """
@@ -78,16 +91,17 @@ async def write(driver: Any, task_id: int, changes: StepChanges
                 ) -> tuple[list[TaskEvent], bool] | None:
     """Run the statement on an asyncpg connection with no transaction open (it is its own);
     the events written and whether the inbox holds unseen messages, None if the task is gone."""
-    c = changes
-    messages, state, phase = c.checkpoint or (None, None, None)
+    c, k = changes, changes.checkpoint
     now = utcnow()
     row = await driver.fetchrow(
         STEP, task_id, len(c.events), now, c.calls, c.prompt_tokens, c.completion_tokens,
         c.cost_usd, c.model_used, c.phase, list(TERMINAL_VALUES),
         json.dumps(c.usage) if c.usage else None, c.peak_rss_kb,
         [type for type, _ in c.events], [json.dumps(data) for _, data in c.events],
-        None if c.checkpoint is None else json.dumps(messages),
-        None if c.checkpoint is None else json.dumps(state), phase, c.checkpoint is not None,
+        None if k is None else len(k.messages), None if k is None else json.dumps(k.state),
+        None if k is None else k.phase, k is not None,
+        0 if k is None else k.start, [] if k is None else [json.dumps(m) for m in k.new],
+        k is not None and k.shrunk,
     )
     if row is None:
         return None

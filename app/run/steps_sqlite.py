@@ -7,7 +7,8 @@ around ~10 µs of SQLite. Here the same rows go through the sqlite3 connection i
     UPDATE task … RETURNING last_seq, inbox     counters, usage (added up with json_patch),
                                                 phase, sequence
     INSERT INTO task_event … (executemany)
-    INSERT INTO task_checkpoint … ON CONFLICT DO UPDATE
+    INSERT INTO task_checkpoint … ON CONFLICT DO UPDATE               the loop state
+    INSERT INTO task_checkpoint_message … (executemany)               new messages only
 
 Values are converted by the columns' own SQLAlchemy types (JSON text, the datetime format), so
 the rows are exactly what the general write stores; tests/component/test_step_writes.py holds
@@ -61,11 +62,17 @@ RETURNING last_seq, EXISTS (SELECT 1 FROM task_message m
 INSERT_EVENTS = ("INSERT INTO task_event (task_id, seq, type, data, created_at) "
                  "VALUES (?, ?, ?, ?, ?)")
 UPSERT_CHECKPOINT = """
-INSERT INTO task_checkpoint (task_id, messages, state, phase, updated_at)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (task_id) DO UPDATE SET messages = excluded.messages, state = excluded.state,
-    phase = excluded.phase, updated_at = excluded.updated_at
+INSERT INTO task_checkpoint (task_id, messages, message_count, state, phase, updated_at)
+VALUES (?, '[]', ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET messages = excluded.messages,
+    message_count = excluded.message_count, state = excluded.state, phase = excluded.phase,
+    updated_at = excluded.updated_at
 """
+UPSERT_MESSAGE = """
+INSERT INTO task_checkpoint_message (task_id, idx, message) VALUES (?, ?, ?)
+ON CONFLICT (task_id, idx) DO UPDATE SET message = excluded.message
+"""
+DELETE_MESSAGES_FROM = "DELETE FROM task_checkpoint_message WHERE task_id = ? AND idx >= ?"
 
 
 def write(conn: Connection, task_id: int, changes: StepChanges
@@ -91,10 +98,15 @@ def write(conn: Connection, task_id: int, changes: StepChanges
         if events:
             cursor.executemany(INSERT_EVENTS, [
                 (task_id, e.seq, e.type, as_json(e.data), stored_now) for e in events])
-        if c.checkpoint is not None:
-            messages, state, phase = c.checkpoint
-            cursor.execute(UPSERT_CHECKPOINT, (task_id, as_json(messages), as_json(state),
-                                               phase, stored_now))
+        if c.checkpoint is not None:  # the loop state, and the messages new since the last
+            k = c.checkpoint
+            cursor.execute(UPSERT_CHECKPOINT, (task_id, len(k.messages), as_json(k.state),
+                                               k.phase, stored_now))
+            if k.new:
+                cursor.executemany(UPSERT_MESSAGE, [
+                    (task_id, k.start + i, as_json(m)) for i, m in enumerate(k.new)])
+            if k.shrunk:
+                cursor.execute(DELETE_MESSAGES_FROM, (task_id, len(k.messages)))
     finally:
         cursor.close()
     return events, bool(row[1])

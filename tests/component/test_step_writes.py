@@ -161,6 +161,7 @@ async def test_a_step_write_cancelled_after_its_commit_is_not_written_again(
 def _records() -> list:
     """Steps of every shape the one-statement write covers, fresh for each use."""
     from app.run.llm_reply import Completion
+    from app.run.step_record import Checkpoint
     from app.run.steps import StepRecord
     from app.tools.registry import Dispatched
 
@@ -176,15 +177,20 @@ def _records() -> list:
                                                                 "peak_rss_kb": 1000}, 12.5),
                           Dispatched("run_command", False, "no", {}, 3.3, refused=True)],
             phase="design",
-            checkpoint=([{"role": "user", "content": "hi"}], {"current": "design"}, "design")),
+            checkpoint=Checkpoint([{"role": "user", "content": "hi"}], 0, 0,
+                                  {"current": "design"}, "design")),
         StepRecord(  # an inspector's call: model_used stays the agent's
             events=[("llm_call", {"model": "judge"})],
             calls=[(call("judge", prompt_tokens=7, completion_tokens=2, cost_usd=0.5),
                     "inspector")],
             tool_results=[Dispatched("run_python", True, "ok", {"cpu_s": 1,
                                                                 "peak_rss_kb": 400}, 1000.0)],
-            checkpoint=([{"role": "user", "content": "hi"}, {"role": "assistant",
-                                                             "content": "é"}], {}, "design")),
+            checkpoint=Checkpoint([{"role": "user", "content": "hi"},
+                                   {"role": "assistant", "content": "é"}], 1, 1, {}, "design")),
+        StepRecord(  # condensed: the second message rewritten, the third gone
+            events=[("condensed", {})],
+            checkpoint=Checkpoint([{"role": "user", "content": "hi"},
+                                   {"role": "user", "content": "[cut]"}], 1, 3, {}, "design")),
         StepRecord(events=[("note", {"text": "sk-" + "s" * 30})]),  # redacted on the way in
         StepRecord(phase="build", events=[("phase", {"phase": "build"})]),
     ]
@@ -194,11 +200,13 @@ async def _stored(task_id: int) -> dict:
     from sqlmodel import select
 
     from app.core.db import session_scope
-    from app.models import Task, TaskCheckpoint, TaskEvent
+    from app.models import Task, TaskEvent
+    from app.run.checkpoints import load_checkpoint
 
     async with session_scope() as session:
         task = await session.get(Task, task_id)
-        checkpoint = await session.get(TaskCheckpoint, task_id)
+    checkpoint = await load_checkpoint(task_id)
+    async with session_scope() as session:
         events = (await session.exec(select(TaskEvent).where(TaskEvent.task_id == task_id)
                                      .order_by(TaskEvent.seq))).all()
     assert task is not None and checkpoint is not None
@@ -237,12 +245,12 @@ async def test_the_one_statement_write_stores_what_the_general_write_stores(db, 
     general, single = await make_run_context({}), await make_run_context({})
     # when one task's steps go through the general write and the other's through the statement
     for index, record in enumerate(_records()):
-        if index == 3:
+        if index == 4:
             await cancel(general.task_id)
         async with connection_scope() as conn:
             await conn.run_sync(steps.write_step, general.task_id, record, None)
     for index, record in enumerate(_records()):
-        if index == 3:
+        if index == 4:
             await cancel(single.task_id)
         assert step_changes.covers(record, False)
         assert await one_statement(single.task_id, record) is not None
@@ -254,3 +262,94 @@ async def test_the_one_statement_write_stores_what_the_general_write_stores(db, 
     assert b["usage"]["peak_rss_kb"] == 1000 and b["usage"]["tool_refusals"] == 1
     assert a["events"] == b["events"] and "sk-" not in str(b["events"])
     assert a["checkpoint"] == b["checkpoint"]
+
+
+async def _message_rows(task_id: int) -> dict[int, dict]:
+    from sqlalchemy import select
+
+    from app.core.db import get_engine
+    from app.models import CheckpointMessage, table
+
+    m = table(CheckpointMessage)
+    async with get_engine().connect() as conn:
+        rows = (await conn.execute(select(m.c.idx, m.c.message)
+                                   .where(m.c.task_id == task_id))).all()
+    return {idx: message for idx, message in rows}
+
+
+async def _set_message_row(task_id: int, idx: int, message: dict) -> None:
+    from sqlalchemy import update
+
+    from app.core.db import connection_scope
+    from app.models import CheckpointMessage, table
+
+    m = table(CheckpointMessage)
+    async with connection_scope() as conn:
+        await conn.execute(update(m).where(m.c.task_id == task_id, m.c.idx == idx)
+                           .values(message=message))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_checkpoint_writes_only_the_messages_new_since_the_last(db):
+    # given a run that checkpointed a conversation of two messages
+    ctx = await make_run_context({})
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    await ctx.save_checkpoint(messages, {"current": "design"})
+    # and the stored first message changed behind the run's back (a marker)
+    await _set_message_row(ctx.task_id, 0, {"role": "system", "content": "marker"})
+    # when the next step appends a reply and a tool result and checkpoints
+    messages += [{"role": "assistant", "content": "a"}, {"role": "tool", "content": "t"}]
+    await ctx.save_checkpoint(messages, {"current": "design"})
+    # then only the two new messages were written: the first row still holds the marker
+    rows = await _message_rows(ctx.task_id)
+    assert rows[0]["content"] == "marker"
+    assert [rows[i] for i in (1, 2, 3)] == messages[1:]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_resumed_run_gets_the_same_conversation_after_condensing(db):
+    from app.run.condense import condense
+
+    # given a run whose long conversation was checkpointed step by step
+    ctx = await make_run_context({})
+    messages = [{"role": "system", "content": "system"}, {"role": "user", "content": "task"}]
+    for i in range(8):
+        messages += [
+            {"role": "assistant", "content": f"step {i}", "tool_calls": [
+                {"id": f"c{i}", "type": "function",
+                 "function": {"name": "read_file", "arguments": f'{{"path": "f{i}"}}'}}]},
+            {"role": "tool", "tool_call_id": f"c{i}", "content": f"out{i} " + "x" * 2000}]
+        await ctx.save_checkpoint(messages, {"step": i})
+    # when it is condensed (the loop replaces the list's contents), then goes on a step
+    shorter = condense(messages, None, target_tokens=1500)
+    assert shorter is not None and len(shorter) < len(messages)
+    messages[:] = shorter
+    await ctx.save_checkpoint(messages, {"step": "condensed"})
+    messages.append({"role": "assistant", "content": "after"})
+    await ctx.save_checkpoint(messages, {"step": "after"})
+    # then a new run of the task loads exactly this conversation, and no row past its end
+    again = await make_run_context({})
+    again.task = ctx.task
+    loaded = await again.load_checkpoint()
+    assert loaded is not None and loaded.messages == messages
+    assert loaded.state["step"] == "after" and again.stored_messages == messages
+    assert sorted(await _message_rows(ctx.task_id)) == list(range(len(messages)))
+
+
+async def test_a_checkpoint_written_before_deltas_still_loads(db):
+    from app.core.db import session_scope
+    from app.models import TaskCheckpoint
+
+    # given a checkpoint as written before messages had rows of their own
+    ctx = await make_run_context({})
+    old = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    async with session_scope() as session:
+        session.add(TaskCheckpoint(task_id=ctx.task_id, messages=old, state={"current": "x"}))
+    # when the run loads it, then goes on a step
+    loaded = await ctx.load_checkpoint()
+    assert loaded is not None and loaded.messages == old and loaded.message_count is None
+    messages = [*loaded.messages, {"role": "assistant", "content": "a"}]
+    await ctx.save_checkpoint(messages, {"current": "x"})
+    # then the whole conversation is in rows from then on
+    reloaded = await ctx.load_checkpoint()
+    assert reloaded is not None and reloaded.messages == messages
