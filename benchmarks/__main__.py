@@ -8,8 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-ALL = ["bench_pipeline", "bench_loop", "bench_jail", "bench_deliver", "bench_scenario",
-       "bench_observatory", "bench_stream", "bench_memory", "chaos"]
+ALL = ["bench_pipeline", "bench_loop", "bench_checkpoint", "bench_jail", "bench_deliver",
+       "bench_scenario", "bench_observatory", "bench_stream", "bench_memory", "chaos"]
 
 
 def main(names: list[str]) -> int:
