@@ -33,7 +33,8 @@ from tests.conftest import base_env, create_pg_database, drop_pg_database  # noq
 from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
 from tests.integration.workers import WorkerProcess, wait_for, workers_alive  # noqa: E402
 
-REDIS = "redis://127.0.0.1:6379/8"
+# a Redis database of its own (TASKBENCH_BENCH_REDIS), flushed by the benchmark
+REDIS = os.environ.get("TASKBENCH_BENCH_REDIS", "redis://127.0.0.1:6379/8")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -329,7 +329,8 @@ class RunContext:
         return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
-        checkpoint = await retrying(lambda: load_checkpoint(self.task_id), "load the checkpoint")
+        checkpoint = await retrying(lambda: load_checkpoint(self.task_id, self.connection),
+                                    "load the checkpoint")
         if checkpoint is None:
             return None
         # one written before messages had rows holds none in them: the next writes them all

@@ -336,6 +336,7 @@ async def test_a_resumed_run_gets_the_same_conversation_after_condensing(db):
     assert sorted(await _message_rows(ctx.task_id)) == list(range(len(messages)))
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_checkpoint_written_before_deltas_still_loads(db):
     from app.core.db import session_scope
     from app.models import TaskCheckpoint
