@@ -18,10 +18,11 @@ from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import integrations as deliver
 from app.core.config import Settings, get_settings
-from app.core.db import connection_scope, get_engine, session_scope
+from app.core.db import RunConnection, connection_scope, get_engine, session_scope
 from app.core.logging import bind
 from app.core.transient import is_transient, retrying
 from app.models import (
@@ -106,10 +107,23 @@ async def _start(
 
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
-              error: str | None = None) -> None:
+              error: str | None = None, connection: RunConnection | None = None) -> None:
+    """End the task; on the run's `connection` when given (its kept connection: no pool
+    checkout and, on PostgreSQL, no pre-ping round trip)."""
     async def close() -> list[Any]:
-        async with session_scope() as session:
-            return await close_task(session, task_id, status, summary=summary, error=error)
+        if connection is None:
+            async with session_scope() as session:
+                return await close_task(session, task_id, status, summary=summary, error=error)
+        async with connection.transaction() as conn:
+            # the session joins the connection's transaction, committed when this block ends
+            session = AsyncSession(bind=conn, expire_on_commit=False)
+            try:
+                events = await close_task(session, task_id, status, summary=summary,
+                                          error=error)
+                await session.flush()
+            finally:
+                await session.close()
+            return events
 
     # close_task ends a task once however often it is called: safe to repeat on a dropped
     # connection (a commit that went through and lost its answer finds the task ended)
@@ -243,7 +257,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> str | None:
         keeper.cancel()
         await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
-    await end(ctx.task_id, TaskStatus.completed, summary=summary)
+    await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
     return None
 
 
