@@ -149,9 +149,12 @@ def session_factory(engine: AsyncEngine | None = None) -> async_sessionmaker[Asy
 async def session_scope(engine: AsyncEngine | None = None) -> AsyncIterator[AsyncSession]:
     """A write transaction: commits on success, rolls back on error (IMMEDIATE on SQLite)."""
     engine = engine or get_engine()
+    if is_sqlite(str(engine.url)):
+        # on the engine, not the first connection: a transaction begun after a commit inside
+        # the scope is IMMEDIATE too (a deferred one that reads, then writes, fails at once
+        # with "database is locked" when another process wrote in between)
+        engine = engine.execution_options(**{IMMEDIATE: True})
     async with session_factory(engine)() as session:
-        if is_sqlite(str(engine.url)):
-            await session.connection(execution_options={IMMEDIATE: True})
         try:
             yield session
             await session.commit()

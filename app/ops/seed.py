@@ -24,7 +24,7 @@ async def seed_agents(session: AsyncSession) -> int:
         if spec.name not in existing:
             session.add(Agent.model_validate(spec.model_dump()))
             created += 1
-    await session.commit()
+    await session.flush()
     if created:
         log.info("seeded %d agent(s)", created)
     return created
