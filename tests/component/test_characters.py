@@ -81,10 +81,11 @@ async def test_memories_are_listed_and_recalled_by_situation(app_client) -> None
     newest = (await app_client.get(f"/characters/{ann['id']}/memories")).json()
     assert newest["count"] == 3 and newest["data"][0]["content"].startswith("Cy borrowed")
     assert {m["source_run"] for m in newest["data"]} == {None}
+    assert await _stored_vector_sizes(ann["id"]) == {384}
     ranked = (await app_client.get(f"/characters/{ann['id']}/memories",
                                    params={"situation": "Bob asks about the stew"})).json()
     assert ranked["data"][0]["content"].startswith("Bob praised")
-    assert ranked["relevance"] in ("embeddings", "shared words")
+    assert ranked["relevance"] == "embeddings"  # requirements-models.txt is installed
     assert ranked["data"][0]["score"] >= ranked["data"][1]["score"]
     bad = await app_client.post(f"/characters/{ann['id']}/memories",
                                 json={"content": "x", "importance": 2})
@@ -171,6 +172,20 @@ async def test_a_second_run_remembers_the_first(app_client, enqueued, llm) -> No
     again = (await app_client.get(f"/characters/{ann['id']}/memories")).json()["data"]
     assert sum(m["kind"] == "reflection" for m in again) == 2
     assert {m["source_run"] for m in again} == {first, second}
+    # and every memory was stored with its vector (no turn embeds old memories again)
+    assert await _stored_vector_sizes(ann["id"]) == {384}
+
+
+async def _stored_vector_sizes(character_id: int) -> set[int]:
+    from sqlmodel import select
+
+    from app.core.db import session_scope
+    from app.models import Memory
+
+    async with session_scope() as session:
+        rows = (await session.exec(select(Memory.embedding)
+                                   .where(Memory.character_id == character_id))).all()
+    return {len(v) if v else 0 for v in rows}
 
 
 async def test_casting_a_character_you_do_not_have_is_a_422(app_client) -> None:
