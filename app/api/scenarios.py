@@ -75,15 +75,18 @@ def estimate(scenario: Scenario) -> tuple[int, Budget]:
 
 
 async def submit_run(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
-                     inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
-    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given)."""
+                     inputs: dict[str, Any], parent_id: int | None = None,
+                     idempotency_key: str | None = None) -> RunCreated:
+    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given); a
+    repeat with the same `idempotency_key` returns the run the first one started."""
     complexity, budget = estimate(scenario)
     task_in = TaskCreate(
         title=f"Scenario: {scenario.title}"[:300], kind=TaskKind.scenario, scenario=scenario.name,
         complexity=body.complexity or complexity, priority=body.priority, notify=body.notify,
         budget=body.budget or budget, inputs=inputs)
     try:
-        task = await submit_task(session=session, task_in=task_in, owner=user, parent_id=parent_id)
+        task = await submit_task(session=session, task_in=task_in, owner=user, parent_id=parent_id,
+                                 idempotency_key=idempotency_key)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
     assert task.id is not None

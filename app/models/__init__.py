@@ -22,6 +22,7 @@ from app.models.character import (
     Memory,
     MemoryCreate,
     MemoryPublic,
+    living_due,
 )
 from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.intent import ToolIntent
@@ -64,6 +65,7 @@ __all__ = [
     "Memory",
     "MemoryCreate",
     "MemoryPublic",
+    "living_due",
     "RUNNING",
     "RUNNING_VALUES",
     "TERMINAL",
