@@ -7,7 +7,9 @@
     └── analyse        every K turns and at the end; the summary the runner records
 
 `ctx.task.spec` is {"scenario", "overrides", "seed", "fork_of", "from_turn", "definition",
-"interaction"}; the keys may also sit under spec["inputs"].
+"interaction", "stored_cast", "ecosystem", "write_back"}; the keys may also sit under
+spec["inputs"]. Stored characters (`stored_cast`) recall their memories each turn and, when
+the run ends, remember it (memories.py) — a fork or batch member only with `write_back`.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ async def run_scenario(ctx: Any) -> str:
         run, start = await prepare(ctx)
         run.state.ledger.traits = traits_of(run.scenario)  # also after a resume or a fork
         stored = dict(spec_value(ctx.task.spec or {}, "stored_cast") or {})
-        run.memory_bank = await memories.load_bank(stored, ctx.task_id)
+        fork_of = spec_value(ctx.task.spec or {}, "fork_of")
+        run.memory_bank = await memories.load_bank(
+            stored, ctx.task_id, not_from=int(fork_of) if fork_of is not None else None)
         interaction = spec_value(ctx.task.spec or {}, "interaction")
         if interaction:
             return await _one_off(run, interaction)
@@ -99,11 +103,13 @@ async def run_scenario(ctx: Any) -> str:
     await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary,
                                          "moves": moves, "skipped_moves": skipped,
                                          "degraded": bool(skipped)})
-    if stored:
-        spec = ctx.task.spec or {}
+    spec = ctx.task.spec or {}
+    # a fork, a batch member or a one-off interaction is a what-if: it leaves no memories and
+    # no ties behind unless it was asked to (`write_back`)
+    if stored and (spec_value(spec, "fork_of") is None or spec_value(spec, "write_back")):
         written = await memories.remember_run(
             run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
-            spec_value(spec, "ecosystem"), write_back=spec_value(spec, "fork_of") is None)
+            spec_value(spec, "ecosystem"))
         await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
     return summary
 

@@ -5,7 +5,8 @@
     remember_run(run, …)            when a run ends: one observation per interaction a stored
                                     character took part in, one reflection per character, and
                                     the ecosystem's ties written back — once per run (a
-                                    redelivered run finds its memories written and stops)
+                                    redelivered run finds its memories written and stops); a
+                                    fork or batch member only with `write_back` (engine.py)
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ from app.models import Ecosystem, Memory, utcnow
 from app.run.scenario.turn import Run
 
 
-async def load_bank(stored: dict[str, int], task_id: int) -> dict[str, list[Remembered]]:
+async def load_bank(stored: dict[str, int], task_id: int, not_from: int | None = None
+                    ) -> dict[str, list[Remembered]]:
+    """What the stored cast remembers, except of this run and of `not_from` (a fork's parent:
+    its characters must not remember the turns the fork plays again differently)."""
     if not stored:
         return {}
     by_id = {cid: name for name, cid in stored.items()}
+    excluded = [task_id] if not_from is None else [task_id, not_from]
     async with session_scope() as session:
         rows = (await session.exec(select(Memory).where(
             col(Memory.character_id).in_(list(by_id)),
-            (col(Memory.task_id).is_(None)) | (col(Memory.task_id) != task_id))
+            (col(Memory.task_id).is_(None)) | col(Memory.task_id).not_in(excluded))
             .order_by(col(Memory.created_at).desc()).limit(5000))).all()
     await _embed_missing([m for m in rows if not m.embedding])
     bank: dict[str, list[Remembered]] = {name: [] for name in stored}
@@ -82,8 +87,7 @@ def _reflection(run: Run, name: str) -> str:
 
 
 async def remember_run(run: Run, task_id: int, stored: dict[str, int],
-                       events: list[dict[str, Any]], ecosystem_id: int | None,
-                       write_back: bool) -> int:
+                       events: list[dict[str, Any]], ecosystem_id: int | None) -> int:
     """Write what the run's stored characters remember of it; returns how many memories."""
     if not stored:
         return 0
@@ -102,7 +106,7 @@ async def remember_run(run: Run, task_id: int, stored: dict[str, int],
             m.embedding = vector
             session.add(m)
         written = len(rows)
-        if ecosystem_id is not None and write_back:
+        if ecosystem_id is not None:
             members = set(stored)
             ties = [{"a": r.a, "b": r.b, "strength": round(r.strength, 4),
                      "trust": round(r.trust, 4), "interactions": r.interactions,
