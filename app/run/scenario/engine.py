@@ -103,15 +103,22 @@ async def run_scenario(ctx: Any) -> str:
     await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary,
                                          "moves": moves, "skipped_moves": skipped,
                                          "degraded": bool(skipped)})
-    spec = ctx.task.spec or {}
-    # a fork, a batch member or a one-off interaction is a what-if: it leaves no memories and
-    # no ties behind unless it was asked to (`write_back`)
-    if stored and (spec_value(spec, "fork_of") is None or spec_value(spec, "write_back")):
-        written = await memories.remember_run(
-            run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
-            spec_value(spec, "ecosystem"))
-        await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
+    await _remember(ctx, run, stored)
     return summary
+
+
+async def _remember(ctx: Any, run: Run, stored: dict[str, int]) -> None:
+    """The stored cast remembers the run, and the ecosystem keeps its ties — but a fork, a
+    batch member or a one-off interaction is a what-if: it leaves nothing behind unless asked
+    to (`write_back`)."""
+    spec = ctx.task.spec or {}
+    if not stored or (spec_value(spec, "fork_of") is not None
+                      and not spec_value(spec, "write_back")):
+        return
+    written = await memories.remember_run(
+        run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
+        spec_value(spec, "ecosystem"))
+    await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
 
 
 def _move_counts(events: list[Event]) -> tuple[int, int]:
