@@ -34,7 +34,14 @@ from app.run.scenario.analysis import (
     write_turn_files,
 )
 from app.run.scenario.distributed import moves_from_workers
-from app.run.scenario.turn import Run, actor_move, apply_move, emit_many, play_turn
+from app.run.scenario.turn import (
+    Run,
+    actor_move,
+    apply_move,
+    emit_many,
+    play_turn,
+    take_inbox,
+)
 
 REMOTE = moves_from_workers  # how a distributed scenario's simultaneous turn reaches the workers
 
@@ -86,6 +93,7 @@ async def run_scenario(ctx: Any) -> str:
         for turn in range(run.state.turn + 1, run.total + 1):
             await play_turn(run, turn)
             await _after_turn(run, turn, start, analyses)
+        await _undelivered(run)
         if run.scenario.analyst.enabled and not any(a["final"] for a in analyses):
             analyses.append(await analyse(run, run.state.turn, final=True, start=start))
             write_analysis_file(run, analyses)
@@ -105,6 +113,16 @@ async def run_scenario(ctx: Any) -> str:
                                          "degraded": bool(skipped)})
     await _remember(ctx, run, stored)
     return summary
+
+
+async def _undelivered(run: Run) -> None:
+    """Messages that came as the last turn began have no turn left to be answered in: each
+    goes into the transcript as not delivered, saying why, instead of vanishing."""
+    run.ctx.inbox_waiting = None  # look, whatever the last step write saw
+    left = await take_inbox(run, run.state.turn)
+    await emit_many(run.ctx, [("user_message", {
+        **m, "undelivered": "it came during the last turn; the run ended before another"})
+        for m in left])
 
 
 async def _remember(ctx: Any, run: Run, stored: dict[str, int]) -> None:
