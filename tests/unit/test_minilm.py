@@ -46,6 +46,14 @@ def test_the_numpy_model_matches_sentence_transformers(model: MiniLM, case: dict
     assert float(ours @ theirs) / float(np.linalg.norm(theirs)) >= 0.999
 
 
+def test_a_batch_of_texts_of_every_length_matches_too(model: MiniLM) -> None:
+    # texts of 3 to 256 tokens in one call: padded to the longest, the padding masked out
+    vectors = np.array(model.embed([c["text"] for c in CASES]))
+    reference = np.array([c["vector"] for c in CASES])
+    cosines = (vectors * reference).sum(1) / np.linalg.norm(reference, axis=1)
+    assert cosines.min() >= 0.999, cosines
+
+
 def test_the_tokenizer_splits_as_bert_does() -> None:
     assert normalize("Café\u200bNAÏVE\x00") == "cafenaive"  # accents, case, control chars
     assert pre_tokenize("don't-stop, ok") == ["don", "'", "t", "-", "stop", ",", "ok"]
