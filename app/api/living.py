@@ -114,7 +114,10 @@ async def set_living(ecosystem_id: int, body: LivingSetup, session: SessionDep,
                                                        await _member_names(session, eco))
     living = Living(definition=definition, interval_s=body.interval_s, budget=body.budget,
                     generation=uuid.uuid4().hex[:12])
-    _body, _inputs, scenario, problems = await check_round(session, user, eco, living)
+    # rounds run as the ecosystem's owner (an admin may set up another user's ecosystem)
+    owner = user if eco.owner_id == user.id else await session.get(User, eco.owner_id)
+    assert owner is not None
+    _body, _inputs, scenario, problems = await check_round(session, owner, eco, living)
     if scenario is None:
         if body.definition is None:  # the default round: the ecosystem is what is missing
             problems = [{"loc": ["path", "ecosystem_id"], "type": "value_error", "msg": (

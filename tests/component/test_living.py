@@ -140,3 +140,30 @@ async def test_living_set_up_problems_are_named(app_client) -> None:
         "budget": {"turns_per_day": 4}, "paused": True})
     assert fine.status_code == 200 and fine.json()["status"] == "paused"
     assert [c["character"] for c in fine.json()["definition"]["cast"]] == ["Ann", "Bob"]
+
+
+async def test_living_mode_is_the_owners(app_client, enqueued, llm) -> None:
+    from tests.factories import auth, new_user_key
+
+    # given a user's ecosystem
+    mine = auth(await new_user_key("me@example.com"))
+    ids = [(await app_client.post("/characters", json={"name": n}, headers=mine)).json()["id"]
+           for n in ("Ann", "Bob")]
+    eco = (await app_client.post("/ecosystems", json={"name": "Mine", "characters": ids},
+                                 headers=mine)).json()["id"]
+    # then another user can neither read nor steer its living mode
+    other = auth(await new_user_key("other@example.com"))
+    for method, path in (("PUT", ""), ("GET", ""), ("POST", "/pause"), ("POST", "/resume"),
+                         ("DELETE", "")):
+        resp = await app_client.request(method, f"/ecosystems/{eco}/living{path}", headers=other,
+                                        json={"budget": {"turns_per_day": 3}}
+                                        if method == "PUT" else None)
+        assert resp.status_code == 404, (method, path, resp.text)
+    # and an admin setting it up casts the owner's characters; rounds run as the owner
+    _friendly_cast(llm)
+    made = await app_client.put(f"/ecosystems/{eco}/living", json={
+        "definition": ROUND, "interval_s": 0, "budget": {"turns_per_day": 2}})
+    assert made.status_code == 200, made.text
+    await living_rounds()
+    round_id = (await app_client.get(f"/ecosystems/{eco}/living")).json()["round_in_flight"]
+    assert (await app_client.get(f"/tasks/{round_id}", headers=mine)).status_code == 200
