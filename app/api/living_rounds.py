@@ -58,7 +58,7 @@ async def _settle(session: AsyncSession, eco: Ecosystem, now: datetime) -> None:
         return  # still playing
     living = Living.model_validate(eco.living).ended(task.cost_usd if task else 0.0)
     await write_living(eco, living_task_id=None, living=living.model_dump(mode="json"),
-                 living_next_at=now + timedelta(seconds=living.interval_s))
+                       living_next_at=now + timedelta(seconds=living.interval_s))
 
 
 def _problems_text(problems: list[Problem]) -> str:
@@ -75,8 +75,8 @@ async def _start(session: AsyncSession, eco: Ecosystem, now: datetime) -> bool:
         return await _pause(eco, living, f"the round cannot start: {_problems_text(problems)}")
     reason = living.stop(scenario.turn_count)
     if reason is not None:  # look again when the day's budget is whole
-        await write_living(eco, living=living.model_copy(update={"stopped": reason})
-                     .model_dump(mode="json"), living_next_at=next_day(now))
+        spent = living.model_copy(update={"stopped": reason})
+        await write_living(eco, living=spent.model_dump(mode="json"), living_next_at=next_day(now))
         return False
     budget = estimate(scenario)[1].model_copy(update={"max_cost_usd": living.round_cost_cap()})
     body = body.model_copy(update={"budget": budget})
