@@ -7,7 +7,7 @@ same run:
 
 1. loading the model (first use in a process) and the RSS it adds, beside the process before;
 2. embedding one short situation (what each actor turn does once) and a run's 200 observations
-   (what remember_run does when a run ends), per text;
+   (what remember_run does when a run ends), per text, batched beside one text a pass;
 3. `recall` over N stored memories (vectors stored, as runs write them) with the model, beside
    the lexical fallback (no model) on the same memories — the per-turn cost of relevance.
 """
@@ -71,11 +71,17 @@ def main() -> None:
     print(f"embed one situation ({len(model.tokenizer.encode(situation, 256))} tokens): "
           f"{_ms(one)}")
     run = _texts(200, rng)
-    t = time.perf_counter()
-    model.embed(run)
-    per = (time.perf_counter() - t) / len(run)
-    print(f"embed a run's 200 observations: {per * 1000:.2f} ms per text, "
-          f"{per * 200:.2f} s in all")
+    batched, single = [], []
+    for _ in range(2):  # interleaved with the baseline, one text a pass (no batching)
+        t = time.perf_counter()
+        model.embed(run)
+        batched.append((time.perf_counter() - t) / len(run))
+        t = time.perf_counter()
+        for text in run:
+            model.embed([text])
+        single.append((time.perf_counter() - t) / len(run))
+    print(f"embed a run's 200 observations: batched {min(batched) * 1000:.2f} ms per text "
+          f"({min(batched) * 200:.2f} s in all) vs one a pass {min(single) * 1000:.2f} ms")
 
     now = datetime.now(UTC)
     texts = _texts(args.memories, rng)
