@@ -113,3 +113,16 @@ def test_without_the_model_relevance_is_shared_words_with_a_warning(
     assert memory.relevance_kind() == "shared words"
     assert [r.index for r in ranked] == [1, 0, 2]
     assert memory.embed_many(["anything"]) == [None]
+
+
+def test_a_situation_recalled_again_is_embedded_once() -> None:
+    calls: list[list[str]] = []
+
+    def model(texts: list[str]) -> list[list[float]]:
+        calls.append(list(texts))
+        return [[float(len(t)), 1.0] for t in texts]
+
+    embed = memory._with_recent_queries(model)
+    assert embed(["the same scene"]) == embed(["the same scene"]) == [[14.0, 1.0]]
+    assert embed(["a", "bb"]) == [[1.0, 1.0], [2.0, 1.0]]  # many texts: never cached
+    assert calls == [["the same scene"], ["a", "bb"]]

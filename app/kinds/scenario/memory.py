@@ -86,11 +86,21 @@ def embedder() -> Embedder | None:
     try:
         from app.kinds.scenario.minilm import MiniLM  # numpy: only where a model is used
 
-        return MiniLM.load(Path(package.get_model_path())).embed
+        return _with_recent_queries(MiniLM.load(Path(package.get_model_path())).embed)
     except Exception:  # noqa: BLE001 - any failure: lexical relevance, said once
         log.warning("the embedding model could not be loaded: memory relevance is lexical",
                     exc_info=True)
         return None
+
+
+def _with_recent_queries(embed: Embedder) -> Embedder:
+    """`embed`, remembering the last few single texts: the actors of a simultaneous turn (and
+    a repeated look-up) recall in the same situation, embedded once."""
+    one = functools.lru_cache(maxsize=64)(lambda text: tuple(embed([text])[0]))
+
+    def cached(texts: list[str]) -> list[list[float]]:
+        return [list(one(texts[0]))] if len(texts) == 1 else embed(texts)
+    return cached
 
 
 def embed_many(texts: list[str]) -> list[list[float] | None]:
