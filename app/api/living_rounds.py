@@ -9,8 +9,8 @@ Every process sweeps, so each write is conditional on the ecosystem's `living_ve
 what the sweep read (a round is recorded once, an ended one settled once, an API change never
 overwritten), and two sweeps starting the same round submit it with the same Idempotency-Key,
 so they get one task (the loser's write fails; the next sweep finds the round recorded).
-A round that can no longer start (its scenario became invalid, no agent serves it) pauses the
-ecosystem, saying why in `living.stopped`.
+A round that can no longer start (its scenario became invalid, no agent serves it), and
+MAX_FAILURES rounds in a row that failed, pause the ecosystem, saying why in `living.stopped`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from app.api.scenarios import estimate, submit_run
 from app.core.db import session_factory, session_scope
 from app.kinds.scenario.living import Living, next_day
 from app.kinds.scenario.schema import Problem, Scenario
-from app.models import TERMINAL_VALUES, Ecosystem, Task, User, living_due, utcnow
+from app.models import TERMINAL_VALUES, Ecosystem, Task, TaskStatus, User, living_due, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,17 @@ async def _settle(session: AsyncSession, eco: Ecosystem, now: datetime) -> None:
     task = await session.get(Task, eco.living_task_id)
     if task is not None and task.status not in TERMINAL_VALUES:
         return  # still playing
-    living = Living.model_validate(eco.living).ended(task.cost_usd if task else 0.0)
+    ok = task is not None and task.status == TaskStatus.completed
+    living = Living.model_validate(eco.living).ended(task.cost_usd if task else 0.0, ok)
+    paused: dict[str, Any] = {}
+    if living.failing():
+        reason = (f"{living.failures} rounds in a row failed; the last (task "
+                  f"{eco.living_task_id}): {(task.error if task else None) or 'no result'}")[:500]
+        log.warning("living ecosystem %s paused: %s", eco.id, reason)
+        living = living.model_copy(update={"stopped": reason, "failures": 0})
+        paused = {"living_status": "paused"}
     await write_living(eco, living_task_id=None, living=living.model_dump(mode="json"),
-                       living_next_at=now + timedelta(seconds=living.interval_s))
+                       living_next_at=now + timedelta(seconds=living.interval_s), **paused)
 
 
 def _problems_text(problems: list[Problem]) -> str:

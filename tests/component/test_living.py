@@ -167,3 +167,24 @@ async def test_living_mode_is_the_owners(app_client, enqueued, llm) -> None:
     await living_rounds()
     round_id = (await app_client.get(f"/ecosystems/{eco}/living")).json()["round_in_flight"]
     assert (await app_client.get(f"/tasks/{round_id}", headers=mine)).status_code == 200
+
+
+async def test_rounds_that_keep_failing_pause_living_mode(app_client, enqueued, llm) -> None:
+    from tests.fakes.llm_server import text
+
+    # given actors whose every reply is unusable (each round fails), and a budget in USD alone
+    cast = CastResponder()
+    cast.plans["Ann"] = cast.plans["Bob"] = lambda _turn, _request: text("no idea")
+    llm.responder = cast
+    eco = await _ecosystem(app_client)
+    await app_client.put(f"/ecosystems/{eco}/living", json={
+        "definition": ROUND, "interval_s": 0, "budget": {"usd_per_day": 5}})
+    # when the sweep keeps going
+    states = [await _sweep_and_play(app_client, enqueued, eco) for _ in range(5)]
+    # then three failed rounds pause it, saying why, and no fourth round starts
+    assert [s["rounds"] for s in states] == [1, 2, 3, 3, 3]
+    last = states[-1]
+    assert last["status"] == "paused" and "3 rounds in a row failed" in last["stopped"]
+    assert "no actor produced a usable reply" in last["stopped"]
+    task = (await app_client.get(f"/tasks/{last['last_round']}")).json()
+    assert task["status"] == "failed"

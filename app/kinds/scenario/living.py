@@ -6,8 +6,9 @@ between a user's visits.
                      budget (USD and/or turns), and what today has spent
     Living.rolled    the same with today's counters, reset when the UTC day has changed
     Living.stop      why no round may start now (budget spent), or None
-    Living.charge    a round's turns are charged when it starts (so a day never runs more
-                     turns than its budget), its cost in USD when it ends
+    Living.started   a round's turns are charged when it starts (so a day never runs more
+    Living.ended     turns than its budget), its cost in USD when it ends; MAX_FAILURES
+                     failed rounds in a row pause living mode (Living.failing)
     round_cost_cap   the USD a round may still spend: what is left of today's budget
 
 A round is an ordinary scenario task (kind `scenario`, the ecosystem's ties in and written
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_INTERVAL_S = 3600
 DEFAULT_TURNS = 3
+MAX_FAILURES = 3  # rounds in a row that failed before living mode pauses itself
 
 
 class DailyBudget(BaseModel):
@@ -56,6 +58,7 @@ class Living(BaseModel):
     rounds: int = 0  # rounds started since living mode was set up
     last_round: int | None = None  # the task id of the latest round
     stopped: str | None = None  # why the sweep is not starting rounds (budget, an error)
+    failures: int = 0  # rounds in a row that ended failed or cancelled
 
     def rolled(self, now: datetime) -> Living:
         today = now.astimezone(UTC).date().isoformat()
@@ -79,8 +82,14 @@ class Living(BaseModel):
             "turns": self.turns + round_turns, "rounds_today": self.rounds_today + 1,
             "rounds": self.rounds + 1, "last_round": task_id, "stopped": None})
 
-    def ended(self, cost_usd: float) -> Living:
-        return self.model_copy(update={"spent_usd": round(self.spent_usd + cost_usd, 6)})
+    def ended(self, cost_usd: float, ok: bool = True) -> Living:
+        return self.model_copy(update={"spent_usd": round(self.spent_usd + cost_usd, 6),
+                                       "failures": 0 if ok else self.failures + 1})
+
+    def failing(self) -> bool:
+        """Rounds keep failing (a model that is down, a cast that cannot play): stop starting
+        more — a budget in USD alone would not stop rounds that cost nothing."""
+        return self.failures >= MAX_FAILURES
 
     def round_cost_cap(self) -> float | None:
         if self.budget.usd_per_day is None:
