@@ -24,6 +24,7 @@ from app.api import (
     characters,
     health,
     inline_runs,
+    living,
     metrics,
     observatory,
     openapi,
@@ -146,7 +147,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
     add_docs(app)
     api = APIRouter(prefix=API_PREFIX)
     for module in (tasks, artifacts, agents, scenarios, inline_runs, participants, characters,
-                   observatory, templates, auth, metrics):
+                   observatory, living, templates, auth, metrics):
         api.include_router(module.router, responses=openapi.ERRORS)
     api.include_router(health.router, responses=openapi.PUBLIC_ERRORS)
     app.include_router(api)

@@ -7,6 +7,7 @@ before acting (app.kinds.scenario.memory: recency + importance + relevance).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -16,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep
 from app.core.db import session_scope
-from app.kinds.scenario.memory import recall, relevance_kind
+from app.kinds.scenario.memory import embed_many, recall, relevance_kind
 from app.models import (
     Character,
     CharacterCreate,
@@ -93,8 +94,9 @@ async def add_memory(character_id: int, body: MemoryCreate, session: SessionDep,
                      user: CurrentUser) -> MemoryPublic:
     """Give a character a memory (runs write theirs themselves)."""
     await owned_character(session, character_id, user)
+    (vector,) = await asyncio.to_thread(embed_many, [body.content])
     memory = Memory(character_id=character_id, kind=body.kind, content=body.content,
-                    importance=body.importance)
+                    importance=body.importance, embedding=vector)
     async with session_scope() as write:
         write.add(memory)
     return _memory_public(memory)

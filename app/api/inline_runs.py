@@ -47,7 +47,7 @@ class RunCheck(BaseModel):
     budget: Budget | None = None
 
 
-async def _inline(session: AsyncSession, user: User, body: InlineRunCreate
+async def check_inline(session: AsyncSession, user: User, body: InlineRunCreate
                   ) -> tuple[dict[str, Any], dict[str, int], Scenario | None, list[Problem]]:
     """The run POST /scenarios/runs would start (the definition with its cast inline, the
     stored cast, the scenario), or every problem found, located as its 422 names them."""
@@ -69,7 +69,7 @@ async def _inline(session: AsyncSession, user: User, body: InlineRunCreate
 async def start_inline_run(body: InlineRunCreate, session: SessionDep, user: CurrentUser
                            ) -> RunCreated:
     """Run a scenario given whole, casting stored characters by name; returns the task id."""
-    definition, stored, scenario, problems = await _inline(session, user, body)
+    definition, stored, scenario, problems = await check_inline(session, user, body)
     if scenario is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
     return await submit_run(session, user, scenario, body, {
@@ -82,7 +82,7 @@ async def validate_run(body: InlineRunCreate, session: SessionDep, user: Current
                        ) -> RunCheck:
     """Check a POST /scenarios/runs body without starting a run: the same problems, named the
     same way, as the 422 the start would answer (the dashboard's director validates live)."""
-    _definition, _stored, scenario, problems = await _inline(session, user, body)
+    _definition, _stored, scenario, problems = await check_inline(session, user, body)
     if scenario is None:
         return RunCheck(valid=False, problems=problems)
     complexity, budget = estimate(scenario)

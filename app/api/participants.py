@@ -4,6 +4,10 @@ The message waits in the task's inbox (as any task message) until the run's next
 then the character addressed — or every character, for `to: "all"` — answers the participant
 in that turn, and its answer moves its tie with the participant like any other interaction
 (app.run.scenario.turn). The transcript shows the message, the answers and the ties they moved.
+
+Once the run has begun its last turn no turn is left to answer: the message is refused (409).
+One that slipped in anyway (sent as the last turn began) is shown in the transcript as not
+delivered, with why (app.run.scenario.engine) — never silently dropped.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def run_cast(task: Task, events: list[replay.Event]) -> list[str]:
 
 @router.post("/runs/{task_id}/messages", status_code=status.HTTP_201_CREATED,
              response_model=MessagePublic,
-             responses={409: {"description": "The run has ended"}})
+             responses={409: {"description": "The run has ended or is in its last turn"}})
 async def speak_in_run(task_id: int, body: ParticipantMessage, session: SessionDep,
                        user: CurrentUser) -> MessagePublic:
     """Speak to one character of a run, or to all: at the next turn the one addressed (or
@@ -57,8 +61,12 @@ async def speak_in_run(task_id: int, body: ParticipantMessage, session: SessionD
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"task {task_id} is not a scenario run")
     if task.status in TERMINAL_VALUES:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {task_id} has ended ({task.status})")
-    cast = run_cast(task, await replay.load_events(session, task_id))
-    target = _addressee(body.to, cast)
+    events = await replay.load_events(session, task_id)
+    if replay.last_turn_begun(events):
+        raise HTTPException(status.HTTP_409_CONFLICT, (
+            f"run {task_id} is playing its last turn: no turn is left to answer you in "
+            "(speak before the last turn, or fork the run to go on)"))
+    target = _addressee(body.to, run_cast(task, events))
     return await add_message(session, task, MessageCreate(content=body.content, target=target),
                              user)
 

@@ -39,13 +39,21 @@ class RunCreate(BaseModel):
     budget: Budget | None = None
 
 
+WRITE_BACK = Field(default=False, description=(
+    "when the run's stored characters are cast (an ecosystem run): also write what this run "
+    "leaves behind — their memories of it and the ecosystem's ties. Off by default: a fork or "
+    "a batch is a what-if that the characters do not live through"))
+
+
 class ForkCreate(RunCreate):
     from_turn: int = Field(ge=0, le=MAX_TURNS)
+    write_back: bool = WRITE_BACK
 
 
 class BatchCreate(RunCreate):
     n: int = Field(default=5, ge=1, le=50)
     seeds: list[int] | None = Field(default=None, max_length=50)
+    write_back: bool = WRITE_BACK
 
 
 class InteractionCreate(BaseModel):
@@ -75,15 +83,18 @@ def estimate(scenario: Scenario) -> tuple[int, Budget]:
 
 
 async def submit_run(session: AsyncSession, user: User, scenario: Scenario, body: RunCreate,
-                     inputs: dict[str, Any], parent_id: int | None = None) -> RunCreated:
-    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given)."""
+                     inputs: dict[str, Any], parent_id: int | None = None,
+                     idempotency_key: str | None = None) -> RunCreated:
+    """Submit a run of `scenario` as a task of kind scenario (its estimate unless given); a
+    repeat with the same `idempotency_key` returns the run the first one started."""
     complexity, budget = estimate(scenario)
     task_in = TaskCreate(
         title=f"Scenario: {scenario.title}"[:300], kind=TaskKind.scenario, scenario=scenario.name,
         complexity=body.complexity or complexity, priority=body.priority, notify=body.notify,
         budget=body.budget or budget, inputs=inputs)
     try:
-        task = await submit_task(session=session, task_in=task_in, owner=user, parent_id=parent_id)
+        task = await submit_task(session=session, task_in=task_in, owner=user, parent_id=parent_id,
+                                 idempotency_key=idempotency_key)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
     assert task.id is not None
@@ -156,15 +167,20 @@ async def _run(session: AsyncSession, task_id: int, user: User) -> tuple[Task, l
 async def _child(session: AsyncSession, user: User, task_id: int, body: RunCreate,
                  extra: dict[str, Any]) -> RunCreated:
     """A run that continues from task `task_id` (a fork, a batch member, an interaction)."""
-    _task, events = await _run(session, task_id, user)
+    parent, events = await _run(session, task_id, user)
     base = replay.started(replay.effective(events))["scenario"]
     done = replay.state_at(events).turn
     if extra.get("from_turn", 0) > done:
         raise unprocessable([{"loc": ["from_turn"],
                               "msg": f"run {task_id} has finished {done} turns"}])
     scenario = _checked(base["name"], body.overrides, base)
+    # the parent's stored cast comes along: the characters remember what they did before the
+    # parent run (not the parent run itself) and write back only when asked
+    carried = {k: v for k, v in ((parent.spec or {}).get("inputs") or {}).items()
+               if k in ("stored_cast", "ecosystem") and v}
     inputs = {"overrides": body.overrides, "seed": body.seed, "definition": base,
-              "fork_of": task_id, **extra}
+              "fork_of": task_id, **carried, "write_back": bool(getattr(body, "write_back", False)),
+              **extra}
     return await submit_run(session, user, scenario, body, inputs, parent_id=task_id)
 
 

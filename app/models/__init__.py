@@ -22,6 +22,7 @@ from app.models.character import (
     Memory,
     MemoryCreate,
     MemoryPublic,
+    living_due,
 )
 from app.models.event import EventPublic, EventsPublic, TaskEvent
 from app.models.intent import ToolIntent
@@ -65,6 +66,7 @@ __all__ = [
     "Memory",
     "MemoryCreate",
     "MemoryPublic",
+    "living_due",
     "RUNNING",
     "RUNNING_VALUES",
     "TERMINAL",

@@ -1,7 +1,8 @@
 """Persistent characters, the ecosystems they live in, and what each remembers.
 
     Character   a person of a scenario that outlives one run: persona, Big Five traits, goals
-    Ecosystem   a named set of characters with their current relationships (strength, trust)
+    Ecosystem   a named set of characters with their current relationships (strength, trust),
+                and its living mode (rounds run by the sweep under a daily budget)
     Memory      one thing a character remembers: an observation of an interaction or a
                 reflection on a run, with its importance (0–1), its source run and, when an
                 embedding model is installed, its embedding (for relevance)
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from sqlalchemy import UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from app.models.base import json_column, utcnow
 
@@ -45,8 +46,26 @@ class Ecosystem(SQLModel, table=True):
     character_ids: list[int] = Field(default_factory=list, sa_column=json_column())
     # [{a, b, strength, trust, interactions}] between member names, as a run leaves them
     relationships: list[dict[str, Any]] = Field(default_factory=list, sa_column=json_column())
+    # living mode (app.kinds.scenario.living): off | on | paused; the sweep starts a round when
+    # it is on, no round is in flight and next_at has come; the rest (definition, interval,
+    # daily budget, what today spent) is the `living` document
+    living_status: str = Field(default="off", max_length=8, index=True)
+    living_next_at: datetime | None = None
+    living_task_id: int | None = None
+    living: dict[str, Any] = Field(default_factory=dict, sa_column=json_column())
+    # every living write is `… WHERE living_version = <what it read>` and bumps it: the API
+    # and the sweeps of every process never overwrite each other's changes
+    living_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+def living_due(now: datetime) -> Any:
+    """The living ecosystems the sweep has work for at `now`: a round in flight to settle, or
+    living mode on and the next round due."""
+    return (col(Ecosystem.living_status) != "off") & (
+        col(Ecosystem.living_task_id).is_not(None)
+        | ((col(Ecosystem.living_status) == "on") & (col(Ecosystem.living_next_at) <= now)))
 
 
 class Memory(SQLModel, table=True):

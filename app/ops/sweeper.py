@@ -1,4 +1,5 @@
-"""The periodic sweep: assign waiting tasks, re-queue lost ones, flush the outbox, prune workers.
+"""The periodic sweep: assign waiting tasks, re-queue lost ones, flush the outbox, prune workers,
+run the living ecosystems' rounds.
 
 Every API process and every worker runs it; each step is safe to run concurrently (atomic
 claims, a lease per task), so the worst a double sweep does is enqueue a message twice.
@@ -10,13 +11,13 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import delete
-from sqlmodel import col
+from sqlmodel import col, select
 
 from app.core.config import get_settings
 from app.core.db import session_factory, session_scope
 from app.integrations.outbox import flush_pending
 from app.integrations.webhook import flush_webhooks
-from app.models import Agent, WorkerNode, utcnow
+from app.models import Agent, Ecosystem, WorkerNode, living_due, utcnow
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.scheduling import mark_enqueued, stale_tasks
 
@@ -66,9 +67,21 @@ async def expire_waits() -> None:
     await wake_waiting_parents()
 
 
+async def living_rounds() -> None:
+    """Settle the living ecosystems' ended rounds and start their due ones."""
+    async with session_factory()() as session:  # most sweeps: one indexed read, nothing due
+        if (await session.exec(select(Ecosystem.id).where(living_due(utcnow())).limit(1))
+                ).first() is None:
+            return
+    from app.api.living_rounds import living_rounds as run_rounds  # the API's casting, on need
+
+    await run_rounds()
+
+
 async def sweep_once() -> None:
     """One pass of every sweep step; a failing step is logged and does not stop the others."""
-    for step in (expire_waits, assign_and_enqueue, requeue_lost, flush_outbox, prune_workers):
+    for step in (expire_waits, assign_and_enqueue, requeue_lost, flush_outbox, prune_workers,
+                 living_rounds):
         try:
             await step()
         except Exception:  # noqa: BLE001 - the next sweep retries; never let one step kill it

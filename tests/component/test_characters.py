@@ -81,10 +81,11 @@ async def test_memories_are_listed_and_recalled_by_situation(app_client) -> None
     newest = (await app_client.get(f"/characters/{ann['id']}/memories")).json()
     assert newest["count"] == 3 and newest["data"][0]["content"].startswith("Cy borrowed")
     assert {m["source_run"] for m in newest["data"]} == {None}
+    assert await _stored_vector_sizes(ann["id"]) == {384}
     ranked = (await app_client.get(f"/characters/{ann['id']}/memories",
                                    params={"situation": "Bob asks about the stew"})).json()
     assert ranked["data"][0]["content"].startswith("Bob praised")
-    assert ranked["relevance"] in ("embeddings", "shared words")
+    assert ranked["relevance"] == "embeddings"  # requirements-models.txt is installed
     assert ranked["data"][0]["score"] >= ranked["data"][1]["score"]
     bad = await app_client.post(f"/characters/{ann['id']}/memories",
                                 json={"content": "x", "importance": 2})
@@ -171,6 +172,20 @@ async def test_a_second_run_remembers_the_first(app_client, enqueued, llm) -> No
     again = (await app_client.get(f"/characters/{ann['id']}/memories")).json()["data"]
     assert sum(m["kind"] == "reflection" for m in again) == 2
     assert {m["source_run"] for m in again} == {first, second}
+    # and every memory was stored with its vector (no turn embeds old memories again)
+    assert await _stored_vector_sizes(ann["id"]) == {384}
+
+
+async def _stored_vector_sizes(character_id: int) -> set[int]:
+    from sqlmodel import select
+
+    from app.core.db import session_scope
+    from app.models import Memory
+
+    async with session_scope() as session:
+        rows = (await session.exec(select(Memory.embedding)
+                                   .where(Memory.character_id == character_id))).all()
+    return {len(v) if v else 0 for v in rows}
 
 
 async def test_casting_a_character_you_do_not_have_is_a_422(app_client) -> None:
@@ -179,3 +194,64 @@ async def test_casting_a_character_you_do_not_have_is_a_422(app_client) -> None:
         "cast": [{"character": "Nobody"}, {"character": "Ann"}]}})
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"][0]["loc"] == ["body", "definition", "cast", 0, "character"]
+
+
+# -- forks and batches of an ecosystem run carry the stored cast ---------------------------
+
+def _remembered(prompt: str) -> list[str]:
+    """The memory lines of an actor's turn prompt."""
+    if "What you remember from earlier times" not in prompt:
+        return []
+    section = prompt.split("What you remember from earlier times", 1)[1].split("\n\n", 1)[0]
+    return [line[2:] for line in section.splitlines() if line.startswith("- ")]
+
+
+async def test_forks_and_batches_carry_the_stored_cast(app_client, enqueued, llm) -> None:
+    from tests.factories import run_enqueued
+    from tests.factories.scenario import move
+
+    ann = (await app_client.post("/characters", json=ANN)).json()
+    bob = (await app_client.post("/characters", json={**ANN, "name": "Bob"})).json()
+    eco = (await app_client.post("/ecosystems", json={"name": "Harbour",
+                                                      "characters": [ann["id"], bob["id"]]})
+           ).json()["id"]
+    await app_client.post(f"/characters/{ann['id']}/memories",
+                          json={"content": "Bob once mended my oven for free.", "importance": 0.9})
+    # given an ecosystem run where Bob praises Ann's stew
+    first, _ = await _cast_run(app_client, enqueued, llm, {
+        "Bob": [move("Ann", "Your fish stew is the best on the coast.", "support", 0.9)],
+        "Ann": [move("Bob", "Thank you, Bob.", "chat", 0.6)]}, ecosystem=eco)
+    ties_after_first = (await app_client.get(f"/ecosystems/{eco}")).json()["relationships"]
+
+    # when it is forked from turn 1 (no write_back)
+    llm.requests.clear()
+    fork = await app_client.post(f"/scenarios/runs/{first}/fork", json={"from_turn": 1})
+    assert fork.status_code == 201, fork.text
+    await run_enqueued(enqueued)
+    assert (await app_client.get(f"/tasks/{fork.json()['task_id']}")).json()["status"] \
+        == "completed"
+    # then the fork's Ann remembers what came before the run, not the run it re-plays
+    prompts = [r["messages"][1]["content"] for r in llm.requests
+               if r["messages"][0]["content"].startswith("You play Ann")]
+    recalled = [m for p in prompts for m in _remembered(p)]
+    assert prompts and "Bob once mended my oven for free." in recalled
+    assert not any("fish stew" in m for m in recalled), recalled
+    # and it left neither memories nor ties behind
+    sources = {m["source_run"] for m in (await app_client.get(
+        f"/characters/{ann['id']}/memories", params={"limit": 500})).json()["data"]}
+    assert sources == {None, first}
+    assert (await app_client.get(f"/ecosystems/{eco}")).json()["relationships"] \
+        == ties_after_first
+
+    # when a batch is asked to write back
+    batch = await app_client.post(f"/scenarios/runs/{first}/batch",
+                                  json={"n": 1, "write_back": True})
+    assert batch.status_code == 201, batch.text
+    member = batch.json()[0]["task_id"]
+    await run_enqueued(enqueued)
+    # then its run is remembered and its ties are the ecosystem's
+    sources = {m["source_run"] for m in (await app_client.get(
+        f"/characters/{ann['id']}/memories", params={"limit": 500})).json()["data"]}
+    assert sources == {None, first, member}
+    ties = (await app_client.get(f"/ecosystems/{eco}")).json()["relationships"]
+    assert ties and ties[0]["run"] == member

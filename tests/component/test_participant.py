@@ -131,3 +131,50 @@ async def test_only_the_owner_speaks_and_only_while_it_runs(app_client, enqueued
     await run_enqueued(enqueued)
     ended = await app_client.post(f"/scenarios/runs/{run}/messages", json=body)
     assert ended.status_code == 409 and "ended" in ended.json()["detail"]
+
+
+async def test_a_message_in_the_last_turn_is_refused_or_shown_undelivered(
+        app_client, enqueued, llm) -> None:
+    import asyncio
+
+    from app.core.db import session_scope
+    from app.models import TaskMessage
+    from tests.component.test_director_api import Gate
+
+    # given a two-turn run held in Bob's move of its last turn
+    eco = await make_ecosystem(app_client, ["Ann", "Bob"])
+    gate = Gate("Bob", 2)
+    cast = CastResponder()
+
+    def plan(name: str, other: str) -> Any:
+        def reply(turn: int, _request: dict[str, Any]) -> Any:
+            gate.hold(name, turn)
+            return move(other, f"{name} at turn {turn}", "chat", 0.5)
+        return reply
+
+    cast.plans["Ann"], cast.plans["Bob"] = plan("Ann", "Bob"), plan("Bob", "Ann")
+    llm.responder = cast
+    run = await start_in_ecosystem(app_client, eco["id"], HARBOUR)
+    worker = asyncio.ensure_future(run_enqueued(enqueued))
+    assert await asyncio.to_thread(gate.entered.wait, 60)
+
+    # when a participant speaks now, no turn is left to answer: the API refuses, saying why
+    late = await app_client.post(f"/scenarios/runs/{run}/messages",
+                                 json={"to": "Ann", "content": "Wait, one more thing!"})
+    assert late.status_code == 409, late.text
+    assert "last turn" in late.json()["detail"]
+    # and one that slipped in as the last turn began (accepted a moment before) ...
+    async with session_scope() as session:
+        session.add(TaskMessage(task_id=run, author="user:admin", target="Ann",
+                                content="Did you hear me?"))
+    gate.released.set()
+    await asyncio.wait_for(worker, 60)
+    assert (await app_client.get(f"/tasks/{run}")).json()["status"] == "completed"
+
+    # ... is in the transcript as not delivered, with why — not silently dropped
+    entries = (await app_client.get(f"/scenarios/runs/{run}/transcript")).json()["entries"]
+    [message] = [e for e in entries if e["type"] == "user_message"]
+    assert message["content"] == "Did you hear me?" and message["target"] == "Ann"
+    assert "the run ended before another" in message["undelivered"]
+    text = (await app_client.get(f"/scenarios/runs/{run}/transcript")).json()["text"]
+    assert "USER → Ann (not delivered: it came during the last turn" in text

@@ -33,6 +33,7 @@ MODULES = {
     "core/config.py": "settings",
     "kinds/playbook/schema.py": "shipped playbook templates",
     "kinds/scenario/store.py": "shipped scenario templates",
+    "kinds/scenario/wordpiece.py": "the installed embedding model package's vocab.txt",
     "api/templates.py": "shipped templates",
     "ops/seed.py": "shipped agent templates",
     "kinds/agent.py": "shipped agent templates",

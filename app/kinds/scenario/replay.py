@@ -107,7 +107,9 @@ def transcript_line(ev: Event) -> str | None:
     if ev["type"] == "narration":
         return f"[turn {d.get('turn')}] NARRATOR: {d.get('scene', '')}"
     if ev["type"] == "user_message":
-        return f"[turn {d.get('turn')}] USER → {d.get('target') or 'all'}: {d.get('content', '')}"
+        note = f" (not delivered: {d['undelivered']})" if d.get("undelivered") else ""
+        return (f"[turn {d.get('turn')}] USER → {d.get('target') or 'all'}{note}: "
+                f"{d.get('content', '')}")
     if ev["type"] == "interaction":
         if d.get("action") == "silent":
             return f"[turn {d.get('turn')}] {d.get('actor')} stays silent."
@@ -115,6 +117,13 @@ def transcript_line(ev: Event) -> str | None:
         return (f"[turn {d.get('turn')}] {d.get('actor')} → {d.get('target')} {verb}: "
                 f"{d.get('content', '')}")
     return None
+
+
+def last_turn_begun(events: list[Event]) -> bool:
+    """Whether the run has begun its last turn: a participant's message would find no next
+    turn to be answered in."""
+    return any(e["type"] == "scenario_turn" and e["data"].get("phase") == "start"
+               and e["data"].get("turn") == e["data"].get("of") for e in events)
 
 
 def transcript(events: list[Event]) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """The `taskbench` command (typer): run the service here, or talk to a running one.
 
     service.py   up, api, worker, migrate, users create, agents, workspaces prune, db copy
-    remote.py    submit, answer, tasks list|show|cancel|logs|artifacts|download, scenario run
+    remote.py    submit, answer, tasks list|show|cancel|pause|resume|logs|artifacts|download,
+                 scenario run
+    ecosystems.py  ecosystems living|live|pause|resume|stop (living mode)
     follow.py    a task followed live over SSE, printed for a person
 
 `main(argv)` returns the exit code: 0 done (a followed task completed), 1 a followed task failed
@@ -19,7 +21,7 @@ from typing import Annotated
 import typer
 
 from app.ops.api_errors import CliError, Unreachable
-from app.ops.cli import remote, service
+from app.ops.cli import ecosystems, remote, service
 
 app = typer.Typer(name="taskbench", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
@@ -62,6 +64,7 @@ app.command("submit")(remote.submit)
 app.command("answer")(remote.answer)
 app.add_typer(remote.tasks_app, name="tasks")
 app.add_typer(remote.scenario_app, name="scenario")
+app.add_typer(ecosystems.ecosystems_app, name="ecosystems")
 
 
 def main(argv: list[str] | None = None) -> int:

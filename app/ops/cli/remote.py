@@ -1,4 +1,5 @@
-"""Commands that talk to a running API: submit, answer, tasks …, scenario run."""
+"""Commands that talk to a running API: submit, answer, tasks …, scenario run.
+(Living ecosystems: app.ops.cli.ecosystems.)"""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def answer(
           "--follow)")
 
 
-tasks_app = typer.Typer(help="List, show, cancel, follow and download tasks on a running API.",
+tasks_app = typer.Typer(help=("List, show, cancel, pause, resume, follow and download tasks on "
+                               "a running API."),
                         no_args_is_help=True)
 
 
@@ -131,6 +133,20 @@ def tasks_cancel(task_id: TaskId, api: ApiOpt = DEFAULT_API, key: KeyOpt = "") -
     """Cancel a task (its running command is stopped)."""
     with client(api, key) as c:
         _print_task(request(c, "POST", f"/tasks/{task_id}/cancel").json())
+
+
+@tasks_app.command("pause")
+def tasks_pause(task_id: TaskId, api: ApiOpt = DEFAULT_API, key: KeyOpt = "") -> None:
+    """Pause a task now (its agent slot is freed); `tasks resume` goes on where it stopped."""
+    with client(api, key) as c:
+        _print_task(request(c, "POST", f"/tasks/{task_id}/pause").json())
+
+
+@tasks_app.command("resume")
+def tasks_resume(task_id: TaskId, api: ApiOpt = DEFAULT_API, key: KeyOpt = "") -> None:
+    """Put a paused task back in the queue; it goes on from its last checkpoint."""
+    with client(api, key) as c:
+        _print_task(request(c, "POST", f"/tasks/{task_id}/resume").json())
 
 
 @tasks_app.command("logs")

@@ -7,7 +7,9 @@
     └── analyse        every K turns and at the end; the summary the runner records
 
 `ctx.task.spec` is {"scenario", "overrides", "seed", "fork_of", "from_turn", "definition",
-"interaction"}; the keys may also sit under spec["inputs"].
+"interaction", "stored_cast", "ecosystem", "write_back"}; the keys may also sit under
+spec["inputs"]. Stored characters (`stored_cast`) recall their memories each turn and, when
+the run ends, remember it (memories.py) — a fork or batch member only with `write_back`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from app.run.scenario.analysis import (
     write_turn_files,
 )
 from app.run.scenario.distributed import moves_from_workers
-from app.run.scenario.turn import Run, actor_move, apply_move, emit_many, play_turn
+from app.run.scenario.turn import (
+    Run,
+    actor_move,
+    apply_move,
+    emit_many,
+    play_turn,
+    take_inbox,
+)
 
 REMOTE = moves_from_workers  # how a distributed scenario's simultaneous turn reaches the workers
 
@@ -74,7 +83,9 @@ async def run_scenario(ctx: Any) -> str:
         run, start = await prepare(ctx)
         run.state.ledger.traits = traits_of(run.scenario)  # also after a resume or a fork
         stored = dict(spec_value(ctx.task.spec or {}, "stored_cast") or {})
-        run.memory_bank = await memories.load_bank(stored, ctx.task_id)
+        fork_of = spec_value(ctx.task.spec or {}, "fork_of")
+        run.memory_bank = await memories.load_bank(
+            stored, ctx.task_id, not_from=int(fork_of) if fork_of is not None else None)
         interaction = spec_value(ctx.task.spec or {}, "interaction")
         if interaction:
             return await _one_off(run, interaction)
@@ -82,6 +93,7 @@ async def run_scenario(ctx: Any) -> str:
         for turn in range(run.state.turn + 1, run.total + 1):
             await play_turn(run, turn)
             await _after_turn(run, turn, start, analyses)
+        await _undelivered(run)
         if run.scenario.analyst.enabled and not any(a["final"] for a in analyses):
             analyses.append(await analyse(run, run.state.turn, final=True, start=start))
             write_analysis_file(run, analyses)
@@ -99,13 +111,32 @@ async def run_scenario(ctx: Any) -> str:
     await ctx.emit("scenario_finished", {"turns": run.state.turn, "summary": summary,
                                          "moves": moves, "skipped_moves": skipped,
                                          "degraded": bool(skipped)})
-    if stored:
-        spec = ctx.task.spec or {}
-        written = await memories.remember_run(
-            run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
-            spec_value(spec, "ecosystem"), write_back=spec_value(spec, "fork_of") is None)
-        await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
+    await _remember(ctx, run, stored)
     return summary
+
+
+async def _undelivered(run: Run) -> None:
+    """Messages that came as the last turn began have no turn left to be answered in: each
+    goes into the transcript as not delivered, saying why, instead of vanishing."""
+    run.ctx.inbox_waiting = None  # look, whatever the last step write saw
+    left = await take_inbox(run, run.state.turn)
+    await emit_many(run.ctx, [("user_message", {
+        **m, "undelivered": "it came during the last turn; the run ended before another"})
+        for m in left])
+
+
+async def _remember(ctx: Any, run: Run, stored: dict[str, int]) -> None:
+    """The stored cast remembers the run, and the ecosystem keeps its ties — but a fork, a
+    batch member or a one-off interaction is a what-if: it leaves nothing behind unless asked
+    to (`write_back`)."""
+    spec = ctx.task.spec or {}
+    if not stored or (spec_value(spec, "fork_of") is not None
+                      and not spec_value(spec, "write_back")):
+        return
+    written = await memories.remember_run(
+        run, ctx.task_id, stored, replay.effective(await _own_events(ctx)),
+        spec_value(spec, "ecosystem"))
+    await ctx.emit("memories_written", {"characters": sorted(stored), "memories": written})
 
 
 def _move_counts(events: list[Event]) -> tuple[int, int]:

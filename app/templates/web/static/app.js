@@ -133,7 +133,9 @@ const signedDelta = v => (Number(v) >= 0 ? "+" : "") + Number(v).toFixed(2);
 function transcriptItem(x) {
   const li = el("li", {class: "t-" + x.type, "data-seq": x.seq});
   if (x.type === "user_message") {
-    li.textContent = `[turn ${x.turn}] You (user) → ${x.target || "everyone"}: ${x.content}`;
+    const note = x.undelivered ? ` (not delivered: ${x.undelivered})` : "";
+    li.textContent = `[turn ${x.turn}] You (user) → ${x.target || "everyone"}${note}: ${x.content}`;
+    if (x.undelivered) li.classList.add("undelivered");
     return li;
   }
   li.textContent = `[turn ${x.turn}] ${x.actor || x.type}${x.target ? " → " + x.target : ""}: ${x.content || x.scene || ""}`;
