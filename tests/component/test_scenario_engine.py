@@ -259,3 +259,35 @@ async def test_a_scenario_runs_report_has_its_scenario_section(llm):
     assert "sleepy" in text  # Bob's mood at the end, from the cast table
     assert "Evening, Bob." in text  # the transcript
     assert "Ann – Bob" in text  # the ties chart's legend, drawn from the inline SVG
+
+
+async def test_an_actors_model_call_is_logged_before_its_move_in_one_write(llm):
+    # given a sequential run of three actors
+    cast = CastResponder()
+    cast.plans["Ann"] = [move("Bob", "Evening, Bob.", "greeting", 0.6, "warm")]
+    cast.plans["Bob"] = [move("Ann", "Hi Ann.", "chat", 0.4, "sleepy")]
+    llm.responder = cast
+    ctx = await make_run_context({"scenario": "three", "definition": {**THREE, "turns": 2},
+                                  "seed": 3})
+
+    # when it runs
+    await run_scenario(ctx)
+
+    # then every move follows the model call that produced it (seq order), and the two were
+    # stored by the same write: a crash between two commits can no longer lose the call's usage
+    from sqlmodel import col, select
+
+    from app.models import TaskEvent
+
+    async with session_scope() as session:
+        rows = (await session.exec(select(TaskEvent).where(TaskEvent.task_id == ctx.task_id)
+                                   .order_by(col(TaskEvent.seq)))).all()
+    moves = [i for i, e in enumerate(rows) if e.type == "interaction"]
+    assert len(moves) == 6
+    for i in moves:
+        calls = [e for e in rows[:i] if e.type == "llm_call"]
+        assert calls and calls[-1].data["role"] == "actor"
+        call = calls[-1]
+        between = [e.type for e in rows if call.seq < e.seq < rows[i].seq]
+        assert "interaction" not in between  # its own call, not an earlier actor's
+        assert call.created_at == rows[i].created_at  # one write: the same stored instant

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from app.core.db import session_scope
 from app.core.prompts import render_prompt
 from app.kinds.scenario.memory import recall
 from app.kinds.scenario.relationships import INTERACTION_TYPES, pair_key
@@ -28,7 +27,6 @@ from app.kinds.scenario.replies import (
     parse_narration,
 )
 from app.kinds.scenario.schema import Scenario
-from app.tasks.events import append_events, publish
 
 RECENT_LINES = 12
 MAX_ATTEMPTS = 2
@@ -57,12 +55,13 @@ class Run:
 
 
 async def emit_many(ctx: Any, events: list[tuple[str, dict[str, Any]]]) -> None:
-    """Append several events in one transaction (one actor's move and its ties land together)."""
+    """Append several events in one transaction (one actor's move and its ties land together),
+    through the step record: with the usage of the model call that produced them, after it."""
     if not events:
         return
-    async with session_scope() as session:
-        rows = await append_events(session, ctx.task_id, events)
-    publish(rows)
+    for type_, data in events:
+        ctx.record(type_, data)
+    await ctx.flush()
 
 
 async def take_inbox(run: Run, turn: int) -> list[dict[str, Any]]:
