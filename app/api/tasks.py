@@ -33,7 +33,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.submit import SubmissionError, submit_task, task_for_key
+from app.submit import SubmissionError, submit
 from app.tasks.enqueue import assign_and_enqueue
 from app.tasks.events import append_event, list_events, publish
 from app.tasks.lifecycle import close_task
@@ -50,14 +50,24 @@ async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
     children = (await session.exec(
         select(Task.id).where(Task.parent_id == task.id).order_by(col(Task.id))
     )).all()
+    return public_view(task, agent.name if agent else None,
+                       children=[c for c in children if c is not None],
+                       notifications=await notifications_for(session, task.id))
+
+
+def public_view(task: Task, agent: str | None, *, children: list[int] | None = None,
+                notifications: list[dict[str, Any]] | None = None) -> TaskPublic:
+    """The public view from what the caller already holds (a task just created has no
+    children and no notifications yet)."""
+    assert task.id is not None
     data = task.model_dump()
     data.update(
-        agent=agent.name if agent else None,
-        children=[c for c in children if c is not None],
+        agent=agent,
+        children=children or [],
         usage={"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens,
                "cost_usd": round(task.cost_usd, 6), "steps": task.steps},
         resources=task.usage or {},
-        notifications=await notifications_for(session, task.id),
+        notifications=notifications or [],
         links={"dashboard": links.task_page(get_settings(), task.id),
                "report": links.report_link(get_settings(), task.id)},
     )
@@ -80,21 +90,19 @@ async def create_task(
     the task is queued when the broker is back."""
     assert user.id is not None
     try:
-        if idempotency_key is not None:
-            earlier = await task_for_key(session, user.id, idempotency_key, task_in)
-            if earlier is not None:
-                response.status_code = status.HTTP_200_OK
-                response.headers["Idempotent-Replayed"] = "true"
-                return await to_public(session, earlier)
-        task = await submit_task(session=session, task_in=task_in, owner=user,
-                                 idempotency_key=idempotency_key)
+        done = await submit(session=session, task_in=task_in, owner=user,
+                            idempotency_key=idempotency_key)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
-    # as stored now (a task the broker did not take is pending again), read in a new
-    # transaction: this session's may predate the insert
+    if done.created:  # as stored by the submission (pending again if the broker refused it)
+        return public_view(done.task, done.agent_name)
+    response.status_code = status.HTTP_200_OK
+    response.headers["Idempotent-Replayed"] = "true"
+    # an earlier request's task, as it is now: read in a new transaction (this session's may
+    # predate that request's commit)
     await session.commit()
-    fresh = await session.get(Task, task.id, populate_existing=True)
-    return await to_public(session, fresh or task)
+    fresh = await session.get(Task, done.task.id, populate_existing=True)
+    return await to_public(session, fresh or done.task)
 
 
 @router.get("", response_model=TasksPublic)

@@ -1,0 +1,94 @@
+"""POST /tasks, the submission path (issue 15: submission rate): what it stores, what it answers
+and how many statements it costs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import func, select
+
+from app.core.db import session_scope
+from app.models import Agent, Task
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine of this process sends while the block runs."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+        seen.append(" ".join(statement.split())[:60])
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+async def test_a_submission_to_a_free_agent_is_answered_as_stored(app_client, enqueued):
+    # given a free agent covering complexity 1
+    # when a task is submitted
+    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 1})
+    # then the answer is the stored task: assigned, its agent named, queued once
+    body = resp.json()
+    stored = (await app_client.get(f"/tasks/{body['id']}")).json()
+    assert resp.status_code == 201
+    assert body["status"] == stored["status"] == "assigned"
+    assert body["agent"] == stored["agent"] is not None
+    assert {k: body[k] for k in ("children", "notifications", "usage")} == \
+        {k: stored[k] for k in ("children", "notifications", "usage")}
+    assert [task_id for task_id, _ in enqueued] == [body["id"]]
+    # and its log is numbered from 1: created, then the assignment
+    events = (await app_client.get(f"/tasks/{body['id']}/events")).json()["data"]
+    assert [(e["seq"], e["type"]) for e in events] == [(1, "created"), (2, "status")]
+
+
+async def test_a_submission_no_agent_can_serve_is_refused_and_not_stored(app_client, enqueued):
+    # given agents that all stop below complexity 10
+    async with session_scope() as session:
+        for agent in (await session.exec(select(Agent))).all():
+            agent.max_complexity = min(agent.max_complexity, 9)
+            session.add(agent)
+    # when a complexity-10 task is submitted
+    resp = await app_client.post("/tasks", json={"title": "too hard", "complexity": 10})
+    # then it is a 422 naming the field, and no task was stored or queued
+    async with session_scope() as session:
+        stored = (await session.exec(select(func.count()).select_from(Task))).one()
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "complexity"]
+    assert (stored, list(enqueued)) == (0, [])
+
+
+async def test_a_submission_waits_as_pending_when_every_agent_is_busy(app_client, enqueued):
+    # given every agent at its limit
+    async with session_scope() as session:
+        for agent in (await session.exec(select(Agent))).all():
+            agent.active_tasks = agent.max_concurrent
+            session.add(agent)
+    # when a task is submitted
+    resp = await app_client.post("/tasks", json={"title": "later", "complexity": 1})
+    # then it is stored, pending, with no agent, and nothing was queued
+    assert resp.status_code == 201
+    assert (resp.json()["status"], resp.json()["agent"], list(enqueued)) == ("pending", None, [])
+
+
+async def test_a_submission_to_a_free_agent_costs_eight_statements(app_client, enqueued):
+    # given a warm API (the first request loads what it needs)
+    await app_client.post("/tasks", json={"title": "warm", "complexity": 1})
+    # when one more task is submitted
+    with statements() as sent:
+        resp = await app_client.post("/tasks", json={"title": "t", "complexity": 1})
+    # then: the key's user (one join), the task's insert and its `created` event, the free
+    # agents, the claim of one, the task's assignment (taking its event's number) and that
+    # event, the task read back once; the agents are not read twice, the task's children and
+    # notifications (a new task has none) not at all (it was 13 statements)
+    assert resp.status_code == 201
+    writes = [s for s in sent if not s.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
+    assert len(writes) <= 8, "\n".join(writes)
