@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.event_page import page_json
 from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.core.config import get_settings
 from app.core.db import session_scope
@@ -19,7 +20,6 @@ from app.models import (
     TERMINAL_VALUES,
     Agent,
     AnswerCreate,
-    EventPublic,
     EventsPublic,
     MessageCreate,
     MessagePublic,
@@ -35,7 +35,7 @@ from app.models import (
 )
 from app.submit import SubmissionError, submit
 from app.tasks.enqueue import assign_and_enqueue
-from app.tasks.events import append_event, list_events, publish
+from app.tasks.events import append_event, publish
 from app.tasks.lifecycle import close_task
 from app.tasks.lifecycle import pause_task as pause_now
 from app.tasks.lifecycle import resume_task as resume_now
@@ -200,9 +200,9 @@ async def get_events(
     if wants_event_stream(request):
         return await sse_response(request, session, task_id, user, after)
     task = await owned_task(session, task_id, user)
-    rows = await list_events(session, task_id, after=after, limit=limit)
-    data = [EventPublic.model_validate(r, from_attributes=True) for r in rows]
-    return EventsPublic(data=data, count=len(data), last_seq=task.last_seq)
+    # serialised here, in one call (app.api.event_page); the response model documents it
+    return Response(await page_json(session, task_id, after=after, limit=limit,
+                                    last_seq=task.last_seq), media_type="application/json")
 
 
 @router.post("/{task_id}/messages", status_code=status.HTTP_201_CREATED,
