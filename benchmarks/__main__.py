@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 ALL = ["bench_pipeline", "bench_loop", "bench_jail", "bench_deliver", "bench_scenario",
-       "bench_observatory", "bench_stream", "bench_memory", "chaos"]
+       "bench_observatory", "bench_stream", "bench_submit", "bench_memory", "chaos"]
 
 
 def main(names: list[str]) -> int:
