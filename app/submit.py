@@ -225,8 +225,9 @@ async def _insert(
         "title": task.title, "kind": task.kind, "complexity": complexity,
         "estimated": estimated, "priority": task.priority, "parent_id": parent_id,
     })])
+    # the assignment's ORM UPDATE also sets what it changed on `task` (the session evaluates
+    # it): no read back
     assignment = await try_assign(session, task)
     await session.flush()
-    await session.refresh(task)
     return task, assignment, events
 
