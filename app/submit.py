@@ -156,10 +156,13 @@ async def submit(
     """Create the task, assign it if an agent is free, commit, then enqueue it.
 
     With an `idempotency_key`, a repeat of the same request returns the task the first one
-    created (also when the two race: the database's unique key decides)."""
+    created (also when the two race: the database's unique key decides). The submission reads
+    and writes in short transactions of its own, one connection at a time; `session` (the
+    caller's) is left as it is."""
     assert owner.id is not None
     if idempotency_key is not None:
-        earlier = await task_for_key(session, owner.id, idempotency_key, task_in)
+        async with session_factory()() as read:  # closed before the write takes a connection
+            earlier = await task_for_key(read, owner.id, idempotency_key, task_in)
         if earlier is not None:
             return Submission(earlier, created=False)
     hashed = request_hash(task_in) if idempotency_key is not None else None

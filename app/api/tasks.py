@@ -89,6 +89,11 @@ async def create_task(
     The task is stored before it is queued: if the broker is down, the answer is still 201 and
     the task is queued when the broker is back."""
     assert user.id is not None
+    # End the read transaction that found the user: its connection goes back to the pool
+    # before the submission's write takes one. Holding both, as many concurrent submissions as
+    # the pool has connections each held one and waited for a second: a 30 s stall, then 503s
+    # (15 at once on SQLite's pool of 5 + 10; 30 on PostgreSQL's 10 + 20).
+    await session.commit()
     try:
         done = await submit(session=session, task_in=task_in, owner=user,
                             idempotency_key=idempotency_key)

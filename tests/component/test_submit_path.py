@@ -3,6 +3,7 @@ and how many statements it costs, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -90,3 +91,19 @@ async def test_a_submission_to_a_free_agent_costs_seven_statements(app_client, e
     assert resp.status_code == 201
     writes = [s for s in sent if not s.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
     assert len(writes) <= 7, "\n".join(writes)
+
+
+async def test_more_concurrent_submissions_than_pooled_connections_all_succeed(
+    app_client, enqueued
+):
+    # given more clients at once than the database pool has connections (SQLite 5 + 10,
+    # PostgreSQL 10 + 20), each request needing a connection for its key and one to write
+    clients = 40
+    # when they all submit at the same moment, half of them with an Idempotency-Key
+    answers = await asyncio.gather(*(
+        app_client.post("/tasks", json={"title": f"t{i}", "complexity": 1},
+                        headers={"Idempotency-Key": f"k{i}"} if i % 2 else {})
+        for i in range(clients)))
+    # then every one is stored (none waited out the pool's timeout into a 503)
+    assert [r.status_code for r in answers] == [201] * clients
+    assert len({r.json()["id"] for r in answers}) == clients
