@@ -144,13 +144,15 @@ async def get_task(task_id: int, session: SessionDep, user: CurrentUser) -> Task
 async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Cancel in any state; a running model call is abandoned and the agent freed at once."""
     task = await owned_task(session, task_id, user)
+    # the read ends before the write takes a connection (one at a time, as in create_task);
+    # the refresh below reads afresh, so it sees the cancel
+    await session.commit()
     async with session_scope() as write:
         events = await close_task(write, task_id, TaskStatus.cancelled,
                                   error=f"cancelled by {user.email}")
     publish(events)
     if events:
         await assign_and_enqueue()
-    await session.commit()  # end this request's read snapshot so the refresh sees the cancel
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -161,6 +163,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
     """Pause now: the worker stops the run and the agent slot is freed; `resume` goes on from
     the last checkpoint (a scenario from its last finished turn, an agent from its last step)."""
     task = await owned_task(session, task_id, user)
+    await session.commit()  # one connection at a time (see cancel_task)
     async with session_scope() as write:
         events = await pause_now(write, task_id, by=user.email)
     if not events:
@@ -168,7 +171,6 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
                             f"task {task_id} cannot be paused ({task.status})")
     publish(events)
     await assign_and_enqueue()  # the freed slot goes to the next task
-    await session.commit()
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -178,6 +180,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
 async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Put a paused task back in the queue; it goes on where it stopped."""
     task = await owned_task(session, task_id, user)
+    await session.commit()  # one connection at a time (see cancel_task)
     async with session_scope() as write:
         events = await resume_now(write, task_id, by=user.email)
     if not events:
@@ -185,7 +188,6 @@ async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> T
                                                       f"({task.status})")
     publish(events)
     await assign_and_enqueue()
-    await session.commit()
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -226,6 +228,7 @@ async def add_message(
     session: AsyncSession, task: Task, body: MessageCreate, user: User
 ) -> MessagePublic:
     assert task.id is not None
+    await session.commit()  # the caller's read ends before the write: one connection at a time
     async with session_scope() as write:
         msg = TaskMessage(task_id=task.id, author=f"user:{user.email}", target=body.target,
                           content=body.content)

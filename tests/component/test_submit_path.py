@@ -107,3 +107,20 @@ async def test_more_concurrent_submissions_than_pooled_connections_all_succeed(
     # then every one is stored (none waited out the pool's timeout into a 503)
     assert [r.status_code for r in answers] == [201] * clients
     assert len({r.json()["id"] for r in answers}) == clients
+
+
+async def test_more_concurrent_cancels_and_messages_than_pooled_connections_all_succeed(
+    app_client, enqueued
+):
+    # given 40 tasks (more than the pool's connections), each given a message and cancelled
+    # by its own client at the same moment
+    ids = [(await app_client.post("/tasks", json={"title": f"t{i}", "complexity": 1})).json()["id"]
+           for i in range(40)]
+    # when the messages, then the cancels, all go at once
+    notes = await asyncio.gather(*(
+        app_client.post(f"/tasks/{i}/messages", json={"content": "hi"}) for i in ids))
+    cancels = await asyncio.gather(*(app_client.post(f"/tasks/{i}/cancel") for i in ids))
+    # then every one is answered (none waited out the pool's timeout into a 503)
+    assert [r.status_code for r in notes] == [201] * len(ids)
+    assert [r.status_code for r in cancels] == [200] * len(ids)
+    assert {r.json()["status"] for r in cancels} == {"cancelled"}
