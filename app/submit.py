@@ -4,6 +4,7 @@ enqueue after the commit."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -12,13 +13,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import kinds
 from app.core.config import get_settings
-from app.core.db import session_scope
+from app.core.db import session_factory, session_scope
 from app.kinds.playbook import playbook_tools
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
 from app.tasks import routing
 from app.tasks.complexity import estimate_complexity
 from app.tasks.enqueue import enqueue
-from app.tasks.events import append_event, publish
+from app.tasks.events import insert_events, publish
 from app.tasks.scheduling import Assignment, enabled_agents, try_assign
 
 
@@ -130,19 +131,40 @@ async def task_for_key(session: AsyncSession, owner_id: int, key: str,
     return task
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What a submission gave: the task, and whether this request created it."""
+
+    task: Task
+    created: bool  # False: the task an earlier request with the same Idempotency-Key made
+    agent_name: str | None = None  # the agent it went to, when one was free and it was queued
+
+
 async def submit_task(
     *, session: AsyncSession, task_in: TaskCreate, owner: User, parent_id: int | None = None,
     enqueue_now: bool = True, idempotency_key: str | None = None,
 ) -> Task:
+    """Create the task, assign it if an agent is free, commit, then enqueue it (see `submit`)."""
+    return (await submit(session=session, task_in=task_in, owner=owner, parent_id=parent_id,
+                         enqueue_now=enqueue_now, idempotency_key=idempotency_key)).task
+
+
+async def submit(
+    *, session: AsyncSession, task_in: TaskCreate, owner: User, parent_id: int | None = None,
+    enqueue_now: bool = True, idempotency_key: str | None = None,
+) -> Submission:
     """Create the task, assign it if an agent is free, commit, then enqueue it.
 
     With an `idempotency_key`, a repeat of the same request returns the task the first one
-    created (also when the two race: the database's unique key decides)."""
+    created (also when the two race: the database's unique key decides). The submission reads
+    and writes in short transactions of its own, one connection at a time; `session` (the
+    caller's) is left as it is."""
     assert owner.id is not None
     if idempotency_key is not None:
-        earlier = await task_for_key(session, owner.id, idempotency_key, task_in)
+        async with session_factory()() as read:  # closed before the write takes a connection
+            earlier = await task_for_key(read, owner.id, idempotency_key, task_in)
         if earlier is not None:
-            return earlier
+            return Submission(earlier, created=False)
     hashed = request_hash(task_in) if idempotency_key is not None else None
     task_in = await _from_github_issue(task_in)
     errors = _kind_errors(task_in) + _notify_errors(task_in)
@@ -151,11 +173,14 @@ async def submit_task(
     estimated = task_in.complexity is None
     complexity = task_in.complexity or estimate_complexity(task_in.title, task_in.description)
     needs = _needs(task_in)
-    await _check_agents(session, task_in, complexity, needs)
     try:
         async with session_scope() as write:
             task, assignment, events = await _insert(write, task_in, owner.id, parent_id,
                                                      complexity, estimated, needs)
+            if assignment is None:
+                # no agent took it now: one that cannot serve it ever is a 422, and the raise
+                # rolls the insert back (a free agent taking it already proved it servable)
+                await _check_agents(write, task_in, complexity, needs)
             if idempotency_key is not None:
                 task.idempotency_key, task.request_hash = idempotency_key, hashed
                 write.add(task)
@@ -168,11 +193,15 @@ async def submit_task(
                 Task.owner_id == owner.id, Task.idempotency_key == idempotency_key))).first()
         if earlier is None:
             raise
-        return earlier
+        return Submission(earlier, created=False)
     publish(events)
-    if assignment and enqueue_now:
-        await enqueue([(assignment.task_id, assignment.agent_name)])
-    return task
+    if not assignment or not enqueue_now:
+        return Submission(task, created=True)
+    if await enqueue([(assignment.task_id, assignment.agent_name)]):
+        # the broker did not take it: it is pending again, as stored now
+        async with session_factory()() as read:
+            return Submission(await read.get(Task, task.id) or task, created=True)
+    return Submission(task, created=True, agent_name=assignment.agent_name)
 
 
 async def _insert(
@@ -190,16 +219,18 @@ async def _insert(
         spec={"playbook": task_in.playbook, "scenario": task_in.scenario,
               "inputs": task_in.inputs, routing.NEEDS_KEY: needs,
               **kinds.get(task_in.kind.value).spec(task_in)},
+        last_seq=1,  # its `created` event's, inserted below: no sequence bump to ask for
     )
     session.add(task)
     await session.flush()
     assert task.id is not None
-    events = [await append_event(session, task.id, "created", {
+    events = await insert_events(session, task.id, 1, [("created", {
         "title": task.title, "kind": task.kind, "complexity": complexity,
         "estimated": estimated, "priority": task.priority, "parent_id": parent_id,
-    })]
+    })])
+    # the assignment's ORM UPDATE also sets what it changed on `task` (the session evaluates
+    # it): no read back
     assignment = await try_assign(session, task)
     await session.flush()
-    await session.refresh(task)
     return task, assignment, events
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 ALL = ["bench_pipeline", "bench_loop", "bench_checkpoint", "bench_jail", "bench_deliver",
-       "bench_scenario", "bench_observatory", "bench_stream", "bench_memory", "bench_embeddings",
-       "chaos"]
+       "bench_scenario", "bench_observatory", "bench_stream", "bench_submit", "bench_memory",
+       "bench_embeddings", "chaos"]
 
 
 def main(names: list[str]) -> int:

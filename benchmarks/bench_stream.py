@@ -1,4 +1,5 @@
-"""Live-stream benchmark: `python -m benchmarks.bench_stream [--clients 1000] [--seconds 20]`.
+"""Live-stream benchmark: `python -m benchmarks.bench_stream [--clients 1000] [--seconds 20]
+[--redis URL] [--pages-only] [--page-rounds 5]`.
 
 N SSE clients follow T tasks on a real uvicorn while a writer process appends events at
 --rate per minute; prints p50/p99 write→receipt latency, then GET /api/v1/tasks/{id} requests
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -38,6 +40,37 @@ def bare_app():  # uvicorn --factory target: the baseline endpoint
     @app.get("/ping/{item_id}")
     async def ping(item_id: int) -> dict:
         return {"id": item_id, "status": "ok"}
+
+    return app
+
+
+def api_app():  # uvicorn --factory target: the product's app, its collector's pauses recorded
+    from app.main import create_app
+
+    app = create_app()
+    pauses: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+    started: list[float] = []
+
+    def timed(phase: str, info: dict) -> None:  # type: ignore[type-arg]
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    gc.callbacks.append(timed)
+
+    @app.get("/bench/gc")
+    def gc_pauses(clear: bool = False) -> dict:  # type: ignore[type-arg]
+        full = [t for g, t in pauses if g == 2]
+        young = [t for g, t in pauses if g < 2]
+        answer = {"full": len(full), "full_ms": sum(full) * 1000,
+                  "full_max_ms": max(full, default=0) * 1000,
+                  "young": len(young), "young_max_ms": max(young, default=0) * 1000,
+                  "old_objects": len(gc.get_objects(generation=2)),
+                  "frozen": gc.get_freeze_count()}
+        if clear:
+            pauses.clear()
+        return answer
 
     return app
 
@@ -163,15 +196,19 @@ async def fill_log(events: int) -> int:
     return task_id
 
 
-async def events_pages(port: int, events: int) -> None:
-    """GET /tasks/{id}/events page by page (500 a page, the default) over a long log."""
+async def events_pages(port: int, events: int, rounds: int = 5) -> None:
+    """GET /tasks/{id}/events page by page (500 a page, the default) over a long log, `rounds`
+    times; the client's own collector is off while it times (its pauses are not the API's)."""
     import httpx
 
     task_id = await fill_log(events)
     times: list[float] = []
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
                                  headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
-        for _ in range(5):
+        gc.collect()
+        gc.disable()
+        await client.get("/bench/gc", params={"clear": True})
+        for _ in range(rounds):
             after = 0
             while after < events:
                 t0 = time.perf_counter()
@@ -180,12 +217,19 @@ async def events_pages(port: int, events: int) -> None:
                 times.append(time.perf_counter() - t0)
                 assert resp.status_code == 200, resp.text
                 after = resp.json()["data"][-1]["seq"]
+        gc.enable()
+        pauses = (await client.get("/bench/gc")).json()
     ordered = sorted(times)
     print(f"GET /tasks/{{id}}/events over {events} events, 500 a page, {len(times)} pages: "
           f"p50 {statistics.median(ordered) * 1000:.1f} ms, "
           f"p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.1f} ms, "
           f"p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms, "
-          f"max {ordered[-1] * 1000:.1f} ms (target ≤ 50 ms a page)")
+          f"max {ordered[-1] * 1000:.1f} ms (target ≤ 50 ms a page; load {os.getloadavg()[0]:.1f})")
+    print(f"  over 50 ms: {sum(t > 0.05 for t in times)} pages; the API's collector meanwhile: "
+          f"{pauses['full']} full passes, {pauses['full_ms']:.1f} ms in all, longest "
+          f"{pauses['full_max_ms']:.1f} ms; {pauses['young']} young passes, longest "
+          f"{pauses['young_max_ms']:.1f} ms; {pauses['old_objects']} objects in the oldest "
+          f"generation, {pauses['frozen']} frozen")
 
 
 def serve(target: list[str], port: int) -> subprocess.Popen:
@@ -204,32 +248,12 @@ def serve(target: list[str], port: int) -> subprocess.Popen:
 async def main(args: argparse.Namespace) -> None:
     task_ids = await prepare(args.tasks)
     port, bare_port = free_port(), free_port()
-    api = serve(["app.main:create_app", "--factory"], port)
+    api = serve(["benchmarks.bench_stream:api_app", "--factory"], port)
     bare = serve(["benchmarks.bench_stream:bare_app", "--factory"], bare_port)
     try:
-        latencies: list[float] = []
-        stop, ready = asyncio.Event(), []
-        clients = [asyncio.create_task(sse_client(port, task_ids[i % len(task_ids)], latencies,
-                                                  stop, ready)) for i in range(args.clients)]
-        connecting = time.monotonic()
-        while len(ready) < args.clients:
-            await asyncio.sleep(0.05)
-        print(f"{args.clients} streams open in {time.monotonic() - connecting:.1f} s")
-        await asyncio.sleep(2)
-        written = multiprocessing.Value("i", 0)
-        proc = multiprocessing.Process(target=writer,
-                                       args=(task_ids, args.rate, args.seconds, written))
-        proc.start()
-        await asyncio.to_thread(proc.join)
-        await asyncio.sleep(2)
-        stop.set()
-        await asyncio.gather(*clients, return_exceptions=True)
-        followers = [sum(1 for i in range(args.clients) if i % len(task_ids) == t)
-                     for t in range(len(task_ids))]
-        # round robin over tasks: event k went to task k % tasks, followed by followers[t]
-        expected = sum(followers[k % len(task_ids)] for k in range(written.value))
-        report(latencies, expected, args)
-        await events_pages(port, args.events)
+        if not args.pages_only:
+            await follow(port, task_ids, args)
+        await events_pages(port, args.events, args.page_rounds)
         task_rate = await hammer(f"http://127.0.0.1:{port}/api/v1/tasks/{task_ids[0]}", 5)
         bare_rate = await hammer(f"http://127.0.0.1:{bare_port}/ping/1", 5)
         print(f"GET /api/v1/tasks/{{id}}: {task_rate:.0f} req/s; "
@@ -238,6 +262,32 @@ async def main(args: argparse.Namespace) -> None:
         for server in (api, bare):
             server.terminate()
             server.wait(10)
+
+
+async def follow(port: int, task_ids: list[int], args: argparse.Namespace) -> None:
+    """N SSE clients follow the tasks while a writer process appends events."""
+    latencies: list[float] = []
+    stop, ready = asyncio.Event(), []
+    clients = [asyncio.create_task(sse_client(port, task_ids[i % len(task_ids)], latencies,
+                                              stop, ready)) for i in range(args.clients)]
+    connecting = time.monotonic()
+    while len(ready) < args.clients:
+        await asyncio.sleep(0.05)
+    print(f"{args.clients} streams open in {time.monotonic() - connecting:.1f} s")
+    await asyncio.sleep(2)
+    written = multiprocessing.Value("i", 0)
+    proc = multiprocessing.Process(target=writer,
+                                   args=(task_ids, args.rate, args.seconds, written))
+    proc.start()
+    await asyncio.to_thread(proc.join)
+    await asyncio.sleep(2)
+    stop.set()
+    await asyncio.gather(*clients, return_exceptions=True)
+    followers = [sum(1 for i in range(args.clients) if i % len(task_ids) == t)
+                 for t in range(len(task_ids))]
+    # round robin over tasks: event k went to task k % tasks, followed by followers[t]
+    expected = sum(followers[k % len(task_ids)] for k in range(written.value))
+    report(latencies, expected, args)
 
 
 def report(latencies: list[float], expected: float, args: argparse.Namespace) -> None:
@@ -263,6 +313,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--events", type=int, default=10_000,
                         help="events in the log read page by page")
+    parser.add_argument("--page-rounds", type=int, default=5,
+                        help="times the long log is read through, page by page")
+    parser.add_argument("--pages-only", action="store_true",
+                        help="only the event-log pages and the GET rate (no SSE clients)")
     parser.add_argument("--redis", default="",
                         help="follow over Redis pub/sub at this URL (the production path); "
                              "default: the embedded table poller")

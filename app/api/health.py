@@ -16,19 +16,9 @@ from app.integrations.outbox_state import backlog
 from app.models import WorkerNode, utcnow
 from app.run.provider_state import provider_health
 from app.sandbox.selftest import run_selftest
+from app.tasks.broker import broker_status
 
 router = APIRouter(tags=["health"])
-
-
-def _broker_ok() -> tuple[bool, str]:
-    from worker.celery_app import current_celery
-
-    try:
-        with current_celery().connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return True, "ok"
-    except Exception as exc:  # noqa: BLE001 - report any broker failure as unhealthy
-        return False, type(exc).__name__
 
 
 def _sandbox() -> dict[str, Any]:
@@ -46,7 +36,7 @@ async def health(session: SessionDep, response: Response) -> dict[str, Any]:
         await session.execute(text("SELECT 1"))
     except Exception:  # noqa: BLE001
         db_ok = False
-    broker_ok, broker_detail = await asyncio.to_thread(_broker_ok)
+    broker_ok, broker_detail = await asyncio.to_thread(broker_status)
     alive_after = utcnow() - timedelta(seconds=settings.worker_heartbeat_s * 3)
     workers = (await session.exec(
         select(WorkerNode).where(col(WorkerNode.heartbeat_at) > alive_after)

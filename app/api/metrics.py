@@ -9,25 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 from sqlalchemy import Integer, and_, case, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep
 from app.models import Agent, OutboxMessage, Task, TaskEvent, TaskStatus, WorkerNode, utcnow
+
+if TYPE_CHECKING:  # prometheus_client loads on the first scrape, not in every idle API process
+    from prometheus_client.core import Metric
 
 metrics_router = APIRouter(tags=["metrics"])
 router = APIRouter(prefix="/analytics", tags=["analytics"])
@@ -39,28 +33,38 @@ TERMINAL_ORDER = (TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled)
 Samples = list[tuple[tuple[str, ...], float]]
 
 
-def _family(kind: type[GaugeMetricFamily | CounterMetricFamily], name: str, help_text: str,
+def _family(kind: Literal["gauge", "counter"], name: str, help_text: str,
             labels: tuple[str, ...], samples: Samples) -> Metric:
-    family = kind(name, help_text, labels=list(labels))
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    family = (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(
+        name, help_text, labels=list(labels))
     for values, value in samples:
         family.add_metric(list(values), float(value))
     return family
 
 
 def _histogram(name: str, help_text: str, values: list[float]) -> Metric:
+    from prometheus_client.core import HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
     buckets = [(floatToGoString(b), float(sum(v <= b for v in values))) for b in BUCKETS]
     return HistogramMetricFamily(name, help_text, sum_value=sum(values),
                                  buckets=[*buckets, ("+Inf", float(len(values)))])
 
 
-class _Snapshot(Collector):
-    """Families read from the database for one scrape, exposed by prometheus_client."""
+def _exposition(families: list[Metric]) -> tuple[bytes, str]:
+    """The Prometheus text format of one scrape's families, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.registry import Collector
 
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    class Snapshot(Collector):
+        def collect(self) -> Iterator[Metric]:
+            return iter(families)
 
-    def collect(self) -> Iterator[Metric]:
-        return iter(self.families)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Snapshot())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -125,10 +129,10 @@ async def _counts(session: AsyncSession, column: Any, where: Any = True) -> dict
 @metrics_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics(session: SessionDep) -> PlainTextResponse:
     """Prometheus scrape endpoint (aggregates only: no titles, no users)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(await _task_families(session) + await _usage_families(session)
-                                + await _worker_families(session)))
-    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = _exposition(await _task_families(session)
+                                   + await _usage_families(session)
+                                   + await _worker_families(session))
+    return PlainTextResponse(body, media_type=media_type)
 
 
 async def _task_families(session: AsyncSession) -> list[Metric]:
@@ -136,11 +140,11 @@ async def _task_families(session: AsyncSession) -> list[Metric]:
     ended = await _counts(session, Task.status, col(Task.finished_at).is_not(None))
     waits, runs = await task_times(session, True)
     return [
-        _family(GaugeMetricFamily, "taskbench_tasks", "Tasks by status.", ("status",),
+        _family("gauge", "taskbench_tasks", "Tasks by status.", ("status",),
                 [((s.value,), by_status.get(s.value, 0)) for s in TaskStatus]),
-        _family(GaugeMetricFamily, "taskbench_queue_depth", "Tasks waiting for an agent.", (),
+        _family("gauge", "taskbench_queue_depth", "Tasks waiting for an agent.", (),
                 [((), by_status.get("pending", 0))]),
-        _family(CounterMetricFamily, "taskbench_tasks_finished",
+        _family("counter", "taskbench_tasks_finished",
                 "Tasks that reached an end, by outcome (completed counts as a success).",
                 ("status",), [((s.value,), ended.get(s.value, 0)) for s in TERMINAL_ORDER]),
         _histogram("taskbench_assignment_wait_seconds", "Submission to assignment.", waits),
@@ -153,18 +157,18 @@ async def _usage_families(session: AsyncSession) -> list[Metric]:
     tools = await tool_usage(session, True)
     emails = await _counts(session, OutboxMessage.status)
     return [
-        _family(CounterMetricFamily, "taskbench_llm_calls", "LLM calls by model.", ("model",),
+        _family("counter", "taskbench_llm_calls", "LLM calls by model.", ("model",),
                 [((r["model"],), r["calls"]) for r in llm]),
-        _family(CounterMetricFamily, "taskbench_llm_tokens", "LLM tokens by model and kind.",
+        _family("counter", "taskbench_llm_tokens", "LLM tokens by model and kind.",
                 ("model", "kind"), [((r["model"], k), r[f"{k}_tokens"])
                                     for r in llm for k in ("prompt", "completion")]),
-        _family(CounterMetricFamily, "taskbench_llm_cost_usd", "LLM spend in USD by model.",
+        _family("counter", "taskbench_llm_cost_usd", "LLM spend in USD by model.",
                 ("model",), [((r["model"],), r["cost_usd"]) for r in llm]),
-        _family(CounterMetricFamily, "taskbench_tool_calls", "Tool calls by tool.", ("tool",),
+        _family("counter", "taskbench_tool_calls", "Tool calls by tool.", ("tool",),
                 [((r["tool"],), r["calls"]) for r in tools]),
-        _family(CounterMetricFamily, "taskbench_tool_refusals", "Refused tool calls by tool.",
+        _family("counter", "taskbench_tool_refusals", "Refused tool calls by tool.",
                 ("tool",), [((r["tool"],), r["refused"]) for r in tools]),
-        _family(GaugeMetricFamily, "taskbench_emails",
+        _family("gauge", "taskbench_emails",
                 "Outbox messages by status (sent, failed, …).", ("status",),
                 [((k,), v) for k, v in sorted(emails.items())]),
     ]
@@ -175,13 +179,13 @@ async def _worker_families(session: AsyncSession) -> list[Metric]:
     workers = (await session.exec(select(WorkerNode))).all()
     agents = await _counts(session, Agent.status)
     return [
-        _family(GaugeMetricFamily, "taskbench_worker_heartbeat_age_seconds",
+        _family("gauge", "taskbench_worker_heartbeat_age_seconds",
                 "Seconds since each worker's last heartbeat.", ("worker",),
                 [((w.id,), _seconds(w.heartbeat_at, now) or 0.0) for w in workers]),
-        _family(GaugeMetricFamily, "taskbench_worker_tasks_in_flight",
+        _family("gauge", "taskbench_worker_tasks_in_flight",
                 "Tasks each worker is running (as of its last heartbeat).", ("worker",),
                 [((w.id,), w.tasks_in_flight) for w in workers]),
-        _family(GaugeMetricFamily, "taskbench_agents", "Agents by status.", ("status",),
+        _family("gauge", "taskbench_agents", "Agents by status.", ("status",),
                 [((k,), v) for k, v in sorted(agents.items())]),
     ]
 

@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep, owned_task
+from app.api.event_page import page_json
 from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.core.config import get_settings
 from app.core.db import session_scope
@@ -19,7 +20,6 @@ from app.models import (
     TERMINAL_VALUES,
     Agent,
     AnswerCreate,
-    EventPublic,
     EventsPublic,
     MessageCreate,
     MessagePublic,
@@ -33,9 +33,9 @@ from app.models import (
     User,
     utcnow,
 )
-from app.submit import SubmissionError, submit_task, task_for_key
+from app.submit import SubmissionError, submit
 from app.tasks.enqueue import assign_and_enqueue
-from app.tasks.events import append_event, list_events, publish
+from app.tasks.events import append_event, publish
 from app.tasks.lifecycle import close_task
 from app.tasks.lifecycle import pause_task as pause_now
 from app.tasks.lifecycle import resume_task as resume_now
@@ -50,14 +50,24 @@ async def to_public(session: AsyncSession, task: Task) -> TaskPublic:
     children = (await session.exec(
         select(Task.id).where(Task.parent_id == task.id).order_by(col(Task.id))
     )).all()
+    return public_view(task, agent.name if agent else None,
+                       children=[c for c in children if c is not None],
+                       notifications=await notifications_for(session, task.id))
+
+
+def public_view(task: Task, agent: str | None, *, children: list[int] | None = None,
+                notifications: list[dict[str, Any]] | None = None) -> TaskPublic:
+    """The public view from what the caller already holds (a task just created has no
+    children and no notifications yet)."""
+    assert task.id is not None
     data = task.model_dump()
     data.update(
-        agent=agent.name if agent else None,
-        children=[c for c in children if c is not None],
+        agent=agent,
+        children=children or [],
         usage={"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens,
                "cost_usd": round(task.cost_usd, 6), "steps": task.steps},
         resources=task.usage or {},
-        notifications=await notifications_for(session, task.id),
+        notifications=notifications or [],
         links={"dashboard": links.task_page(get_settings(), task.id),
                "report": links.report_link(get_settings(), task.id)},
     )
@@ -79,22 +89,25 @@ async def create_task(
     The task is stored before it is queued: if the broker is down, the answer is still 201 and
     the task is queued when the broker is back."""
     assert user.id is not None
+    # End the read transaction that found the user: its connection goes back to the pool
+    # before the submission's write takes one. Holding both, as many concurrent submissions as
+    # the pool has connections each held one and waited for a second: a 30 s stall, then 503s
+    # (15 at once on SQLite's pool of 5 + 10; 30 on PostgreSQL's 10 + 20).
+    await session.commit()
     try:
-        if idempotency_key is not None:
-            earlier = await task_for_key(session, user.id, idempotency_key, task_in)
-            if earlier is not None:
-                response.status_code = status.HTTP_200_OK
-                response.headers["Idempotent-Replayed"] = "true"
-                return await to_public(session, earlier)
-        task = await submit_task(session=session, task_in=task_in, owner=user,
-                                 idempotency_key=idempotency_key)
+        done = await submit(session=session, task_in=task_in, owner=user,
+                            idempotency_key=idempotency_key)
     except SubmissionError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors) from exc
-    # as stored now (a task the broker did not take is pending again), read in a new
-    # transaction: this session's may predate the insert
+    if done.created:  # as stored by the submission (pending again if the broker refused it)
+        return public_view(done.task, done.agent_name)
+    response.status_code = status.HTTP_200_OK
+    response.headers["Idempotent-Replayed"] = "true"
+    # an earlier request's task, as it is now: read in a new transaction (this session's may
+    # predate that request's commit)
     await session.commit()
-    fresh = await session.get(Task, task.id, populate_existing=True)
-    return await to_public(session, fresh or task)
+    fresh = await session.get(Task, done.task.id, populate_existing=True)
+    return await to_public(session, fresh or done.task)
 
 
 @router.get("", response_model=TasksPublic)
@@ -131,13 +144,15 @@ async def get_task(task_id: int, session: SessionDep, user: CurrentUser) -> Task
 async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Cancel in any state; a running model call is abandoned and the agent freed at once."""
     task = await owned_task(session, task_id, user)
+    # the read ends before the write takes a connection (one at a time, as in create_task);
+    # the refresh below reads afresh, so it sees the cancel
+    await session.commit()
     async with session_scope() as write:
         events = await close_task(write, task_id, TaskStatus.cancelled,
                                   error=f"cancelled by {user.email}")
     publish(events)
     if events:
         await assign_and_enqueue()
-    await session.commit()  # end this request's read snapshot so the refresh sees the cancel
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -148,6 +163,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
     """Pause now: the worker stops the run and the agent slot is freed; `resume` goes on from
     the last checkpoint (a scenario from its last finished turn, an agent from its last step)."""
     task = await owned_task(session, task_id, user)
+    await session.commit()  # one connection at a time (see cancel_task)
     async with session_scope() as write:
         events = await pause_now(write, task_id, by=user.email)
     if not events:
@@ -155,7 +171,6 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
                             f"task {task_id} cannot be paused ({task.status})")
     publish(events)
     await assign_and_enqueue()  # the freed slot goes to the next task
-    await session.commit()
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -165,6 +180,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
 async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Put a paused task back in the queue; it goes on where it stopped."""
     task = await owned_task(session, task_id, user)
+    await session.commit()  # one connection at a time (see cancel_task)
     async with session_scope() as write:
         events = await resume_now(write, task_id, by=user.email)
     if not events:
@@ -172,7 +188,6 @@ async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> T
                                                       f"({task.status})")
     publish(events)
     await assign_and_enqueue()
-    await session.commit()
     await session.refresh(task)
     return await to_public(session, task)
 
@@ -192,9 +207,9 @@ async def get_events(
     if wants_event_stream(request):
         return await sse_response(request, session, task_id, user, after)
     task = await owned_task(session, task_id, user)
-    rows = await list_events(session, task_id, after=after, limit=limit)
-    data = [EventPublic.model_validate(r, from_attributes=True) for r in rows]
-    return EventsPublic(data=data, count=len(data), last_seq=task.last_seq)
+    # serialised here, in one call (app.api.event_page); the response model documents it
+    return Response(await page_json(session, task_id, after=after, limit=limit,
+                                    last_seq=task.last_seq), media_type="application/json")
 
 
 @router.post("/{task_id}/messages", status_code=status.HTTP_201_CREATED,
@@ -213,6 +228,7 @@ async def add_message(
     session: AsyncSession, task: Task, body: MessageCreate, user: User
 ) -> MessagePublic:
     assert task.id is not None
+    await session.commit()  # the caller's read ends before the write: one connection at a time
     async with session_scope() as write:
         msg = TaskMessage(task_id=task.id, author=f"user:{user.email}", target=body.target,
                           content=body.content)

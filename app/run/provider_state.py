@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,6 +25,8 @@ async def save_seen(settings: Settings) -> None:
     record.unsaved = False
     row = {"base_url": settings.llm_base_url, "last_error": _clean(record.last_error),
            "last_error_at": record.last_error_at, "last_ok_at": record.last_ok_at}
+    from sqlalchemy.dialects import postgresql, sqlite  # workers only: the API never saves
+
     async with connection_scope() as conn:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(table(ProviderState)).values(**row)

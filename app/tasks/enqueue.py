@@ -54,15 +54,16 @@ def _send(task_id: int, queue: str, name: str = "run_task",
     current_celery().send_task(name, args=[task_id], queue=queue, headers=headers)
 
 
-async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> None:
+async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_task") -> list[int]:
     """Enqueue `name` for each (task_id, agent_name); call only after the assigning commit.
 
     A `run_task` the broker does not take (it is down) is not an error for the caller: the task
     is put back to pending with its agent slot released (no slot waits on a message that was
-    never sent), and the sweep assigns and enqueues it again once the broker answers."""
+    never sent), and the sweep assigns and enqueues it again once the broker answers. Returns
+    the ids of the tasks so handed back."""
     items = list(assignments)
     if not items:
-        return
+        return []
     dedicated = await dedicated_agents()
     # The caller's trace (W3C traceparent) rides on the message; the worker continues it.
     headers = tracing.inject() or None
@@ -77,6 +78,7 @@ async def enqueue(assignments: Iterable[tuple[int, str]], *, name: str = "run_ta
             unsent.append((task_id, f"{type(exc).__name__}: {str(exc)[:200]}"))
     if unsent:
         await _hand_back(unsent)
+    return [task_id for task_id, _ in unsent]
 
 
 async def _hand_back(unsent: list[tuple[int, str]]) -> None:

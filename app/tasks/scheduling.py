@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskEvent, TaskStatus, utcnow
 from app.models.base import EPOCH
 from app.tasks import routing
-from app.tasks.events import append_event
+from app.tasks.events import append_event, insert_events
 
 CLAIMABLE = (AgentStatus.available, AgentStatus.busy)
 
@@ -106,18 +106,21 @@ async def try_assign(session: AsyncSession, task: Task) -> Assignment | None:
         if not await _claim_agent(session, agent.id):
             continue
         now = utcnow()
-        result = await session.execute(
+        # the assignment takes its event's sequence number in the same statement
+        seq = (await session.execute(
             update(Task)
             .where(col(Task.id) == task.id, col(Task.status) == TaskStatus.pending.value)
             .values(status=TaskStatus.assigned.value, agent_id=agent.id, slot_held=True,
-                    assigned_at=now, enqueued_at=now, updated_at=now)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
+                    assigned_at=now, enqueued_at=now, updated_at=now,
+                    last_seq=Task.last_seq + 1)
+            .returning(col(Task.last_seq))
+        )).scalar_one_or_none()
+        if seq is None:
             await _unclaim_agent(session, agent.id)
             return None
-        await append_event(session, task.id, "status", {
+        await insert_events(session, task.id, seq, [("status", {
             "status": "assigned", "agent": agent.name, "agent_id": agent.id,
-        })
+        })])
         return Assignment(task.id, agent.id, agent.name)
     return None
 

@@ -15,7 +15,7 @@ resumes from the checkpoint. Nothing waits while holding a slot, so one slot can
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -24,11 +24,13 @@ from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.integrations import outbox
 from app.models import Task, TaskStatus, utcnow
-from app.run.context import RunContext
-from app.run.state import LoopState
 from app.tasks.events import append_event, publish
 from app.tasks.lifecycle import close_task, wake_parent
 from app.tasks.scheduling import release_slot
+
+if TYPE_CHECKING:  # the sweep (in every API process) needs neither, only a run does
+    from app.run.context import RunContext
+    from app.run.state import LoopState
 
 
 class RunPaused(Exception):  # noqa: N818 - not an error: the run hands the task back
