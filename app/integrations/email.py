@@ -8,6 +8,7 @@ it goes: an SMTP server from TASKBENCH_SMTP_URL, or .eml files under var_dir/out
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -16,19 +17,31 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.core.config import TEMPLATES_DIR, Settings
 from app.core.redact import redact
 
-_env = Environment(
-    loader=FileSystemLoader(str(TEMPLATES_DIR / "email")),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    keep_trailing_newline=True,
-)
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+
+@functools.cache
+def _templates() -> Environment:
+    """The email templates; Jinja loads when the first email is composed (an idle API, which
+    imports this module through the outbox, never pays for it)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR / "email")),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        keep_trailing_newline=True,
+    )
+
+
+def _render(name: str, context: dict[str, Any]) -> str:
+    return _templates().get_template(name).render(**context)
 
 
 @dataclass(frozen=True)
@@ -133,11 +146,11 @@ def compose_task_end(
     note = _attach_note(report, cap)
     ctx = {**context, "attachment_note": note}
     msg = _base_message(
-        settings, to, _env.get_template("task_end.subject.txt").render(**ctx).strip(), msg_id
+        settings, to, _render("task_end.subject.txt", ctx).strip(), msg_id
     )
-    msg.set_content(redact(_env.get_template("task_end.txt").render(**ctx)), cte="quoted-printable")
+    msg.set_content(redact(_render("task_end.txt", ctx)), cte="quoted-printable")
     msg.add_alternative(
-        redact(_env.get_template("task_end.html").render(**ctx)),
+        redact(_render("task_end.html", ctx)),
         subtype="html",
         cte="quoted-printable",
     )
@@ -151,11 +164,11 @@ def compose_question(
 ) -> EmailMessage:
     """A task's question to a person: the question, where to answer, and the deadline."""
     # the question is the model's text: no line break may reach a header
-    subject = " ".join(_env.get_template("question.subject.txt").render(**context).split())
+    subject = " ".join(_render("question.subject.txt", context).split())
     msg = _base_message(settings, to, subject, msg_id)
-    msg.set_content(redact(_env.get_template("question.txt").render(**context)),
+    msg.set_content(redact(_render("question.txt", context)),
                     cte="quoted-printable")
-    msg.add_alternative(redact(_env.get_template("question.html").render(**context)),
+    msg.add_alternative(redact(_render("question.html", context)),
                         subtype="html", cte="quoted-printable")
     return msg
 
@@ -190,7 +203,7 @@ def compose_agent_mail(
     ctx = {"body": body, "task_id": msg_id.split(".")[1], "notes": notes}
     msg = _base_message(settings, to, subject, msg_id)
     msg.set_content(
-        redact(_env.get_template("agent_mail.txt").render(**ctx)), cte="quoted-printable"
+        redact(_render("agent_mail.txt", ctx)), cte="quoted-printable"
     )
     for name, data in kept:
         _attach_bytes(msg, data, name)

@@ -6,15 +6,15 @@ The cookie is a token for the `dashboard` audience, so it is never accepted by t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request, status
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.auth import token_for
@@ -22,12 +22,23 @@ from app.auth.tokens import SESSION_AUDIENCE, TokenError, verify
 from app.core.config import TEMPLATES_DIR, get_settings
 from app.models import ApiKey, User
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 SESSION_COOKIE = "tb_session"
 LOGIN_CSRF_COOKIE = "tb_login_csrf"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR / "web"),
-                    autoescape=select_autoescape(["html"]), enable_async=False)
+
+
+@functools.cache
+def _pages() -> Environment:
+    """The dashboard's templates; Jinja loads with the first page served (an API that only
+    serves REST never pays for it)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(loader=FileSystemLoader(TEMPLATES_DIR / "web"),
+                       autoescape=select_autoescape(["html"]), enable_async=False)
 
 
 def csrf_for(session_value: str) -> str:
@@ -89,7 +100,7 @@ async def page_token(session: AsyncSession, key_id: int) -> str:
 def render(request: Request, name: str, context: dict[str, Any], code: int = 200) -> HTMLResponse:
     """A page with the session's CSRF token and strict security headers."""
     session_value = request.cookies.get(SESSION_COOKIE, "")
-    html = pages.get_template(name).render(csrf=csrf_for(session_value) if session_value else "",
+    html = _pages().get_template(name).render(csrf=csrf_for(session_value) if session_value else "",
                                            request=request, **context)
     return HTMLResponse(html, status_code=code, headers={
         "Content-Security-Policy": CSP, "X-Frame-Options": "DENY",

@@ -38,3 +38,13 @@ def test_the_worker_loads_httpx_on_first_use() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout.strip().splitlines()[-1]) is False
+
+
+def test_the_api_loads_jinja_with_its_first_page_or_email() -> None:
+    # the dashboard's, the reports' and the emails' templates (and the playbook check's
+    # sandbox) are built on first use: an API serving REST only does not carry Jinja (~7 MB)
+    code = ("import json, sys; import app.ops.serve; from app.main import create_app; "
+            "create_app(); print(json.dumps('jinja2' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False

@@ -23,12 +23,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.core.config import TEMPLATES_DIR
-from app.kinds.playbook.templates import (
-    RESERVED,
-    as_template,
-    template_problem,
-    template_strings,
-)
 from app.tools.registry import REGISTRY, Tool
 
 PLAYBOOKS_DIR = TEMPLATES_DIR / "playbooks"
@@ -141,6 +135,10 @@ def check_playbook(playbook: Playbook) -> list[Problem]:
     """Every problem with a well-formed playbook: tools, arguments, templates, defaults."""
     import app.tools  # noqa: F401  (importing the package registers every tool family)
 
+    # Jinja's sandbox (~7 MB) loads with the first playbook checked, not with every process
+    # that imports the kinds (an idle API does)
+    from app.kinds.playbook.templates import RESERVED, template_problem
+
     problems: list[Problem] = []
     for name, spec in playbook.inputs.items():
         loc: list[Any] = ["playbook", "inputs", name]
@@ -183,6 +181,8 @@ def _bad_regex(pattern: str) -> str | None:
 def _step_problems(
     step: Step, loc: list[Any], inputs: set[str], earlier: set[str]
 ) -> list[Problem]:
+    from app.kinds.playbook.templates import as_template, template_problem, template_strings
+
     problems = _tool_problems(step, loc) if step.tool is not None else []
     fields: list[tuple[tuple[str, ...], str]] = [
         (("when",), as_template(step.when or "true")),
