@@ -26,6 +26,7 @@ from app.core.redact import redact, redact_obj
 from app.core.transient import retrying
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.run import journal, llm
+from app.run.activity import Activity
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.condense import NEAR_WINDOW, condense, window_for
 from app.run.errors import BudgetExceeded
@@ -70,6 +71,8 @@ class RunContext:
     # what the last step write saw of the inbox (False: nothing unseen then), used up by the
     # next take_messages, which then needs no read of its own
     inbox_waiting: bool | None = None
+    # the tool running now, recorded by the lease keeper (app.run.activity)
+    activity: Activity = field(default_factory=Activity)
 
     @property
     def task_id(self) -> int:
@@ -253,8 +256,8 @@ class RunContext:
     async def _dispatch(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
         if name in FLUSH_FIRST:
             await self.flush()
-        with tracing.span(f"tool.{name}", {"taskbench.tool": name},
-                          expected=(ToolControl,)) as traced:
+        with self.activity.in_tool(name), tracing.span(
+                f"tool.{name}", {"taskbench.tool": name}, expected=(ToolControl,)) as traced:
             if self.mcp is not None and name in self.mcp.routes:
                 result = await self.mcp.dispatch(name, arguments, self.agent.allowed_tools)
             elif self.workspace.shared:

@@ -1,13 +1,18 @@
 """Run one task inside a worker: take the lease, prepare the workspace, run its kind, end it.
 
 The lease is the guard against double runs: a task is run only by the worker holding an unexpired
-lease, renewed every half second by a keeper that also notices cancellation. A redelivered task
-resumes from its checkpoint; one delivered more than `max_deliveries` times fails instead.
+lease, renewed every half second from the moment it is taken (workspace and clone included) by a
+keeper that also notices cancellation and records what the run is doing (app.run.activity). A
+redelivered task resumes from its checkpoint; one whose runs died inside a tool call
+`max_deliveries` times (it keeps killing its worker) fails instead. Deaths anywhere else are the
+infrastructure's and never fail a task, up to a far larger cap (a run that crashes its worker
+the same way every time must not loop for ever).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -16,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlmodel import col, select
 
 from app import integrations as deliver
@@ -53,6 +58,7 @@ from app.tasks.lifecycle import close_task
 log = logging.getLogger(__name__)
 KEEPER_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0
+DELIVERY_CAP_FACTOR = 10  # deliveries of any death, in units of max_deliveries
 
 
 async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
@@ -62,7 +68,18 @@ async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | N
 
 
 async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> int | None:
+    return (await _take_lease(session, task_id, owner, settings))[0]
+
+
+async def _take_lease(
+    session: Any, task_id: int, owner: str, settings: Settings
+) -> tuple[int | None, int]:
+    """(delivery count, deliveries that died inside a tool call), or (None, 0): not ours."""
     now = utcnow()
+    # the previous holder's last renewal said it was inside a tool, and it is not this worker
+    # retrying its own lease: that run died of the task's own doing
+    died_in_tool = case((col(Task.lease_activity).is_not(None)
+                         & (func.coalesce(col(Task.lease_owner), "") != owner), 1), else_=0)
     result = await session.execute(
         update(Task)
         .where(
@@ -72,24 +89,38 @@ async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> 
             | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
         )
         .values(lease_owner=owner, attempts=Task.attempts + 1,
+                tool_deaths=Task.tool_deaths + died_in_tool, lease_activity=None,
                 lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
                 started_at=func.coalesce(Task.started_at, now))
-        .returning(col(Task.attempts))
+        .returning(col(Task.attempts), col(Task.tool_deaths))
     )
-    attempt: int | None = result.scalar_one_or_none()
-    return attempt
+    row = result.first()
+    return (None, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def _too_often(attempt: int, tool_deaths: int, settings: Settings) -> str | None:
+    """Why the task must fail instead of running again, if it must."""
+    if tool_deaths >= settings.max_deliveries:
+        return (f"its run died inside a tool call {tool_deaths} times; the task keeps killing "
+                "its worker")
+    if attempt > settings.max_deliveries * DELIVERY_CAP_FACTOR:
+        return f"delivered {attempt} times without ending"
+    return None
 
 
 async def _start(
     task_id: int, owner: str, settings: Settings
-) -> tuple[int | None, RunContext | None]:
+) -> tuple[int | None, RunContext | str | None]:
     """Take the lease and load what the run needs, in one transaction: (attempt, context).
 
-    No context when the lease is not ours, or when the task was delivered too often."""
+    No context when the lease is not ours; why not, when the task was delivered too often."""
     async with session_scope() as session:
-        attempt = await _lease(session, task_id, owner, settings)
-        if attempt is None or attempt > settings.max_deliveries:
-            return attempt, None
+        attempt, tool_deaths = await _take_lease(session, task_id, owner, settings)
+        if attempt is None:
+            return None, None
+        refusal = _too_often(attempt, tool_deaths, settings)
+        if refusal is not None:
+            return attempt, refusal
         task = await session.get(Task, task_id)
         assert task is not None and task.agent_id is not None
         agent = await session.get(Agent, task.agent_id)
@@ -116,18 +147,22 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
     publish(await retrying(close, f"end task {task_id}"))
 
 
-async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
+async def _keep_lease(ctx: RunContext, work: asyncio.Task[Any],
                       stop: dict[str, RunStopped], settings: Settings) -> None:
-    """Renew the lease; cancel `work` when the task is cancelled or paused or the lease is
-    gone."""
+    """Renew the lease with what the run is doing (at once when a command starts); cancel
+    `work` when the task is cancelled or paused or the lease is gone."""
+    task_id, owner, activity = ctx.task_id, ctx.worker_id, ctx.activity
     while not work.done():
-        await asyncio.sleep(KEEPER_INTERVAL_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(activity.changed.wait(), KEEPER_INTERVAL_S)
+        activity.changed.clear()
         try:
             async with connection_scope() as conn:
                 result = await conn.execute(
                     update(table(Task))
                     .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds),
+                            lease_activity=activity.label)
                     .returning(col(Task.status))
                 )
                 status = result.scalar_one_or_none()
@@ -188,16 +223,22 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
 
 
-async def _execute(ctx: RunContext, settings: Settings) -> str | None:
-    """Run the task's kind under the keeper and end the task by how it went; "paused" when a
-    person paused it (the caller lets the lease go once the run is wound up)."""
+async def _prepared_run(ctx: RunContext, kind: Any, attempt: int) -> Any:
+    await _prepare(ctx, attempt)
+    return await kind(ctx)
+
+
+async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | None:
+    """Prepare and run the task's kind under the keeper (a slow clone must not let the lease
+    lapse) and end the task by how it went; "paused" when a person paused it (the caller lets
+    the lease go once the run is wound up)."""
     kind = RUNNERS.get(ctx.task.kind)
     if kind is None:
         await end(ctx.task_id, TaskStatus.failed, error=f"unknown task kind {ctx.task.kind!r}")
         return None
     stop: dict[str, RunStopped] = {}
-    work = asyncio.ensure_future(kind(ctx))
-    keeper = asyncio.ensure_future(_keep_lease(ctx.task_id, ctx.worker_id, work, stop, settings))
+    work = asyncio.ensure_future(_prepared_run(ctx, kind, attempt))
+    keeper = asyncio.ensure_future(_keep_lease(ctx, work, stop, settings))
     remaining = ctx.limits.timeout_s - ctx.elapsed_before_s
     try:
         summary = await asyncio.wait_for(asyncio.shield(work), timeout=max(remaining, 0.01))
@@ -222,6 +263,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> str | None:
             await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
         return None
     except SandboxUnavailable as exc:
+        keeper.cancel()  # a renewal after the hand-back would hold the task again
         await _hand_back(ctx, str(exc))
         return None
     except (RunStopped, LLMError) as exc:
@@ -233,6 +275,7 @@ async def _execute(ctx: RunContext, settings: Settings) -> str | None:
         return None
     except Exception as exc:
         if is_transient(exc):  # the database or broker stayed away: not the task's outcome
+            keeper.cancel()
             await _hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
             return None
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
@@ -278,7 +321,7 @@ async def _hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> No
                 update(Task)
                 .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
                 .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1,
-                        enqueued_at=utcnow())
+                        lease_activity=None, enqueued_at=utcnow())
             )
     except Exception as exc:
         if not (quiet and is_transient(exc)):
@@ -293,20 +336,19 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # one transaction, safe to repeat (a lease whose commit went through and lost its answer
     # is ours already: the retry takes it again)
-    attempt, ctx = await retrying(lambda: _start(task_id, owner, settings),
-                                  f"lease task {task_id}")
+    attempt, started = await retrying(lambda: _start(task_id, owner, settings),
+                                      f"lease task {task_id}")
     if attempt is None:
         return "skipped"
     outcome = None
+    ctx = started if isinstance(started, RunContext) else None
     try:
         if ctx is None:
-            await end(task_id, TaskStatus.failed,
-                      error=f"delivered {attempt} times; the task keeps killing its worker")
+            await end(task_id, TaskStatus.failed, error=str(started))
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
             async with ctx.connection.kept():  # one connection for the run's step writes
-                await _prepare(ctx, attempt)
-                outcome = await _execute(ctx, settings)
+                outcome = await _execute(ctx, settings, attempt)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
             log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,
@@ -332,7 +374,7 @@ async def _let_go(task_id: int, owner: str) -> None:
     async with session_scope() as session:
         await session.execute(
             update(Task).where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None))
+            .values(lease_owner=None, lease_expires_at=None, lease_activity=None))
 
 
 async def _assign_quietly() -> None:
