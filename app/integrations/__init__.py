@@ -89,6 +89,7 @@ async def _deliver(task_id: int, engine: Any) -> None:
     settings = get_settings()
     if settings.eager_reports or await _report_needed_now(task_id, engine):
         await _step("report", task_id, engine, _render_report, task_id, settings, engine)
+        await due.renew(task_id, engine)
     await _step("github", task_id, engine, _github, task_id, settings, engine)
     # Email last: the message attaches the report rendered above.
     await _step(

@@ -2,7 +2,8 @@
 `after_end` has finished, whoever runs it.
 
 The end hook sets `task.delivery_due_at` (now) in the transaction that ends a task that has
-something to deliver. A deliverer claims it (moves it DELIVERY_LEASE_S ahead) and clears it when
+something to deliver. A deliverer claims it (moves it `lease_s()` ahead, again once the
+report is made) and clears it when
 done; a deliverer that dies leaves a claim that runs out, and the sweep hands the task to a
 worker again. Each step is idempotent (the report is re-rendered, the PR found by its branch,
 email once per Message-ID through the outbox), so a second delivery repeats no effect.
@@ -20,14 +21,19 @@ from typing import Any
 from sqlalchemy import case, update
 from sqlmodel import col, select
 
+from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import Agent, Task, utcnow
 
-DELIVERY_LEASE_S = 60.0
+
+def lease_s() -> float:
+    """How long a claim holds: several task leases (a report renders in seconds), renewed once
+    the report is made."""
+    return max(get_settings().lease_seconds * 4, 10.0)
 
 
 async def claim(task_id: int, engine: Any = None) -> bool:
-    """Take the task's owed delivery for DELIVERY_LEASE_S; False when another deliverer holds
+    """Take the task's owed delivery for lease_s(); False when another deliverer holds
     it. True too when nothing is owed (a repeated delivery is harmless, each step idempotent)."""
     now = utcnow()
     due = col(Task.delivery_due_at)
@@ -36,7 +42,7 @@ async def claim(task_id: int, engine: Any = None) -> bool:
             update(Task)
             .where(col(Task.id) == task_id, due.is_(None) | (due <= now))
             .values(delivery_due_at=case((due.is_(None), None),
-                                         else_=now + timedelta(seconds=DELIVERY_LEASE_S)))
+                                         else_=now + timedelta(seconds=lease_s())))
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -38,3 +38,5 @@ class Activity:
             yield
         finally:
             self.tool = None
+            if name in PROMPT:  # and its end, so a kill in the next model call is not its
+                self.changed.set()
