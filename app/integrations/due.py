@@ -47,6 +47,14 @@ async def claim(task_id: int, engine: Any = None) -> bool:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def renew(task_id: int, engine: Any = None) -> None:
+    async with session_scope(engine) as session:
+        await session.execute(
+            update(Task)
+            .where(col(Task.id) == task_id, col(Task.delivery_due_at).is_not(None))
+            .values(delivery_due_at=utcnow() + timedelta(seconds=lease_s())))
+
+
 async def done(task_id: int, engine: Any = None) -> None:
     async with session_scope(engine) as session:
         await session.execute(
