@@ -14,7 +14,7 @@ import pytest
 from tests.chaos import faults
 from tests.chaos.support import ended, events, submit, tool_results
 from tests.fakes.llm_server import ScriptedLLM, finish, tool_call, tool_calls
-from tests.integration.workers import WorkerProcess, wait_for, workers_alive
+from tests.integration.workers import WorkerProcess, task_row, wait_for, workers_alive
 
 pytestmark = pytest.mark.slow
 OWNER = "owner@example.com"
@@ -143,3 +143,53 @@ async def _replacing_dead_workers(env: dict[str, str], tmp_path: Path, task_id: 
     finally:
         for worker in workers:
             worker.stop()
+
+
+async def test_a_kill_mid_delivery_is_delivered_again_once(
+    api, worker_env, llm: ScriptedLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from app.core.config import reset_settings
+    from tests.fakes.github_server import FakeGitHub
+
+    # given a task on a GitHub repository (a fake on loopback) and its issue, that opens a PR
+    def respond(req: dict[str, Any]) -> dict[str, Any]:
+        done = len(tool_results(req))
+        if done == 0:
+            return tool_call("write_file", path="src/gizmo.py", content="def gizmo():\n    pass\n")
+        if done == 1:
+            return tool_call("open_pull_request", title="Add gizmo", body="Adds gizmo().")
+        return finish("Gizmo added.")
+
+    llm.responder = respond
+    with FakeGitHub(tmp_path / "remote") as gh:
+        github = {"TASKBENCH_GITHUB_TOKEN": "tbtest-" + "9" * 20,
+                  "TASKBENCH_GITHUB_API_URL": gh.url, "TASKBENCH_GIT_ALLOW_FILE_REMOTES": "1"}
+        for key, value in github.items():
+            monkeypatch.setenv(key, value)
+        reset_settings()
+        issue = gh.add_issue(7, "Add a gizmo", "We need a gizmo.")
+        # when the worker dies after the report was made, before the PR and the issue were
+        # told of the end, and another worker is started
+        task_id, task = await _through_kill(
+            api, {**worker_env, **github}, tmp_path, "mid_delivery", notify={"email": [OWNER]},
+            github={"repo": gh.full_name, "base_branch": "main", "issue": issue})
+
+        async def delivered() -> bool:
+            return bool(gh.comments) and "Gizmo added." in gh.pulls[0]["body"]
+
+        second = WorkerProcess({**worker_env, **github}, tmp_path / "w3.log")
+        try:
+            await wait_for(delivered, timeout=90)
+            await asyncio.sleep(2)  # time enough for a second delivery, were there one
+        finally:
+            second.stop()
+        # then the PR was opened once and updated with the end, the issue commented once
+        assert task.status == "completed", task.error
+        assert len(gh.pulls) == 1 and len(gh.comments) == 1
+        assert [r["method"] for r in gh.requests if r["path"].endswith("/pulls")].count(
+            "POST") == 1
+    # and the end's email went out once, the delivery is no longer owed
+    ends = [p for p in (Path(worker_env["TASKBENCH_VAR_DIR"]) / "outbox").glob("*.eml")
+            if "Gizmo added." in p.read_text(errors="replace")]
+    assert len(ends) == 1
+    assert (await task_row(task_id)).delivery_due_at is None
