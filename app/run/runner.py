@@ -1,43 +1,34 @@
 """Run one task inside a worker: take the lease, prepare the workspace, run its kind, end it.
 
-The lease is the guard against double runs: a task is run only by the worker holding an unexpired
-lease, renewed every half second from the moment it is taken (workspace and clone included) by a
-keeper that also notices cancellation and records what the run is doing (app.run.activity). A
-redelivered task resumes from its checkpoint; one whose runs died inside a tool call
-`max_deliveries` times (it keeps killing its worker) fails instead. Deaths anywhere else are the
-infrastructure's and never fail a task, up to a far larger cap (a run that crashes its worker
-the same way every time must not loop for ever).
+The lease (app.run.lease) is the guard against double runs; its keeper runs from the moment the
+lease is taken. A redelivered task resumes from its checkpoint; one that keeps killing its
+worker inside a tool call fails instead (see app.run.lease).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, update
 from sqlmodel import col, select
 
 from app import integrations as deliver
 from app.core.config import Settings, get_settings
-from app.core.db import connection_scope, get_engine, session_scope
+from app.core.db import get_engine, session_scope
 from app.core.logging import bind
 from app.core.transient import is_transient, retrying
 from app.models import (
     TERMINAL_VALUES,
-    WORKING_VALUES,
     Agent,
     OutboxMessage,
     OutboxStatus,
     Task,
     TaskStatus,
-    table,
     utcnow,
 )
 from app.run.agent.delegation import shared_workspace_of
@@ -46,6 +37,7 @@ from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
 from app.run.kinds import RUNNERS
+from app.run.lease import hand_back, keep_lease, let_go, take_lease, too_often
 from app.run.llm import LLMError
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
@@ -56,56 +48,7 @@ from app.tasks.events import publish
 from app.tasks.lifecycle import close_task
 
 log = logging.getLogger(__name__)
-KEEPER_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0
-DELIVERY_CAP_FACTOR = 10  # deliveries of any death, in units of max_deliveries
-
-
-async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
-    """Take the task's lease if it is free or expired; returns the delivery count."""
-    async with session_scope() as session:
-        return await _lease(session, task_id, owner, settings)
-
-
-async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> int | None:
-    return (await _take_lease(session, task_id, owner, settings))[0]
-
-
-async def _take_lease(
-    session: Any, task_id: int, owner: str, settings: Settings
-) -> tuple[int | None, int]:
-    """(delivery count, deliveries that died inside a tool call), or (None, 0): not ours."""
-    now = utcnow()
-    # the previous holder's last renewal said it was inside a tool, and it is not this worker
-    # retrying its own lease: that run died of the task's own doing
-    died_in_tool = case((col(Task.lease_activity).is_not(None)
-                         & (func.coalesce(col(Task.lease_owner), "") != owner), 1), else_=0)
-    result = await session.execute(
-        update(Task)
-        .where(
-            col(Task.id) == task_id,
-            col(Task.status).in_(WORKING_VALUES),
-            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
-            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
-        )
-        .values(lease_owner=owner, attempts=Task.attempts + 1,
-                tool_deaths=Task.tool_deaths + died_in_tool, lease_activity=None,
-                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-                started_at=func.coalesce(Task.started_at, now))
-        .returning(col(Task.attempts), col(Task.tool_deaths))
-    )
-    row = result.first()
-    return (None, 0) if row is None else (int(row[0]), int(row[1]))
-
-
-def _too_often(attempt: int, tool_deaths: int, settings: Settings) -> str | None:
-    """Why the task must fail instead of running again, if it must."""
-    if tool_deaths >= settings.max_deliveries:
-        return (f"its run died inside a tool call {tool_deaths} times; the task keeps killing "
-                "its worker")
-    if attempt > settings.max_deliveries * DELIVERY_CAP_FACTOR:
-        return f"delivered {attempt} times without ending"
-    return None
 
 
 async def _start(
@@ -115,10 +58,10 @@ async def _start(
 
     No context when the lease is not ours; why not, when the task was delivered too often."""
     async with session_scope() as session:
-        attempt, tool_deaths = await _take_lease(session, task_id, owner, settings)
+        attempt, tool_deaths = await take_lease(session, task_id, owner, settings)
         if attempt is None:
             return None, None
-        refusal = _too_often(attempt, tool_deaths, settings)
+        refusal = too_often(attempt, tool_deaths, settings)
         if refusal is not None:
             return attempt, refusal
         task = await session.get(Task, task_id)
@@ -145,43 +88,6 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
     # close_task ends a task once however often it is called: safe to repeat on a dropped
     # connection (a commit that went through and lost its answer finds the task ended)
     publish(await retrying(close, f"end task {task_id}"))
-
-
-async def _keep_lease(ctx: RunContext, work: asyncio.Task[Any],
-                      stop: dict[str, RunStopped], settings: Settings) -> None:
-    """Renew the lease with what the run is doing (at once when a command starts); cancel
-    `work` when the task is cancelled or paused or the lease is gone."""
-    task_id, owner, activity = ctx.task_id, ctx.worker_id, ctx.activity
-    while not work.done():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(activity.changed.wait(), KEEPER_INTERVAL_S)
-        activity.changed.clear()
-        try:
-            async with connection_scope() as conn:
-                result = await conn.execute(
-                    update(table(Task))
-                    .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds),
-                            lease_activity=activity.label)
-                    .returning(col(Task.status))
-                )
-                status = result.scalar_one_or_none()
-        except Exception as exc:  # a dropped connection must not end the keeper: try again
-            if not is_transient(exc):
-                raise
-            log.warning("lease renewal of task %s failed (%s); retrying", task_id,
-                        type(exc).__name__)
-            continue
-        if status is None:
-            stop["reason"] = LeaseLost("another worker holds this task's lease")
-        elif status == TaskStatus.cancelled.value:
-            stop["reason"] = TaskCancelled("cancelled")
-        elif status == TaskStatus.paused.value:
-            stop["reason"] = TaskPaused("paused")
-        else:
-            continue
-        work.cancel()
-        return
 
 
 async def _workspace_for(
@@ -238,7 +144,7 @@ async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | N
         return None
     stop: dict[str, RunStopped] = {}
     work = asyncio.ensure_future(_prepared_run(ctx, kind, attempt))
-    keeper = asyncio.ensure_future(_keep_lease(ctx, work, stop, settings))
+    keeper = asyncio.ensure_future(keep_lease(ctx, work, stop, settings))
     remaining = ctx.limits.timeout_s - ctx.elapsed_before_s
     try:
         summary = await asyncio.wait_for(asyncio.shield(work), timeout=max(remaining, 0.01))
@@ -264,7 +170,7 @@ async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | N
         return None
     except SandboxUnavailable as exc:
         keeper.cancel()  # a renewal after the hand-back would hold the task again
-        await _hand_back(ctx, str(exc))
+        await hand_back(ctx, str(exc))
         return None
     except (RunStopped, LLMError) as exc:
         if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
@@ -276,7 +182,7 @@ async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | N
     except Exception as exc:
         if is_transient(exc):  # the database or broker stayed away: not the task's outcome
             keeper.cancel()
-            await _hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
+            await hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
             return None
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
         raise
@@ -305,31 +211,6 @@ async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
         await ctx.flush()
     except Exception:  # noqa: BLE001 - ending the task matters more than its last events
         log.exception("could not write the last step of task %s", ctx.task_id)
-async def _hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> None:
-    """The jail cannot run here now (no command ran unjailed), or the database kept failing:
-    let the sweep re-queue the task (after its grace period, maybe to another worker) without
-    counting this delivery; it resumes from its checkpoint. With the database gone even this
-    may fail (`quiet`): then the lease simply expires."""
-    log.error("task %s handed back: %s", ctx.task_id, reason)
-    try:
-        if not quiet:
-            await ctx.emit("sandbox_unavailable", {"reason": reason[:500],
-                                                   "worker": ctx.worker_id})
-            await ctx.flush()
-        async with session_scope() as session:
-            await session.execute(
-                update(Task)
-                .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
-                .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1,
-                        lease_activity=None, enqueued_at=utcnow())
-            )
-    except Exception as exc:
-        if not (quiet and is_transient(exc)):
-            raise
-        log.warning("could not hand task %s back (%s); its lease will expire", ctx.task_id,
-                    type(exc).__name__)
-
-
 async def run_task(task_id: int, owner: str | None = None) -> str:
     """Run or resume `task_id`; returns what happened (for logs and tests)."""
     settings = get_settings()
@@ -363,18 +244,10 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             await asyncio.to_thread(ctx.services.shell.close)
             release_uid(ctx.workspace.root)
             if outcome == "paused":
-                await _let_go(task_id, owner)
+                await let_go(task_id, owner)
         await _deliver_if_ended(task_id)
         await _assign_quietly()
     return outcome or "ran"
-
-
-async def _let_go(task_id: int, owner: str) -> None:
-    """Give a paused task's lease up once its run is wound up, so a resume starts at once."""
-    async with session_scope() as session:
-        await session.execute(
-            update(Task).where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None, lease_activity=None))
 
 
 async def _assign_quietly() -> None:
