@@ -51,7 +51,6 @@ async def _through_kill(api: Any, env: dict[str, str], tmp_path: Path, point: st
         for worker in workers:
             worker.stop()
     assert faults.fired(folder, point) == 1
-    assert sum(w.proc.returncode == -9 for w in workers) == 1  # one died by SIGKILL
     return task_id, task
 
 
@@ -131,10 +130,11 @@ async def test_a_task_that_keeps_killing_its_worker_inside_a_command_fails(
 
 
 async def _replacing_dead_workers(env: dict[str, str], tmp_path: Path, task_id: int) -> Any:
+    """Two workers up until the task ends: a dead one is replaced at once."""
     workers: list[WorkerProcess] = []
     try:
         while not await ended(task_id):
-            if not workers or workers[-1].proc.poll() is not None:
+            while sum(w.proc.poll() is None for w in workers) < 2:
                 workers.append(WorkerProcess(env, tmp_path / f"w{len(workers)}.log"))
             await asyncio.sleep(0.2)
         return await ended(task_id)
