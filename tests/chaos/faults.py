@@ -8,7 +8,7 @@ takes the file (an unlink: one taker, however many workers race) and SIGKILLs it
 group, main process and pool children: the machine died there.
 
     workspace_created  Workspace.create has made the task's folder
-    mid_venv           `uv venv` is making the task's .venv (the folder is there, not yet whole)
+    mid_venv           `uv venv` has begun the task's .venv (the folder is there, not whole)
     tool_ran           an append, a command or an email ran; the step holding its
                        result is about to be stored
     in_tool            a command runs (a second in: the keeper has recorded it)
@@ -24,7 +24,6 @@ import importlib.machinery
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,13 +93,11 @@ def _venvs(module: Any) -> None:
     create_venv = module.create_venv
 
     def while_made(path: Path, **kw: Any) -> str:
-        def watch() -> None:  # the kill lands while uv is still at work
-            while not path.exists():
-                time.sleep(0.001)
-            fire("mid_venv")
-
         if armed("mid_venv"):
-            threading.Thread(target=watch, daemon=True).start()
+            # the state a kill leaves once uv has begun: its folder there, nothing whole in it
+            # (a watcher thread racing the real uv lost now and then: uv is quick)
+            (path / "bin").mkdir(parents=True, exist_ok=True)
+            fire("mid_venv")
         return str(create_venv(path, **kw))
 
     module.create_venv = while_made

@@ -49,7 +49,7 @@ async def _through_kill(api: Any, env: dict[str, str], tmp_path: Path, point: st
         task = await wait_for(lambda: ended(task_id), timeout=90)
     finally:
         for worker in workers:
-            worker.stop()
+            worker.kill()  # throwaway workers: no warm shutdown to wait for
     assert faults.fired(folder, point) == 1
     return task_id, task
 
@@ -140,7 +140,7 @@ async def _replacing_dead_workers(env: dict[str, str], tmp_path: Path, task_id: 
         return await ended(task_id)
     finally:
         for worker in workers:
-            worker.stop()
+            worker.kill()  # throwaway workers: no warm shutdown to wait for
 
 
 async def test_a_kill_mid_delivery_is_delivered_again_once(
@@ -184,7 +184,7 @@ async def test_a_kill_mid_delivery_is_delivered_again_once(
             await asyncio.sleep(2)  # time enough for a second delivery, were there one
         finally:
             for worker in workers:
-                worker.stop()
+                worker.kill()  # throwaway workers: no warm shutdown to wait for
         # then the PR was opened once and updated with the end, the issue commented once
         task = await task_row(task_id)
         assert faults.fired(folder, "mid_delivery") == 1
