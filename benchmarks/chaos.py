@@ -23,6 +23,7 @@ submitted / completed / failed / duplicated effects / recovery.
              commands must really run. Recovery = the bomb's end → the next task completed.
 
     python -m benchmarks.chaos [--tasks 3] [--outage 5] [--only redis-down,smtp-down,fork-bomb]
+    python -m benchmarks.chaos --long [--tasks 200] [--only sigkill-pg,sigkill-embedded,...]
 
 Needs Redis (TASKBENCH_TEST_REDIS, default DB 15) and PostgreSQL on 127.0.0.1, like the tests.
 """
@@ -512,8 +513,20 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=3, help="tasks per experiment")
+    parser.add_argument("--long", action="store_true",
+                        help="the long runs instead (benchmarks/chaos_long.py)")
+    parser.add_argument("--tasks", type=int, default=None,
+                        help="tasks per experiment (3; 200 with --long)")
     parser.add_argument("--outage", type=float, default=5.0,
                         help="seconds Redis or SMTP stays down")
     parser.add_argument("--only", default="", help=f"comma-separated of {', '.join(EXPERIMENTS)}")
-    asyncio.run(main(parser.parse_args()))
+    parsed = parser.parse_args()
+    if parsed.long:
+        from benchmarks.chaos_long import VARIANTS
+        from benchmarks.chaos_long import main as long_main
+
+        asyncio.run(long_main(parsed.tasks or 200,
+                              set(parsed.only.split(",")) if parsed.only else set(VARIANTS)))
+    else:
+        parsed.tasks = parsed.tasks or 3
+        asyncio.run(main(parsed))

@@ -24,8 +24,9 @@ from typing import Any
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
-from app.integrations import outbox
+from app.integrations import due, outbox
 from app.integrations.webhook import flush_webhooks
+from app.models import utcnow
 from app.sandbox.workspace import Workspace
 from app.tasks import lifecycle
 
@@ -44,13 +45,31 @@ async def prepare(task: Any, workspace: Workspace, settings: Settings, emit: Any
         return
     from app.integrations.github import clone_for_task
 
-    base = await clone_for_task(data, workspace, settings)
+    cloned = await _cloned_before(int(data["id"]))
+    base = await clone_for_task(data, workspace, settings, cloned_before=cloned)
+    # the durable mark of a finished clone: without it a redelivery makes the clone again
     await emit("github", {"action": "cloned", "repo": spec["repo"], "base_branch": base})
 
 
+async def _cloned_before(task_id: int) -> bool:
+    """Whether a delivery of the task finished its clone (its `cloned` event is written)."""
+    from sqlmodel import select
+
+    from app.models import TaskEvent
+
+    async with session_scope() as session:
+        found = (await session.exec(select(TaskEvent.data).where(
+            TaskEvent.task_id == task_id, TaskEvent.type == "github"))).all()
+    return any((data or {}).get("action") == "cloned" for data in found)
+
+
 def enqueue_notifications(session: Any, task: Any) -> None:
-    """Add the task's notification rows to `session`; they commit with the status change."""
+    """Add the task's notification rows to `session`, and mark its deliverables owed (see
+    app.integrations.due); both commit with the status change."""
     outbox.enqueue_task_end(session, task)
+    if get_settings().eager_reports or (task.notify or {}).get("email") or task.github:
+        task.delivery_due_at = utcnow()
+        session.add(task)
 
 
 lifecycle.on_end(enqueue_notifications)  # the rows commit with the status change
@@ -58,10 +77,19 @@ lifecycle.on_end(enqueue_notifications)  # the rows commit with the status chang
 
 async def after_end(task_id: int, *, engine: Any = None) -> None:
     """Produce what a finished task delivers. Each step is independent and idempotent, so one
-    failing (GitHub down) neither blocks the others nor breaks a re-run."""
+    failing (GitHub down) neither blocks the others nor breaks a re-run. Skipped while another
+    deliverer holds the task's delivery; owed again (the sweep re-sends) until it finishes."""
+    if not await due.claim(task_id, engine):
+        return
+    await _deliver(task_id, engine)
+    await due.done(task_id, engine)
+
+
+async def _deliver(task_id: int, engine: Any) -> None:
     settings = get_settings()
     if settings.eager_reports or await _report_needed_now(task_id, engine):
         await _step("report", task_id, engine, _render_report, task_id, settings, engine)
+        await due.renew(task_id, engine)
     await _step("github", task_id, engine, _github, task_id, settings, engine)
     # Email last: the message attaches the report rendered above.
     await _step(

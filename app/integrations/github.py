@@ -69,13 +69,19 @@ def _repo_info(settings: Settings, full_name: str) -> dict[str, str]:
     }
 
 
-async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: Settings) -> str:
-    """Clone github.repo into src/ (once: a redelivered task keeps its work); returns base."""
+async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: Settings, *,
+                         cloned_before: bool = True) -> str:
+    """Clone github.repo into src/ (once: a redelivered task keeps its work); returns base.
+
+    `cloned_before` False: no delivery recorded a finished clone, so whatever src/ holds was
+    left by one that died mid-clone (the agent runs only after the clone): it is made again."""
     spec = task.get("github") or {}
     info = await asyncio.to_thread(_repo_info, settings, spec["repo"])
     base = spec.get("base_branch") or info["default_branch"]
     if fs.kind(workspace.root, "src") not in ("dir", None):
         raise gitops.GitError("src/ is not a plain directory; refusing to clone into it")
+    if not cloned_before and not workspace.shared and fs.listdir(workspace.root, "src"):
+        fs.remove(workspace.root, "src")
     if fs.kind(workspace.root, "src/.git") is None:
         fs.makedirs(workspace.root, "src")
         if fs.listdir(workspace.root, "src"):

@@ -183,6 +183,13 @@ class Task(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=200)
     lease_expires_at: datetime | None = None
     enqueued_at: datetime | None = None
+    # what the run was doing at its lease's last renewal ("tool:<name>" inside a tool call), and
+    # how many deliveries died inside a tool: only those count toward max_deliveries
+    lease_activity: str | None = Field(default=None, max_length=64)
+    tool_deaths: int = 0
+    # the deliverables (report, PR body, emails) of an ended task not yet done: the sweep hands
+    # them to a worker again when their deliverer died (app.integrations.due)
+    delivery_due_at: datetime | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
     assigned_at: datetime | None = None

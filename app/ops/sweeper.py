@@ -1,5 +1,5 @@
-"""The periodic sweep: assign waiting tasks, re-queue lost ones, flush the outbox, prune workers,
-run the living ecosystems' rounds.
+"""The periodic sweep: assign waiting tasks, re-queue lost ones, re-send owed deliverables, flush
+the outbox, prune workers, run the living ecosystems' rounds.
 
 Every API process and every worker runs it; each step is safe to run concurrently (atomic
 claims, a lease per task), so the worst a double sweep does is enqueue a message twice.
@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from app.core.config import get_settings
 from app.core.db import session_factory, session_scope
+from app.integrations import due
 from app.integrations.outbox import flush_pending
 from app.integrations.webhook import flush_webhooks
 from app.models import Agent, Ecosystem, WorkerNode, living_due, utcnow
@@ -44,6 +45,16 @@ async def requeue_lost() -> int:
     await enqueue(items)
     if items:
         log.info("re-queued %d lost task(s)", len(items))
+    return len(items)
+
+
+async def redeliver() -> int:
+    """Hand deliverables owed by an ended task to a worker again when their deliverer died or
+    its message was lost (app.integrations.due)."""
+    items = await due.overdue(grace_s=max(get_settings().lease_seconds, 5.0))
+    if items:
+        await enqueue(items, name="deliver_task")
+        log.info("re-sent the deliverables of %d task(s)", len(items))
     return len(items)
 
 
@@ -80,8 +91,8 @@ async def living_rounds() -> None:
 
 async def sweep_once() -> None:
     """One pass of every sweep step; a failing step is logged and does not stop the others."""
-    for step in (expire_waits, assign_and_enqueue, requeue_lost, flush_outbox, prune_workers,
-                 living_rounds):
+    for step in (expire_waits, assign_and_enqueue, requeue_lost, redeliver, flush_outbox,
+                 prune_workers, living_rounds):
         try:
             await step()
         except Exception:  # noqa: BLE001 - the next sweep retries; never let one step kill it

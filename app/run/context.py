@@ -26,6 +26,7 @@ from app.core.redact import redact, redact_obj
 from app.core.transient import retrying, to_the_end
 from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
 from app.run import journal, llm
+from app.run.activity import Activity
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
 from app.run.checkpoints import checkpoint_of, load_checkpoint
 from app.run.condense import NEAR_WINDOW, condense, window_for
@@ -74,6 +75,8 @@ class RunContext:
     # the conversation as the store holds it (the same message objects as the loop's list):
     # a checkpoint writes only the messages after the first one that differs
     stored_messages: list[dict[str, Any]] = field(default_factory=list)
+    # the tool running now, recorded by the lease keeper (app.run.activity)
+    activity: Activity = field(default_factory=Activity)
 
     @property
     def task_id(self) -> int:
@@ -265,8 +268,8 @@ class RunContext:
     async def _dispatch(self, name: str, arguments: str | dict[str, Any]) -> Dispatched:
         if name in FLUSH_FIRST:
             await self.flush()
-        with tracing.span(f"tool.{name}", {"taskbench.tool": name},
-                          expected=(ToolControl,)) as traced:
+        with self.activity.in_tool(name), tracing.span(
+                f"tool.{name}", {"taskbench.tool": name}, expected=(ToolControl,)) as traced:
             if self.mcp is not None and name in self.mcp.routes:
                 result = await self.mcp.dispatch(name, arguments, self.agent.allowed_tools)
             elif self.workspace.shared:

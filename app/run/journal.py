@@ -18,7 +18,8 @@ result, a call with no row never started and runs now, and a started one is reco
     rerun     pip_install, open_pull_request: repeating is safe (same packages; the PR is
               found by the task's head branch and updated)
     unknown   run_command, run_python, delegate, message_task: the model is told plainly that
-              the outcome of that call is unknown
+              the outcome of that call is unknown; except a command whose worker died making
+              the task's first venv (none was ever finished): it never started, and runs now
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from sqlmodel import col, select
 
 from app.core.db import connection_scope, get_engine, session_factory
 from app.core.transient import retrying
-from app.models import OutboxMessage, ToolIntent, table, utcnow
+from app.models import OutboxMessage, TaskEvent, ToolIntent, table, utcnow
 from app.sandbox import fs
 from app.tools.registry import Dispatched
 
@@ -49,6 +50,8 @@ JOURNALED: dict[str, str] = {
     "delegate": "unknown", "message_task": "unknown",
 }
 HASH_LIMIT = 8 * 1024 * 1024
+# commands run in the task's venv, made (app.tools.venvs) before the first of them starts
+NEEDS_VENV = frozenset({"run_command", "run_python"})
 
 
 @dataclass
@@ -209,7 +212,22 @@ async def reconcile(task_id: int, root: Path, intent: ToolIntent,
         return Dispatched(intent.tool, True, f"Email to {sent.recipient}: queued for delivery "
                           "before the worker stopped; not sent again.",
                           {"message_id": sent.message_id, "reconciled": "done"}, 0.0)
+    if intent.tool in NEEDS_VENV and await _venv_never_made(task_id, root):
+        return None  # its worker died making the task's first venv: the command never ran
     return unknown(intent, call_id)
+
+
+async def _venv_never_made(task_id: int, root: Path) -> bool:
+    """No venv of the task was ever finished (no `venv` event) and none is whole now. (A venv
+    that was made and is gone now may have been removed by a command: that proves nothing.)"""
+    whole = await asyncio.to_thread(
+        lambda: fs.kind(root, ".venv/lib") == "dir" and fs.kind(root, ".venv/bin") == "dir")
+    if whole:
+        return False
+    async with session_factory()() as session:
+        made = (await session.exec(select(TaskEvent.id).where(
+            col(TaskEvent.task_id) == task_id, col(TaskEvent.type) == "venv").limit(1))).first()
+    return made is None
 
 
 async def _outbox_row(task_id: int, intent: ToolIntent) -> OutboxMessage | None:

@@ -1,8 +1,8 @@
 """Run one task inside a worker: take the lease, prepare the workspace, run its kind, end it.
 
-The lease is the guard against double runs: a task is run only by the worker holding an unexpired
-lease, renewed every half second by a keeper that also notices cancellation. A redelivered task
-resumes from its checkpoint; one delivered more than `max_deliveries` times fails instead.
+The lease (app.run.lease) is the guard against double runs; its keeper runs from the moment the
+lease is taken. A redelivered task resumes from its checkpoint; one that keeps killing its
+worker inside a tool call fails instead (see app.run.lease).
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import integrations as deliver
 from app.core.config import Settings, get_settings
-from app.core.db import RunConnection, connection_scope, get_engine, session_scope
+from app.core.db import RunConnection, get_engine, session_scope
 from app.core.logging import bind
 from app.core.transient import is_transient, retrying
 from app.models import (
     TERMINAL_VALUES,
-    WORKING_VALUES,
     Agent,
     OutboxMessage,
     OutboxStatus,
     Task,
     TaskStatus,
-    table,
     utcnow,
 )
 from app.run.agent.delegation import shared_workspace_of
@@ -42,6 +38,7 @@ from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
 from app.run.kinds import RUNNERS
+from app.run.lease import hand_back, keep_lease, let_go, take_lease, too_often
 from app.run.llm import LLMError
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
@@ -52,45 +49,22 @@ from app.tasks.events import publish
 from app.tasks.lifecycle import close_task
 
 log = logging.getLogger(__name__)
-KEEPER_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0
-
-
-async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
-    """Take the task's lease if it is free or expired; returns the delivery count."""
-    async with session_scope() as session:
-        return await _lease(session, task_id, owner, settings)
-
-
-async def _lease(session: Any, task_id: int, owner: str, settings: Settings) -> int | None:
-    now = utcnow()
-    result = await session.execute(
-        update(Task)
-        .where(
-            col(Task.id) == task_id,
-            col(Task.status).in_(WORKING_VALUES),
-            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
-            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
-        )
-        .values(lease_owner=owner, attempts=Task.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-                started_at=func.coalesce(Task.started_at, now))
-        .returning(col(Task.attempts))
-    )
-    attempt: int | None = result.scalar_one_or_none()
-    return attempt
 
 
 async def _start(
     task_id: int, owner: str, settings: Settings
-) -> tuple[int | None, RunContext | None]:
+) -> tuple[int | None, RunContext | str | None]:
     """Take the lease and load what the run needs, in one transaction: (attempt, context).
 
-    No context when the lease is not ours, or when the task was delivered too often."""
+    No context when the lease is not ours; why not, when the task was delivered too often."""
     async with session_scope() as session:
-        attempt = await _lease(session, task_id, owner, settings)
-        if attempt is None or attempt > settings.max_deliveries:
-            return attempt, None
+        attempt, tool_deaths = await take_lease(session, task_id, owner, settings)
+        if attempt is None:
+            return None, None
+        refusal = too_often(attempt, tool_deaths, settings)
+        if refusal is not None:
+            return attempt, refusal
         task = await session.get(Task, task_id)
         assert task is not None and task.agent_id is not None
         agent = await session.get(Agent, task.agent_id)
@@ -128,39 +102,6 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
     # close_task ends a task once however often it is called: safe to repeat on a dropped
     # connection (a commit that went through and lost its answer finds the task ended)
     publish(await retrying(close, f"end task {task_id}"))
-
-
-async def _keep_lease(task_id: int, owner: str, work: asyncio.Task[Any],
-                      stop: dict[str, RunStopped], settings: Settings) -> None:
-    """Renew the lease; cancel `work` when the task is cancelled or paused or the lease is
-    gone."""
-    while not work.done():
-        await asyncio.sleep(KEEPER_INTERVAL_S)
-        try:
-            async with connection_scope() as conn:
-                result = await conn.execute(
-                    update(table(Task))
-                    .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds))
-                    .returning(col(Task.status))
-                )
-                status = result.scalar_one_or_none()
-        except Exception as exc:  # a dropped connection must not end the keeper: try again
-            if not is_transient(exc):
-                raise
-            log.warning("lease renewal of task %s failed (%s); retrying", task_id,
-                        type(exc).__name__)
-            continue
-        if status is None:
-            stop["reason"] = LeaseLost("another worker holds this task's lease")
-        elif status == TaskStatus.cancelled.value:
-            stop["reason"] = TaskCancelled("cancelled")
-        elif status == TaskStatus.paused.value:
-            stop["reason"] = TaskPaused("paused")
-        else:
-            continue
-        work.cancel()
-        return
 
 
 async def _workspace_for(
@@ -202,16 +143,22 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
 
 
-async def _execute(ctx: RunContext, settings: Settings) -> str | None:
-    """Run the task's kind under the keeper and end the task by how it went; "paused" when a
-    person paused it (the caller lets the lease go once the run is wound up)."""
+async def _prepared_run(ctx: RunContext, kind: Any, attempt: int) -> Any:
+    await _prepare(ctx, attempt)
+    return await kind(ctx)
+
+
+async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | None:
+    """Prepare and run the task's kind under the keeper (a slow clone must not let the lease
+    lapse) and end the task by how it went; "paused" when a person paused it (the caller lets
+    the lease go once the run is wound up)."""
     kind = RUNNERS.get(ctx.task.kind)
     if kind is None:
         await end(ctx.task_id, TaskStatus.failed, error=f"unknown task kind {ctx.task.kind!r}")
         return None
     stop: dict[str, RunStopped] = {}
-    work = asyncio.ensure_future(kind(ctx))
-    keeper = asyncio.ensure_future(_keep_lease(ctx.task_id, ctx.worker_id, work, stop, settings))
+    work = asyncio.ensure_future(_prepared_run(ctx, kind, attempt))
+    keeper = asyncio.ensure_future(keep_lease(ctx, work, stop, settings))
     remaining = ctx.limits.timeout_s - ctx.elapsed_before_s
     try:
         summary = await asyncio.wait_for(asyncio.shield(work), timeout=max(remaining, 0.01))
@@ -236,7 +183,8 @@ async def _execute(ctx: RunContext, settings: Settings) -> str | None:
             await deliver.notify_question(ctx.task_id)  # the run is over: nothing cancels it
         return None
     except SandboxUnavailable as exc:
-        await _hand_back(ctx, str(exc))
+        keeper.cancel()  # a renewal after the hand-back would hold the task again
+        await hand_back(ctx, str(exc))
         return None
     except (RunStopped, LLMError) as exc:
         if not isinstance(exc, LeaseLost):  # the step's usage and events: another worker's now
@@ -247,7 +195,8 @@ async def _execute(ctx: RunContext, settings: Settings) -> str | None:
         return None
     except Exception as exc:
         if is_transient(exc):  # the database or broker stayed away: not the task's outcome
-            await _hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
+            keeper.cancel()
+            await hand_back(ctx, f"{type(exc).__name__}: {str(exc)[:300]}", quiet=True)
             return None
         await _flush_quietly(ctx, work)  # a crash still leaves the step's usage and events
         raise
@@ -276,29 +225,6 @@ async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
         await ctx.flush()
     except Exception:  # noqa: BLE001 - ending the task matters more than its last events
         log.exception("could not write the last step of task %s", ctx.task_id)
-async def _hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> None:
-    """The jail cannot run here now (no command ran unjailed), or the database kept failing:
-    let the sweep re-queue the task (after its grace period, maybe to another worker) without
-    counting this delivery; it resumes from its checkpoint. With the database gone even this
-    may fail (`quiet`): then the lease simply expires."""
-    log.error("task %s handed back: %s", ctx.task_id, reason)
-    try:
-        if not quiet:
-            await ctx.emit("sandbox_unavailable", {"reason": reason[:500],
-                                                   "worker": ctx.worker_id})
-            await ctx.flush()
-        async with session_scope() as session:
-            await session.execute(
-                update(Task)
-                .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
-                .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1,
-                        enqueued_at=utcnow())
-            )
-    except Exception as exc:
-        if not (quiet and is_transient(exc)):
-            raise
-        log.warning("could not hand task %s back (%s); its lease will expire", ctx.task_id,
-                    type(exc).__name__)
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:
@@ -307,20 +233,19 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
     owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # one transaction, safe to repeat (a lease whose commit went through and lost its answer
     # is ours already: the retry takes it again)
-    attempt, ctx = await retrying(lambda: _start(task_id, owner, settings),
-                                  f"lease task {task_id}")
+    attempt, started = await retrying(lambda: _start(task_id, owner, settings),
+                                      f"lease task {task_id}")
     if attempt is None:
         return "skipped"
     outcome = None
+    ctx = started if isinstance(started, RunContext) else None
     try:
         if ctx is None:
-            await end(task_id, TaskStatus.failed,
-                      error=f"delivered {attempt} times; the task keeps killing its worker")
+            await end(task_id, TaskStatus.failed, error=str(started))
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
             async with ctx.connection.kept():  # one connection for the run's step writes
-                await _prepare(ctx, attempt)
-                outcome = await _execute(ctx, settings)
+                outcome = await _execute(ctx, settings, attempt)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
             log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,
@@ -335,18 +260,10 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             await asyncio.to_thread(ctx.services.shell.close)
             release_uid(ctx.workspace.root)
             if outcome == "paused":
-                await _let_go(task_id, owner)
+                await let_go(task_id, owner)
         await _deliver_if_ended(task_id)
         await _assign_quietly()
     return outcome or "ran"
-
-
-async def _let_go(task_id: int, owner: str) -> None:
-    """Give a paused task's lease up once its run is wound up, so a resume starts at once."""
-    async with session_scope() as session:
-        await session.execute(
-            update(Task).where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-            .values(lease_owner=None, lease_expires_at=None))
 
 
 async def _assign_quietly() -> None:

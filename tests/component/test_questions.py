@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from app.core.config import reset_settings
 from app.integrations.outbox import flush_pending
 from app.integrations.questions import duration_text
-from app.run.runner import KEEPER_INTERVAL_S
+from app.run.lease import KEEPER_INTERVAL_S
 from tests.component.test_email_outbox import Inbox, free_port, smtp  # noqa: F401
 from tests.conftest import run_enqueued
 from tests.factories.loop import Router, dashboard_page, events_of, requests_about

@@ -1,7 +1,7 @@
 """Checkpoints as appended messages: one row per message of a task's conversation.
 
 Revision ID: 0011_checkpoint_deltas
-Revises: 0009_characters
+Revises: 0010_chaos
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_checkpoint_deltas"
-down_revision = "0009_characters"
+down_revision = "0010_chaos"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,145 @@
+"""The task's lease: taken by one worker, renewed by a keeper, given back.
+
+A task is run only by the worker holding an unexpired lease. The keeper renews it every half
+second from the moment it is taken (workspace and clone included), records what the run is doing
+(app.run.activity: at once when a command starts or ends) and notices cancellation and pauses.
+A delivery counts toward `max_deliveries` only when the run before it died inside a tool call
+(the task's own doing: a command that kills its worker); deaths anywhere else are the
+infrastructure's and never fail a task, up to a far larger cap (a run that crashes its worker the
+same way every time must not loop for ever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import case, func, update
+from sqlmodel import col
+
+from app.core.config import Settings
+from app.core.db import connection_scope, session_scope
+from app.core.transient import is_transient
+from app.models import WORKING_VALUES, Task, TaskStatus, table, utcnow
+from app.run.context import RunContext
+from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
+
+log = logging.getLogger(__name__)
+KEEPER_INTERVAL_S = 0.5
+DELIVERY_CAP_FACTOR = 10  # deliveries of any death, in units of max_deliveries
+
+
+async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
+    """Take the task's lease if it is free or expired; returns the delivery count."""
+    async with session_scope() as session:
+        return (await take_lease(session, task_id, owner, settings))[0]
+
+
+async def take_lease(
+    session: Any, task_id: int, owner: str, settings: Settings
+) -> tuple[int | None, int]:
+    """(delivery count, deliveries that died inside a tool call), or (None, 0): not ours."""
+    now = utcnow()
+    # the previous holder's last renewal said it was inside a tool, and it is not this worker
+    # retrying its own lease: that run died of the task's own doing
+    died_in_tool = case((col(Task.lease_activity).is_not(None)
+                         & (func.coalesce(col(Task.lease_owner), "") != owner), 1), else_=0)
+    result = await session.execute(
+        update(Task)
+        .where(
+            col(Task.id) == task_id,
+            col(Task.status).in_(WORKING_VALUES),
+            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
+            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
+        )
+        .values(lease_owner=owner, attempts=Task.attempts + 1,
+                tool_deaths=Task.tool_deaths + died_in_tool, lease_activity=None,
+                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
+                started_at=func.coalesce(Task.started_at, now))
+        .returning(col(Task.attempts), col(Task.tool_deaths))
+    )
+    row = result.first()
+    return (None, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def too_often(attempt: int, tool_deaths: int, settings: Settings) -> str | None:
+    """Why the task must fail instead of running again, if it must."""
+    if tool_deaths >= settings.max_deliveries:
+        return (f"its run died inside a tool call {tool_deaths} times; the task keeps killing "
+                "its worker")
+    if attempt > settings.max_deliveries * DELIVERY_CAP_FACTOR:
+        return f"delivered {attempt} times without ending"
+    return None
+
+
+async def keep_lease(ctx: RunContext, work: asyncio.Task[Any],
+                     stop: dict[str, RunStopped], settings: Settings) -> None:
+    """Renew the lease with what the run is doing (at once when a command starts); cancel
+    `work` when the task is cancelled or paused or the lease is gone."""
+    task_id, owner, activity = ctx.task_id, ctx.worker_id, ctx.activity
+    while not work.done():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(activity.changed.wait(), KEEPER_INTERVAL_S)
+        activity.changed.clear()
+        try:
+            async with connection_scope() as conn:
+                result = await conn.execute(
+                    update(table(Task))
+                    .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds),
+                            lease_activity=activity.label)
+                    .returning(col(Task.status))
+                )
+                status = result.scalar_one_or_none()
+        except Exception as exc:  # a dropped connection must not end the keeper: try again
+            if not is_transient(exc):
+                raise
+            log.warning("lease renewal of task %s failed (%s); retrying", task_id,
+                        type(exc).__name__)
+            continue
+        if status is None:
+            stop["reason"] = LeaseLost("another worker holds this task's lease")
+        elif status == TaskStatus.cancelled.value:
+            stop["reason"] = TaskCancelled("cancelled")
+        elif status == TaskStatus.paused.value:
+            stop["reason"] = TaskPaused("paused")
+        else:
+            continue
+        work.cancel()
+        return
+
+
+async def hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> None:
+    """The jail cannot run here now (no command ran unjailed), or the database kept failing:
+    let the sweep re-queue the task (after its grace period, maybe to another worker) without
+    counting this delivery; it resumes from its checkpoint. With the database gone even this
+    may fail (`quiet`): then the lease simply expires."""
+    log.error("task %s handed back: %s", ctx.task_id, reason)
+    try:
+        if not quiet:
+            await ctx.emit("sandbox_unavailable", {"reason": reason[:500],
+                                                   "worker": ctx.worker_id})
+            await ctx.flush()
+        async with session_scope() as session:
+            await session.execute(
+                update(Task)
+                .where(col(Task.id) == ctx.task_id, col(Task.lease_owner) == ctx.worker_id)
+                .values(lease_expires_at=utcnow(), attempts=Task.attempts - 1,
+                        lease_activity=None, enqueued_at=utcnow())
+            )
+    except Exception as exc:
+        if not (quiet and is_transient(exc)):
+            raise
+        log.warning("could not hand task %s back (%s); its lease will expire", ctx.task_id,
+                    type(exc).__name__)
+
+
+async def let_go(task_id: int, owner: str) -> None:
+    """Give a paused task's lease up once its run is wound up, so a resume starts at once."""
+    async with session_scope() as session:
+        await session.execute(
+            update(Task).where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
+            .values(lease_owner=None, lease_expires_at=None, lease_activity=None))
