@@ -49,6 +49,7 @@ MODULES = {
                          "it puts in a workspace goes through fs)",
     "ops/cli/remote.py": "the CLI user's own download folder on their machine (names cleaned)",
     "ops/cli/service.py": "the service's own log folder under var/",
+    "tasks/broker.py": "the embedded broker's own database folder under var/",
 }
 
 LINES = {
