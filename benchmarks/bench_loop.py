@@ -7,8 +7,8 @@ against the scripted OpenAI-compatible server on loopback, which answers at once
 usage row and checkpoint is persisted, to a SQLite file database in a temp dir and to a
 throwaway PostgreSQL database (127.0.0.1:5432, dropped afterwards), one after the other; the
 task runs in-process through app.run.runner.run_task, as a worker runs it. After each task the
-requests it made are replayed as raw HTTP (the same JSON bodies posted through the bare openai
-client, no request transform, the reply read and parsed) against the same scripted replies, and
+requests it made are replayed as raw HTTP (the same JSON bodies posted through the same pooled
+httpx client, the reply read and parsed) against the same scripted replies, and
 
     overhead per step = (loop time − replay time) / 11        target: ≤ 2 ms at p50
 
@@ -60,25 +60,25 @@ def _script(llm: Any) -> None:
 
 
 async def _tiny_round_trips(n: int) -> list[float]:
-    """The openai client alone sending "hi": the bare round trip of the smallest request."""
+    """The bare HTTP client alone posting "hi": the round trip of the smallest request."""
     from app.core.config import get_settings
     from app.run.llm import client_for
 
     client = client_for(get_settings())
+    body = json.dumps({"model": "openai/gpt-4o-mini",
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        await client.chat.completions.create(
-            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        json.loads((await client.post("chat/completions", content=body)).content)
         times.append(time.perf_counter() - start)
     return times
 
 
 async def _replay(requests: list[dict[str, Any]]) -> tuple[float, float]:
-    """The loop's own request bodies posted again as raw HTTP through the bare openai client
-    (no request transform), each reply read and parsed: their summed time and CPU time."""
-    import httpx2
-
+    """The loop's own request bodies posted again as raw HTTP through the same pooled client
+    (serialised and posted, nothing else), each reply read and parsed: their summed time and
+    CPU time."""
     from app.core.config import get_settings
     from app.run.llm import client_for
 
@@ -86,8 +86,8 @@ async def _replay(requests: list[dict[str, Any]]) -> tuple[float, float]:
     total = cpu = 0.0
     for body in requests:
         start, start_cpu = time.perf_counter(), time.process_time()
-        response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-        json.loads(await response.aread())
+        response = await client.post("chat/completions", content=json.dumps(body).encode())
+        json.loads(response.content)
         total += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
     return total, cpu

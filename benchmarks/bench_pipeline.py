@@ -1,13 +1,17 @@
 """Core pipeline on Redis + PostgreSQL with real workers, each figure beside its floor.
 
 1. Submit → completed latency of a no-op task (the scripted model calls `finish` at once in every
-   phase), fresh workspace and venv each time, one worker: p50/p95, beside the floor measured in
-   the same run = a bare Celery no-op round trip + one `uv venv`.
-2. Completed tasks per second for N no-op tasks through 2 worker processes (each with
-   `--concurrency` pool processes, default 1), beside a bare Celery no-op task's throughput
+   phase), a fresh workspace each time (no venv: the first tool that needs one makes it, and a
+   no-op task runs none), one worker: p50/p95, beside the floor the issue sets, measured in the
+   same run = a bare Celery no-op round trip + one `uv venv`.
+2. Completed tasks per second for N no-op tasks through 2 workers (each with `--concurrency`
+   pool processes, default 2 as the product runs them): N tasks queued before the workers
+   start, from the first task's start to the last one's end (with the CPU a task cost the
+   workers, PostgreSQL, Redis and this process meanwhile); then N more submitted by 8
+   concurrent submitters while the workers run; beside a bare Celery no-op task's throughput
    through the same 2 workers.
 
-    python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30] [--concurrency 1]
+    python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import update
@@ -35,6 +40,7 @@ from tests.integration.workers import WorkerProcess, wait_for, workers_alive  # 
 
 # a Redis database of its own (TASKBENCH_BENCH_REDIS), flushed by the benchmark
 REDIS = os.environ.get("TASKBENCH_BENCH_REDIS", "redis://127.0.0.1:6379/8")
+SUBMITTERS = 8  # concurrent submissions in the throughput runs
 
 
 def pct(values: list[float], q: float) -> float:
@@ -66,6 +72,17 @@ async def _submit(owner: object) -> int:
                                  task_in=TaskCreate(title="noop", complexity=1))
     assert task.id is not None
     return task.id
+
+
+async def _submit_many(owner: object, n: int, clients: int = SUBMITTERS) -> list[int]:
+    """N submissions from `clients` concurrent submitters (as many API clients would)."""
+    gate = asyncio.Semaphore(clients)
+
+    async def one() -> int:
+        async with gate:
+            return await _submit(owner)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
 async def _status(task_id: int) -> str:
@@ -116,12 +133,14 @@ def uv_venv_ms(runs: int) -> list[float]:
     return out
 
 
-async def throughput(owner: object, n: int) -> float:
+async def throughput(owner: object, n: int) -> tuple[float, float]:
+    """(completed tasks/s, submissions/s of this process's own submit loop)."""
     from app.core.db import session_factory
     from app.models import Task
 
     start = time.perf_counter()
-    ids = [await _submit(owner) for _ in range(n)]
+    ids = await _submit_many(owner, n)
+    submitted = time.perf_counter() - start
 
     async def all_done() -> bool:
         async with session_factory()() as session:
@@ -130,7 +149,62 @@ async def throughput(owner: object, n: int) -> float:
         return left == 0
 
     await wait_for(all_done, timeout=1800, interval=0.05)
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), n / submitted
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by the worker processes (every process of a session other than
+    ours whose command is a worker), PostgreSQL's processes, Redis and this process."""
+    totals: dict[str, float] = {"workers": 0.0, "postgres": 0.0, "redis": 0.0, "this": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(pid) == os.getpid():
+            totals["this"] += used
+        elif ("app.ops.cli" in cmd and " worker " in cmd) or "-m worker worker" in cmd:
+            totals["workers"] += used
+        elif cmd.startswith("postgres"):
+            totals["postgres"] += used
+        elif cmd.startswith("redis-server"):
+            totals["redis"] += used
+    return totals
+
+
+async def drain(owner: object, n: int, start_workers: Any) -> tuple[float, dict[str, float]]:
+    """Completed tasks/s of 2 workers on N tasks queued before they start: from the first
+    task's start to the last one's end, as the database recorded them (what the workers do,
+    without this process's own submit loop in the way); and the CPU milliseconds a task cost
+    each kind of process meanwhile (worker start-up included)."""
+    from app.core.db import session_factory
+    from app.models import Task
+
+    ids = await _submit_many(owner, n)
+    before = cpu_seconds()
+    start_workers()
+
+    async def span() -> tuple[Any, Any] | None:
+        async with session_factory()() as session:
+            left, first, last = (await session.exec(select(
+                func.count().filter(col(Task.status).not_in(["completed", "failed"])),
+                func.min(Task.started_at), func.max(Task.finished_at),
+            ).where(col(Task.id).in_(ids)))).one()
+        return None if left else (first, last)
+
+    await wait_for(lambda: _done(span), timeout=1800, interval=0.1)
+    after = cpu_seconds()
+    first, last = await span()  # type: ignore[misc]
+    return n / (last - first).total_seconds(), {
+        k: (after[k] - before[k]) * 1000 / n for k in after}
+
+
+async def _done(span: Any) -> bool:
+    return await span() is not None
 
 
 def celery_throughput(n: int) -> float:
@@ -179,13 +253,22 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
         print(f"latency submit→completed  p50 {pct(lat, .5):7.1f} ms  p95 {pct(lat, .95):7.1f} ms"
               f"   | floor {floor:6.1f} ms (celery no-op {statistics.median(floor_celery):.1f}"
               f" + uv venv {statistics.median(floor_uv):.1f})  ratio {pct(lat, .5) / floor:.1f}x")
-        workers.append(WorkerProcess(env, tmp / "w2.log", concurrency=args.concurrency))
-        await wait_for(lambda: _count_workers(2), timeout=120)
-        tps = await throughput(owner, args.tasks)
+        workers.pop().stop()
+
+        def start_two() -> None:
+            for name in ("w2", "w3"):
+                workers.append(WorkerProcess(env, tmp / f"{name}.log",
+                                             concurrency=args.concurrency))
+
+        drained, cpu = await drain(owner, args.tasks, start_two)
+        tps, sps = await throughput(owner, args.tasks)
         base = celery_throughput(args.tasks)
         print(f"throughput {args.tasks} no-op tasks, 2 workers x concurrency {args.concurrency}:"
-              f" {tps:7.1f} tasks/s"
+              f" queued first {drained:7.1f} tasks/s; submitted meanwhile {tps:7.1f} tasks/s"
+              f" ({SUBMITTERS} submitters in this process: {sps:.1f}/s)"
               f"   | bare celery no-op: {base:7.1f} tasks/s")
+        print("CPU per task while queued tasks drained: " + ", ".join(
+            f"{k} {v:.1f} ms" for k, v in cpu.items()))
     finally:
         for w in workers:
             w.stop()
@@ -199,8 +282,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--latency-runs", type=int, default=30)
-    parser.add_argument("--concurrency", type=int, default=1,
-                        help="pool processes per worker (the latency run uses worker 1)")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="pool processes per worker, default the product's (`taskbench "
+                             "worker` and `up` run 2); the latency run uses worker 1")
     parser.add_argument("--reports", choices=("default", "eager", "lazy"), default="default",
                         help="the product's default (eager: every task's PDF at its end), or "
                              "force eager or on-demand rendering")

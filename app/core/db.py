@@ -193,6 +193,18 @@ class RunConnection:
             yield conn
 
     @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read. On PostgreSQL inside `kept()`: a transaction on the kept connection (no pool
+        checkout, no pre-ping). On SQLite, or outside `kept()`, a pooled connection of its own,
+        deferred: the kept one begins IMMEDIATE, and a read would queue for the write lock."""
+        if self._keeping and get_engine().dialect.name != "sqlite":
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with get_engine().connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:
         """The driver's own connection (asyncpg's) under the same connection, for a single
         statement that is its own transaction; no transaction is open on it."""

@@ -4,7 +4,7 @@ The runner calls exactly these three hooks; each is safe to call twice (a redeli
 may run it again), and none lets a secret reach the workspace, an event or a log.
 
     prepare(task, workspace, settings, emit)   before the agent starts (e.g. clone github.repo)
-    enqueue_notifications(session, task)       inside the transaction that ends the task
+    enqueue_notifications(conn, ended)         inside the transaction that ends the task
     after_end(task_id)                         after that commit: report.pdf, PR body, issue
                                                comment, then the task's emails and webhook
     notify_question(task_id)                   after a question's pause: its emails, webhook
@@ -22,11 +22,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert, update
+from sqlmodel import col
+
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.integrations import due, outbox
 from app.integrations.webhook import flush_webhooks
-from app.models import utcnow
+from app.models import OutboxMessage, Task, table, utcnow
 from app.sandbox.workspace import Workspace
 from app.tasks import lifecycle
 
@@ -63,13 +66,16 @@ async def _cloned_before(task_id: int) -> bool:
     return any((data or {}).get("action") == "cloned" for data in found)
 
 
-def enqueue_notifications(session: Any, task: Any) -> None:
-    """Add the task's notification rows to `session`, and mark its deliverables owed (see
-    app.integrations.due); both commit with the status change."""
-    outbox.enqueue_task_end(session, task)
-    if get_settings().eager_reports or (task.notify or {}).get("email") or task.github:
-        task.delivery_due_at = utcnow()
-        session.add(task)
+async def enqueue_notifications(conn: Any, ended: lifecycle.EndedTask) -> None:
+    """Write the task's notification rows through `conn` (a session or a connection), and mark
+    its deliverables owed (see app.integrations.due); both commit with the status change."""
+    rows = outbox.task_end_messages(ended.id, ended.attempts, ended.notify)
+    if rows:
+        await conn.execute(insert(table(OutboxMessage)),
+                           [r.model_dump(exclude={"id"}) for r in rows])
+    if get_settings().eager_reports or (ended.notify or {}).get("email") or ended.github:
+        await conn.execute(update(table(Task)).where(col(Task.id) == ended.id)
+                           .values(delivery_due_at=utcnow()))
 
 
 lifecycle.on_end(enqueue_notifications)  # the rows commit with the status change

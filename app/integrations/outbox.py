@@ -1,7 +1,7 @@
 """The email outbox: rows written with the status change, sent later, each exactly once.
 
-    enqueue_task_end(session, task)   rows for notify.email (+ notify.webhook), in the caller's
-                                      transaction
+    task_end_messages(id, attempts, notify)   rows for notify.email (+ notify.webhook), which
+                                      the task's end writes in its own transaction
     enqueue_question(session, ...)    the same for a question the task asks (app.run.agent.waiting)
     enqueue_agent_mail(...)           a send_email row (async; the tool commits)
     flush_pending(limit)              send what is due; the worker and a periodic sweep call it
@@ -37,39 +37,33 @@ from app.core.config import Settings, get_settings
 from app.integrations import email as mail
 from app.integrations import outbox_state as state
 from app.integrations.outbox_send import send_rows
-from app.models import OutboxMessage, OutboxStatus, Task
+from app.models import OutboxMessage, OutboxStatus
 
 S = OutboxStatus
 
 
-def enqueue_task_end(session: Any, task: Task, settings: Settings | None = None) -> list[str]:
-    """Add one row per notify.email recipient to `session` (no I/O: the caller commits).
+def task_end_messages(task_id: int, attempts: int, notify: dict[str, Any] | None,
+                      settings: Settings | None = None) -> list[OutboxMessage]:
+    """The rows of a task's end: one per notify.email recipient, and the webhooks (no I/O: the
+    caller writes them in the transaction that ends the task).
 
     The Message-ID is keyed on the task, its run and the recipient, so a second attempt to end
     the same run would collide on the unique key instead of mailing twice."""
     settings = settings or get_settings()
     recipients = {
         str(r).strip().lower(): str(r).strip()
-        for r in (task.notify or {}).get("email", [])
+        for r in (notify or {}).get("email", [])
         if str(r).strip()
     }
-    ids = []
-    for key, address in sorted(recipients.items()):
-        msg_id = mail.message_id(task.id or 0, "end", f"{task.attempts}:{key}", settings)
-        session.add(
-            OutboxMessage(
-                task_id=task.id or 0,
-                kind="task_end",
-                recipient=address,
-                message_id=msg_id,
-                payload={},
-            )
-        )
-        ids.append(msg_id)
-    for url in webhook_urls(task.notify or {}, settings):
-        key = f"{task.attempts}:{url}"
-        ids.append(_add_webhook(session, task.id or 0, url, "task.ended", key, {}, settings))
-    return ids
+    rows = [OutboxMessage(task_id=task_id, kind="task_end", recipient=address,
+                          message_id=mail.message_id(task_id, "end", f"{attempts}:{key}",
+                                                     settings),
+                          payload={})
+            for key, address in sorted(recipients.items())]
+    for url in webhook_urls(notify or {}, settings):
+        rows.append(_webhook_message(task_id, url, "task.ended", f"{attempts}:{url}", {},
+                                     settings))
+    return rows
 
 
 def enqueue_question(session: Any, *, task_id: int, notify: dict[str, Any], question: str,
@@ -98,13 +92,19 @@ def webhook_urls(notify: dict[str, Any], settings: Settings) -> list[str]:
 
 def _add_webhook(session: Any, task_id: int, url: str, event: str, key: str,
                  payload: dict[str, Any], settings: Settings) -> str:
-    msg_id = mail.message_id(task_id, event, key, settings)
+    message = _webhook_message(task_id, url, event, key, payload, settings)
+    session.add(message)
+    return message.message_id
+
+
+def _webhook_message(task_id: int, url: str, event: str, key: str, payload: dict[str, Any],
+                     settings: Settings) -> OutboxMessage:
     # shown as the recipient: the host only (a webhook's path or query often holds a token)
     parts = urlsplit(url)
     shown = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
-    session.add(OutboxMessage(task_id=task_id, kind=state.WEBHOOK, recipient=shown[:320],
-                              message_id=msg_id, payload={**payload, "url": url, "event": event}))
-    return msg_id
+    return OutboxMessage(task_id=task_id, kind=state.WEBHOOK, recipient=shown[:320],
+                         message_id=mail.message_id(task_id, event, key, settings),
+                         payload={**payload, "url": url, "event": event})
 
 
 async def enqueue_agent_mail(

@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlmodel import col, select
 
-from app.core.db import connection_scope, get_engine, session_factory
+from app.core.db import RunConnection, connection_scope, get_engine, session_factory
 from app.core.transient import retrying
 from app.models import OutboxMessage, TaskEvent, ToolIntent, table, utcnow
 from app.sandbox import fs
@@ -131,10 +131,12 @@ async def close_intent(intent_id: int, result: Dispatched) -> None:
     await retrying(write, "record a tool call's result")
 
 
-async def unfinished_reply(task_id: int) -> Reply | None:
-    """The reply a dead worker was running the calls of (its unsettled intents), if any."""
+async def unfinished_reply(task_id: int, connection: RunConnection | None = None
+                           ) -> Reply | None:
+    """The reply a dead worker was running the calls of (its unsettled intents), if any (read
+    on the run's `connection` when given)."""
     async def read() -> list[ToolIntent]:
-        async with get_engine().connect() as conn:
+        async with (connection.read() if connection else get_engine().connect()) as conn:
             rows = (await conn.execute(
                 table(ToolIntent).select()
                 .where(col(ToolIntent.task_id) == task_id, col(ToolIntent.settled).is_(False))

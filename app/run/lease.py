@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import Row, bindparam, case, func, update
 from sqlmodel import col
 
 from app.core.config import Settings
@@ -34,35 +34,43 @@ DELIVERY_CAP_FACTOR = 10  # deliveries of any death, in units of max_deliveries
 
 async def acquire_lease(task_id: int, owner: str, settings: Settings) -> int | None:
     """Take the task's lease if it is free or expired; returns the delivery count."""
-    async with session_scope() as session:
-        return (await take_lease(session, task_id, owner, settings))[0]
+    async with connection_scope() as conn:
+        row = await take_lease(conn, task_id, owner, settings)
+    return None if row is None else int(row.attempts)
+
+
+# the previous holder's last renewal said it was inside a tool, and it is not this worker
+# retrying its own lease: that run died of the task's own doing
+_DIED_IN_TOOL = case((col(Task.lease_activity).is_not(None)
+                      & (func.coalesce(col(Task.lease_owner), "") != bindparam("lease_by")), 1),
+                     else_=0)
+# Built once (every run starts with it); returns the whole row, so the run needs no other read
+# of its task.
+_TAKE = (
+    update(table(Task))
+    .where(
+        col(Task.id) == bindparam("lease_task"),
+        col(Task.status).in_(WORKING_VALUES),
+        (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < bindparam("lease_now"))
+        | (col(Task.lease_owner) == bindparam("lease_by")),  # a retried lease that went through
+    )
+    .values(lease_owner=bindparam("lease_by"), attempts=Task.attempts + 1,
+            tool_deaths=Task.tool_deaths + _DIED_IN_TOOL, lease_activity=None,
+            lease_expires_at=bindparam("lease_until"),
+            started_at=func.coalesce(Task.started_at, bindparam("lease_now")))
+    .returning(*table(Task).c)
+)
 
 
 async def take_lease(
-    session: Any, task_id: int, owner: str, settings: Settings
-) -> tuple[int | None, int]:
-    """(delivery count, deliveries that died inside a tool call), or (None, 0): not ours."""
+    conn: Any, task_id: int, owner: str, settings: Settings
+) -> Row[Any] | None:
+    """The task's row, leased to `owner` (its `attempts` the delivery count, `tool_deaths` the
+    deliveries that died inside a tool call), or None: not ours."""
     now = utcnow()
-    # the previous holder's last renewal said it was inside a tool, and it is not this worker
-    # retrying its own lease: that run died of the task's own doing
-    died_in_tool = case((col(Task.lease_activity).is_not(None)
-                         & (func.coalesce(col(Task.lease_owner), "") != owner), 1), else_=0)
-    result = await session.execute(
-        update(Task)
-        .where(
-            col(Task.id) == task_id,
-            col(Task.status).in_(WORKING_VALUES),
-            (col(Task.lease_owner).is_(None)) | (col(Task.lease_expires_at) < now)
-            | (col(Task.lease_owner) == owner),  # a retried lease whose commit went through
-        )
-        .values(lease_owner=owner, attempts=Task.attempts + 1,
-                tool_deaths=Task.tool_deaths + died_in_tool, lease_activity=None,
-                lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-                started_at=func.coalesce(Task.started_at, now))
-        .returning(col(Task.attempts), col(Task.tool_deaths))
-    )
-    row = result.first()
-    return (None, 0) if row is None else (int(row[0]), int(row[1]))
+    return (await conn.execute(_TAKE, {
+        "lease_task": task_id, "lease_by": owner, "lease_now": now,
+        "lease_until": now + timedelta(seconds=settings.lease_seconds)})).first()
 
 
 def too_often(attempt: int, tool_deaths: int, settings: Settings) -> str | None:

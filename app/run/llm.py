@@ -10,8 +10,8 @@ each fallback model in turn; every retry and switch is reported through `on_even
 model can fix ends the chain at once: a 401 (the same key goes with every model) and a
 context-length refusal (the caller condenses the conversation and asks again).
 
-The request is posted through the AsyncOpenAI client (its auth, base URL, timeouts and status
-errors) as a plain JSON body, and the reply is read as plain JSON by app.run.llm_reply, which
+The request is posted as a plain JSON body over pooled HTTP (app.run.llm_http: the key, base URL,
+timeout and status errors), and the reply is read as plain JSON by app.run.llm_reply, which
 copes with what real providers send. Provider-specific fields go only where they are understood:
 `usage: {include: true}` and `provider` routing to OpenRouter alone; `max_completion_tokens`
 instead of `max_tokens` for a model that refused the latter (remembered per endpoint and model).
@@ -30,16 +30,15 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.core.config import Settings
 from app.core.redact import redact
 from app.models import utcnow
-from app.run.llm_reply import RETRYABLE_CODES, Completion, ProviderError, read_reply
-
-if TYPE_CHECKING:  # the SDK (~25 MB) is loaded by the first call, not by every process
-    from openai import AsyncOpenAI
+from app.run import llm_http
+from app.run.llm_http import Unreachable, client_for, post_chat
+from app.run.llm_reply import Completion, ProviderError, read_reply
 
 __all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "client_for", "reset_clients"]
 
@@ -73,28 +72,12 @@ class ProviderSeen:
 
 
 KEY_VARIABLES = "TASKBENCH_LLM_API_KEY (or OPENROUTER_API_KEY / OPENAI_API_KEY)"
-_clients: dict[tuple[str, str, float], AsyncOpenAI] = {}
 _seen: dict[str, ProviderSeen] = {}
 _use_completion_tokens: set[tuple[str, str]] = set()  # (endpoint, model) refusing max_tokens
 
 
-def client_for(settings: Settings) -> AsyncOpenAI:
-    """One AsyncOpenAI per (endpoint, key, timeout) in this process, its own retries off."""
-    from openai import AsyncOpenAI
-
-    key = (settings.llm_base_url, settings.llm_api_key, settings.llm_timeout_s)
-    if key not in _clients:
-        _clients[key] = AsyncOpenAI(
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key or "not-set",
-            timeout=settings.llm_timeout_s,
-            max_retries=0,
-        )
-    return _clients[key]
-
-
 def reset_clients() -> None:
-    _clients.clear()
+    llm_http.reset_clients()
     _use_completion_tokens.clear()
     _seen.clear()
 
@@ -218,8 +201,6 @@ async def _ask_model(
     on_event: OnEvent | None,
 ) -> Completion:
     """One model, with retries; raises _ModelFailed to move on, LLMError to stop the chain."""
-    import openai
-
     tool_names = {t["function"]["name"] for t in tools or [] if "function" in t}
     attempt = 0
     while True:
@@ -229,7 +210,7 @@ async def _ask_model(
             completion = await _post(settings, body, tool_names)
             _note(settings, None)
             return completion
-        except (openai.APIConnectionError, ProviderError, openai.APIStatusError) as exc:
+        except (Unreachable, ProviderError) as exc:
             failure: Exception = exc
         error = _describe(failure)
         _note(settings, error)
@@ -247,25 +228,16 @@ async def _ask_model(
 
 
 async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
-    import httpx  # with the SDK: loaded by the first call
-
     # serialised once, for the wire and for the size a usage estimate needs
     data = json.dumps(body, default=str)
-    response = await client_for(settings).post(
-        "/chat/completions", content=data.encode(), cast_to=httpx.Response,
-        options={"headers": {"Content-Type": "application/json"}})
-    return read_reply(await response.aread(), model=body["model"],
-                      request_chars=len(data), tool_names=tool_names)
+    raw = await post_chat(settings, data.encode())
+    return read_reply(raw, model=body["model"], request_chars=len(data), tool_names=tool_names)
 
 
 def _retryable(exc: Exception) -> bool:
-    import openai
-
     if isinstance(exc, ProviderError):
         return exc.retryable
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_CODES
-    return True  # connection errors and timeouts
+    return True  # no answer: connection errors and timeouts
 
 
 def _give_up(settings: Settings, model: str, exc: Exception, error: str) -> None:
@@ -290,10 +262,10 @@ def _describe(exc: Exception) -> str:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
+    headers = getattr(exc, "headers", None)
+    if headers is None:
         return None
-    value = response.headers.get("retry-after")
+    value = headers.get("retry-after")
     try:
         return min(float(value), 30.0) if value else None
     except ValueError:

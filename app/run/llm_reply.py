@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,37 @@ class ProviderError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+class StatusError(ProviderError):
+    """The provider answered with an HTTP error status; the message is its own words."""
+
+    def __init__(self, message: str, *, status_code: int, headers: Mapping[str, str]) -> None:
+        super().__init__(message, retryable=status_code in RETRYABLE_CODES, status=status_code)
+        self.status_code = status_code
+        self.headers = headers
+
+
+def status_error(status_code: int, raw: bytes, headers: Mapping[str, str]) -> StatusError:
+    """The error of a reply with status `status_code`: the provider's message from its
+    `{"error": {...}}` body (with OpenRouter's upstream detail), or the start of its text."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        message = str(error["message"])
+        metadata = error.get("metadata")
+        raw_detail = metadata.get("raw") if isinstance(metadata, dict) else None
+        if raw_detail:
+            message = f"{message} ({raw_detail})"
+    elif isinstance(error, str) and error:
+        message = error
+    else:
+        message = " ".join(text.split())[:300] or "no body"
+    return StatusError(redact(message)[:1000], status_code=status_code, headers=headers)
 
 
 @dataclass

@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import integrations as deliver
 from app.core.config import Settings, get_settings
-from app.core.db import RunConnection, get_engine, session_scope
+from app.core.db import RunConnection, session_scope
 from app.core.logging import bind
 from app.core.transient import is_transient, retrying
 from app.models import (
@@ -30,6 +30,7 @@ from app.models import (
     OutboxStatus,
     Task,
     TaskStatus,
+    table,
     utcnow,
 )
 from app.run.agent.delegation import shared_workspace_of
@@ -53,31 +54,39 @@ STOP_GRACE_S = 5.0
 
 
 async def _start(
-    task_id: int, owner: str, settings: Settings
+    task_id: int, owner: str, settings: Settings, connection: RunConnection
 ) -> tuple[int | None, RunContext | str | None]:
-    """Take the lease and load what the run needs, in one transaction: (attempt, context).
+    """Take the lease and load what the run needs, in one transaction on the run's
+    `connection`: (attempt, context).
 
-    No context when the lease is not ours; why not, when the task was delivered too often."""
-    async with session_scope() as session:
-        attempt, tool_deaths = await take_lease(session, task_id, owner, settings)
-        if attempt is None:
+    No context when the lease is not ours; why not, when the task was delivered too often.
+    Core statements: the lease returns the task's row, one more read its agent."""
+    async with connection.transaction() as conn:
+        row = await take_lease(conn, task_id, owner, settings)
+        if row is None:
             return None, None
-        refusal = too_often(attempt, tool_deaths, settings)
+        attempt = int(row.attempts)
+        refusal = too_often(attempt, int(row.tool_deaths), settings)
         if refusal is not None:
             return attempt, refusal
-        task = await session.get(Task, task_id)
-        assert task is not None and task.agent_id is not None
-        agent = await session.get(Agent, task.agent_id)
-        assert agent is not None
-        workspace, borrowed = await _workspace_for(session, task, agent, settings)
-        task.workspace = str(workspace.root)
-        session.add(task)
+        task = Task(**row._mapping)
+        assert task.agent_id is not None
+        agent_row = (await conn.execute(_AGENT, {"agent_id": task.agent_id})).one()
+        agent = Agent(**agent_row._mapping)
+        workspace, borrowed = await _workspace_for(conn, task, agent, settings)
+        if task.workspace != str(workspace.root):
+            task.workspace = str(workspace.root)
+            await conn.execute(update(table(Task)).where(col(Task.id) == task_id)
+                               .values(workspace=task.workspace))
     elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
     return attempt, RunContext(
         task=task, agent=agent, workspace=workspace, settings=settings,
         limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
         spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens, task.cost_usd),
-        elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed)
+        elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed, connection=connection)
+
+
+_AGENT = table(Agent).select().where(col(Agent.id) == bindparam("agent_id"))
 
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
@@ -89,15 +98,7 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
             async with session_scope() as session:
                 return await close_task(session, task_id, status, summary=summary, error=error)
         async with connection.transaction() as conn:
-            # the session joins the connection's transaction, committed when this block ends
-            session = AsyncSession(bind=conn, expire_on_commit=False)
-            try:
-                events = await close_task(session, task_id, status, summary=summary,
-                                          error=error)
-                await session.flush()
-            finally:
-                await session.close()
-            return events
+            return await close_task(conn, task_id, status, summary=summary, error=error)
 
     # close_task ends a task once however often it is called: safe to repeat on a dropped
     # connection (a commit that went through and lost its answer finds the task ended)
@@ -105,14 +106,15 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
 
 
 async def _workspace_for(
-    session: Any, task: Task, agent: Agent, settings: Settings
+    conn: Any, task: Task, agent: Agent, settings: Settings
 ) -> tuple[Workspace, bool]:
     """The task's workspace, and whether it is its parent's (a shared-workspace subtask)."""
     parent_id = shared_workspace_of(task)
     if parent_id is not None:
-        parent = await session.get(Task, parent_id)
-        if parent is not None and parent.workspace:
-            return Workspace(Path(parent.workspace)), True
+        parent_workspace = (await conn.execute(
+            select(col(Task.workspace)).where(col(Task.id) == parent_id))).scalar_one_or_none()
+        if parent_workspace:
+            return Workspace(Path(parent_workspace)), True
     # a resumed task may run on another agent; it keeps the workspace it started in
     if task.workspace:
         return Workspace(Path(task.workspace)), False
@@ -228,12 +230,21 @@ async def _flush_quietly(ctx: RunContext, work: asyncio.Future[Any]) -> None:
 
 
 async def run_task(task_id: int, owner: str | None = None) -> str:
-    """Run or resume `task_id`; returns what happened (for logs and tests)."""
+    """Run or resume `task_id`; returns what happened (for logs and tests).
+
+    One database connection serves the whole run (lease, step writes, end and what follows),
+    taken at the start and given back at the end (app.core.db.RunConnection)."""
+    connection = RunConnection()
+    async with connection.kept():
+        return await _run(task_id, owner or f"{socket.gethostname()}:{os.getpid()}:"
+                          f"{uuid.uuid4().hex[:8]}", connection)
+
+
+async def _run(task_id: int, owner: str, connection: RunConnection) -> str:
     settings = get_settings()
-    owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # one transaction, safe to repeat (a lease whose commit went through and lost its answer
     # is ours already: the retry takes it again)
-    attempt, started = await retrying(lambda: _start(task_id, owner, settings),
+    attempt, started = await retrying(lambda: _start(task_id, owner, settings, connection),
                                       f"lease task {task_id}")
     if attempt is None:
         return "skipped"
@@ -244,8 +255,7 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             await end(task_id, TaskStatus.failed, error=str(started))
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
-            async with ctx.connection.kept():  # one connection for the run's step writes
-                outcome = await _execute(ctx, settings, attempt)
+            outcome = await _execute(ctx, settings, attempt)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
             log.warning("task %s interrupted by %s; it resumes from its checkpoint", task_id,
@@ -261,26 +271,26 @@ async def run_task(task_id: int, owner: str | None = None) -> str:
             release_uid(ctx.workspace.root)
             if outcome == "paused":
                 await let_go(task_id, owner)
-        await _deliver_if_ended(task_id)
-        await _assign_quietly()
+        await _deliver_if_ended(task_id, connection)
+        await _assign_quietly(connection)
     return outcome or "ran"
 
 
-async def _assign_quietly() -> None:
+async def _assign_quietly(connection: RunConnection) -> None:
     """Hand freed slots on; when the database or broker is away, the sweep does it later."""
     try:
-        await assign_and_enqueue()
+        await assign_and_enqueue(connection)
     except Exception as exc:
         if not is_transient(exc):
             raise
         log.warning("could not assign waiting tasks (%s); the sweep will", type(exc).__name__)
 
 
-async def _deliver_if_ended(task_id: int) -> None:
+async def _deliver_if_ended(task_id: int, connection: RunConnection) -> None:
     """Hand the deliverables of an ended task to their own worker task, so this run ends when
     its status is set; no message when it has none (lazy report, no email, no GitHub)."""
     try:
-        async with get_engine().connect() as conn:  # a read: no write lock
+        async with connection.read() as conn:  # a read: no write lock
             row = (await conn.execute(
                 select(Task.status, Agent.name, Task.notify, Task.github)
                 .add_columns(_unsent_mail(task_id))

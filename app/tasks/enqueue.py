@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from app.core import tracing
 from app.core.config import get_settings
-from app.core.db import get_engine, session_scope
+from app.core.db import RunConnection, get_engine, session_scope
 from app.models import Task, TaskStatus, WorkerNode, utcnow
 from app.tasks.events import publish
 from app.tasks.scheduling import assign_pending, unassign
@@ -101,12 +101,13 @@ def send_task(name: str, args: list[int | str], queue: str, *,
     current_celery().send_task(name, args=args, queue=queue, expires=expires)
 
 
-async def assign_and_enqueue() -> int:
+async def assign_and_enqueue(connection: RunConnection | None = None) -> int:
     """Assign pending tasks to free agents and enqueue them (after the commit).
 
-    Every run ends with this; most find nothing pending, which a plain read tells without a
-    write transaction (and on SQLite, without queueing for the write lock)."""
-    async with get_engine().connect() as conn:
+    Every run ends with this (on its own `connection`); most find nothing pending, which a
+    plain read tells without a write transaction (and on SQLite, without queueing for the write
+    lock)."""
+    async with (connection.read() if connection else get_engine().connect()) as conn:
         pending = (await conn.execute(
             select(Task.id).where(col(Task.status) == TaskStatus.pending.value).limit(1)
         )).first()

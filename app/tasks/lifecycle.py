@@ -14,10 +14,13 @@ a task ends exactly once however many callers race to end it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,19 +28,52 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.models import (
     TERMINAL_VALUES,
     WORKING_VALUES,
-    Agent,
     Task,
     TaskEvent,
     TaskStatus,
+    table,
     utcnow,
 )
-from app.tasks.events import append_event
+from app.tasks.events import append_event, append_events, insert_events
 from app.tasks.scheduling import release_slot
 
-# Called with (session, task) in the transaction that ends the task: what must commit with the
-# status change (the notification rows). app.integrations registers its hook when imported.
-EndHook = Callable[[AsyncSession, Task], None]
+
+@dataclass(frozen=True)
+class EndedTask:
+    """What the hooks of a task's end see of it: returned by the ending UPDATE itself, so no
+    row is read (or loaded into a session) to end a task."""
+
+    id: int
+    status: TaskStatus
+    attempts: int
+    notify: dict[str, Any] | None
+    github: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, task: Task) -> EndedTask:
+        assert task.id is not None
+        return cls(id=task.id, status=TaskStatus(task.status), attempts=task.attempts,
+                   notify=task.notify, github=task.github)
+
+
+# Awaited with (connection or session, ended task) in the transaction that ends the task: what
+# must commit with the status change (the notification rows), written as Core statements.
+# app.integrations registers its hook when imported.
+EndHook = Callable[[AsyncSession | AsyncConnection, EndedTask], Awaitable[None]]
 _ON_END: list[EndHook] = []
+
+# Built once: a task's end is on every run's path, and building the statement (not running it)
+# was most of its cost. The sequence number of the `status` event is taken in the same UPDATE.
+_END = (
+    update(table(Task))
+    .where(col(Task.id) == bindparam("end_id"), col(Task.status).not_in(TERMINAL_VALUES))
+    # The lease stays: the running worker's keeper reads "cancelled" through it.
+    .values(status=bindparam("end_status"), summary=bindparam("end_summary"),
+            error=bindparam("end_error"), finished_at=bindparam("end_at"),
+            updated_at=bindparam("end_at"), last_seq=Task.last_seq + 1)
+    .returning(col(Task.agent_id), col(Task.parent_id), col(Task.model_used),
+               col(Task.last_seq), col(Task.attempts), col(Task.notify), col(Task.github))
+)
 
 
 def on_end(hook: EndHook) -> None:
@@ -47,48 +83,42 @@ def on_end(hook: EndHook) -> None:
 
 
 async def close_task(
-    session: AsyncSession,
+    conn: AsyncSession | AsyncConnection,
     task_id: int,
     status: TaskStatus,
     *,
     summary: str | None = None,
     error: str | None = None,
 ) -> list[TaskEvent]:
-    """End the task (and, on cancel or failure, its unfinished children); [] if already ended."""
+    """End the task (and, on cancel or failure, its unfinished children); [] if already ended.
+
+    Core statements, so `conn` may be a session or the run's own connection."""
     now = utcnow()
-    result = await session.execute(
-        update(Task)
-        .where(col(Task.id) == task_id, col(Task.status).not_in(TERMINAL_VALUES))
-        # The lease stays: the running worker's keeper reads "cancelled" through it.
-        .values(status=status.value, summary=summary, error=error, finished_at=now,
-                updated_at=now)
-        .returning(col(Task.agent_id), col(Task.parent_id), col(Task.model_used))
-    )
-    row = result.first()
+    row = (await conn.execute(_END, {"end_id": task_id, "end_status": status.value,
+                                     "end_summary": summary, "end_error": error,
+                                     "end_at": now})).first()
     if row is None:
         return []
-    held = await release_slot(session, task_id)
-    if row[0] is not None and status is TaskStatus.completed:
-        await session.execute(
-            update(Agent).where(col(Agent.id) == row[0]).values(tasks_done=Agent.tasks_done + 1)
-        )
+    agent_id, parent_id, model_used, seq, attempts, notify, github = row
+    completed = status is TaskStatus.completed
+    held = await release_slot(conn, task_id, done_by=agent_id if completed else None)
     data = {"status": status.value, "summary": summary, "reason": error, "slot_released": held}
-    if status is TaskStatus.completed:
-        data["finished_by"] = row[2]
-    events = [await append_event(session, task_id, "status", data)]
-    # populate_existing: one SELECT that also refreshes a row the session already holds
-    task = await session.get(Task, task_id, populate_existing=True)
-    if task is not None:
-        for hook in _ON_END:
-            hook(session, task)
-    if status is not TaskStatus.completed:
-        events += await _close_children(session, task_id, status)
-    if row[1] is not None:
-        events += await wake_parent(session, row[1])
+    if completed:
+        data["finished_by"] = model_used
+    events = await insert_events(conn, task_id, seq, [("status", data)])
+    ended = EndedTask(id=task_id, status=status, attempts=attempts, notify=notify, github=github)
+    for hook in _ON_END:
+        await hook(conn, ended)
+    if not completed:
+        events += await _close_children(conn, task_id, status)
+    if parent_id is not None:
+        events += await wake_parent(conn, parent_id)
     return events
 
 
-async def wake_parent(session: AsyncSession, parent_id: int) -> list[TaskEvent]:
+async def wake_parent(
+    conn: AsyncSession | AsyncConnection, parent_id: int
+) -> list[TaskEvent]:
     """Put a parent waiting on its children back to pending once none of them is unfinished."""
     child = aliased(Task)  # not correlated with the row being updated
     unfinished = (
@@ -96,8 +126,8 @@ async def wake_parent(session: AsyncSession, parent_id: int) -> list[TaskEvent]:
         .where(child.parent_id == parent_id, col(child.status).not_in(TERMINAL_VALUES))
         .exists()
     )
-    result = await session.execute(
-        update(Task)
+    result = await conn.execute(
+        update(table(Task))
         .where(col(Task.id) == parent_id,
                col(Task.status) == TaskStatus.waiting_children.value, ~unfinished)
         .values(status=TaskStatus.pending.value, updated_at=utcnow())
@@ -105,22 +135,22 @@ async def wake_parent(session: AsyncSession, parent_id: int) -> list[TaskEvent]:
     )
     if result.scalar_one_or_none() is None:
         return []
-    return [await append_event(session, parent_id, "status", {
-        "status": "pending", "reason": "all subtasks have ended"})]
+    return await append_events(conn, parent_id, [("status", {
+        "status": "pending", "reason": "all subtasks have ended"})])
 
 
 async def _close_children(
-    session: AsyncSession, parent_id: int, status: TaskStatus
+    conn: AsyncSession | AsyncConnection, parent_id: int, status: TaskStatus
 ) -> list[TaskEvent]:
-    children = (await session.exec(
-        select(Task.id).where(Task.parent_id == parent_id,
-                              col(Task.status).not_in(TERMINAL_VALUES))
-    )).all()
+    children = (await conn.execute(
+        select(col(Task.id)).where(col(Task.parent_id) == parent_id,
+                                   col(Task.status).not_in(TERMINAL_VALUES))
+    )).scalars().all()
     events: list[TaskEvent] = []
     for child_id in children:
         assert child_id is not None
         events += await close_task(
-            session, child_id, TaskStatus.cancelled,
+            conn, child_id, TaskStatus.cancelled,
             error=f"parent task {parent_id} ended {status.value}",
         )
     return events

@@ -12,11 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import case, or_, update
+from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.models import WORKING_VALUES, Agent, AgentStatus, Task, TaskEvent, TaskStatus, utcnow
+from app.models import (
+    WORKING_VALUES,
+    Agent,
+    AgentStatus,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    table,
+    utcnow,
+)
 from app.models.base import EPOCH
 from app.tasks import routing
 from app.tasks.events import append_event, insert_events
@@ -63,18 +73,30 @@ async def _claim_agent(session: AsyncSession, agent_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def _unclaim_agent(session: AsyncSession, agent_id: int) -> None:
-    await session.execute(
-        update(Agent)
-        .where(col(Agent.id) == agent_id)
-        .values(
-            active_tasks=case((col(Agent.active_tasks) > 0, col(Agent.active_tasks) - 1), else_=0),
-            status=case(
-                (col(Agent.status) == AgentStatus.busy.value, AgentStatus.available.value),
-                else_=Agent.status,
-            ),
-        )
+# Built once (on every run's end): the slot's release, and the agent's count of tasks done
+_RELEASE = (
+    update(table(Task))
+    .where(col(Task.id) == bindparam("slot_task"), col(Task.slot_held).is_(True))
+    .values(slot_held=False)
+    .returning(col(Task.agent_id))
+)
+_UNCLAIM = (
+    update(table(Agent))
+    .where(col(Agent.id) == bindparam("slot_agent"))
+    .values(
+        active_tasks=case((col(Agent.active_tasks) > 0, col(Agent.active_tasks) - 1), else_=0),
+        status=case(
+            (col(Agent.status) == AgentStatus.busy.value, AgentStatus.available.value),
+            else_=Agent.status,
+        ),
+        tasks_done=Agent.tasks_done + bindparam("slot_done"),
     )
+)
+_DONE = (
+    update(table(Agent))
+    .where(col(Agent.id) == bindparam("slot_agent"))
+    .values(tasks_done=Agent.tasks_done + 1)
+)
 
 
 async def _candidates(session: AsyncSession, task: Task) -> list[Agent]:
@@ -116,7 +138,7 @@ async def try_assign(session: AsyncSession, task: Task) -> Assignment | None:
             .returning(col(Task.last_seq))
         )).scalar_one_or_none()
         if seq is None:
-            await _unclaim_agent(session, agent.id)
+            await session.execute(_UNCLAIM, {"slot_agent": agent.id, "slot_done": 0})
             return None
         await insert_events(session, task.id, seq, [("status", {
             "status": "assigned", "agent": agent.name, "agent_id": agent.id,
@@ -143,19 +165,18 @@ async def assign_pending(session: AsyncSession, *, limit: int = 50) -> list[Assi
     return assigned
 
 
-async def release_slot(session: AsyncSession, task_id: int) -> bool:
-    """Give the task's agent slot back, exactly once however often this is called."""
-    result = await session.execute(
-        update(Task)
-        .where(col(Task.id) == task_id, col(Task.slot_held).is_(True))
-        .values(slot_held=False)
-        .returning(col(Task.agent_id))
-    )
-    agent_id = result.scalar_one_or_none()
-    if agent_id is None:
-        return False
-    await _unclaim_agent(session, agent_id)
-    return True
+async def release_slot(
+    conn: AsyncSession | AsyncConnection, task_id: int, *, done_by: int | None = None
+) -> bool:
+    """Give the task's agent slot back, exactly once however often this is called; and count
+    a completed task for the agent `done_by` in the same statement."""
+    agent_id = (await conn.execute(_RELEASE, {"slot_task": task_id})).scalar_one_or_none()
+    if agent_id is not None:
+        await conn.execute(_UNCLAIM, {"slot_agent": agent_id,
+                                      "slot_done": int(done_by == agent_id)})
+    if done_by is not None and done_by != agent_id:
+        await conn.execute(_DONE, {"slot_agent": done_by})
+    return agent_id is not None
 
 
 async def unassign(session: AsyncSession, task_id: int, reason: str) -> list[TaskEvent]:

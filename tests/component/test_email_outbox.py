@@ -17,6 +17,7 @@ from app.core.db import session_scope
 from app.integrations import enqueue_notifications, outbox_state
 from app.integrations.outbox import flush_pending, notifications_for
 from app.models import Task
+from app.tasks.lifecycle import EndedTask
 from app.tools.errors import ToolRefused
 from app.tools.mail import send_email
 from app.tools.ports import Ports
@@ -82,7 +83,8 @@ async def end_task(engine, settings, recipients):
     task = await create_task(engine, settings, notify={"email": recipients})
     async with session_scope(engine) as session:
         row = await session.get(Task, task.id)
-        enqueue_notifications(session, row)  # same transaction as the status change
+        # same transaction as the status change
+        await enqueue_notifications(session, EndedTask.of(row))
     return task
 
 
@@ -125,7 +127,7 @@ async def test_failed_task_mail_says_why(engine, settings, smtp):
         notify={"email": ["a@example.com"]},
     )
     async with session_scope(engine) as session:
-        enqueue_notifications(session, await session.get(Task, task.id))
+        await enqueue_notifications(session, EndedTask.of(await session.get(Task, task.id)))
     await flush_pending(10, settings=s, engine=engine)
     ((_, msg),) = smtp.inbox.messages
     assert "failed" in msg["Subject"]
@@ -230,10 +232,10 @@ async def test_without_smtp_messages_become_eml_files(engine, settings):
 async def test_enqueue_twice_for_the_same_run_cannot_commit(engine, settings):
     task = await create_task(engine, settings, notify={"email": ["a@example.com"]})
     async with session_scope(engine) as session:
-        enqueue_notifications(session, await session.get(Task, task.id))
+        await enqueue_notifications(session, EndedTask.of(await session.get(Task, task.id)))
     with pytest.raises(Exception, match="UNIQUE|unique"):
         async with session_scope(engine) as session:
-            enqueue_notifications(session, await session.get(Task, task.id))
+            await enqueue_notifications(session, EndedTask.of(await session.get(Task, task.id)))
 
 
 async def test_send_email_tool_is_limited_and_deduplicated(engine, settings, smtp):

@@ -20,6 +20,7 @@ from app.integrations import enqueue_notifications
 from app.integrations.outbox import flush_pending
 from app.integrations.report import render_task_report
 from app.models import Task
+from app.tasks.lifecycle import EndedTask
 from tests.factories.deliver import create_task, engine, settings  # noqa: F401
 
 PUBLIC = "https://bench.example.com/tb"
@@ -47,7 +48,7 @@ def _pdf_links(path: Path) -> tuple[str, list[str]]:
 async def _mail_of(engine, settings: Settings) -> tuple[Task, email.message.EmailMessage]:
     task = await create_task(engine, settings, notify={"email": ["a@example.com"]})
     async with session_scope(engine) as session:
-        enqueue_notifications(session, await session.get(Task, task.id))
+        await enqueue_notifications(session, EndedTask.of(await session.get(Task, task.id)))
     assert await flush_pending(10, settings=settings, engine=engine) == 1
     (eml,) = (settings.var_dir / "outbox").glob("*.eml")
     return task, email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)

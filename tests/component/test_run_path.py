@@ -1,0 +1,118 @@
+"""A worker's run of a no-op task, the pipeline's hot path (issue 15: throughput): one database
+connection for the whole run, few statements, and an end that leaves everything as it was
+when the end took seven statements in an ORM session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+from sqlmodel import col, select
+
+from app.core.db import session_scope
+from app.models import Agent, OutboxMessage, Task
+from tests.factories import run_enqueued
+from tests.fakes.llm_server import finish
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+
+
+@contextmanager
+def database_use() -> Iterator[dict[str, list[str]]]:
+    """The pooled connections checked out and the statements sent while the block runs."""
+    seen: dict[str, list[str]] = {"checkouts": [], "statements": []}
+
+    def checkout(dbapi_conn, record, proxy):  # noqa: ANN001
+        seen["checkouts"].append(repr(record))
+
+    def statement(conn, cursor, text, params, context, executemany):  # noqa: ANN001
+        if not text.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            seen["statements"].append(" ".join(text.split())[:70])
+
+    event.listen(Pool, "checkout", checkout)
+    event.listen(Engine, "before_cursor_execute", statement)
+    try:
+        yield seen
+    finally:
+        event.remove(Pool, "checkout", checkout)
+        event.remove(Engine, "before_cursor_execute", statement)
+
+
+async def _noop(app_client, enqueued, llm, **body) -> int:  # noqa: ANN001
+    llm.responder = lambda _req: finish("nothing to do")
+    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 1, **body})
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])
+
+
+async def test_a_run_uses_one_connection_and_few_statements(app_client, enqueued, llm, db_url):
+    # given a warm worker process (its first run loads what it needs) and a no-op task queued
+    await _noop(app_client, enqueued, llm)
+    assert await run_enqueued(enqueued) == ["ran"]
+    task_id = await _noop(app_client, enqueued, llm)
+    # when a worker runs it
+    with database_use() as used:
+        assert await run_enqueued(enqueued) == ["ran"]
+    # then the lease, the reads, the step writes, the end and the look for waiting work all
+    # went through one connection taken from the pool once (on SQLite the reads take pooled
+    # connections of their own: the run's begins IMMEDIATE, and a read there would queue for
+    # the write lock); the lease returned the task's row and the end its columns, so neither
+    # reads the task back
+    statements = used["statements"]
+    if db_url.startswith("postgresql"):
+        assert len(used["checkouts"]) == 1, used["checkouts"]
+        # lease, agent, workspace, journal, 8 step writes... (it was 14, in 5 checkouts)
+        assert len(statements) <= 10, "\n".join(statements)
+    else:
+        assert len(statements) <= 17, "\n".join(statements)
+    whole_rows = [s for s in statements if s.startswith("SELECT task.title")]
+    assert whole_rows == [], statements
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed"
+
+
+async def test_an_ended_run_frees_its_slot_counts_once_and_owes_nothing(
+        app_client, enqueued, llm):
+    # given a no-op task that asks for no deliverables
+    task_id = await _noop(app_client, enqueued, llm)
+    async with session_scope() as session:
+        agent_id = (await session.get(Task, task_id)).agent_id  # type: ignore[union-attr]
+        before = (await session.get(Agent, agent_id)).tasks_done  # type: ignore[union-attr]
+    # when it runs and ends
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then the slot is back, the agent counted it once, and nothing is owed
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        agent = await session.get(Agent, agent_id)
+        rows = (await session.exec(select(OutboxMessage)
+                                   .where(col(OutboxMessage.task_id) == task_id))).all()
+    assert task is not None and agent is not None
+    assert task.status == "completed" and task.slot_held is False
+    assert task.delivery_due_at is None and rows == []
+    assert agent.active_tasks == 0 and agent.tasks_done == before + 1
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    ended = [e for e in events if e["type"] == "status"][-1]
+    assert ended["data"]["status"] == "completed" and ended["data"]["slot_released"] is True
+    assert ended["seq"] == events[-1]["seq"] == len(events)
+
+
+async def test_an_ended_run_with_recipients_owes_its_mail_in_the_same_commit(
+        app_client, enqueued, llm):
+    # given a no-op task whose owner wants an email at its end
+    task_id = await _noop(app_client, enqueued, llm,
+                          notify={"email": ["Ann@example.com", "ann@example.com"]})
+    # when it runs and ends
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then one message per recipient (case folded) was written with the end, and delivered
+    # by the deliverables run it owed (which then owes nothing more)
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        rows = (await session.exec(select(OutboxMessage)
+                                   .where(col(OutboxMessage.task_id) == task_id))).all()
+    assert [(r.kind, r.recipient.lower(), r.status) for r in rows] == [
+        ("task_end", "ann@example.com", "sent")]
+    assert task is not None and task.delivery_due_at is None
