@@ -1,8 +1,9 @@
 """A request holds one pooled connection at a time (issue 15): one that held a connection and
 asked for a second waited for a free one, and as many such requests as the pool has
 connections (SQLite 5 + 10, PostgreSQL 10 + 20) each waited out the pool's 30 s timeout into
-a 503. Every route here is counted (tests/factories/connections.py); the paths that held two
-(uploads, scenario runs, the dashboard's forms) also run more at once than the pool holds."""
+a 503. Every route here is counted (tests/factories/connections.py), and the living rounds'
+sweep; the paths that held two (uploads, scenario runs, the dashboard's forms) also run more
+at once than the pool holds."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from app.integrations.report import report_path
+from app.ops.sweeper import living_rounds
 from tests.factories import auth, run_enqueued
-from tests.factories.connections import PerRequest, counting
+from tests.factories.connections import PerRequest, counting, holding
 from tests.factories.scenario import CastResponder, move
 from tests.live_server import live_server
 
@@ -182,7 +184,7 @@ async def test_no_request_holds_two_connections_at_once(app_client, counted, llm
     # then none held two connections at once, and each but the sign-in page held one (all
     # were counted)
     assert counted.more_than_one() == []
-    assert [h.request for h in counted.requests if not h.most] == ["GET /login"]
+    assert [h.name for h in counted.requests if not h.most] == ["GET /login"]
 
 
 async def test_no_stream_holds_two_connections_at_once(db, enqueued):
@@ -210,7 +212,7 @@ async def test_no_stream_holds_two_connections_at_once(db, enqueued):
     # then both streams delivered the events, and no request held two connections at once
     assert seen == ["event: created", "event: status"]
     assert [f["event"]["type"] for f in frames] == ["created", "status"]
-    assert [h.request for h in served[0].requests][1:3] == [
+    assert [h.name for h in served[0].requests][1:3] == [
         f"GET /api/v1/tasks/{task['id']}/events", f"WS /ws/tasks/{task['id']}"]
     assert served[0].more_than_one() == []
 
@@ -273,3 +275,30 @@ async def test_more_concurrent_dashboard_forms_than_pooled_connections_all_succe
     pages = [r.headers["location"] for r in answers]
     assert all(re.fullmatch(r"/tasks/\d+", p) for p in pages[:AT_ONCE * 3 // 4]), pages
     assert set(pages[AT_ONCE * 3 // 4:]) == {"/agents"}
+
+
+async def test_the_living_rounds_sweep_holds_one_connection_at_a_time(app_client, llm, enqueued):
+    # given a living ecosystem whose one-turn rounds are due at once
+    cast = CastResponder()
+    cast.plans.update({"Ann": [move("Bob", "Nets.")], "Bob": [move("Ann", "Aye.")]})
+    llm.responder = cast
+    ids = [made(await app_client.post("/characters", json={"name": n}))["id"]
+           for n in ("Ann", "Bob")]
+    eco = made(await app_client.post("/ecosystems", json={"name": "Harbour", "characters": ids}))
+    round_ = {"name": "day", "title": "A day", "setting": "The harbour.", "turns": 1,
+              "analyst": {"enabled": False}, "cast": [{"character": "Ann"}, {"character": "Bob"}]}
+    made(await app_client.put(f"/ecosystems/{eco['id']}/living", json={
+        "definition": round_, "interval_s": 0, "budget": {"turns_per_day": 4}}), 200)
+    # when the sweep starts a round, the round is played, and the sweep settles it
+    with counting():
+        with holding("start") as start:
+            await living_rounds()
+        started = made(await app_client.get(f"/ecosystems/{eco['id']}/living"), 200)
+        await run_enqueued(enqueued)
+        with holding("settle") as settle:
+            await living_rounds()
+    # then it did, one connection at a time
+    settled = made(await app_client.get(f"/ecosystems/{eco['id']}/living"), 200)
+    assert started["round_in_flight"] is not None
+    assert (settled["rounds"], settled["round_in_flight"]) == (1, None)
+    assert (start.most, settle.most) == (1, 1)

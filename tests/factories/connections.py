@@ -4,7 +4,8 @@ A request that holds one connection and asks for a second waits for a free one; 
 such requests as the pool has connections, every one waits out the pool's timeout (a 503).
 `PerRequest` wraps an ASGI app and counts, for each request (and any task it starts: they
 share its context), how many connections it had checked out at once, from the pools' own
-`checkout`/`checkin` events (every engine's pool, inline SQLite writes included).
+`checkout`/`checkin` events (every engine's pool, inline SQLite writes included); `holding`
+counts any other block (a sweep) the same way.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
-_request: contextvars.ContextVar[Held | None] = contextvars.ContextVar("held", default=None)
+_holder: contextvars.ContextVar[Held | None] = contextvars.ContextVar("held", default=None)
 _HELD_BY = "tests.held_by"
 
 
 @dataclass
 class Held:
-    """One request's connections: checked out now, and the most at once."""
+    """The connections of one request (or block): checked out now, and the most at once."""
 
-    request: str
+    name: str
     now: int = 0
     most: int = 0
 
@@ -42,21 +43,28 @@ class PerRequest:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        held = Held(f"{scope.get('method', 'WS')} {scope['path']}")
-        self.requests.append(held)
-        token = _request.set(held)
-        try:
+        with holding(f"{scope.get('method', 'WS')} {scope['path']}") as held:
+            self.requests.append(held)
             await self.app(scope, receive, send)
-        finally:
-            _request.reset(token)
 
     def more_than_one(self) -> list[str]:
         """Each request that held two or more connections at once, with how many."""
-        return [f"{h.request}: {h.most}" for h in self.requests if h.most > 1]
+        return [f"{h.name}: {h.most}" for h in self.requests if h.most > 1]
+
+
+@contextmanager
+def holding(name: str) -> Iterator[Held]:
+    """Count the connections the block (and any task it starts) holds at once."""
+    held = Held(name)
+    token = _holder.set(held)
+    try:
+        yield held
+    finally:
+        _holder.reset(token)
 
 
 def _checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
-    held = _request.get()
+    held = _holder.get()
     if held is not None:
         held.now += 1
         held.most = max(held.most, held.now)
