@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app import kinds
 from app.core.config import get_settings
-from app.core.db import session_factory, session_scope
+from app.core.db import end_read, session_factory, session_scope
 from app.kinds.playbook import playbook_tools
 from app.models import Agent, Task, TaskCreate, TaskEvent, TaskKind, User
 from app.tasks import routing
@@ -157,9 +157,11 @@ async def submit(
 
     With an `idempotency_key`, a repeat of the same request returns the task the first one
     created (also when the two race: the database's unique key decides). The submission reads
-    and writes in short transactions of its own, one connection at a time; `session` (the
-    caller's) is left as it is."""
+    and writes in short transactions of its own, one connection at a time: the caller's
+    `session` only has its read ended first (its connection back to the pool), so a request
+    or a run that read through it never holds two."""
     assert owner.id is not None
+    await end_read(session)
     if idempotency_key is not None:
         async with session_factory()() as read:  # closed before the write takes a connection
             earlier = await task_for_key(read, owner.id, idempotency_key, task_in)

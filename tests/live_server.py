@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -18,12 +19,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server() -> Iterator[str]:
-    """Serve create_app(sweeper=False) on 127.0.0.1:<free port>; yields the base URL."""
+def live_server(wrap: Callable[[Any], Any] | None = None) -> Iterator[str]:
+    """Serve create_app(sweeper=False) (inside `wrap`, an ASGI middleware, if given) on
+    127.0.0.1:<free port>; yields the base URL."""
     from app.main import create_app
 
     port = free_port()
-    config = uvicorn.Config(create_app(sweeper=False), host="127.0.0.1", port=port,
+    app = create_app(sweeper=False)
+    config = uvicorn.Config(wrap(app) if wrap else app, host="127.0.0.1", port=port,
                             log_level="warning", ws="websockets-sansio", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

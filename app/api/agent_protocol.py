@@ -43,6 +43,7 @@ from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.live import follow
 from app.api.openapi import ENDED, binary
 from app.api.tasks import add_message
+from app.core.db import end_read
 from app.models import TERMINAL_VALUES, MessageCreate, Task, TaskCreate, TaskEvent
 from app.sandbox import fs
 from app.sandbox.workspace import PathRefused
@@ -185,9 +186,11 @@ async def _next_step(session: AsyncSession, task: Task, user_id: int, wait_s: fl
     key = (task.id, str(task.created_at), user_id)  # the creation time: ids of a reset database
     cursor = after if after is not None else _cursors.get(key, 0)
     ended = task.status in TERMINAL_VALUES
+    # no connection held through the wait (its reads take their own), and a fresh snapshot
+    # after it: the events came from other transactions
+    await end_read(session)
     if not ended and wait_s > 0:
         await _wait_for_event(task.id, cursor, wait_s)  # returns at once if there is one
-    await session.rollback()  # a fresh snapshot: the events came from other transactions
     await session.refresh(task)
     found = await list_events(session, task.id, after=cursor, limit=1)
     if not found and task.status in TERMINAL_VALUES and task.last_seq:
@@ -285,6 +288,7 @@ async def upload_agent_task_artifacts(
 ) -> Artifact:
     """An input file for the task, kept in its `relative_path` folder under input/."""
     task = await owned_task(session, _task_id(task_id), user)
+    await end_read(session)  # no connection held while the file streams in
     folder = (relative_path or "").strip().strip("/")
     saved = await files_api.store_uploads(task, [file], folder=folder)
     return _artifact(task, f"input/{saved[0]['path']}", False)

@@ -9,7 +9,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import AdminUser, CurrentUser, SessionDep
-from app.core.db import session_scope
+from app.core.db import end_read, session_scope
 from app.models import (
     RUNNING_VALUES,
     Agent,
@@ -62,6 +62,7 @@ async def create_agent(body: AgentCreate, session: SessionDep, _admin: AdminUser
     if (await session.exec(select(Agent).where(Agent.name == body.name))).first():
         raise HTTPException(status.HTTP_409_CONFLICT, f"an agent named {body.name!r} exists")
     agent = Agent.model_validate(body.model_dump())
+    await end_read(session)
     async with session_scope() as write:
         write.add(agent)
     await assign_and_enqueue()
@@ -80,6 +81,7 @@ async def update_agent(
     """Edit an agent; re-enabling it (or widening it) assigns waiting tasks at once."""
     if body.config is not None:
         check_config(body.config)
+    await end_read(session)  # the read that found the admin
     async with session_scope() as write:
         agent = await _get(write, agent_id)
         _apply(agent, body)
@@ -106,6 +108,7 @@ def _apply(agent: Agent, body: AgentUpdate) -> None:
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_agent(agent_id: int, session: SessionDep, _admin: AdminUser) -> None:
     """Delete an agent with no unfinished tasks (disable it otherwise)."""
+    await end_read(session)  # the read that found the admin
     async with session_scope() as write:
         await _delete(write, agent_id)
 

@@ -20,7 +20,7 @@ from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.openapi import ENDED, binary
 from app.api.tasks import to_public
 from app.core.config import get_settings
-from app.core.db import session_scope
+from app.core.db import end_read, session_scope
 from app.models import TERMINAL_VALUES, Agent, Task, TaskCreate, TaskPublic, TaskStatus
 from app.sandbox import fs
 from app.sandbox.workspace import PathRefused, Workspace
@@ -162,6 +162,7 @@ async def upload_files(
 ) -> list[dict]:
     """Upload input files; they appear in the workspace's input/ folder."""
     task = await owned_task(session, task_id, user)
+    await end_read(session)  # no connection held while the files stream in
     return await store_uploads(task, files)
 
 
@@ -227,6 +228,7 @@ async def create_task_with_files(
     publish([event])
     if created.agent_id is not None:  # assigned at submission: enqueue now the files are in
         agent = await session.get(Agent, created.agent_id)
+        await end_read(session)  # the enqueue reads on a connection of its own
         await enqueue([(created.id, agent.name if agent else "")])
     return await to_public(session, created)
 
@@ -236,6 +238,7 @@ async def create_task_with_files(
 async def report_pdf(task_id: int, session: SessionDep, user: CurrentUser):
     """The task's PDF report, rendered on demand when missing."""
     await owned_task(session, task_id, user)
+    await end_read(session)  # the report reads (and renders) on connections of its own
     from app.integrations.report import ensure_report  # WeasyPrint: loaded on first use
 
     path = await ensure_report(task_id)

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.deps import CurrentUser, SessionDep
-from app.core.db import session_scope
+from app.core.db import end_read, session_scope
 from app.kinds.scenario.memory import embed_many, recall, relevance_kind
 from app.models import (
     Character,
@@ -58,9 +58,11 @@ async def owned_ecosystem(session: AsyncSession, ecosystem_id: int, user: User) 
 
 
 @router.post("/characters", status_code=status.HTTP_201_CREATED, response_model=CharacterPublic)
-async def create_character(body: CharacterCreate, user: CurrentUser) -> CharacterPublic:
+async def create_character(body: CharacterCreate, session: SessionDep,
+                           user: CurrentUser) -> CharacterPublic:
     """A character of yours: name (unique among yours), persona, Big Five traits (0–1), goals."""
     assert user.id is not None
+    await end_read(session)  # the read that found the user
     character = Character(owner_id=user.id, name=body.name, persona=body.persona,
                           traits=body.traits.model_dump(), goals=body.goals)
     try:
@@ -94,6 +96,7 @@ async def add_memory(character_id: int, body: MemoryCreate, session: SessionDep,
                      user: CurrentUser) -> MemoryPublic:
     """Give a character a memory (runs write theirs themselves)."""
     await owned_character(session, character_id, user)
+    await end_read(session)  # none held while the memory is embedded and written
     (vector,) = await asyncio.to_thread(embed_many, [body.content])
     memory = Memory(character_id=character_id, kind=body.kind, content=body.content,
                     importance=body.importance, embedding=vector)
@@ -152,6 +155,7 @@ async def create_ecosystem(body: EcosystemCreate, session: SessionDep,
                 "loc": ["body", "characters", index], "type": "value_error",
                 "msg": f"no character {character_id} of yours"}]) from None
     eco = Ecosystem(owner_id=user.id, name=body.name, character_ids=ids)
+    await end_read(session)
     try:
         async with session_scope() as write:
             write.add(eco)

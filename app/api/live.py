@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import threading
@@ -128,18 +129,22 @@ def get_hub() -> Hub:
 
 
 async def _start_source(hub: Hub) -> asyncio.Task[None]:
-    """Start the Redis listener or the table poller; returns once it cannot miss an event."""
+    """Start the Redis listener or the table poller; returns once it cannot miss an event.
+
+    The source serves every follower on this loop, so it runs in a context of its own, not
+    in the request's that happened to start it (that request's trace span, its connections)."""
     url = get_settings().pubsub_redis_url
+    own = contextvars.Context()
     if url:
         try:
             client, pubsub = await _subscribe(url)
         except Exception:  # noqa: BLE001 - Redis is down: the listener keeps trying
             log.warning("redis event listener could not subscribe; retrying", exc_info=True)
             client = pubsub = None
-        return asyncio.create_task(_listen(hub, url, client, pubsub))
+        return asyncio.create_task(_listen(hub, url, client, pubsub), context=own)
     async with session_factory()() as session:
         last_id = (await session.exec(select(func.max(TaskEvent.id)))).one() or 0
-    return asyncio.create_task(_poll(hub, int(last_id)))
+    return asyncio.create_task(_poll(hub, int(last_id)), context=own)
 
 
 async def _subscribe(url: str) -> tuple[Any, Any]:

@@ -27,7 +27,7 @@ from app.api.characters import owned_ecosystem
 from app.api.deps import CurrentUser, SessionDep
 from app.api.living_rounds import check_round, write_living
 from app.api.observatory import members_of
-from app.core.db import session_factory
+from app.core.db import end_read, session_factory
 from app.kinds.scenario.living import DEFAULT_INTERVAL_S, DailyBudget, Living, default_definition
 from app.models import Ecosystem, User, utcnow
 
@@ -96,6 +96,7 @@ async def _change(session: AsyncSession, ecosystem_id: int, user: User, change: 
     """Apply `change` (the living columns to set, from the row as it is) with a versioned
     write; a sweep that wrote meanwhile makes it read again and retry."""
     await owned_ecosystem(session, ecosystem_id, user)
+    await end_read(session)  # the row is read afresh and written on connections of their own
     for _ in range(5):
         eco = await _fresh(ecosystem_id)
         if await write_living(eco, **await change(eco)):

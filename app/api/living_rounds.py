@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.api.inline_runs import InlineRunCreate, check_inline
 from app.api.scenarios import estimate, submit_run
-from app.core.db import session_factory, session_scope
+from app.core.db import end_read, session_factory, session_scope
 from app.kinds.scenario.living import Living, next_day
 from app.kinds.scenario.schema import Problem, Scenario
 from app.models import TERMINAL_VALUES, Ecosystem, Task, TaskStatus, User, living_due, utcnow
@@ -56,6 +56,7 @@ async def _settle(session: AsyncSession, eco: Ecosystem, now: datetime) -> None:
     task = await session.get(Task, eco.living_task_id)
     if task is not None and task.status not in TERMINAL_VALUES:
         return  # still playing
+    await end_read(session)  # the sweep holds one connection at a time, as a request does
     ok = task is not None and task.status == TaskStatus.completed
     living = Living.model_validate(eco.living).ended(task.cost_usd if task else 0.0, ok)
     paused: dict[str, Any] = {}
@@ -79,6 +80,7 @@ async def _start(session: AsyncSession, eco: Ecosystem, now: datetime) -> bool:
     user = await session.get(User, eco.owner_id)
     assert user is not None
     body, inputs, scenario, problems = await check_round(session, user, eco, living)
+    await end_read(session)  # before any write below (submit_run's too)
     if scenario is None:
         return await _pause(eco, living, f"the round cannot start: {_problems_text(problems)}")
     reason = living.stop(scenario.turn_count)

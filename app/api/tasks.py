@@ -13,7 +13,7 @@ from app.api.deps import CurrentUser, SessionDep, owned_task
 from app.api.event_page import page_json
 from app.api.stream import StreamUser, sse_response, wants_event_stream
 from app.core.config import get_settings
-from app.core.db import session_scope
+from app.core.db import end_read, session_scope
 from app.integrations import links
 from app.integrations.outbox import notifications_for
 from app.models import (
@@ -89,12 +89,7 @@ async def create_task(
     The task is stored before it is queued: if the broker is down, the answer is still 201 and
     the task is queued when the broker is back."""
     assert user.id is not None
-    # End the read transaction that found the user: its connection goes back to the pool
-    # before the submission's write takes one. Holding both, as many concurrent submissions as
-    # the pool has connections each held one and waited for a second: a 30 s stall, then 503s
-    # (15 at once on SQLite's pool of 5 + 10; 30 on PostgreSQL's 10 + 20).
-    await session.commit()
-    try:
+    try:  # the submission ends the read that found the user before it writes
         done = await submit(session=session, task_in=task_in, owner=user,
                             idempotency_key=idempotency_key)
     except SubmissionError as exc:
@@ -144,9 +139,7 @@ async def get_task(task_id: int, session: SessionDep, user: CurrentUser) -> Task
 async def cancel_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Cancel in any state; a running model call is abandoned and the agent freed at once."""
     task = await owned_task(session, task_id, user)
-    # the read ends before the write takes a connection (one at a time, as in create_task);
-    # the refresh below reads afresh, so it sees the cancel
-    await session.commit()
+    await end_read(session)  # the refresh below reads afresh, so it sees the cancel
     async with session_scope() as write:
         events = await close_task(write, task_id, TaskStatus.cancelled,
                                   error=f"cancelled by {user.email}")
@@ -163,7 +156,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
     """Pause now: the worker stops the run and the agent slot is freed; `resume` goes on from
     the last checkpoint (a scenario from its last finished turn, an agent from its last step)."""
     task = await owned_task(session, task_id, user)
-    await session.commit()  # one connection at a time (see cancel_task)
+    await end_read(session)
     async with session_scope() as write:
         events = await pause_now(write, task_id, by=user.email)
     if not events:
@@ -180,7 +173,7 @@ async def pause_task(task_id: int, session: SessionDep, user: CurrentUser) -> Ta
 async def resume_task(task_id: int, session: SessionDep, user: CurrentUser) -> TaskPublic:
     """Put a paused task back in the queue; it goes on where it stopped."""
     task = await owned_task(session, task_id, user)
-    await session.commit()  # one connection at a time (see cancel_task)
+    await end_read(session)
     async with session_scope() as write:
         events = await resume_now(write, task_id, by=user.email)
     if not events:
@@ -228,7 +221,7 @@ async def add_message(
     session: AsyncSession, task: Task, body: MessageCreate, user: User
 ) -> MessagePublic:
     assert task.id is not None
-    await session.commit()  # the caller's read ends before the write: one connection at a time
+    await end_read(session)  # the caller's read, before the write takes a connection
     async with session_scope() as write:
         msg = TaskMessage(task_id=task.id, author=f"user:{user.email}", target=body.target,
                           content=body.content)

@@ -5,7 +5,8 @@ On SQLite (WAL, busy timeout) reads are deferred transactions that take no lock,
 write lock up front instead of failing with "database is locked" halfway. The rule that follows:
 writes go through `session_scope()` (or `connection_scope()`, the same on a Core connection);
 request sessions (SessionDep) read. PostgreSQL needs none of this: its row locks make each
-conditional UPDATE atomic.
+conditional UPDATE atomic. On both, a request holds one pooled connection at a time: its
+session's read ends (`end_read()`) before anything else takes a connection.
 
 The hot paths of a run (a step's record, the inbox check, the lease keeper) use Core connections:
 the same SQL for a fraction of the Python an ORM session costs (~1.8 ms for an empty one).
@@ -161,6 +162,15 @@ async def session_scope(engine: AsyncEngine | None = None) -> AsyncIterator[Asyn
         except BaseException:
             await session.rollback()
             raise
+
+
+async def end_read(session: AsyncSession) -> None:
+    """End `session`'s read transaction: its pooled connection goes back before the caller
+    takes another (a write in `session_scope`, a render, a wait), so one request holds one
+    connection at a time. Holding one while waiting for a second, as many requests as the
+    pool has connections stalled each other out to the pool's timeout (503s). What was read
+    stays loaded; the session's next read takes a connection and a fresh snapshot."""
+    await session.commit()
 
 
 class RunConnection:

@@ -21,6 +21,7 @@ from app.api.deps import SessionDep, owned_task
 from app.api.participants import run_cast
 from app.auth.tokens import SESSION_AUDIENCE, mint
 from app.core.config import get_settings
+from app.core.db import end_read, session_scope
 from app.kinds.scenario import replay
 from app.models import (
     RUNNING_VALUES,
@@ -228,8 +229,7 @@ async def agent_status(agent_id: int, request: Request, session: SessionDep, csr
     check_csrf(request, SESSION_COOKIE, csrf)
     if not user.is_admin:
         raise HTTPException(403, "admin only")
-    from app.core.db import session_scope
-
+    await end_read(session)
     async with session_scope() as write:
         agent = await write.get(Agent, agent_id)
         if agent is None:
