@@ -267,12 +267,13 @@ async def _run(task_id: int, owner: str, connection: RunConnection) -> str:
     finally:
         if ctx is not None:
             # the task's persistent jail runs as its uid: ended before the uid is given back
-            await asyncio.to_thread(ctx.services.shell.close)
+            if ctx.services.shell.session is not None:
+                await asyncio.to_thread(ctx.services.shell.close)
             release_uid(ctx.workspace.root)
             if outcome == "paused":
                 await let_go(task_id, owner)
-        await _deliver_if_ended(task_id, connection)
-        await _assign_quietly(connection)
+        if await _deliver_if_ended(task_id, connection):
+            await _assign_quietly(connection)
     return outcome or "ran"
 
 
@@ -286,25 +287,39 @@ async def _assign_quietly(connection: RunConnection) -> None:
         log.warning("could not assign waiting tasks (%s); the sweep will", type(exc).__name__)
 
 
-async def _deliver_if_ended(task_id: int, connection: RunConnection) -> None:
+async def _deliver_if_ended(task_id: int, connection: RunConnection) -> bool:
     """Hand the deliverables of an ended task to their own worker task, so this run ends when
-    its status is set; no message when it has none (lazy report, no email, no GitHub)."""
+    its status is set; no message when it has none (lazy report, no email, no GitHub).
+
+    Whether tasks wait for an agent is read in the same statement: most runs end with none
+    waiting, and then no other read is made. True: some may wait (or the read failed)."""
     try:
         async with connection.read() as conn:  # a read: no write lock
             row = (await conn.execute(
                 select(Task.status, Agent.name, Task.notify, Task.github)
-                .add_columns(_unsent_mail(task_id))
+                .add_columns(_unsent_mail(task_id), _PENDING)
                 .join(Agent, col(Agent.id) == col(Task.agent_id), isouter=True)
                 .where(col(Task.id) == task_id)
             )).first()
-        if row is None or row[0] not in TERMINAL_VALUES:
-            return
-        status, agent, notify, github, unsent = row
-        if not (get_settings().eager_reports or (notify or {}).get("email") or github or unsent):
-            return
-        await enqueue([(task_id, agent or "")], name="deliver_task")
     except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
         log.exception("could not enqueue deliverables for task %s", task_id)
+        return True
+    if row is None:
+        return True
+    status, agent, notify, github, unsent, pending = row
+    try:
+        if status in TERMINAL_VALUES and (
+                get_settings().eager_reports or (notify or {}).get("email") or github or unsent):
+            await enqueue([(task_id, agent or "")], name="deliver_task")
+    except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
+        log.exception("could not enqueue deliverables for task %s", task_id)
+    return bool(pending)
+
+
+# whether any task waits for an agent (what app.tasks.enqueue.assign_and_enqueue looks for);
+# on an alias, so it is not correlated with the ended task's row
+_WAITING = table(Task).alias("waiting")
+_PENDING = select(_WAITING.c.id).where(_WAITING.c.status == TaskStatus.pending.value).exists()
 
 
 def _unsent_mail(task_id: int) -> Any:
