@@ -8,7 +8,7 @@ usage row and checkpoint is persisted, to a SQLite file database in a temp dir a
 throwaway PostgreSQL database (127.0.0.1:5432, dropped afterwards), one after the other; the
 task runs in-process through app.run.runner.run_task, as a worker runs it. After each task the
 requests it made are replayed as raw HTTP (the same JSON bodies posted through the same pooled
-httpx client, the reply read and parsed) against the same scripted replies, and
+HTTP session, the reply read and parsed) against the same scripted replies, and
 
     overhead per step = (loop time − replay time) / 11        target: ≤ 2 ms at p50
 
@@ -49,7 +49,7 @@ def _configure(tmp: Path, db_url: str, llm_url: str) -> None:
     from app.run.llm import reset_clients
 
     reset_settings()
-    reset_clients()  # an AsyncOpenAI belongs to the event loop that first used it
+    reset_clients()  # an HTTP session belongs to the event loop that first used it
 
 
 def _script(llm: Any) -> None:
@@ -62,15 +62,15 @@ def _script(llm: Any) -> None:
 async def _tiny_round_trips(n: int) -> list[float]:
     """The bare HTTP client alone posting "hi": the round trip of the smallest request."""
     from app.core.config import get_settings
-    from app.run.llm import client_for
+    from app.run.llm_http import post_chat
 
-    client = client_for(get_settings())
+    settings = get_settings()
     body = json.dumps({"model": "openai/gpt-4o-mini",
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     times = []
     for _ in range(n):
         start = time.perf_counter()
-        json.loads((await client.post("chat/completions", content=body)).content)
+        json.loads(await post_chat(settings, body))
         times.append(time.perf_counter() - start)
     return times
 
@@ -80,14 +80,13 @@ async def _replay(requests: list[dict[str, Any]]) -> tuple[float, float]:
     (serialised and posted, nothing else), each reply read and parsed: their summed time and
     CPU time."""
     from app.core.config import get_settings
-    from app.run.llm import client_for
+    from app.run.llm_http import post_chat
 
-    client = client_for(get_settings())
+    settings = get_settings()
     total = cpu = 0.0
     for body in requests:
         start, start_cpu = time.perf_counter(), time.process_time()
-        response = await client.post("chat/completions", content=json.dumps(body).encode())
-        json.loads(response.content)
+        json.loads(await post_chat(settings, json.dumps(body).encode()))
         total += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
     return total, cpu

@@ -180,13 +180,21 @@ async def drain(owner: object, n: int, start_workers: Any) -> tuple[float, dict[
     """Completed tasks/s of 2 workers on N tasks queued before they start: from the first
     task's start to the last one's end, as the database recorded them (what the workers do,
     without this process's own submit loop in the way); and the CPU milliseconds a task cost
-    each kind of process meanwhile (worker start-up included)."""
+    each kind of process meanwhile (from the first task's start: the workers' start-up is
+    not counted)."""
     from app.core.db import session_factory
     from app.models import Task
 
     ids = await _submit_many(owner, n)
-    before = cpu_seconds()
     start_workers()
+
+    async def started() -> bool:
+        async with session_factory()() as session:
+            return (await session.exec(select(func.count()).select_from(Task).where(
+                col(Task.id).in_(ids), col(Task.started_at).is_not(None)))).one() > 0
+
+    await wait_for(started, timeout=120, interval=0.02)
+    before = cpu_seconds()  # the workers' start-up is behind them
 
     async def span() -> tuple[Any, Any] | None:
         async with session_factory()() as session:

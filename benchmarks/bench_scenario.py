@@ -135,7 +135,7 @@ async def _close(settings: Any) -> None:
     from app.core.db import dispose_engines
     from app.run import llm
 
-    await llm.client_for(settings).aclose()
+    await llm.close_clients()
     llm.reset_clients()
     await dispose_engines()
 

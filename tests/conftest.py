@@ -73,10 +73,12 @@ def env(
 
 @pytest.fixture
 async def db(env: dict[str, str]) -> AsyncIterator[None]:
-    """The configured engine, disposed after the test."""
+    """The configured engine, disposed after the test (and the model's HTTP sessions closed)."""
     from app.core.db import dispose_engines
+    from app.run.llm import close_clients
 
     yield None
+    await close_clients()
     await dispose_engines()
 
 

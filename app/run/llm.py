@@ -10,11 +10,12 @@ each fallback model in turn; every retry and switch is reported through `on_even
 model can fix ends the chain at once: a 401 (the same key goes with every model) and a
 context-length refusal (the caller condenses the conversation and asks again).
 
-The request is posted as a plain JSON body over pooled HTTP (app.run.llm_http: the key, base URL,
-timeout and status errors), and the reply is read as plain JSON by app.run.llm_reply, which
-copes with what real providers send. Provider-specific fields go only where they are understood:
-`usage: {include: true}` and `provider` routing to OpenRouter alone; `max_completion_tokens`
-instead of `max_tokens` for a model that refused the latter (remembered per endpoint and model).
+The request is posted as a plain JSON body over pooled HTTP (app.run.llm_http, on aiohttp: the
+key, base URL, timeout and status errors), and the reply is read as plain JSON by
+app.run.llm_reply, which copes with what real providers send. Provider-specific fields go only
+where they are understood: `usage: {include: true}` and `provider` routing to OpenRouter alone;
+`max_completion_tokens` instead of `max_tokens` for a model that refused the latter (remembered per
+endpoint and model).
 Model names go through the operator's map (TASKBENCH_LLM_MODEL_MAP, `settings.provider_model`).
 
 What the client last saw of the provider (`seen()`) is kept per process; app/run/provider_state.py
@@ -37,10 +38,10 @@ from app.core.config import Settings
 from app.core.redact import redact
 from app.models import utcnow
 from app.run import llm_http
-from app.run.llm_http import Unreachable, client_for, post_chat
+from app.run.llm_http import Unreachable, close_clients, post_chat
 from app.run.llm_reply import Completion, ProviderError, read_reply
 
-__all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "client_for", "reset_clients"]
+__all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "close_clients", "reset_clients"]
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 _CONTEXT = re.compile(r"context[_ ]length|context window|maximum context|too many tokens|"

@@ -319,7 +319,9 @@ async def _deliver_if_ended(task_id: int, connection: RunConnection) -> bool:
 # whether any task waits for an agent (what app.tasks.enqueue.assign_and_enqueue looks for);
 # on an alias, so it is not correlated with the ended task's row
 _WAITING = table(Task).alias("waiting")
-_PENDING = select(_WAITING.c.id).where(_WAITING.c.status == TaskStatus.pending.value).exists()
+_PENDING = (select(_WAITING.c.id)
+            .where(_WAITING.c.status == TaskStatus.pending.value)
+            .exists())
 
 
 def _unsent_mail(task_id: int) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.factories.loop import events_of
 from tests.factories.worker import submit_and_run
-from tests.fakes.llm_server import error, finish, tool_call
+from tests.fakes.llm_server import broken_body, delayed, error, finish, tool_call
 
 JUNIOR = "openai/gpt-4o-mini"
 JUNIOR_FALLBACK = "google/gemini-2.0-flash-001"
@@ -74,3 +74,34 @@ async def test_wrong_arguments_become_an_observation_counted_against_the_budget(
     observations = [m["content"] for m in llm.requests[2]["messages"] if m["role"] == "tool"]
     assert "argument path of write_file must be of type string" in observations[0]
     assert "unknown argument(s) for read_file: colour" in observations[1]
+
+
+async def test_a_reply_cut_mid_body_is_asked_again(app_client, enqueued, llm):
+    # given a provider whose first reply's connection drops halfway through its body
+    llm.script(broken_body(finish("never arrives whole")), model=JUNIOR)
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then the call was retried on the same model (a connection error, named as one) and the
+    # task completed with the later answers
+    assert task["status"] == "completed", task
+    retries = await events_of(app_client, task["id"], "llm_retry")
+    assert [e["data"]["model"] for e in retries] == [JUNIOR]
+    assert retries[0]["data"]["error"].startswith("Connection error:"), retries
+    assert task["summary"] != "never arrives whole"
+
+
+async def test_an_answer_slower_than_the_timeout_is_asked_again(
+        app_client, enqueued, llm, monkeypatch):
+    # given a 0.5 s model timeout and a first answer that takes 3 s
+    monkeypatch.setenv("TASKBENCH_LLM_TIMEOUT_S", "0.5")
+    from app.core.config import reset_settings
+
+    reset_settings()
+    llm.script(delayed(3, finish("too late")), model=JUNIOR)
+    # when a task runs
+    task = await _run(app_client, enqueued)
+    # then the slow call was given up at the timeout and asked again, saying why
+    assert task["status"] == "completed", task
+    retries = await events_of(app_client, task["id"], "llm_retry")
+    assert len(retries) == 1
+    assert "no answer within 0.5 s" in retries[0]["data"]["error"]

@@ -88,7 +88,7 @@ class CastResponder:
 
 async def close_llm_client() -> None:
     """Close the cached HTTP client inside the test's loop, before the loop goes away."""
-    await llm_module.client_for(get_settings()).aclose()
+    await llm_module.close_clients()
     llm_module.reset_clients()
 
 

@@ -11,15 +11,18 @@ calls `finish` at once. Every request body is recorded in `requests`.
 Real providers' quirks, each reproducible: `raw_message(...)` sends an assistant message exactly
 as given (arguments as an object, no id, content parts, reasoning), `body_error` a 200 carrying
 `{"error"}`, `raw_body` an HTML page or broken JSON, `no_choices`, `without_usage`, `cut_off`
-(finish_reason "length"); `refuse_max_tokens`, `context_chars` and `valid_keys` make the endpoint
+(finish_reason "length"), `delayed` (an answer that takes its time), `broken_body` (the connection
+drops mid-body); `refuse_max_tokens`, `context_chars` and `valid_keys` make the endpoint
 as strict as OpenAI's about `max_tokens`, the context window and the key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -89,6 +92,11 @@ def cut_off(response: Response) -> Response:
 
 def delayed(seconds: float, response: Response) -> Response:
     return {**response, "delay": seconds}
+
+
+def broken_body(response: Response) -> Response:
+    """A reply whose connection drops mid-body: its headers promise more than ever arrives."""
+    return {**response, "broken": True}
 
 
 def finish(summary: str = "done") -> Response:
@@ -177,6 +185,9 @@ class ScriptedLLM:
                     self._send(401, {"error": {"message": "Invalid API key", "code": 401}})
                     return
                 status, payload, headers = fake._answer(body)
+                if headers.pop("x-fake-broken", None):
+                    self._send_broken(payload)
+                    return
                 self._send(status, payload, headers)
 
             def do_GET(self) -> None:
@@ -184,6 +195,18 @@ class ScriptedLLM:
                     self._send(200, {"object": "list", "data": []})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
+
+            def _send_broken(self, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data) * 2))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None):
                 raw = isinstance(payload, RawBody)
@@ -256,6 +279,8 @@ class ScriptedLLM:
             return int(response["status"]), raw, {}
         if "body_error" in response:
             return 200, {"error": response["body_error"]}, {}
+        if response.get("broken"):
+            return 200, self._completion(body, response), {"x-fake-broken": "1"}
         return 200, self._completion(body, response), {}
 
     def _cache_lookup(self, body: dict[str, Any]) -> tuple[int, int]:
