@@ -211,6 +211,9 @@ async def bench(llm: Any, n_tasks: int) -> dict[str, Any]:
         replay_cpu.append(cpu)
     tiny += await _tiny_round_trips(100)
     commits += await _commit_floor(get_settings().db_url, 100)
+    from app.run.llm import close_clients
+
+    await close_clients()
     await dispose_engines()
     return {"tiny": tiny, "commit": commits, "loop": _loop_times[1:], "task": task_times[1:],
             "replay": replays[1:], "loop_cpu": _loop_cpu[1:], "replay_cpu": replay_cpu[1:]}

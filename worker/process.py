@@ -4,6 +4,7 @@ registration, heartbeat and sweep thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -100,6 +101,10 @@ def _sandbox_process_init() -> None:
 @worker_process_shutdown.connect
 def _on_child_exit(**_: Any) -> None:
     tracing.shutdown()  # export the spans still batched before the child goes away
+    if _loop is not None and not _loop.is_closed() and not _loop.is_running():
+        # the model's HTTP sessions, closed on their own loop (not reported unclosed at exit)
+        with contextlib.suppress(Exception):
+            _loop.run_until_complete(llm.close_clients())
 
 
 def _agents() -> list[str]:
