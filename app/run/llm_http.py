@@ -9,9 +9,9 @@
 The body goes out as the bytes the caller serialised once, with the key as a bearer token, and
 the reply is read as plain JSON by app.run.llm_reply. No SDK builds the request, and aiohttp
 posts one for about a quarter of the CPU httpx takes (0.16-0.19 vs 0.68-0.81 ms a call, measured
-against the fake provider on the 2-core machine): a no-op task makes three calls. One session per (event loop,
-endpoint, key, timeout) keeps connections alive between calls; proxies come from the environment
-(HTTP(S)_PROXY, NO_PROXY), as they did through the SDK.
+against the fake provider on the 2-core machine): a no-op task makes three calls. One session
+per (event loop, endpoint, key, timeout) keeps connections alive between calls; proxies come from
+the environment (HTTP(S)_PROXY, NO_PROXY), as they did through the SDK.
 """
 
 from __future__ import annotations

@@ -295,12 +295,7 @@ async def _deliver_if_ended(task_id: int, connection: RunConnection) -> bool:
     waiting, and then no other read is made. True: some may wait (or the read failed)."""
     try:
         async with connection.read() as conn:  # a read: no write lock
-            row = (await conn.execute(
-                select(Task.status, Agent.name, Task.notify, Task.github)
-                .add_columns(_unsent_mail(task_id), _PENDING)
-                .join(Agent, col(Agent.id) == col(Task.agent_id), isouter=True)
-                .where(col(Task.id) == task_id)
-            )).first()
+            row = (await conn.execute(_AFTER_END, {"ended_id": task_id})).first()
     except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
         log.exception("could not enqueue deliverables for task %s", task_id)
         return True
@@ -322,14 +317,16 @@ _WAITING = table(Task).alias("waiting")
 _PENDING = (select(_WAITING.c.id)
             .where(_WAITING.c.status == TaskStatus.pending.value)
             .exists())
-
-
-def _unsent_mail(task_id: int) -> Any:
-    """Whether the task has email not yet sent (e.g. a `send_email` whose own flush failed)."""
-    return (select(OutboxMessage.id)
-            .where(col(OutboxMessage.task_id) == task_id,
-                   col(OutboxMessage.status) == OutboxStatus.pending)
-            .exists())
+# whether the task has email not yet sent (e.g. a `send_email` whose own flush failed)
+_UNSENT = (select(OutboxMessage.id)
+           .where(col(OutboxMessage.task_id) == bindparam("ended_id"),
+                  col(OutboxMessage.status) == OutboxStatus.pending)
+           .exists())
+# built once: every run ends with it
+_AFTER_END = (select(Task.status, Agent.name, Task.notify, Task.github)
+              .add_columns(_UNSENT, _PENDING)
+              .join(Agent, col(Agent.id) == col(Task.agent_id), isouter=True)
+              .where(col(Task.id) == bindparam("ended_id")))
 
 
 async def deliver_task(task_id: int) -> None:
