@@ -121,6 +121,12 @@ async def _workspace_for(
     return Workspace.for_task(settings.workspaces_dir, agent.name, task.id or 0), False
 
 
+def _make_workspace(ctx: RunContext) -> None:
+    """The workspace, with the files uploaded before it existed (one hop to a thread)."""
+    ctx.workspace.create(title=ctx.task.title, description=ctx.task.description)
+    _take_uploads(ctx)
+
+
 def _take_uploads(ctx: RunContext) -> None:
     """Move files uploaded before the workspace existed into its input/ folder (through fs:
     an input/ the jail turned into a link is refused, never written through)."""
@@ -134,9 +140,7 @@ def _take_uploads(ctx: RunContext) -> None:
 
 
 async def _prepare(ctx: RunContext, attempt: int) -> None:
-    await asyncio.to_thread(ctx.workspace.create, title=ctx.task.title,
-                            description=ctx.task.description)
-    await asyncio.to_thread(_take_uploads, ctx)
+    await asyncio.to_thread(_make_workspace, ctx)
     # written with the first phase change, before the first model call; the venv is made by
     # the first tool that needs it (app.tools.venvs)
     ctx.record("started", {"attempt": attempt, "worker": ctx.worker_id,
