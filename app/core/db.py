@@ -174,7 +174,7 @@ async def end_read(session: AsyncSession) -> None:
 
 
 class RunConnection:
-    """Write transactions for one run: inside `kept()` all on one connection, checked out at
+    """The transactions of one run: inside `kept()` all on one connection, checked out at
     the first and given back at the end, so a step pays no pool checkout and (PostgreSQL) no
     pre-ping round trip; outside it, on a pooled connection each, like `connection_scope`.
 
