@@ -46,7 +46,7 @@ _DIED_IN_TOOL = case((col(Task.lease_activity).is_not(None)
                      else_=0)
 # Built once (every run starts with it); returns the whole row, so the run needs no other read
 # of its task.
-_TAKE = (
+TAKE = (
     update(table(Task))
     .where(
         col(Task.id) == bindparam("lease_task"),
@@ -62,15 +62,19 @@ _TAKE = (
 )
 
 
+def lease_params(task_id: int, owner: str, settings: Settings) -> dict[str, Any]:
+    """The parameters of TAKE (and of a statement built on it) for `owner` taking `task_id`."""
+    now = utcnow()
+    return {"lease_task": task_id, "lease_by": owner, "lease_now": now,
+            "lease_until": now + timedelta(seconds=settings.lease_seconds)}
+
+
 async def take_lease(
     conn: Any, task_id: int, owner: str, settings: Settings
 ) -> Row[Any] | None:
     """The task's row, leased to `owner` (its `attempts` the delivery count, `tool_deaths` the
     deliveries that died inside a tool call), or None: not ours."""
-    now = utcnow()
-    return (await conn.execute(_TAKE, {
-        "lease_task": task_id, "lease_by": owner, "lease_now": now,
-        "lease_until": now + timedelta(seconds=settings.lease_seconds)})).first()
+    return (await conn.execute(TAKE, lease_params(task_id, owner, settings))).first()
 
 
 def too_often(attempt: int, tool_deaths: int, settings: Settings) -> str | None:

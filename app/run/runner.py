@@ -39,7 +39,15 @@ from app.run.budget import Limits, Spent, TreeBudgetExceeded
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
 from app.run.kinds import RUNNERS
-from app.run.lease import hand_back, keep_lease, let_go, take_lease, too_often
+from app.run.lease import (
+    TAKE,
+    hand_back,
+    keep_lease,
+    lease_params,
+    let_go,
+    take_lease,
+    too_often,
+)
 from app.run.llm import LLMError
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
@@ -60,19 +68,19 @@ async def _start(
     `connection`: (attempt, context).
 
     No context when the lease is not ours; why not, when the task was delivered too often.
-    Core statements: the lease returns the task's row, one more read its agent."""
+    Core statements: the lease returns the task's row, and on PostgreSQL its agent's too (one
+    statement); on SQLite one more read gets the agent."""
     async with connection.transaction() as conn:
-        row = await take_lease(conn, task_id, owner, settings)
-        if row is None:
+        task_row, agent_row = await _lease_and_agent(conn, task_id, owner, settings)
+        if task_row is None:
             return None, None
-        attempt = int(row.attempts)
-        refusal = too_often(attempt, int(row.tool_deaths), settings)
+        attempt = int(task_row["attempts"])
+        refusal = too_often(attempt, int(task_row["tool_deaths"]), settings)
         if refusal is not None:
             return attempt, refusal
-        task = Task(**row._mapping)
-        assert task.agent_id is not None
-        agent_row = (await conn.execute(_AGENT, {"agent_id": task.agent_id})).one()
-        agent = Agent(**agent_row._mapping)
+        task = Task(**task_row)
+        assert task.agent_id is not None and agent_row is not None
+        agent = Agent(**agent_row)
         workspace, borrowed = await _workspace_for(conn, task, agent, settings)
         if task.workspace != str(workspace.root):
             task.workspace = str(workspace.root)
@@ -87,6 +95,36 @@ async def _start(
 
 
 _AGENT = table(Agent).select().where(col(Agent.id) == bindparam("agent_id"))
+# PostgreSQL: the lease's UPDATE … RETURNING joined with the task's agent, one round trip
+_LEASED = TAKE.cte("leased")
+_LEASE_WITH_AGENT = (
+    _LEASED.select()
+    .add_columns(*[c.label(f"agent__{c.name}") for c in table(Agent).c])
+    .select_from(_LEASED.outerjoin(table(Agent), table(Agent).c.id == _LEASED.c.agent_id))
+)
+
+
+async def _lease_and_agent(
+    conn: Any, task_id: int, owner: str, settings: Settings
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the task's row, its agent's row) once the lease is taken; (None, None): not ours."""
+    if conn.dialect.name == "postgresql":
+        row = (await conn.execute(_LEASE_WITH_AGENT,
+                                  lease_params(task_id, owner, settings))).first()
+        if row is None:
+            return None, None
+        values = dict(row._mapping)
+        agent = {k.removeprefix("agent__"): values.pop(k) for k in list(values)
+                 if k.startswith("agent__")}
+        return values, (agent if agent.get("id") is not None else None)
+    leased = await take_lease(conn, task_id, owner, settings)
+    if leased is None:
+        return None, None
+    task = dict(leased._mapping)
+    if task["agent_id"] is None:
+        return task, None
+    agent_row = (await conn.execute(_AGENT, {"agent_id": task["agent_id"]})).first()
+    return task, (dict(agent_row._mapping) if agent_row is not None else None)
 
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
