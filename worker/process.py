@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from celery.signals import (
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -71,6 +72,15 @@ def settle(loop: asyncio.AbstractEventLoop, timeout: float = SETTLE_S) -> None:
     if stuck:
         log.error("%d coroutine(s) did not unwind within %.0f s after their task: %s",
                   len(stuck), timeout, ", ".join(repr(t.get_coro()) for t in stuck)[:500])
+
+
+@worker_init.connect
+def _before_fork(**_: Any) -> None:
+    # In the parent, before the pool forks: what every process inherits leaves the collector's
+    # sight, so no full collection (the parent's or a child's, before the child's own freeze)
+    # writes to its pages and copies them: each idle child kept 16 MB private, not 42 (PSS)
+    gc.collect()
+    gc.freeze()
 
 
 @worker_process_init.connect

@@ -8,7 +8,6 @@ it goes: an SMTP server from TASKBENCH_SMTP_URL, or .eml files under var_dir/out
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -17,31 +16,18 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from app.core.config import TEMPLATES_DIR, Settings
+from app.core.jinja import environment
 from app.core.redact import redact
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
-
-
-@functools.cache
-def _templates() -> Environment:
-    """The email templates; Jinja loads when the first email is composed (an idle API, which
-    imports this module through the outbox, never pays for it)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    return Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR / "email")),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-        keep_trailing_newline=True,
-    )
 
 
 def _render(name: str, context: dict[str, Any]) -> str:
-    return _templates().get_template(name).render(**context)
+    templates = environment(TEMPLATES_DIR / "email", autoescape=("html",),
+                            keep_trailing_newline=True)
+    return templates.get_template(name).render(**context)
 
 
 @dataclass(frozen=True)

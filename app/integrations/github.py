@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from github import Auth, Github
-from jinja2 import Environment, FileSystemLoader
 
 from app.core.config import TEMPLATES_DIR, Settings, get_settings
+from app.core.jinja import environment
 from app.core.redact import redact
 from app.integrations import gitops, links
 from app.sandbox import fs
@@ -34,7 +34,6 @@ ISSUE_URL = re.compile(
     r"^https?://[^/\s]+/(?:api/v3/)?(?:repos/)?"
     r"(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/issues/(?P<number>\d+)/?$"
 )
-_env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR / "github")), autoescape=False)  # noqa: S701 - Markdown, not HTML
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,10 @@ async def clone_for_task(task: dict[str, Any], workspace: Workspace, settings: S
 
 def pr_body(task: dict[str, Any], settings: Settings, extra: str = "") -> str:
     """The PR description: the task, the agent's notes, the summary, verdict and report link."""
-    body = _env.get_template("pull_request.md").render(
+    # Markdown, not HTML: no escaping
+    template = environment(TEMPLATES_DIR / "github", autoescape=False).get_template(
+        "pull_request.md")
+    body = template.render(
         task=task, notes=extra, task_url=links.task_page(settings, task["id"]),
         report_url=links.report_link(settings, task["id"]),
     )

@@ -11,37 +11,24 @@ fake one; it is rendered from templates/reports/task_report.html with report.css
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlmodel import col, select
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.core.jinja import environment
 from app.integrations import links
 from app.integrations import report_data as rd
 from app.integrations.markup import REPORTS_TEMPLATES
 from app.models import TERMINAL, Agent, Task, TaskEvent, utcnow
 from app.sandbox import fs
 
-if TYPE_CHECKING:
-    from jinja2 import Environment
-
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _templates() -> Environment:
-    """The report templates; Jinja loads with the first report rendered, not in every process
-    that imports this module (an idle API does, through the kinds' report sections)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    return Environment(loader=FileSystemLoader(str(REPORTS_TEMPLATES)),
-                       autoescape=select_autoescape(default=True, default_for_string=True))
 
 
 SectionLoader = Callable[[int], Awaitable[dict[str, Any]]]
@@ -128,7 +115,8 @@ def _findings(review: dict[str, Any] | None) -> list[str]:
 def _render_task_pdf(context: dict[str, Any], out: Path) -> Path:
     from app.integrations.pdf import render_pdf  # WeasyPrint: loaded when a PDF is made
 
-    html = _templates().get_template("task_report.html").render(**context)
+    page = environment(REPORTS_TEMPLATES, autoescape=True).get_template("task_report.html")
+    html = page.render(**context)
     root: Path | None = context["root"]
     roots = [root / "output"] if root else []
     data = render_pdf(html, base_dir=root or REPORTS_TEMPLATES, roots=roots)
@@ -170,7 +158,8 @@ def render_markdown_report(title: str, markdown: str, *, workspace_root: Path, o
     images may come only from the workspace. Returns the PDF's size."""
     from app.integrations.pdf import render_pdf  # WeasyPrint: loaded when a PDF is made
 
-    html = _templates().get_template("markdown_report.html").render(
+    page = environment(REPORTS_TEMPLATES, autoescape=True).get_template("markdown_report.html")
+    html = page.render(
         title=rd.clip(title, 300),
         body=rd.markdown(markdown, 400_000),
         generated_at=datetime.now().replace(microsecond=0),

@@ -23,10 +23,9 @@ import json
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
-from app.core.db import RunConnection, get_engine
+from app.core.db import RunConnection, get_engine, upsert_insert
 from app.models import CheckpointMessage, TaskCheckpoint, table
 from app.run.step_record import Checkpoint
 
@@ -116,8 +115,8 @@ def _upsert(dialect: str, what: str) -> Any:
         columns = (["task_id", "messages", "message_count", "state", "phase", "updated_at"]
                    if what == "checkpoint" else ["task_id", "idx", "message"])
         keys = ["task_id"] if what == "checkpoint" else ["task_id", "idx"]
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(t).values({k: bindparam(k, type_=t.c[k].type) for k in columns})
+        values = {k: bindparam(k, type_=t.c[k].type) for k in columns}
+        stmt = upsert_insert(dialect)(t).values(values)
         _UPSERTS[key] = stmt.on_conflict_do_update(
             index_elements=[t.c[k] for k in keys],
             set_={k: stmt.excluded[k] for k in columns if k not in keys})

@@ -9,7 +9,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import Settings
-from app.core.db import connection_scope
+from app.core.db import connection_scope, upsert_insert
 from app.core.redact import redact
 from app.models import ProviderState, table
 from app.run.llm import KEY_VARIABLES, seen
@@ -25,11 +25,8 @@ async def save_seen(settings: Settings) -> None:
     record.unsaved = False
     row = {"base_url": settings.llm_base_url, "last_error": _clean(record.last_error),
            "last_error_at": record.last_error_at, "last_ok_at": record.last_ok_at}
-    from sqlalchemy.dialects import postgresql, sqlite  # workers only: the API never saves
-
     async with connection_scope() as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(table(ProviderState)).values(**row)
+        stmt = upsert_insert(conn.dialect.name)(table(ProviderState)).values(**row)
         await conn.execute(stmt.on_conflict_do_update(
             index_elements=[col(ProviderState.base_url)],
             set_={k: v for k, v in row.items() if k != "base_url" and v is not None},

@@ -6,11 +6,10 @@ The cookie is a token for the `dashboard` audience, so it is never accepted by t
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import HTTPException, Request, status
@@ -20,25 +19,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.api.auth import token_for
 from app.auth.tokens import SESSION_AUDIENCE, TokenError, verify
 from app.core.config import TEMPLATES_DIR, get_settings
+from app.core.jinja import environment
 from app.models import ApiKey, User
-
-if TYPE_CHECKING:
-    from jinja2 import Environment
 
 SESSION_COOKIE = "tb_session"
 LOGIN_CSRF_COOKIE = "tb_login_csrf"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-
-
-@functools.cache
-def _pages() -> Environment:
-    """The dashboard's templates; Jinja loads with the first page served (an API that only
-    serves REST never pays for it)."""
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    return Environment(loader=FileSystemLoader(TEMPLATES_DIR / "web"),
-                       autoescape=select_autoescape(["html"]), enable_async=False)
 
 
 def csrf_for(session_value: str) -> str:
@@ -100,8 +87,9 @@ async def page_token(session: AsyncSession, key_id: int) -> str:
 def render(request: Request, name: str, context: dict[str, Any], code: int = 200) -> HTMLResponse:
     """A page with the session's CSRF token and strict security headers."""
     session_value = request.cookies.get(SESSION_COOKIE, "")
-    html = _pages().get_template(name).render(csrf=csrf_for(session_value) if session_value else "",
-                                           request=request, **context)
+    page = environment(TEMPLATES_DIR / "web", autoescape=("html",)).get_template(name)
+    html = page.render(csrf=csrf_for(session_value) if session_value else "", request=request,
+                       **context)
     return HTMLResponse(html, status_code=code, headers={
         "Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
         "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",

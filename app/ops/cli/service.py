@@ -62,13 +62,6 @@ def api(host: HostOpt = None, port: PortOpt = None) -> None:
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, a fixed module
 
 
-def worker_argv(agents: list[str], concurrency: int, loglevel: str = "INFO") -> list[str]:
-    queues = ",".join(f"agent.{a}" for a in agents) if agents else "taskbench"
-    name = f"taskbench-{'-'.join(agents) or 'all'}-{os.getpid()}@%h"
-    return ["worker", f"--loglevel={loglevel}", "-Q", queues, f"--concurrency={concurrency}",
-            "-n", name, "--without-gossip", "--without-mingle", "--prefetch-multiplier=1"]
-
-
 def worker(
     agents: Annotated[str, typer.Option(help="Serve only these agents' queues "
                                              "(comma-separated names)")] = "",
@@ -82,7 +75,8 @@ def worker(
         raise typer.Exit(2)
     # the worker without the CLI's libraries (worker/__main__.py); the same pid, so the same name
     os.execv(sys.executable, [sys.executable, "-m", "worker",  # noqa: S606 - a fixed module
-                              *worker_argv(names, concurrency, loglevel)])
+                              "--agents", ",".join(names), "--concurrency", str(concurrency),
+                              "--loglevel", loglevel])
 
 
 def sandbox_ready() -> bool:
