@@ -167,7 +167,7 @@ def cpu_seconds() -> dict[str, float]:
         used = (int(fields[11]) + int(fields[12])) / tick
         if int(pid) == os.getpid():
             totals["this"] += used
-        elif ("app.ops.cli" in cmd and " worker " in cmd) or "-m worker worker" in cmd:
+        elif ("app.ops.cli" in cmd and " worker " in cmd) or " -m worker " in cmd:
             totals["workers"] += used
         elif cmd.startswith("postgres"):
             totals["postgres"] += used
