@@ -4,42 +4,16 @@ when the end took seven statements in an ORM session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
 from sqlmodel import col, select
 
 from app.core.db import session_scope
 from app.models import Agent, OutboxMessage, Task
 from tests.factories import run_enqueued
+from tests.factories.connections import checkouts, statements
 from tests.fakes.llm_server import finish
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
-
-
-@contextmanager
-def database_use() -> Iterator[dict[str, list[str]]]:
-    """The pooled connections checked out and the statements sent while the block runs."""
-    seen: dict[str, list[str]] = {"checkouts": [], "statements": []}
-
-    def checkout(dbapi_conn, record, proxy):  # noqa: ANN001
-        seen["checkouts"].append(repr(record))
-
-    def statement(conn, cursor, text, params, context, executemany):  # noqa: ANN001
-        if not text.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
-            seen["statements"].append(" ".join(text.split())[:70])
-
-    event.listen(Pool, "checkout", checkout)
-    event.listen(Engine, "before_cursor_execute", statement)
-    try:
-        yield seen
-    finally:
-        event.remove(Pool, "checkout", checkout)
-        event.remove(Engine, "before_cursor_execute", statement)
 
 
 async def _noop(app_client, enqueued, llm, **body) -> int:  # noqa: ANN001
@@ -55,24 +29,23 @@ async def test_a_run_uses_one_connection_and_few_statements(app_client, enqueued
     assert await run_enqueued(enqueued) == ["ran"]
     task_id = await _noop(app_client, enqueued, llm)
     # when a worker runs it
-    with database_use() as used:
+    with checkouts() as taken, statements() as sent:
         assert await run_enqueued(enqueued) == ["ran"]
     # then the lease, the reads, the step writes, the end and the look for waiting work all
     # went through one connection taken from the pool once (on SQLite the reads take pooled
     # connections of their own: the run's begins IMMEDIATE, and a read there would queue for
     # the write lock); the lease returned the task's row and the end its columns, so neither
     # reads the task back
-    statements = used["statements"]
     if db_url.startswith("postgresql"):
-        assert len(used["checkouts"]) == 1, used["checkouts"]
+        assert len(taken) == 1, taken
         # through SQLAlchemy: the lease, its agent, the workspace, the journal, the end (task,
         # slot, agent, event) and one read after it (it was 14, in 5 checkouts); the step
         # writes and the checkpoint go to the driver directly, one statement each
-        assert len(statements) <= 9, "\n".join(statements)
+        assert len(sent) <= 9, "\n".join(sent)
     else:
-        assert len(statements) <= 16, "\n".join(statements)
-    whole_rows = [s for s in statements if s.startswith("SELECT task.title")]
-    assert whole_rows == [], statements
+        assert len(sent) <= 16, "\n".join(sent)
+    whole_rows = [s for s in sent if s.startswith("SELECT task.title")]
+    assert whole_rows == [], sent
     task = (await app_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "completed"
 

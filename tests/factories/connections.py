@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 _holder: contextvars.ContextVar[Held | None] = contextvars.ContextVar("held", default=None)
@@ -87,3 +88,35 @@ def counting() -> Iterator[None]:
     finally:
         event.remove(Pool, "checkout", _checkout)
         event.remove(Pool, "checkin", _checkin)
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine of this process sends while the block runs (BEGIN,
+    COMMIT and ROLLBACK left out), its first 70 characters."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+        if not statement.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            seen.append(" ".join(statement.split())[:70])
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def checkouts() -> Iterator[list[str]]:
+    """Every pooled connection checked out (by any pool of this process) while the block runs."""
+    seen: list[str] = []
+
+    def checkout(dbapi_conn, record, proxy):  # noqa: ANN001
+        seen.append(repr(record))
+
+    event.listen(Pool, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(Pool, "checkout", checkout)
