@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -287,6 +288,9 @@ async def _count_workers(n: int) -> bool:
 
 
 if __name__ == "__main__":
+    # a SIGTERM (from `timeout`, say) unwinds like Ctrl-C, so the workers are stopped: they run
+    # in sessions of their own and, left behind, would take the next run's tasks from Redis
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--latency-runs", type=int, default=30)
