@@ -44,17 +44,24 @@ async def test_bad_task_json_in_multipart_is_422_naming_the_field(app_client):
     assert resp.json()["detail"][0]["loc"] == ["body", "task", "complexity"]
 
 
-async def test_task_that_keeps_killing_its_worker_ends_failed(app_client, enqueued, llm):
-    # given a task whose runs died inside a tool call as often as allowed
-    resp = await app_client.post("/tasks", json={"title": "poison", "complexity": 1})
+async def _delivered_again(app_client, enqueued, title: str, *, attempts: int,  # noqa: ANN001
+                           tool_deaths: int) -> dict:
+    """A task delivered `attempts` times before (`tool_deaths` of them died inside a tool),
+    delivered once more and run here; the task as the API shows it afterwards."""
+    resp = await app_client.post("/tasks", json={"title": title, "complexity": 1})
     task_id = resp.json()["id"]
     async with session_scope() as session:
         await session.execute(update(Task).where(col(Task.id) == task_id)
-                              .values(attempts=3, tool_deaths=3))
-    # when it is delivered once more
+                              .values(attempts=attempts, tool_deaths=tool_deaths))
     await run_enqueued(enqueued)
+    return (await app_client.get(f"/tasks/{task_id}")).json()
+
+
+async def test_task_that_keeps_killing_its_worker_ends_failed(app_client, enqueued, llm):
+    # given a task whose runs died inside a tool call as often as allowed
+    # when it is delivered once more
+    task = await _delivered_again(app_client, enqueued, "poison", attempts=3, tool_deaths=3)
     # then it fails with the reason instead of running again, and frees its agent
-    task = (await app_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "failed"
     assert "keeps killing" in task["error"] and "3 times" in task["error"]
     assert llm.requests == []
@@ -66,27 +73,15 @@ async def test_deliveries_lost_outside_its_tools_never_fail_a_task(app_client, e
     # given a task delivered three times before, each run lost while not in a tool (a worker
     # killed while it waited on the model: the infrastructure's doing, not the task's)
     llm.script(finish("planned"), finish("built"), finish("tested"))
-    resp = await app_client.post("/tasks", json={"title": "unlucky", "complexity": 1})
-    task_id = resp.json()["id"]
-    async with session_scope() as session:
-        await session.execute(update(Task).where(col(Task.id) == task_id)
-                              .values(attempts=3, tool_deaths=0))
     # when it is delivered once more, then it runs to its end
-    await run_enqueued(enqueued)
-    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    task = await _delivered_again(app_client, enqueued, "unlucky", attempts=3, tool_deaths=0)
     assert task["status"] == "completed", task.get("error")
 
 
 async def test_a_task_delivered_without_end_ten_times_the_limit_fails(app_client, enqueued, llm):
     # given a task delivered 10 x max_deliveries times with no death in a tool
-    resp = await app_client.post("/tasks", json={"title": "looping", "complexity": 1})
-    task_id = resp.json()["id"]
-    async with session_scope() as session:
-        await session.execute(update(Task).where(col(Task.id) == task_id)
-                              .values(attempts=30, tool_deaths=0))
     # when it is delivered once more, then the cap on all deliveries ends it, saying why
-    await run_enqueued(enqueued)
-    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    task = await _delivered_again(app_client, enqueued, "looping", attempts=30, tool_deaths=0)
     assert task["status"] == "failed"
     assert "delivered 31 times without ending" in task["error"]
     assert llm.requests == []
