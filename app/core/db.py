@@ -74,16 +74,41 @@ def make_engine(url: str, *, pooled: bool = True) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
         if not pooled:
             kwargs["poolclass"] = NullPool
+    elif pooled:
+        kwargs.update(pool_size=10, max_overflow=20)
     else:
-        kwargs["pool_pre_ping"] = True
-        if pooled:
-            kwargs.update(pool_size=10, max_overflow=20)
-        else:
-            kwargs["poolclass"] = NullPool
+        kwargs["poolclass"] = NullPool
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _sqlite_pragmas(engine)
+    else:
+        _ping_on_checkout(engine)
     return engine
+
+
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    """What `pool_pre_ping` does, in one round trip instead of three: asyncpg's ping through
+    SQLAlchemy is BEGIN, `;`, ROLLBACK, on every checkout (each run, each request). A pooled
+    connection the server dropped (a restart, an idle timeout) is found here and replaced
+    before anyone uses it (SQLAlchemy's documented pessimistic disconnect handling: a checkout
+    listener raising DisconnectionError); a new one needs no ping."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "connect")
+    def _new(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_FRESH] = True
+
+    @event.listens_for(pool, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop(_FRESH, False):
+            return
+        try:
+            dbapi_conn.run_async(lambda driver: driver.fetchrow(";"))
+        except Exception as exc:  # noqa: BLE001 - any failure: this connection is not usable
+            raise sa_exc.DisconnectionError(f"pooled connection dropped: {exc}") from exc
+
+
+_FRESH = "taskbench_fresh"
 
 
 def _sqlite_pragmas(engine: AsyncEngine | Engine, *, inline: bool = False) -> None:
@@ -188,7 +213,7 @@ async def end_read(session: AsyncSession) -> None:
 class RunConnection:
     """The transactions of one run: inside `kept()` all on one connection, checked out at
     the first and given back at the end, so a step pays no pool checkout and (PostgreSQL) no
-    pre-ping round trip; outside it, on a pooled connection each, like `connection_scope`.
+    ping round trip; outside it, on a pooled connection each, like `connection_scope`.
 
     A transaction that fails drops the kept connection (it may be broken) and the next takes a
     fresh one; the callers retry transient failures (app.core.transient) as they would anyway.
@@ -215,12 +240,30 @@ class RunConnection:
             yield conn
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read. On PostgreSQL inside `kept()`: a transaction on the kept connection (no pool
-        checkout, no pre-ping). On SQLite, or outside `kept()`, a pooled connection of its own,
-        deferred: the kept one begins IMMEDIATE, and a read would queue for the write lock."""
-        if self._keeping and get_engine().dialect.name != "sqlite":
+    async def statements(self) -> AsyncIterator[AsyncConnection]:
+        """Statements that need no transaction around them (each is atomic on its own: one
+        UPDATE … RETURNING, one read). On PostgreSQL inside `kept()` they run in autocommit on
+        the kept connection: no BEGIN and COMMIT round trips. Elsewhere they are one
+        transaction, like `transaction()`."""
+        if not (self._keeping and get_engine().dialect.name == "postgresql"):
             async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._connection() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with conn.begin():  # SQLAlchemy's own bookkeeping: nothing is sent
+                yield conn
+            # not reached when a statement failed: the connection is dropped then
+            await conn.execution_options(isolation_level=conn.default_isolation_level)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read of one statement. On PostgreSQL inside `kept()`: in autocommit on the kept
+        connection (no pool checkout, no ping, no BEGIN or COMMIT). On SQLite, or outside
+        `kept()`, a pooled connection of its own, deferred: the kept one begins IMMEDIATE,
+        and a read would queue for the write lock."""
+        if self._keeping and get_engine().dialect.name != "sqlite":
+            async with self.statements() as conn:
                 yield conn
             return
         async with get_engine().connect() as conn:

@@ -77,6 +77,9 @@ class RunContext:
     stored_messages: list[dict[str, Any]] = field(default_factory=list)
     # the tool running now, recorded by the lease keeper (app.run.activity)
     activity: Activity = field(default_factory=Activity)
+    # the lease saw no checkpoint and no unsettled tool call: a first run, with nothing to
+    # resume, so none is read (until this run writes a checkpoint of its own)
+    fresh: bool = False
 
     @property
     def task_id(self) -> int:
@@ -122,6 +125,7 @@ class RunContext:
                 self.inbox_waiting = landed[0].inbox_waiting
                 if record.checkpoint is not None:
                     self.stored_messages = record.checkpoint.messages
+                    self.fresh = False
                 publish(landed[0].events)
 
     # -- the model ---------------------------------------------------------------------------
@@ -332,6 +336,8 @@ class RunContext:
         return [row for row in rows if row.id in taken]
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
+        if self.fresh:
+            return None
         checkpoint = await retrying(lambda: load_checkpoint(self.task_id, self.connection),
                                     "load the checkpoint")
         if checkpoint is None:
@@ -342,6 +348,13 @@ class RunContext:
         # the shell's folder, variables and venv, as the last run left them
         self.services.shell.state = ShellState.from_dict((checkpoint.state or {}).get("shell"))
         return checkpoint
+
+    async def unfinished_reply(self) -> journal.Reply | None:
+        """The reply a dead worker was running the calls of (app.run.journal); none read on a
+        fresh run."""
+        if self.fresh:
+            return None
+        return await journal.unfinished_reply(self.task_id, self.connection)
 
     async def save_checkpoint(
         self, messages: list[dict[str, Any]], state: dict[str, Any], *, now: bool = True

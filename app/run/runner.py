@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, exists, update
 from sqlmodel import col, select
 
 from app import integrations as deliver
@@ -29,7 +29,9 @@ from app.models import (
     OutboxMessage,
     OutboxStatus,
     Task,
+    TaskCheckpoint,
     TaskStatus,
+    ToolIntent,
     table,
     utcnow,
 )
@@ -64,14 +66,16 @@ STOP_GRACE_S = 5.0
 async def _start(
     task_id: int, owner: str, settings: Settings, connection: RunConnection
 ) -> tuple[int | None, RunContext | str | None]:
-    """Take the lease and load what the run needs, in one transaction on the run's
-    `connection`: (attempt, context).
+    """Take the lease and load what the run needs, on the run's `connection`: (attempt,
+    context).
 
     No context when the lease is not ours; why not, when the task was delivered too often.
     Core statements: the lease returns the task's row, and on PostgreSQL its agent's too (one
-    statement); on SQLite one more read gets the agent."""
-    async with connection.transaction() as conn:
-        task_row, agent_row = await _lease_and_agent(conn, task_id, owner, settings)
+    statement, atomic on its own, so sent with no BEGIN or COMMIT around it); on SQLite one
+    more read gets the agent, in the lease's transaction. A first run then records where its
+    workspace is (a lease taken again after a lost answer is ours: safe to repeat)."""
+    async with connection.statements() as conn:
+        task_row, agent_row, resumable = await _lease_and_agent(conn, task_id, owner, settings)
         if task_row is None:
             return None, None
         attempt = int(task_row["attempts"])
@@ -84,53 +88,74 @@ async def _start(
         workspace, borrowed = await _workspace_for(conn, task, agent, settings)
         if task.workspace != str(workspace.root):
             task.workspace = str(workspace.root)
-            await conn.execute(update(table(Task)).where(col(Task.id) == task_id)
-                               .values(workspace=task.workspace))
+            await conn.execute(_SET_WORKSPACE, {"ws_task": task_id, "ws_path": task.workspace})
     elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
     return attempt, RunContext(
         task=task, agent=agent, workspace=workspace, settings=settings,
         limits=Limits.resolve(task.budget or {}, settings), worker_id=owner,
         spent=Spent(task.steps, task.prompt_tokens + task.completion_tokens, task.cost_usd),
-        elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed, connection=connection)
+        elapsed_before_s=max(0.0, elapsed), borrowed_workspace=borrowed, connection=connection,
+        fresh=not resumable)
 
 
-_AGENT = table(Agent).select().where(col(Agent.id) == bindparam("agent_id"))
+def _resumable(task_id: Any) -> Any:
+    """Whether the task has anything to resume from: a checkpoint, or a tool call a dead
+    worker left unsettled in the journal. Most runs are first runs with neither, and then the
+    run reads neither (RunContext.fresh)."""
+    checkpoint, intent = table(TaskCheckpoint), table(ToolIntent)
+    return (exists().where(checkpoint.c.task_id == task_id)
+            | exists().where(intent.c.task_id == task_id, intent.c.settled.is_(False))
+            ).label("resumable")
+
+
+_SET_WORKSPACE = (update(table(Task)).where(col(Task.id) == bindparam("ws_task"))
+                  .values(workspace=bindparam("ws_path")))
+# SQLite: the agent, and whether there is anything to resume, read in the lease's transaction
+_AGENT = (table(Agent).select().where(col(Agent.id) == bindparam("agent_id"))
+          .add_columns(_resumable(bindparam("task_id"))))
 # PostgreSQL: the lease's UPDATE … RETURNING joined with the task's agent, one round trip
 _LEASED = TAKE.cte("leased")
 _LEASE_WITH_AGENT = (
     _LEASED.select()
     .add_columns(*[c.label(f"agent__{c.name}") for c in table(Agent).c])
+    .add_columns(_resumable(_LEASED.c.id))
     .select_from(_LEASED.outerjoin(table(Agent), table(Agent).c.id == _LEASED.c.agent_id))
 )
 
 
 async def _lease_and_agent(
     conn: Any, task_id: int, owner: str, settings: Settings
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(the task's row, its agent's row) once the lease is taken; (None, None): not ours."""
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    """(the task's row, its agent's row, whether there is anything to resume) once the lease
+    is taken; (None, None, True): not ours."""
     if conn.dialect.name == "postgresql":
         row = (await conn.execute(_LEASE_WITH_AGENT,
                                   lease_params(task_id, owner, settings))).first()
         if row is None:
-            return None, None
+            return None, None, True
         values = dict(row._mapping)
+        resumable = bool(values.pop("resumable"))
         agent = {k.removeprefix("agent__"): values.pop(k) for k in list(values)
                  if k.startswith("agent__")}
-        return values, (agent if agent.get("id") is not None else None)
+        return values, (agent if agent.get("id") is not None else None), resumable
     leased = await take_lease(conn, task_id, owner, settings)
     if leased is None:
-        return None, None
+        return None, None, True
     task = dict(leased._mapping)
     if task["agent_id"] is None:
-        return task, None
-    agent_row = (await conn.execute(_AGENT, {"agent_id": task["agent_id"]})).first()
-    return task, (dict(agent_row._mapping) if agent_row is not None else None)
+        return task, None, True
+    agent_row = (await conn.execute(_AGENT, {"agent_id": task["agent_id"],
+                                             "task_id": task_id})).first()
+    if agent_row is None:
+        return task, None, True
+    agent = dict(agent_row._mapping)
+    return task, agent, bool(agent.pop("resumable"))
 
 
 async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
               error: str | None = None, connection: RunConnection | None = None) -> None:
     """End the task; on the run's `connection` when given (its kept connection: no pool
-    checkout and, on PostgreSQL, no pre-ping round trip)."""
+    checkout and, on PostgreSQL, no ping round trip)."""
     async def close() -> list[Any]:
         if connection is None:
             async with session_scope() as session:

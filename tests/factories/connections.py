@@ -120,3 +120,30 @@ def checkouts() -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(Pool, "checkout", checkout)
+
+
+@contextmanager
+def round_trips() -> Iterator[list[str]]:
+    """Every query sent to PostgreSQL on a connection checked out while the block runs (its
+    first 70 characters): BEGIN, COMMIT, ROLLBACK and the checkout's ping included, which
+    `statements` does not see (asyncpg's own query loggers, attached at checkout before any
+    other listener runs on the connection)."""
+    seen: list[str] = []
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        seen.append(" ".join(query.query.split())[:70])
+
+    def checkout(dbapi_conn, record, proxy):  # noqa: ANN001
+        driver = dbapi_conn.driver_connection
+        if hasattr(driver, "add_query_logger") and driver not in logged:
+            driver.add_query_logger(log)
+            logged.append(driver)
+
+    event.listen(Pool, "checkout", checkout, insert=True)
+    try:
+        yield seen
+    finally:
+        event.remove(Pool, "checkout", checkout)
+        for driver in logged:
+            driver.remove_query_logger(log)

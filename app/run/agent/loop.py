@@ -203,7 +203,7 @@ async def _run_agent(ctx: RunContext) -> str:
     messages = messages or initial_messages(ctx)
     ctx.services.delegate = partial(create_child, ctx, state)
     ctx.services.message_task = partial(send_task_message, ctx)
-    ctx.reply = await journal.unfinished_reply(ctx.task_id, ctx.connection)
+    ctx.reply = await ctx.unfinished_reply()
     await attach_tree(ctx, state)
     await resume(ctx, messages, state)
     while True:
