@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -30,7 +31,7 @@ JSON_KEY = "_json"  # cache of the serialised event, shared by every follower
 SOCKET_TIMEOUT_S = 0.5
 RETRY_AFTER_S = 2.0
 
-_clients: dict[str, Any] = {}
+_by_url: dict[str, _Publisher] = {}
 _down_until: dict[str, float] = {}
 _lock = threading.Lock()
 
@@ -64,29 +65,73 @@ def encoded(event: dict[str, Any]) -> str:
     return cached
 
 
-def _client(url: str) -> Any:
-    import redis
+class _Publisher:
+    """One connection to Redis per URL (and process) that only publishes, with its replies
+    turned off (CLIENT REPLY OFF): a flush's events go out in one write and nothing is waited
+    for or read back, where a pipeline also waited for, read and parsed a reply per event.
 
-    with _lock:
-        client = _clients.get(url)
-        if client is None:
-            client = _clients[url] = redis.Redis.from_url(
-                url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
-        return client
+    A connection Redis has closed (a restart) is readable at EOF: that is checked before each
+    write, and a new connection made, so the first events after an outage are not written
+    into a dead socket."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._pool = redis.ConnectionPool.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
+        self._conn: Any = None
+        self._pid = 0
+
+    def send(self, commands: list[tuple[str, ...]]) -> None:
+        conn = self._conn if self._pid == os.getpid() else None  # not a forked parent's
+        if conn is not None and self._closed(conn):
+            conn = None
+        if conn is None:
+            conn = self._conn = self._pool.make_connection()
+            self._pid = os.getpid()
+            conn.connect()
+            conn.send_command("CLIENT", "REPLY", "OFF")  # Redis sends no reply to this either
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        except Exception:
+            self._conn = None
+            conn.disconnect()
+            raise
+
+    @staticmethod
+    def _closed(conn: Any) -> bool:
+        import redis
+
+        try:
+            # nothing is ever sent back on this connection: readable means EOF (or an error)
+            readable = bool(conn.can_read(timeout=0))
+        except (redis.ConnectionError, OSError):
+            readable = True
+        if readable:
+            conn.disconnect()
+        return readable
+
+
+def _publisher(url: str) -> _Publisher:
+    publisher = _by_url.get(url)
+    if publisher is None:
+        publisher = _by_url[url] = _Publisher(url)
+    return publisher
 
 
 def publish_payloads(url: str, events: list[dict[str, Any]]) -> bool:
-    """Publish events (payload dicts) in one round trip; False when Redis did not take them."""
+    """Publish events (payload dicts) in one write; False when Redis did not take them."""
     if not events or time.monotonic() < _down_until.get(url, 0.0):
         return False
+    commands: list[tuple[str, ...]] = []
+    for data in events:
+        raw = encoded(data)
+        commands.append(("PUBLISH", task_channel(url, data["task_id"]), raw))
+        if data["type"] == "status":
+            commands.append(("PUBLISH", status_channel(url), raw))
     try:
-        pipe = _client(url).pipeline(transaction=False)
-        for data in events:
-            raw = encoded(data)
-            pipe.publish(task_channel(url, data["task_id"]), raw)
-            if data["type"] == "status":
-                pipe.publish(status_channel(url), raw)
-        pipe.execute()
+        with _lock:
+            _publisher(url).send(commands)
     except Exception:  # noqa: BLE001 - live streams are best effort; the log is the truth
         _down_until[url] = time.monotonic() + RETRY_AFTER_S
         log.warning("publishing %d event(s) to Redis failed; followers will re-read the log",

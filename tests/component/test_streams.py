@@ -330,3 +330,30 @@ async def test_the_redis_listener_reconnects_after_an_outage(db, monkeypatch, pr
         again.terminate()
         again.wait(5)
     assert item.data["data"] == {"after": "the outage"}
+
+
+async def test_publishing_does_not_wait_for_redis_to_answer(db, monkeypatch, private_redis):
+    """A run publishes its events after each commit, on the event loop: Redis busy for a
+    while (here paused by CLIENT PAUSE) must not hold the run up or lose the events. The
+    publisher's connection takes no replies, so nothing waits; a pipeline that read its
+    replies timed out after 0.5 s and dropped the events."""
+    from app.tasks.pubsub import publish_payloads
+
+    url = f"{private_redis}/0"
+    stream, pending = await _subscribed_follower(url, 91, monkeypatch)
+    assert publish_payloads(url, [{"task_id": 90, "seq": 1, "type": "log", "data": {},
+                                   "created_at": ""}])  # the publisher's connection is up
+    port = private_redis.rsplit(":", 1)[1]
+    # given Redis paused for 2 s (every client's writes, PUBLISH included, wait)
+    subprocess.run(["redis-cli", "-p", port, "client", "pause", "2000", "write"],
+                   capture_output=True, check=True)
+    # when an event is published meanwhile
+    taken = publish_payloads(url, [{"task_id": 91, "seq": 1, "type": "log",
+                                    "data": {"while": "paused"}, "created_at": ""}])
+    # then the publisher handed it over without waiting for Redis's answer (which would have
+    # timed out: False, the event dropped)
+    assert taken is True
+    # and the follower receives it once Redis goes on
+    item = await asyncio.wait_for(pending, 10)
+    await stream.aclose()
+    assert item.data["data"] == {"while": "paused"}
