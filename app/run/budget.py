@@ -20,6 +20,7 @@ from app.models import Task, table
 from app.run import llm
 from app.run.errors import BudgetExceeded
 from app.run.pricing import DEFAULT_MAX_COMPLETION_TOKENS, cost_for
+from app.tools.registry import schemas_json
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,8 @@ class Spent:
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None) -> int:
     """A deliberately generous estimate: about four characters a token."""
-    return (len(json.dumps(messages, default=str)) + _json_size(tools or [])) // 4 + 16
-
-
-_sized: tuple[Any, int] = (None, 0)  # the tools list sized last, and its size
-
-
-def _json_size(tools: list[Any]) -> int:
-    """The tools' JSON size, worked out again only for another list: a phase offers the same
-    list at every step, and its schemas were most of the cost of an estimate (~0.1 ms)."""
-    global _sized
-    last = _sized  # one read: another thread may replace it meanwhile
-    if last[0] is not tools:
-        last = _sized = (tools, len(json.dumps(tools, default=str)))
-    return last[1]
+    return (len(json.dumps(messages, default=str))
+            + (len(schemas_json(tools)) if tools else 2)) // 4 + 16
 
 
 def reserve(

@@ -40,6 +40,7 @@ from app.models import utcnow
 from app.run import llm_http
 from app.run.llm_http import Unreachable, close_clients, post_chat
 from app.run.llm_reply import Completion, ProviderError, read_reply
+from app.tools.registry import schemas_json
 
 __all__ = ["Completion", "ContextTooLong", "LLMError", "chat", "close_clients", "reset_clients"]
 
@@ -137,6 +138,16 @@ def request_body(
     return body
 
 
+def body_json(body: dict[str, Any]) -> str:
+    """`body` as JSON (its tools last), the tool schemas as serialised once per list
+    (app.tools.registry) rather than ~9 KB of schemas worked out again for every call."""
+    tools = body.get("tools")
+    if not tools:
+        return json.dumps(body, default=str)
+    rest = json.dumps({k: v for k, v in body.items() if k != "tools"}, default=str)
+    return f'{rest[:-1]}, "tools": {schemas_json(tools)}}}'
+
+
 CACHE_MARK = {"type": "ephemeral"}
 
 
@@ -230,7 +241,7 @@ async def _ask_model(
 
 async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
     # serialised once, for the wire and for the size a usage estimate needs
-    data = json.dumps(body, default=str)
+    data = body_json(body)
     raw = await post_chat(settings, data.encode())
     return read_reply(raw, model=body["model"], request_chars=len(data), tool_names=tool_names)
 

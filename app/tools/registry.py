@@ -97,15 +97,42 @@ def tool(name: str, description: str, parameters: dict[str, Any]) -> Callable[[T
             raise ValueError(f"tool {name} registered twice")
         _check_signature(name, parameters, func)
         REGISTRY[name] = Tool(name, description, parameters, func)
+        _offered.clear()
         return func
 
     return register
 
 
 def schemas(allowed: list[str] | None) -> list[dict[str, Any]]:
-    """OpenAI tool schemas for the allowed tools (all when `allowed` is empty or None)."""
-    names = [n for n in REGISTRY if not allowed or n in allowed or n == "finish"]
-    return [REGISTRY[n].schema() for n in names]
+    """OpenAI tool schemas for the allowed tools (all when `allowed` is empty or None).
+
+    The same list for the same tools, every phase and every run (shared: callers that add
+    tools make a list of their own), so what is worked out from it once is reused: its JSON
+    (`schemas_json`), which goes into every model request."""
+    key = tuple(allowed) if allowed else ()
+    offered = _offered.get(key)
+    if offered is None:
+        names = [n for n in REGISTRY if not allowed or n in allowed or n == "finish"]
+        offered = _offered[key] = [REGISTRY[n].schema() for n in names]
+    return offered
+
+
+_offered: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+_serialised: dict[int, tuple[list[dict[str, Any]], str]] = {}
+SERIALISED_KEPT = 16  # tool lists whose JSON is kept (an agent's own, with its MCP tools…)
+
+
+def schemas_json(tools: list[dict[str, Any]]) -> str:
+    """The JSON of a list of tool schemas, serialised once per list: the ~9 KB of schemas were
+    serialised twice for every model call (the request, the prompt's size estimate)."""
+    kept = _serialised.get(id(tools))
+    if kept is not None and kept[0] is tools:
+        return kept[1]
+    if len(_serialised) >= SERIALISED_KEPT:
+        _serialised.pop(next(iter(_serialised)))
+    text = json.dumps(tools, default=str)
+    _serialised[id(tools)] = (tools, text)  # the list is kept too: its id is not reused
+    return text
 
 
 def _validate_args(t: Tool, args: dict[str, Any]) -> None:

@@ -105,3 +105,31 @@ async def test_an_answer_slower_than_the_timeout_is_asked_again(
     retries = await events_of(app_client, task["id"], "llm_retry")
     assert len(retries) == 1
     assert "no answer within 0.5 s" in retries[0]["data"]["error"]
+
+
+async def test_the_provider_is_reached_through_the_proxy_the_environment_names(
+        env, llm, monkeypatch):
+    """HTTP(S)_PROXY and NO_PROXY are honoured (looked up once a session, not per request)."""
+    import json
+
+    from app.core.config import get_settings, reset_settings
+    from app.run import llm_http
+
+    # given a provider whose name resolves nowhere, and a proxy that reaches it (the fake
+    # takes the proxy's absolute-form request)
+    proxy = llm.url.removesuffix("/v1")
+    monkeypatch.setenv("TASKBENCH_LLM_BASE_URL", "http://provider.invalid/v1")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    reset_settings()
+    llm.responder = lambda _req: finish("via the proxy")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    # when a call is posted, then it went through the proxy
+    reply = json.loads(await llm_http.post_chat(get_settings(), body))
+    assert "via the proxy" in json.dumps(reply)
+    assert llm_http.env_proxy("http://provider.invalid/v1") == proxy
+    # and a host NO_PROXY names is reached directly
+    monkeypatch.setenv("NO_PROXY", "provider.invalid")
+    assert llm_http.env_proxy("http://provider.invalid/v1") is None
+    await llm_http.close_clients()
