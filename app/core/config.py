@@ -7,6 +7,7 @@ import os
 import re
 import secrets as _secrets
 import socket
+import time
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -297,12 +298,14 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Values that must never reach a workspace, an event, a log line or a prompt.
 
-        Redaction asks for them for every event (~5 times a step): once the kept signing key
-        is known (or a real one is set), the answer is kept until the provider-key variables
-        change; until then the key file is looked for again each time."""
+        Redaction asks for them for every event (~5 times a step), so the answer is kept
+        until the provider-key variables change. Until the signing key is known (a real one
+        set, or the kept one read), whether its file has appeared (the API makes it) is
+        looked at again at most every KEY_FILE_RECHECK_S, not with a stat per event."""
         env = (os.environ.get("OPENROUTER_API_KEY", ""), os.environ.get("OPENAI_API_KEY", ""))
         memo = _secrets_memo.get("last")
-        if memo is not None and memo[0] is self and memo[1] == env:
+        if memo is not None and memo[0] is self and memo[1] == env and (
+                memo[3] is None or time.monotonic() < memo[3]):
             return list(memo[2])
         key_file = self.var_dir / "secret_key"
         values = [self.llm_api_key, self.github_token, self.admin_api_key, self.webhook_secret]
@@ -314,14 +317,16 @@ class Settings(BaseSettings):
             values.append(self.smtp_url.split("@")[0].rsplit(":", 1)[-1])
         values.extend(env)
         found = [v for v in values if v and len(v) >= 6]
-        if self.secret_key != PLACEHOLDER_SECRET or key_file in _kept:
-            _secrets_memo["last"] = (self, env, found)
+        final = self.secret_key != PLACEHOLDER_SECRET or key_file in _kept
+        _secrets_memo["last"] = (self, env, found,
+                                 None if final else time.monotonic() + KEY_FILE_RECHECK_S)
         return list(found)
 
 
+KEY_FILE_RECHECK_S = 1.0
 _kept: dict[Path, str] = {}
 # secrets(): the settings and provider-key variables it last answered for, and its answer
-_secrets_memo: dict[str, tuple[Settings, tuple[str, str], list[str]]] = {}
+_secrets_memo: dict[str, tuple[Settings, tuple[str, str], list[str], float | None]] = {}
 
 
 def kept_secret(path: Path) -> str:
@@ -344,6 +349,7 @@ def kept_secret(path: Path) -> str:
     if len(key) < 32:
         raise RuntimeError(f"{path} holds no usable secret key; remove it to make a new one")
     _kept[path] = key
+    _secrets_memo.clear()  # the key is known now: redacted from here on
     return key
 
 

@@ -36,7 +36,10 @@ def environment(folder: Path, *, autoescape: bool | tuple[str, ...], strict: boo
 
     escape = autoescape if isinstance(autoescape, bool) else \
         select_autoescape(enabled_extensions=autoescape, default_for_string=False)
+    # auto_reload off: our templates ship with the code and never change under a running
+    # process, so a template is not looked at on disk again (a stat) each time it is used
     return Environment(
         loader=FileSystemLoader(folder), autoescape=escape,  # noqa: S701 - the caller's choice
         undefined=StrictUndefined if strict else Undefined, trim_blocks=trim_blocks,
-        lstrip_blocks=trim_blocks, keep_trailing_newline=keep_trailing_newline)
+        lstrip_blocks=trim_blocks, keep_trailing_newline=keep_trailing_newline,
+        auto_reload=False)
