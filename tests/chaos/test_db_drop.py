@@ -58,7 +58,7 @@ class DropStepStatement:
     ("write_step", None, 2),  # a step's one-statement write
     ("write_step_journaled", "UPDATE tool_intent SET status", 1),  # the general write
     ("take_messages", "UPDATE task_message SET delivered_at", 1),
-    ("close_task", "finished_at=", 1),
+    ("close_task", "finished_at = ", 1),  # the end: task, slot and agent in one statement
 ])
 async def test_a_dropped_connection_does_not_fail_the_task(
     app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch, where: str,

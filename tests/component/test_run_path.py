@@ -4,6 +4,8 @@ when the end took seven statements in an ORM session."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlmodel import col, select
 
@@ -38,11 +40,12 @@ async def test_a_run_uses_one_connection_and_few_statements(app_client, enqueued
     # reads the task back
     if db_url.startswith("postgresql"):
         assert len(taken) == 1, taken
-        # through SQLAlchemy: the lease with its agent, the workspace, the end (task, slot,
-        # agent, event) and one read after it (it was 14, in 5 checkouts; 9 while a first
-        # run still read its journal); the step writes go to the driver directly, one
-        # statement each, and a first run reads no checkpoint
-        assert len(sent) <= 7, "\n".join(sent)
+        # through SQLAlchemy: the lease with its agent, the workspace, the end (the task with
+        # its slot and agent in one statement, then its event) and one read after it (it was
+        # 14, in 5 checkouts; 9 while the end was four statements and a first run read its
+        # journal); the step writes go to the driver directly, one statement each, and a
+        # first run reads no checkpoint
+        assert len(sent) <= 5, "\n".join(sent)
     else:
         assert len(sent) <= 16, "\n".join(sent)
     whole_rows = [s for s in sent if s.startswith("SELECT task.title")]
@@ -108,3 +111,38 @@ async def test_an_ended_run_hands_its_agent_to_a_waiting_task(app_client, enqueu
     assert await run_enqueued(enqueued) == ["ran", "ran"]
     for task_id in (first, second):
         assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
+
+
+async def test_a_task_ended_twice_at_once_ends_once(app_client, enqueued, llm):
+    # given a task assigned to an agent, holding one of its slots
+    from app.models import TaskStatus
+    from app.tasks.lifecycle import close_task
+
+    task_id = await _noop(app_client, enqueued, llm)
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        assert task is not None and task.slot_held and task.agent_id is not None
+        agent_id = task.agent_id
+        agent = await session.get(Agent, agent_id)
+        assert agent is not None
+        active, done = agent.active_tasks, agent.tasks_done
+
+    # when two callers end it at the same moment, one as completed, one as cancelled
+    async def end(status: TaskStatus) -> list:
+        async with session_scope() as session:
+            return await close_task(session, task_id, status, summary="s", error="e")
+
+    ended = await asyncio.gather(end(TaskStatus.completed), end(TaskStatus.cancelled))
+    # then exactly one of them ended it: one status event, the slot given back once, the
+    # agent counted once and only if it was the completion that went through
+    assert sorted(len(e) for e in ended) == [0, 1]
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        agent = await session.get(Agent, agent_id)
+    assert task is not None and agent is not None and task.slot_held is False
+    assert agent.active_tasks == active - 1
+    assert agent.tasks_done == done + (task.status == "completed")
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    ends = [e for e in events if e["type"] == "status"
+            and e["data"]["status"] in ("completed", "cancelled")]
+    assert len(ends) == 1 and ends[0]["data"]["slot_released"] is True
