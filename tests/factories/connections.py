@@ -91,6 +91,16 @@ def counting() -> Iterator[None]:
 
 
 @contextmanager
+def _listening(target: Any, name: str, fn: Any, **kw: Any) -> Iterator[None]:
+    """`fn` listens to the event `name` of `target` (every engine, every pool) for the block."""
+    event.listen(target, name, fn, **kw)
+    try:
+        yield
+    finally:
+        event.remove(target, name, fn)
+
+
+@contextmanager
 def statements() -> Iterator[list[str]]:
     """Every SQL statement any engine of this process sends while the block runs (BEGIN,
     COMMIT and ROLLBACK left out), its first 70 characters."""
@@ -100,11 +110,8 @@ def statements() -> Iterator[list[str]]:
         if not statement.upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
             seen.append(" ".join(statement.split())[:70])
 
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
+    with _listening(Engine, "before_cursor_execute", count):
         yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
 
 
 @contextmanager
@@ -115,11 +122,8 @@ def checkouts() -> Iterator[list[str]]:
     def checkout(dbapi_conn, record, proxy):  # noqa: ANN001
         seen.append(repr(record))
 
-    event.listen(Pool, "checkout", checkout)
-    try:
+    with _listening(Pool, "checkout", checkout):
         yield seen
-    finally:
-        event.remove(Pool, "checkout", checkout)
 
 
 @contextmanager
@@ -140,10 +144,9 @@ def round_trips() -> Iterator[list[str]]:
             driver.add_query_logger(log)
             logged.append(driver)
 
-    event.listen(Pool, "checkout", checkout, insert=True)
     try:
-        yield seen
+        with _listening(Pool, "checkout", checkout, insert=True):
+            yield seen
     finally:
-        event.remove(Pool, "checkout", checkout)
         for driver in logged:
             driver.remove_query_logger(log)
