@@ -61,12 +61,18 @@ async def done(task_id: int, engine: Any = None) -> None:
             update(Task).where(col(Task.id) == task_id).values(delivery_due_at=None))
 
 
+def overdue_before(before: Any) -> Any:
+    """Tasks whose delivery was due (or claimed until) before `before` (a value or a bind
+    parameter)."""
+    return col(Task.delivery_due_at) < before
+
+
 async def overdue(grace_s: float) -> list[tuple[int, str]]:
     """(task id, agent name) of deliveries owed for `grace_s` and unclaimed (the deliverer
     died, or the message that would have started it was lost); each is pushed back by
     `grace_s`, so a sweep hands it out once per grace period."""
     now = utcnow()
-    late = col(Task.delivery_due_at) < now - timedelta(seconds=grace_s)
+    late = overdue_before(now - timedelta(seconds=grace_s))
     async with session_scope() as session:
         rows = (await session.exec(
             select(Task.id, Agent.name)

@@ -42,7 +42,7 @@ async def set_where(engine: Any, row_id: int, where: Any, **values: Any) -> bool
 async def expire_stale_sending(engine: Any, *, file_sink: bool) -> None:
     """Rows left in `sending` by a dead sender: resend to the file sink, never to SMTP."""
     now = utcnow()
-    stale = and_(col(OutboxMessage.status) == S.sending, col(OutboxMessage.lease_until) < now)
+    stale = stale_sending(now)
     values: dict[str, Any] = (
         {"status": S.pending, "next_attempt_at": now}
         if file_sink
@@ -56,6 +56,21 @@ async def expire_stale_sending(engine: Any, *, file_sink: bool) -> None:
 
 
 WEBHOOK = "webhook"  # the row kind sent by app/integrations/webhook.py; every other kind is email
+
+
+def stale_sending(now: Any) -> Any:
+    """Rows a sender left in `sending` whose lease ran out by `now` (a value or a bind
+    parameter)."""
+    return and_(col(OutboxMessage.status) == S.sending, col(OutboxMessage.lease_until) < now)
+
+
+def due_at(now: Any) -> Any:
+    """Rows of either kind a sender may claim at `now`: pending and due, or claimed by a sender
+    whose claim ran out."""
+    return or_(
+        and_(col(OutboxMessage.status) == S.pending, col(OutboxMessage.next_attempt_at) <= now),
+        and_(col(OutboxMessage.status) == S.claimed, col(OutboxMessage.lease_until) < now),
+    )
 
 
 class Claimed(NamedTuple):
@@ -73,10 +88,7 @@ async def claim(engine: Any, limit: int, settings: Settings, task_id: int | None
     atomic UPDATE, marked with a token unique to this call."""
     now = utcnow()
     kind = col(OutboxMessage.kind)
-    due = and_(kind == WEBHOOK if webhooks else kind != WEBHOOK, or_(
-        and_(col(OutboxMessage.status) == S.pending, col(OutboxMessage.next_attempt_at) <= now),
-        and_(col(OutboxMessage.status) == S.claimed, col(OutboxMessage.lease_until) < now),
-    ))
+    due = and_(kind == WEBHOOK if webhooks else kind != WEBHOOK, due_at(now))
     stmt = select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.next_attempt_at))
     if task_id is not None:
         stmt = stmt.where(OutboxMessage.task_id == task_id)

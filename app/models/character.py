@@ -60,9 +60,9 @@ class Ecosystem(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-def living_due(now: datetime) -> Any:
-    """The living ecosystems the sweep has work for at `now`: a round in flight to settle, or
-    living mode on and the next round due."""
+def living_due(now: Any) -> Any:
+    """The living ecosystems the sweep has work for at `now` (a value or a bind parameter): a
+    round in flight to settle, or living mode on and the next round due."""
     return (col(Ecosystem.living_status) != "off") & (
         col(Ecosystem.living_task_id).is_not(None)
         | ((col(Ecosystem.living_status) == "on") & (col(Ecosystem.living_next_at) <= now)))

@@ -231,14 +231,19 @@ async def stale_tasks(
     """Tasks to re-queue: their worker vanished (lease expired, re-queued after `grace_s`), or
     their message never reached a worker (never leased, queued more than `unstarted_s` ago)."""
     now = utcnow()
-    lost = (col(Task.lease_owner).is_not(None)) & (col(Task.lease_expires_at) < now) & or_(
-        col(Task.enqueued_at).is_(None),
-        col(Task.enqueued_at) < now - timedelta(seconds=grace_s))
-    unstarted = (col(Task.lease_owner).is_(None)) & or_(
-        col(Task.enqueued_at).is_(None),
-        col(Task.enqueued_at) < now - timedelta(seconds=unstarted_s))
-    stmt = select(Task).where(col(Task.status).in_(WORKING_VALUES), or_(lost, unstarted))
+    stmt = select(Task).where(stale(now, now - timedelta(seconds=grace_s),
+                                    now - timedelta(seconds=unstarted_s)))
     return list((await session.exec(stmt)).all())
+
+
+def stale(now: Any, lost_before: Any, unstarted_before: Any) -> Any:
+    """The tasks stale_tasks finds (values or bind parameters): a lease expired by `now` on a
+    task queued before `lost_before`, or no lease on one queued before `unstarted_before`."""
+    lost = (col(Task.lease_owner).is_not(None)) & (col(Task.lease_expires_at) < now) & or_(
+        col(Task.enqueued_at).is_(None), col(Task.enqueued_at) < lost_before)
+    unstarted = (col(Task.lease_owner).is_(None)) & or_(
+        col(Task.enqueued_at).is_(None), col(Task.enqueued_at) < unstarted_before)
+    return col(Task.status).in_(WORKING_VALUES) & or_(lost, unstarted)
 
 
 async def mark_enqueued(session: AsyncSession, task_id: int) -> None:
@@ -252,6 +257,7 @@ __all__ = [
     "mark_enqueued",
     "quality",
     "release_slot",
+    "stale",
     "stale_tasks",
     "try_assign",
     "unassign",
