@@ -8,7 +8,7 @@ from app.models.agent import (
     AgentStatus,
     AgentUpdate,
 )
-from app.models.base import table, utcnow
+from app.models.base import from_row, table, utcnow
 from app.models.character import (
     Character,
     CharacterCreate,
@@ -106,6 +106,7 @@ __all__ = [
     "User",
     "UserPublic",
     "WorkerNode",
+    "from_row",
     "table",
     "utcnow",
 ]

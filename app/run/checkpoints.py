@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, select
 from sqlmodel import col
 
 from app.core.db import RunConnection, get_engine, upsert_insert
-from app.models import CheckpointMessage, TaskCheckpoint, table
+from app.models import CheckpointMessage, TaskCheckpoint, from_row, table
 from app.run.step_record import Checkpoint
 
 Messages = list[dict[str, Any]]
@@ -65,7 +65,7 @@ async def load_checkpoint(task_id: int, connection: RunConnection | None = None
         )).first()
         if row is None:
             return None
-        checkpoint = TaskCheckpoint(**row._mapping)
+        checkpoint = from_row(TaskCheckpoint, row._mapping)
         if checkpoint.message_count is not None:
             m = table(CheckpointMessage)
             checkpoint.messages = list((await conn.execute(

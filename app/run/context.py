@@ -24,7 +24,7 @@ from app.core.config import Settings
 from app.core.db import RunConnection, get_engine, session_scope
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying, to_the_end
-from app.models import Agent, Task, TaskCheckpoint, TaskMessage, table, utcnow
+from app.models import Agent, Task, TaskCheckpoint, TaskMessage, from_row, table, utcnow
 from app.run import journal, llm
 from app.run.activity import Activity
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
@@ -80,6 +80,9 @@ class RunContext:
     # the lease saw no checkpoint and no unsettled tool call: a first run, with nothing to
     # resume, so none is read (until this run writes a checkpoint of its own)
     fresh: bool = False
+    # when the workspace README's checklist was last written (monotonic; the workspace's
+    # creation writes it as the run starts): app.run.agent.loop rewrites it at most so often
+    readme_at: float = field(default_factory=time.monotonic)
 
     @property
     def task_id(self) -> int:
@@ -319,7 +322,7 @@ class RunContext:
         found = await retrying(unseen, "read the task's inbox")
         if not found:
             return []
-        rows = [TaskMessage(**row._mapping) for row in found]
+        rows = [from_row(TaskMessage, row._mapping) for row in found]
 
         async def mark() -> set[Any]:
             async with session_scope() as session:

@@ -38,7 +38,7 @@ from sqlmodel import col, select
 
 from app.core.db import RunConnection, connection_scope, get_engine, session_factory
 from app.core.transient import retrying
-from app.models import OutboxMessage, TaskEvent, ToolIntent, table, utcnow
+from app.models import OutboxMessage, TaskEvent, ToolIntent, from_row, table, utcnow
 from app.sandbox import fs
 from app.tools.registry import Dispatched
 
@@ -166,7 +166,7 @@ async def step_reply(task_id: int, *parts: object) -> Reply:
 
     row = await retrying(read, "read the tool journal")
     if row is not None:
-        reply.found[0] = ToolIntent(**row._mapping)
+        reply.found[0] = from_row(ToolIntent, row._mapping)
     return reply
 
 

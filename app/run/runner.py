@@ -32,6 +32,7 @@ from app.models import (
     TaskCheckpoint,
     TaskStatus,
     ToolIntent,
+    from_row,
     table,
     utcnow,
 )
@@ -82,9 +83,9 @@ async def _start(
         refusal = too_often(attempt, int(task_row["tool_deaths"]), settings)
         if refusal is not None:
             return attempt, refusal
-        task = Task(**task_row)
+        task = from_row(Task, task_row)
         assert task.agent_id is not None and agent_row is not None
-        agent = Agent(**agent_row)
+        agent = from_row(Agent, agent_row)
         workspace, borrowed = await _workspace_for(conn, task, agent, settings)
         if task.workspace != str(workspace.root):
             task.workspace = str(workspace.root)
