@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from app.run.agent.stuck import StuckDetector
+from app.sandbox.workspace import Workspace
 from app.tools.registry import Dispatched
 from tests.factories import run_enqueued
 from tests.factories.loop import Router, agent_named, events_of, requests_about
@@ -87,6 +88,33 @@ async def test_ask_user_waits_without_a_slot_and_resumes_on_the_answer(
     assert task["status"] == "completed", task
     assert "Blue." in last_user_text(llm.requests[1])
     assert llm.requests[1]["messages"][:2] == llm.requests[0]["messages"]
+
+
+async def test_the_readme_checklist_is_rewritten_before_a_pause_and_at_the_end(
+    app_client, enqueued, llm, monkeypatch
+):
+    # given a model that ends design and build at once, then asks a question while testing
+    llm.script(finish("designed"), finish("built"), tool_call("ask_user", question="Ship it?"))
+    written: list[list[str]] = []
+    write = Workspace.write_readme
+
+    def recorded(self: Workspace, **kwargs: object) -> None:
+        written.append(list(kwargs["done"]))  # type: ignore[call-overload]
+        write(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Workspace, "write_readme", recorded)
+    resp = await app_client.post("/tasks", json={"title": "ship", "complexity": 1})
+    task_id = resp.json()["id"]
+    # when it runs to the question, and on once it is answered
+    await run_enqueued(enqueued)
+    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "waiting_input"
+    await app_client.post(f"/tasks/{task_id}/messages", json={"content": "Yes."})
+    await run_enqueued(enqueued)
+    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
+    # then the checklist was written as the workspace was made, with the phases done before
+    # the pause, and at the end: not again at each phase's end milliseconds apart
+    assert written == [[], ["design", "build"],
+                       ["design", "build", "test", "review", "complete"]]
 
 
 async def test_unanswered_question_fails_after_the_timeout(

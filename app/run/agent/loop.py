@@ -16,6 +16,7 @@ without holding an agent slot (app.run.agent.waiting); the next run resumes from
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
@@ -35,6 +36,10 @@ from app.tools.registry import Dispatched
 
 WORK_PHASES = ("design", "build", "test")
 Messages = list[dict[str, Any]]
+# the README's checklist is rewritten at a phase's end at most this often, and always at the
+# run's end and before a pause: a quick run's phases end milliseconds apart, and each rewrite
+# (an atomic write through app.sandbox.fs) was replaced by the next one at once
+README_EVERY_S = 1.0
 
 
 def initial_messages(ctx: RunContext) -> Messages:
@@ -57,13 +62,27 @@ async def deliver_inbox(ctx: RunContext, messages: Messages) -> None:
         await ctx.emit("message_delivered", {"message_id": note.id, "author": note.author})
 
 
+def write_progress(ctx: RunContext, done: list[str], *, now: bool = False) -> None:
+    """The workspace README's checklist with `done` ticked: unless `now`, only when the last
+    write is README_EVERY_S old. A subtask in its parent's workspace leaves the README alone.
+    One small file through fs, no fsync: cheaper here than a hop to a thread."""
+    at = time.monotonic()
+    if ctx.borrowed_workspace or (not now and at - ctx.readme_at < README_EVERY_S):
+        return
+    ctx.readme_at = at
+    ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
+                               done=done)
+
+
 async def pause_if_asked(ctx: RunContext, messages: Messages, state: LoopState) -> None:
     """Pause before the next call when the last reply delegated work or asked a question."""
     if state.awaiting_children:
         state.awaiting_children = False
+        write_progress(ctx, state.phases_done, now=True)
         await pause(ctx, TaskStatus.waiting_children, messages, state)
     question, state.question = state.question, None
     if question:
+        write_progress(ctx, state.phases_done, now=True)
         await pause(ctx, TaskStatus.waiting_input, messages, state, question=question)
 
 
@@ -175,10 +194,7 @@ async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> 
         # Written with the next phase's start or the review (no model call, no tool in between),
         # so the end of a phase and the start of the next are one transaction.
         await ctx.save_checkpoint(messages, state.to_checkpoint(), now=False)
-        if not ctx.borrowed_workspace:  # a subtask in its parent's workspace leaves its README
-            # one small file through fs, no fsync: cheaper here than a hop to a thread
-            ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                                       done=list(done))
+        write_progress(ctx, list(done))
 
 
 async def run_agent(ctx: RunContext) -> str:
@@ -216,7 +232,5 @@ async def _run_agent(ctx: RunContext) -> str:
         state.current = "build"
         await ctx.save_checkpoint(messages, state.to_checkpoint())
     summaries = state.summaries
-    if not ctx.borrowed_workspace:
-        ctx.workspace.write_readme(title=ctx.task.title, description=ctx.task.description,
-                                   done=[*WORK_PHASES, "review", "complete"])
+    write_progress(ctx, [*WORK_PHASES, "review", "complete"], now=True)
     return summaries.get("test") or summaries.get("build") or summaries.get("design") or ""
