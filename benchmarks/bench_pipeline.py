@@ -1,17 +1,21 @@
 """Core pipeline on Redis + PostgreSQL with real workers, each figure beside its floor.
 
-1. Submit → completed latency of a no-op task (the scripted model calls `finish` at once in every
-   phase), a fresh workspace each time (no venv: the first tool that needs one makes it, and a
-   no-op task runs none), one worker: p50/p95, beside the floor the issue sets, measured in the
-   same run = a bare Celery no-op round trip + one `uv venv`.
+1. Submit → completed latency of a no-op task (the fake model calls `finish` at once in every
+   phase: by default tests/fakes/llm_finishing.py, in a process of its own and ~0.1 ms of CPU a
+   call, as a remote provider costs this machine nothing; `--provider scripted` runs the tests'
+   ScriptedLLM in this process instead, ~1 ms a call on the same two cores), a fresh workspace
+   each time (no venv: the first tool that needs one makes it, and a no-op task runs none), one
+   worker: p50/p95, beside the floor the issue sets, measured in the same run = a bare Celery
+   no-op round trip + one `uv venv`.
 2. Completed tasks per second for N no-op tasks through 2 workers (each with `--concurrency`
    pool processes, default 2 as the product runs them): N tasks queued before the workers
    start, from the first task's start to the last one's end (with the CPU a task cost the
-   workers, PostgreSQL, Redis and this process meanwhile); then N more submitted by 8
-   concurrent submitters while the workers run; beside a bare Celery no-op task's throughput
-   through the same 2 workers.
+   workers, PostgreSQL, Redis, this process and the provider meanwhile); then N more submitted
+   by 8 concurrent submitters while the workers run; beside a bare Celery no-op task's
+   throughput through the same 2 workers.
 
     python -m benchmarks.bench_pipeline [--tasks 500] [--latency-runs 30] [--concurrency 2]
+                                        [--provider finishing|scripted]
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import base_env, create_pg_database, drop_pg_database  # noqa: E402
+from tests.fakes.llm_finishing import FinishingLLM  # noqa: E402
 from tests.fakes.llm_server import ScriptedLLM  # noqa: E402
 from tests.integration.workers import WorkerProcess, wait_for, workers_alive  # noqa: E402
 
 # a Redis database of its own (TASKBENCH_BENCH_REDIS), flushed by the benchmark
 REDIS = os.environ.get("TASKBENCH_BENCH_REDIS", "redis://127.0.0.1:6379/8")
 SUBMITTERS = 8  # concurrent submissions in the throughput runs
+PROVIDER_PID: dict[str, int] = {}  # the fake provider's process, when it has one
 
 
 def pct(values: list[float], q: float) -> float:
@@ -155,8 +161,10 @@ async def throughput(owner: object, n: int) -> tuple[float, float]:
 
 def cpu_seconds() -> dict[str, float]:
     """CPU time used so far by the worker processes (every process of a session other than
-    ours whose command is a worker), PostgreSQL's processes, Redis and this process."""
-    totals: dict[str, float] = {"workers": 0.0, "postgres": 0.0, "redis": 0.0, "this": 0.0}
+    ours whose command is a worker), PostgreSQL's processes, Redis, this process and the fake
+    provider when it runs in a process of its own."""
+    totals: dict[str, float] = {"workers": 0.0, "postgres": 0.0, "redis": 0.0, "this": 0.0,
+                                "provider": 0.0}
     tick = os.sysconf("SC_CLK_TCK")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -168,6 +176,8 @@ def cpu_seconds() -> dict[str, float]:
         used = (int(fields[11]) + int(fields[12])) / tick
         if int(pid) == os.getpid():
             totals["this"] += used
+        elif int(pid) == PROVIDER_PID.get("pid"):
+            totals["provider"] += used
         elif ("app.ops.cli" in cmd and " worker " in cmd) or " -m worker " in cmd:
             totals["workers"] += used
         elif cmd.startswith("postgres"):
@@ -228,7 +238,7 @@ def celery_throughput(n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
+async def main(args: argparse.Namespace, db_url: str, llm: FinishingLLM | ScriptedLLM) -> None:
     from app.core.config import reset_settings
     from app.ops.migrate import upgrade
 
@@ -248,6 +258,7 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
     reset_settings()
     await asyncio.to_thread(upgrade, db_url)
     owner = await _setup()
+    await asyncio.to_thread(_default_packages_layer)
     workers = [WorkerProcess(env, tmp / "w1.log", concurrency=args.concurrency)]
     try:
         await wait_for(workers_alive, timeout=120)
@@ -258,7 +269,8 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
         floor = statistics.median(floor_celery) + statistics.median(floor_uv)
         from app.core.config import get_settings
 
-        print(f"reports: {args.reports} (eager: {get_settings().eager_reports})")
+        print(f"reports: {args.reports} (eager: {get_settings().eager_reports}); provider: "
+              f"{type(llm).__name__}")
         print(f"latency submit→completed  p50 {pct(lat, .5):7.1f} ms  p95 {pct(lat, .95):7.1f} ms"
               f"   | floor {floor:6.1f} ms (celery no-op {statistics.median(floor_celery):.1f}"
               f" + uv venv {statistics.median(floor_uv):.1f})  ratio {pct(lat, .5) / floor:.1f}x")
@@ -283,6 +295,25 @@ async def main(args: argparse.Namespace, db_url: str, llm: ScriptedLLM) -> None:
             w.stop()
 
 
+def _default_packages_layer() -> None:
+    """The default packages' shared venv layer, built before the workers start, as a host that
+    has run before has it (app.sandbox.wheels: built once a host, at its first worker's start,
+    in a thread of the worker's main process). Built during the measurement, its pip download
+    and install (~2 s of CPU on this machine) would run beside the first tasks."""
+    from app.core.config import get_settings
+    from app.sandbox.wheels import base_layer
+
+    settings = get_settings()
+    started = time.perf_counter()
+    try:
+        base_layer(settings, settings.venv_default_packages)
+    except RuntimeError as exc:  # offline: each worker tries once at its start, as it would
+        print(f"default packages' layer not built ({str(exc)[:200]})")
+        return
+    print(f"default packages' layer built in {time.perf_counter() - started:.1f} s "
+          "before the workers start")
+
+
 async def _count_workers(n: int) -> bool:
     return await workers_alive() >= n
 
@@ -300,9 +331,17 @@ if __name__ == "__main__":
     parser.add_argument("--reports", choices=("default", "eager", "lazy"), default="default",
                         help="the product's default (eager: every task's PDF at its end), or "
                              "force eager or on-demand rendering")
-    pg_url, fake = create_pg_database(), ScriptedLLM().start()
+    parser.add_argument("--provider", choices=("finishing", "scripted"), default="finishing",
+                        help="the fake model: finishing (tests/fakes/llm_finishing.py, its own "
+                             "process, ~0.1 ms of CPU a call) or the tests' scripted one (a "
+                             "thread per connection, ~1 ms a call, on this process's cores)")
+    options = parser.parse_args()
+    pg_url = create_pg_database()
+    fake = FinishingLLM().start() if options.provider == "finishing" else ScriptedLLM().start()
+    if isinstance(fake, FinishingLLM) and fake.pid:
+        PROVIDER_PID["pid"] = fake.pid
     try:
-        asyncio.run(main(parser.parse_args(), pg_url, fake))
+        asyncio.run(main(options, pg_url, fake))
     finally:
         fake.stop()
         drop_pg_database(pg_url)
