@@ -73,12 +73,24 @@ async def enqueue_notifications(conn: Any, ended: lifecycle.EndedTask) -> None:
     if rows:
         await conn.execute(insert(table(OutboxMessage)),
                            [r.model_dump(exclude={"id"}) for r in rows])
-    if get_settings().eager_reports or (ended.notify or {}).get("email") or ended.github:
+    if owes_deliverables(ended):
         await conn.execute(update(table(Task)).where(col(Task.id) == ended.id)
                            .values(delivery_due_at=utcnow()))
 
 
-lifecycle.on_end(enqueue_notifications)  # the rows commit with the status change
+def owes_deliverables(ended: lifecycle.EndedTask) -> bool:
+    """Whether the ended task owes a report, an email or a pull request at once."""
+    return bool(get_settings().eager_reports or (ended.notify or {}).get("email")
+                or ended.github)
+
+
+def notifies(ended: lifecycle.EndedTask) -> bool:
+    """Whether enqueue_notifications writes anything for `ended`."""
+    return owes_deliverables(ended) or bool(
+        outbox.task_end_messages(ended.id, ended.attempts, ended.notify))
+
+
+lifecycle.on_end(enqueue_notifications, writes=notifies)  # the rows commit with the status change
 
 
 async def after_end(task_id: int, *, engine: Any = None) -> None:

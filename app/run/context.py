@@ -36,6 +36,7 @@ from app.run.steps import StepRecord, Written, store_step
 from app.sandbox.shell import ShellState
 from app.sandbox.workspace import Workspace
 from app.tasks.events import publish
+from app.tasks.lifecycle import Completed
 from app.tools.errors import ToolControl
 from app.tools.ports import Ports
 from app.tools.registry import Dispatched, ToolContext, dispatch
@@ -83,6 +84,8 @@ class RunContext:
     # when the workspace README's checklist was last written (monotonic; the workspace's
     # creation writes it as the run starts): app.run.agent.loop rewrites it at most so often
     readme_at: float = field(default_factory=time.monotonic)
+    # how the run ended the task when it did so in one statement (app.tasks.lifecycle)
+    completed: Completed | None = None
 
     @property
     def task_id(self) -> int:
@@ -215,6 +218,8 @@ class RunContext:
         self.spent.steps += 1
         self.spent.tokens += c.prompt_tokens + c.completion_tokens
         self.spent.cost_usd += c.cost_usd
+        if role == "agent":  # as the step's write sets model_used
+            self.task.model_used = c.model
         self.pending.calls.append((c, role))
         self.record("llm_call", {
             "role": role, "model": c.model, "prompt_tokens": c.prompt_tokens,

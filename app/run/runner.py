@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from app import integrations as deliver
 from app.core.config import Settings, get_settings
-from app.core.db import RunConnection, session_scope
+from app.core.db import RunConnection, get_engine, session_scope
 from app.core.logging import bind
 from app.core.transient import is_transient, retrying
 from app.models import (
@@ -58,7 +58,7 @@ from app.sandbox.uids import release as release_uid
 from app.sandbox.workspace import Workspace
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
-from app.tasks.lifecycle import close_task
+from app.tasks.lifecycle import Completed, EndedTask, close_task, complete_alone, ends_alone
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
@@ -276,8 +276,35 @@ async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | N
         keeper.cancel()
         await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
     await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
-    await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
+    await _complete(ctx, summary)
     return None
+
+
+async def _complete(ctx: RunContext, summary: str | None) -> None:
+    """End the run's task as completed: on PostgreSQL, when its end writes nothing but the
+    task, its agent's counts and its status event (no notification, nothing owed at once, not
+    a subtask: app.tasks.lifecycle.ends_alone), one statement on the run's connection, which
+    also says what the run does next; else the general end. Safe to repeat: a statement that
+    went through and lost its answer finds the task ended, and the general end does nothing."""
+    if not await retrying(lambda: _complete_alone(ctx, summary), f"end task {ctx.task_id}"):
+        await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
+
+
+async def _complete_alone(ctx: RunContext, summary: str | None) -> bool:
+    task = ctx.task
+    if get_engine().dialect.name != "postgresql" or task.parent_id is not None:
+        return False
+    ended = EndedTask(id=ctx.task_id, status=TaskStatus.completed, attempts=task.attempts,
+                      notify=task.notify, github=task.github)
+    if not ends_alone(ended):
+        return False
+    async with ctx.connection.driver() as driver:
+        ctx.completed = await complete_alone(driver, ended, summary=summary,
+                                             finished_by=task.model_used)
+    if ctx.completed is None:
+        return False
+    publish(ctx.completed.events)
+    return True
 
 
 async def _stop(work: asyncio.Future[Any]) -> None:
@@ -340,7 +367,8 @@ async def _run(task_id: int, owner: str, connection: RunConnection) -> str:
             release_uid(ctx.workspace.root)
             if outcome == "paused":
                 await let_go(task_id, owner)
-        if await _deliver_if_ended(task_id, connection):
+        completed = ctx.completed if ctx is not None else None
+        if await _deliver_if_ended(task_id, connection, completed):
             await _assign_quietly(connection)
     return outcome or "ran"
 
@@ -355,12 +383,21 @@ async def _assign_quietly(connection: RunConnection) -> None:
         log.warning("could not assign waiting tasks (%s); the sweep will", type(exc).__name__)
 
 
-async def _deliver_if_ended(task_id: int, connection: RunConnection) -> bool:
+async def _deliver_if_ended(task_id: int, connection: RunConnection,
+                            completed: Completed | None = None) -> bool:
     """Hand the deliverables of an ended task to their own worker task, so this run ends when
     its status is set; no message when it has none (lazy report, no email, no GitHub).
 
     Whether tasks wait for an agent is read in the same statement: most runs end with none
-    waiting, and then no other read is made. True: some may wait (or the read failed)."""
+    waiting, and then no other read is made. True: some may wait (or the read failed). A task
+    the run ended in one statement (`completed`) was told all this by it: nothing is read."""
+    if completed is not None:  # it owed nothing at once (ends_alone): only unsent email
+        if completed.unsent:
+            try:
+                await enqueue([(task_id, completed.agent or "")], name="deliver_task")
+            except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
+                log.exception("could not enqueue deliverables for task %s", task_id)
+        return completed.pending
     try:
         async with connection.read() as conn:  # a read: no write lock
             row = (await conn.execute(_AFTER_END, {"ended_id": task_id})).first()

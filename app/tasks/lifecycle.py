@@ -14,6 +14,7 @@ a task ends exactly once however many callers race to end it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,13 +30,20 @@ from app.models import (
     TERMINAL_VALUES,
     WORKING_VALUES,
     AgentStatus,
+    OutboxStatus,
     Task,
     TaskEvent,
     TaskStatus,
     table,
     utcnow,
 )
-from app.tasks.events import append_event, append_events, insert_events
+from app.tasks.events import (
+    append_event,
+    append_events,
+    fitted,
+    insert_events,
+    numbered_events,
+)
 from app.tasks.scheduling import release_slot
 
 
@@ -62,6 +70,8 @@ class EndedTask:
 # app.integrations registers its hook when imported.
 EndHook = Callable[[AsyncSession | AsyncConnection, EndedTask], Awaitable[None]]
 _ON_END: list[EndHook] = []
+# whether a hook writes anything for a task ending so (a hook without one is taken to)
+_WRITES: dict[EndHook, Callable[[EndedTask], bool]] = {}
 
 # Built once: a task's end is on every run's path, and building the statement (not running it)
 # was most of its cost. The sequence number of the `status` event is taken in the same UPDATE.
@@ -116,10 +126,97 @@ def _dialect(conn: AsyncSession | AsyncConnection) -> str:
     return conn.dialect.name
 
 
-def on_end(hook: EndHook) -> None:
-    """Run `hook` in every task-ending transaction (once, however often it is registered)."""
+def on_end(hook: EndHook, *, writes: Callable[[EndedTask], bool] | None = None) -> None:
+    """Run `hook` in every task-ending transaction (once, however often it is registered).
+    `writes(ended)` says whether it writes anything for a task ending so: where no hook does,
+    a completed task may end in one statement (`complete_alone`)."""
     if hook not in _ON_END:
         _ON_END.append(hook)
+    if writes is not None:
+        _WRITES[hook] = writes
+
+
+def ends_alone(ended: EndedTask) -> bool:
+    """Whether ending `ended` writes nothing but its own row, its agent's and its status event:
+    every hook says it writes nothing for it."""
+    return all(hook in _WRITES and not _WRITES[hook](ended) for hook in _ON_END)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What `complete_alone` wrote, and what its caller does next with it: the status event
+    to publish, the task's agent (its queue), whether the task has email not yet sent (a
+    `send_email` whose own flush failed) and whether any task waits for an agent."""
+
+    events: list[TaskEvent]
+    agent: str | None
+    unsent: bool
+    pending: bool
+
+
+# A completed task whose end writes nothing else (ends_alone), not a subtask, ended on
+# PostgreSQL as ONE statement in autocommit: the status change, the slot's release and the
+# agent's counts (as _END_AND_RELEASE), the status event, and what the caller reads next. The
+# general end is BEGIN, _END_AND_RELEASE, the event's INSERT, COMMIT and a read after it: five
+# round trips through SQLAlchemy. The guard is what made the end alone: a task whose notify or
+# github changed since (or that ended meanwhile) is not matched, and the caller ends it the
+# general way.
+# $1 task  $2 open statuses  $3 notify  $4 github  $5 summary  $6 now  $7 event data (its
+# slot_released added here)  $8 busy  $9 available  $10 completed  $11 pending  $12 the
+# outbox's pending
+COMPLETE_ALONE = """
+WITH old AS (
+    SELECT id, slot_held FROM task
+    WHERE id = $1::int AND status = ANY($2::varchar[]) AND parent_id IS NULL
+      AND COALESCE(notify::jsonb, 'null'::jsonb) = COALESCE($3::jsonb, 'null'::jsonb)
+      AND COALESCE(github::jsonb, 'null'::jsonb) = COALESCE($4::jsonb, 'null'::jsonb)
+    FOR UPDATE
+), t AS (
+    UPDATE task SET status = $10::varchar, summary = $5::varchar, error = NULL,
+        finished_at = $6::timestamptz, updated_at = $6::timestamptz,
+        last_seq = task.last_seq + 1, slot_held = false
+    FROM old WHERE task.id = old.id
+    RETURNING task.id, task.agent_id, task.last_seq, old.slot_held AS held
+), a AS (
+    UPDATE agent SET
+        active_tasks = CASE WHEN t.held THEN GREATEST(agent.active_tasks - 1, 0)
+                            ELSE agent.active_tasks END,
+        status = CASE WHEN t.held AND agent.status = $8::varchar
+                      THEN $9::varchar ELSE agent.status END,
+        tasks_done = agent.tasks_done + 1
+    FROM t WHERE agent.id = t.agent_id
+    RETURNING agent.name
+), e AS (
+    INSERT INTO task_event (task_id, seq, type, data, created_at)
+    SELECT t.id, t.last_seq, 'status',
+           ($7::jsonb || jsonb_build_object('slot_released', t.held))::json, $6::timestamptz
+    FROM t
+)
+SELECT t.last_seq, t.held, (SELECT name FROM a) AS agent,
+       EXISTS (SELECT 1 FROM outbox_message m
+               WHERE m.task_id = $1::int AND m.status = $12::varchar) AS unsent,
+       EXISTS (SELECT 1 FROM task w WHERE w.status = $11::varchar) AS pending
+FROM t
+"""
+
+
+async def complete_alone(driver: Any, ended: EndedTask, *, summary: str | None,
+                         finished_by: str | None) -> Completed | None:
+    """End `ended` (completed, ends_alone) with COMPLETE_ALONE on an asyncpg connection with no
+    transaction open; None when the guard did not match (ended already, or no longer alone):
+    the caller ends it with close_task."""
+    now = utcnow()
+    (_, data), = fitted([("status", {"status": TaskStatus.completed.value, "summary": summary,
+                                     "reason": None, "finished_by": finished_by})])
+    row = await driver.fetchrow(
+        COMPLETE_ALONE, ended.id, _OPEN, json.dumps(ended.notify), json.dumps(ended.github),
+        summary, now, json.dumps(data), AgentStatus.busy.value, AgentStatus.available.value,
+        TaskStatus.completed.value, TaskStatus.pending.value, OutboxStatus.pending.value)
+    if row is None:
+        return None
+    events = numbered_events(ended.id, row["last_seq"],
+                             [("status", {**data, "slot_released": row["held"]})], now=now)
+    return Completed(events, row["agent"], bool(row["unsent"]), bool(row["pending"]))
 
 
 async def close_task(

@@ -1,13 +1,18 @@
 """What a worker's run of a no-op task sends to PostgreSQL, round trip by round trip (issue 15:
 throughput). Each round trip is a write, a wake-up of the server and a wait: the checkout's
-ping is one statement, only the end is a transaction (the lease and the reads are single
-statements, atomic on their own), and a first run reads no checkpoint or journal it cannot
-have."""
+ping is one statement, no statement needs a transaction around it (the lease, the reads, the
+step writes and a lone end are single statements, atomic on their own), and a first run reads
+no checkpoint or journal it cannot have. The one-statement end keeps the general end's rules:
+a task ends once however its ends race, and one that notifies is left to the general end."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from app.core.db import session_scope
+from app.models import Agent, Task
 from tests.factories import run_enqueued
 from tests.factories.connections import round_trips, statements
 from tests.fakes.llm_server import finish
@@ -15,27 +20,96 @@ from tests.fakes.llm_server import finish
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 
-async def _queue_noop(app_client, llm) -> None:  # noqa: ANN001
+async def _noop(app_client, llm, **body) -> int:  # noqa: ANN001
     llm.responder = lambda _req: finish("nothing to do")
-    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 1})
+    resp = await app_client.post("/tasks", json={"title": "t", "complexity": 1, **body})
     assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])
 
 
 async def test_a_first_run_sends_no_round_trip_it_does_not_need(app_client, enqueued, llm):
     # given a warm worker process and a no-op task queued
-    await _queue_noop(app_client, llm)
+    await _noop(app_client, llm)
     assert await run_enqueued(enqueued) == ["ran"]
-    await _queue_noop(app_client, llm)
+    await _noop(app_client, llm)
     # when a worker runs it
     with round_trips() as driver, statements() as sent:
         assert await run_enqueued(enqueued) == ["ran"]
+        await asyncio.sleep(0)  # asyncpg hands its query loggers each query with call_soon
     # then its connection's checkout was pinged with one statement (asyncpg's ping through
     # SQLAlchemy is BEGIN, `;`, ROLLBACK)
     assert driver.count(";") == 1, driver
     assert [q for q in driver if q.startswith("ROLLBACK")] == [], driver
-    # only the end was a transaction: the lease and the reads went without BEGIN and COMMIT
-    assert len([q for q in driver if q.startswith("BEGIN")]) == 1, driver
-    assert len([q for q in driver if q.startswith("COMMIT")]) == 1, driver
+    # no transaction at all: the lease, the reads, the step writes and the end (a task whose
+    # end writes nothing else: one statement, which also says what comes next) went without
+    # BEGIN and COMMIT
+    assert [q for q in driver if q.startswith(("BEGIN", "COMMIT"))] == [], driver
+    # the ping, four step writes and the end on the driver, the lease and the workspace
+    # through SQLAlchemy: 8 round trips (it was 12: the end was BEGIN, the end, its event,
+    # COMMIT, and a read after it), asyncpg's first look at a statement's types on this
+    # connection aside
+    on_driver = [q for q in driver if not q.startswith(("SELECT current_setting('jit')",
+                                                         "SELECT set_config('jit'",
+                                                         "WITH RECURSIVE typeinfo_tree"))]
+    assert len(on_driver) == 6 and on_driver[-1].startswith("WITH old AS"), driver
+    assert len(sent) == 2, sent
     # and with nothing to resume (the lease says so), no checkpoint or journal was read
     assert [q for q in driver if q.startswith("SELECT c.task_id")] == [], driver
     assert [s for s in sent if s.startswith("SELECT tool_intent.")] == [], sent
+
+
+async def _alone(task_id: int, notify: dict | None = None):  # noqa: ANN202
+    """complete_alone on a driver connection of its own, as the run's end sends it."""
+    from app.core.db import get_engine
+    from app.models import TaskStatus
+    from app.tasks.lifecycle import EndedTask, complete_alone
+
+    async with get_engine().connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        return await complete_alone(driver, EndedTask(
+            id=task_id, status=TaskStatus.completed, attempts=1, notify=notify, github=None),
+            summary="s", finished_by="m")
+
+
+async def test_the_one_statement_end_and_a_cancel_at_once_end_it_once(
+        app_client, enqueued, llm):
+    from app.models import TaskStatus
+    from app.tasks.lifecycle import close_task
+
+    # given a task holding a slot of its agent
+    task_id = await _noop(app_client, llm)
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        assert task is not None and task.agent_id is not None
+        agent = await session.get(Agent, task.agent_id)
+        assert agent is not None
+        agent_id, active, done = task.agent_id, agent.active_tasks, agent.tasks_done
+
+    async def cancel() -> list:
+        async with session_scope() as session:
+            return await close_task(session, task_id, TaskStatus.cancelled, error="stop")
+
+    # when the run's end and a person's cancel arrive at the same moment
+    completed, cancelled = await asyncio.gather(_alone(task_id), cancel())
+    # then one of them ended it: one status event, the slot given back once
+    assert (completed is None) != (cancelled == [])
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        agent = await session.get(Agent, agent_id)
+    assert task is not None and agent is not None and task.slot_held is False
+    assert agent.active_tasks == active - 1
+    assert agent.tasks_done == done + (task.status == "completed")
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    assert len([e for e in events if e["type"] == "status"
+                and e["data"]["status"] in ("completed", "cancelled")]) == 1
+
+
+async def test_the_one_statement_end_leaves_a_task_that_notifies_to_the_general_end(
+        app_client, enqueued, llm):
+    # given a task whose owner asked for an email at its end after the run read the task
+    task_id = await _noop(app_client, llm, notify={"email": ["ann@example.com"]})
+    # when the one-statement end is tried with what the run read (no one to notify)
+    # then it does not match, and the task is left as it was for the general end
+    assert await _alone(task_id, notify=None) is None
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "assigned"

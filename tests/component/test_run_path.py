@@ -40,12 +40,11 @@ async def test_a_run_uses_one_connection_and_few_statements(app_client, enqueued
     # reads the task back
     if db_url.startswith("postgresql"):
         assert len(taken) == 1, taken
-        # through SQLAlchemy: the lease with its agent, the workspace, the end (the task with
-        # its slot and agent in one statement, then its event) and one read after it (it was
-        # 14, in 5 checkouts; 9 while the end was four statements and a first run read its
-        # journal); the step writes go to the driver directly, one statement each, and a
-        # first run reads no checkpoint
-        assert len(sent) <= 5, "\n".join(sent)
+        # through SQLAlchemy: the lease with its agent and the workspace (it was 14, in 5
+        # checkouts; 9 while the end was four statements and a first run read its journal; 5
+        # while the end was two and a read after it); the step writes and a lone end go to
+        # the driver directly, one statement each, and a first run reads no checkpoint
+        assert len(sent) <= 2, "\n".join(sent)
     else:
         assert len(sent) <= 16, "\n".join(sent)
     whole_rows = [s for s in sent if s.startswith("SELECT task.title")]
@@ -75,7 +74,9 @@ async def test_an_ended_run_frees_its_slot_counts_once_and_owes_nothing(
     assert agent.active_tasks == 0 and agent.tasks_done == before + 1
     events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
     ended = [e for e in events if e["type"] == "status"][-1]
-    assert ended["data"]["status"] == "completed" and ended["data"]["slot_released"] is True
+    assert ended["data"] == {"status": "completed", "summary": "nothing to do", "reason": None,
+                             "slot_released": True, "finished_by": task.model_used}
+    assert task.model_used
     assert ended["seq"] == events[-1]["seq"] == len(events)
 
 
@@ -146,3 +147,4 @@ async def test_a_task_ended_twice_at_once_ends_once(app_client, enqueued, llm):
     ends = [e for e in events if e["type"] == "status"
             and e["data"]["status"] in ("completed", "cancelled")]
     assert len(ends) == 1 and ends[0]["data"]["slot_released"] is True
+
