@@ -24,7 +24,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from app.models import TERMINAL_VALUES, TaskEvent, utcnow
-from app.tasks.events import numbered_events
+from app.tasks.events import data_json, numbered_events
 
 if TYPE_CHECKING:
     from app.run.step_changes import StepChanges
@@ -97,7 +97,7 @@ async def write(driver: Any, task_id: int, changes: StepChanges
         STEP, task_id, len(c.events), now, c.calls, c.prompt_tokens, c.completion_tokens,
         c.cost_usd, c.model_used, c.phase, list(TERMINAL_VALUES),
         json.dumps(c.usage) if c.usage else None, c.peak_rss_kb,
-        [type for type, _ in c.events], [json.dumps(data) for _, data in c.events],
+        [type for type, _ in c.events], [data_json(data) for _, data in c.events],
         None if k is None else len(k.messages), None if k is None else json.dumps(k.state),
         None if k is None else k.phase, k is not None,
         0 if k is None else k.start, [] if k is None else [json.dumps(m) for m in k.new],

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from app.models import TERMINAL_VALUES, Task, TaskCheckpoint, TaskEvent, table, utcnow
-from app.tasks.events import numbered_events
+from app.tasks.events import data_json, numbered_events
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -97,7 +97,7 @@ def write(conn: Connection, task_id: int, changes: StepChanges
         events = numbered_events(task_id, row[0] - len(c.events) + 1, c.events, now=now)
         if events:
             cursor.executemany(INSERT_EVENTS, [
-                (task_id, e.seq, e.type, as_json(e.data), stored_now) for e in events])
+                (task_id, e.seq, e.type, data_json(e.data), stored_now) for e in events])
         if c.checkpoint is not None:  # the loop state, and the messages new since the last
             k = c.checkpoint
             cursor.execute(UPSERT_CHECKPOINT, (task_id, len(k.messages), as_json(k.state),

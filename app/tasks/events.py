@@ -32,17 +32,35 @@ def add_publisher(publish: Any) -> None:
     _publishers.append(publish)
 
 
-def _fit(data: dict[str, Any]) -> dict[str, Any]:
+class Fitted(dict[str, Any]):
+    """An event's data as it is stored (redacted, JSON-safe, within MAX_EVENT_BYTES), with
+    `text`, the JSON it was made from: what the database and pub/sub are sent (`data_json`).
+    An event's data was serialised three times (to fit it, for the database, for pub/sub);
+    it is once. Not to be changed once made: `text` would no longer say what it holds."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        super().__init__(json.loads(text))
+        self.text = text
+
+
+def data_json(data: dict[str, Any]) -> str:
+    """An event's data as JSON: its own text when it was fitted."""
+    return data.text if isinstance(data, Fitted) else json.dumps(data, default=str)
+
+
+def _fit(data: dict[str, Any]) -> Fitted:
     data = redact_obj(data)
     raw = json.dumps(data, default=str)
     if len(raw) <= MAX_EVENT_BYTES:
-        return json.loads(raw)
+        return Fitted(raw)
     clipped = {k: (v[:2000] + "…[cut]" if isinstance(v, str) and len(v) > 2000 else v)
                for k, v in data.items()}
     raw = json.dumps(clipped, default=str)
     if len(raw) <= MAX_EVENT_BYTES:
-        return json.loads(raw)
-    return {"truncated": True, "preview": raw[:2000]}
+        return Fitted(raw)
+    return Fitted(json.dumps({"truncated": True, "preview": raw[:2000]}))
 
 
 async def append_event(

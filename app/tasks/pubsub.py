@@ -15,6 +15,7 @@ followers re-read it on a gap or when idle. After a failed publish, Redis is lef
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ _down_until: dict[str, float] = {}
 _lock = threading.Lock()
 
 
+@functools.cache
 def namespace(url: str) -> str:
     """`taskbench:db<N>:` for a Redis URL (database 0 when the URL names none)."""
     path = urlsplit(url).path.strip("/")
@@ -51,9 +53,15 @@ def status_channel(url: str) -> str:
 
 
 def payload(event: TaskEvent) -> dict[str, Any]:
-    """An event as clients see it (the shape of EventPublic)."""
-    return {"task_id": event.task_id, "seq": event.seq, "type": event.type,
-            "data": event.data, "created_at": event.created_at.isoformat()}
+    """An event as clients see it (the shape of EventPublic); with its JSON already made when
+    its data's is (a fitted event: app.tasks.events.Fitted), the data not serialised again."""
+    out = {"task_id": event.task_id, "seq": event.seq, "type": event.type,
+           "data": event.data, "created_at": event.created_at.isoformat()}
+    text = getattr(event.data, "text", None)
+    if isinstance(text, str):
+        head = json.dumps({k: v for k, v in out.items() if k != "data"})
+        out[JSON_KEY] = f'{head[:-1]}, "data": {text}}}'
+    return out
 
 
 def encoded(event: dict[str, Any]) -> str:
