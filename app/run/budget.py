@@ -52,10 +52,13 @@ class Spent:
     cost_usd: float = 0.0
 
 
-def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None) -> int:
-    """A deliberately generous estimate: about four characters a token."""
-    return (len(json.dumps(messages, default=str))
-            + (len(schemas_json(tools)) if tools else 2)) // 4 + 16
+def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None,
+                           messages_json: str | None = None) -> int:
+    """A deliberately generous estimate: about four characters a token (`messages_json`:
+    the messages already serialised, as the request will send them)."""
+    size = len(messages_json if messages_json is not None
+               else json.dumps(messages, default=str))
+    return (size + (len(schemas_json(tools)) if tools else 2)) // 4 + 16
 
 
 def reserve(

@@ -12,6 +12,7 @@ nothing a step did is ever still pending when the model is asked again.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,9 @@ class RunContext:
     readme_at: float = field(default_factory=time.monotonic)
     # how the run ended the task when it did so in one statement (app.tasks.lifecycle)
     completed: Completed | None = None
+    # the task as its tools see it (ToolContext.task: what it was submitted with, its notify
+    # and github), made at the first tool call of the run rather than at each
+    task_view: dict[str, Any] | None = None
 
     @property
     def task_id(self) -> int:
@@ -178,7 +182,9 @@ class RunContext:
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
         models: list[str], response_format: dict[str, Any] | None, role: str,
     ) -> llm.Completion:
-        prompt_estimate = estimate_prompt_tokens(messages, tools)
+        # serialised once: for the prompt's size here and as the request's messages
+        messages_json = json.dumps(messages, default=str)
+        prompt_estimate = estimate_prompt_tokens(messages, tools, messages_json)
         if self.tree is not None:
             await self.tree.check(models[0], prompt_estimate)
         cap = reserve(self.limits, self.spent, model=models[0], prompt_tokens=prompt_estimate)
@@ -190,6 +196,7 @@ class RunContext:
                     self.settings, models=models, messages=messages, tools=tools,
                     max_tokens=cap, response_format=response_format, on_event=self.emit,
                     provider=(self.agent.config or {}).get("provider"),
+                    messages_json=messages_json,
                 )
             except llm.LLMError:
                 await save_seen(self.settings)
@@ -232,12 +239,14 @@ class RunContext:
 
     # -- tools -------------------------------------------------------------------------------
     def tool_context(self) -> ToolContext:
+        if self.task_view is None:
+            self.task_view = self.task.model_dump()
         return ToolContext(
             task_id=self.task_id, workspace=self.workspace, settings=self.settings,
             emit=self.emit, agent_name=self.agent.name,
             allowed_commands=self.agent.allowed_commands,
             agent_config=dict(self.agent.config or {}),
-            task=self.task.model_dump(), services=self.services,
+            task=self.task_view, services=self.services,
         )
 
     async def call_tool(self, name: str, arguments: str | dict[str, Any],

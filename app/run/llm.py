@@ -138,14 +138,21 @@ def request_body(
     return body
 
 
-def body_json(body: dict[str, Any]) -> str:
-    """`body` as JSON (its tools last), the tool schemas as serialised once per list
-    (app.tools.registry) rather than ~9 KB of schemas worked out again for every call."""
-    tools = body.get("tools")
-    if not tools:
+def body_json(body: dict[str, Any], messages_json: str | None = None) -> str:
+    """`body` as JSON, with the tool schemas as serialised once per list (app.tools.registry)
+    rather than ~9 KB of schemas worked out again for every call, and the messages as the
+    caller serialised them already (`messages_json`, for the prompt's size) when given."""
+    spliced = {}
+    if body.get("messages") is not None and messages_json is not None:
+        spliced["messages"] = messages_json
+    if body.get("tools"):
+        spliced["tools"] = schemas_json(body["tools"])
+    if not spliced:
         return json.dumps(body, default=str)
-    rest = json.dumps({k: v for k, v in body.items() if k != "tools"}, default=str)
-    return f'{rest[:-1]}, "tools": {schemas_json(tools)}}}'
+    rest = json.dumps({k: v for k, v in body.items() if k not in spliced}, default=str)
+    parts = [rest[1:-1]] if rest != "{}" else []
+    parts += [f"{json.dumps(k)}: {v}" for k, v in spliced.items()]
+    return "{" + ", ".join(parts) + "}"
 
 
 CACHE_MARK = {"type": "ephemeral"}
@@ -188,8 +195,10 @@ async def chat(
     response_format: dict[str, Any] | None = None,
     provider: dict[str, Any] | None = None,
     on_event: OnEvent | None = None,
+    messages_json: str | None = None,
 ) -> Completion:
-    """Ask the first model that answers; raise LLMError when none does."""
+    """Ask the first model that answers; raise LLMError when none does. `messages_json`:
+    `messages` as JSON when the caller has serialised them already (to size the prompt)."""
     last_error = "no model configured"
     for index, model in enumerate(models):
         if index > 0 and on_event:
@@ -198,7 +207,8 @@ async def chat(
         try:
             return await _ask_model(settings, model, messages, tools=tools,
                                     max_tokens=max_tokens, response_format=response_format,
-                                    provider=provider, on_event=on_event)
+                                    provider=provider, on_event=on_event,
+                                    messages_json=messages_json)
         except _ModelFailed as exc:
             last_error = str(exc)
         except LLMError as exc:  # the chain ends here (a 401, a context-length refusal)
@@ -210,7 +220,7 @@ async def _ask_model(
     settings: Settings, model: str, messages: list[dict[str, Any]], *,
     tools: list[dict[str, Any]] | None, max_tokens: int | None,
     response_format: dict[str, Any] | None, provider: dict[str, Any] | None,
-    on_event: OnEvent | None,
+    on_event: OnEvent | None, messages_json: str | None = None,
 ) -> Completion:
     """One model, with retries; raises _ModelFailed to move on, LLMError to stop the chain."""
     tool_names = {t["function"]["name"] for t in tools or [] if "function" in t}
@@ -218,8 +228,10 @@ async def _ask_model(
     while True:
         body = request_body(settings, model, messages, tools=tools, max_tokens=max_tokens,
                             response_format=response_format, provider=provider)
+        # the caller's JSON is of `messages` as given: not of a copy with cache marks
+        ready = messages_json if body["messages"] is messages else None
         try:
-            completion = await _post(settings, body, tool_names)
+            completion = await _post(settings, body, tool_names, ready)
             _note(settings, None)
             return completion
         except (Unreachable, ProviderError) as exc:
@@ -239,9 +251,10 @@ async def _ask_model(
         await asyncio.sleep(delay)
 
 
-async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str]) -> Completion:
+async def _post(settings: Settings, body: dict[str, Any], tool_names: set[str],
+                messages_json: str | None = None) -> Completion:
     # serialised once, for the wire and for the size a usage estimate needs
-    data = body_json(body)
+    data = body_json(body, messages_json)
     raw = await post_chat(settings, data.encode())
     return read_reply(raw, model=body["model"], request_chars=len(data), tool_names=tool_names)
 

@@ -42,6 +42,7 @@ class ToolContext:
     agent_name: str = ""
     allowed_commands: list[str] | None = None
     agent_config: dict[str, Any] = field(default_factory=dict)
+    # the task as the run found it (shared by the run's tool calls: not to be changed)
     task: dict[str, Any] = field(default_factory=dict)
     services: Ports = field(default_factory=Ports)
 

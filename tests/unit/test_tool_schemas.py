@@ -36,6 +36,21 @@ def test_a_request_body_is_the_json_of_the_body():
     assert estimate_prompt_tokens(body["messages"], tools) > len(schemas_json(tools)) // 4
 
 
+def test_messages_serialised_for_the_estimate_are_the_requests_own(monkeypatch):
+    # given a conversation serialised once, to size the prompt
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    text = json.dumps(messages, default=str)
+    estimate = estimate_prompt_tokens(messages, None, text)
+    assert estimate == estimate_prompt_tokens(messages, None)
+    # when the request body is made with it, the messages are not serialised again
+    real, calls = json.dumps, []
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    for body in ({"model": "m", "messages": messages, "tools": schemas(["finish"])},
+                 {"model": "m", "messages": messages, "max_tokens": 9}, {"messages": messages}):
+        assert json.loads(body_json(body, text)) == body
+    assert messages not in calls
+
+
 def test_a_tool_registered_later_is_offered():
     before = schemas(None)
     try:
