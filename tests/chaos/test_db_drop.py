@@ -36,46 +36,55 @@ class DropOnce:
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
-class DropStepStatement:
-    """Terminates the run's connection just before its `nth` one-statement step write
-    (app.run.steps_postgres, which runs on the driver's connection, under SQLAlchemy's hooks)."""
+class DropOnDriver:
+    """Terminates the run's connection just before the `nth` call of a statement the run sends
+    on the driver's own connection (under SQLAlchemy's hooks): a one-statement step write
+    (app.run.steps_postgres) or a lone end (app.tasks.lifecycle.complete_alone)."""
 
     def __init__(self, nth: int) -> None:
         self.nth, self.seen, self.fired = nth, 0, False
 
     def around(self, real: Any) -> Any:
-        async def write(driver: Any, task_id: int, record: Any) -> Any:
+        async def sent(driver: Any, *args: Any, **kwargs: Any) -> Any:
             self.seen += 1
             if self.seen == self.nth:
                 self.fired = True
                 with contextlib.suppress(Exception):
                     await driver.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-            return await real(driver, task_id, record)
-        return write
+            return await real(driver, *args, **kwargs)
+        return sent
 
 
-@pytest.mark.parametrize(("where", "marker", "nth"), [
-    ("write_step", None, 2),  # a step's one-statement write
-    ("write_step_journaled", "UPDATE tool_intent SET status", 1),  # the general write
-    ("take_messages", "UPDATE task_message SET delivered_at", 1),
-    ("close_task", "finished_at = ", 1),  # the end: task, slot and agent in one statement
+NOTIFIES = {"notify": {"email": ["ann@example.com"]}}  # a task whose end is not alone
+
+
+@pytest.mark.parametrize(("where", "marker", "nth", "body"), [
+    ("write_step", None, 2, {}),  # a step's one-statement write
+    ("write_step_journaled", "UPDATE tool_intent SET status", 1, {}),  # the general write
+    ("take_messages", "UPDATE task_message SET delivered_at", 1, {}),
+    ("complete_alone", None, 1, {}),  # the lone end: one statement on the driver
+    # the general end: task, slot and agent in one statement, then the event and the mail
+    ("close_task", "finished_at = ", 1, NOTIFIES),
 ])
 async def test_a_dropped_connection_does_not_fail_the_task(
     app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch, where: str,
-    marker: str | None, nth: int
+    marker: str | None, nth: int, body: dict[str, Any]
 ):
     from app.core.db import get_engine
-    from app.run import steps_postgres
+    from app.run import runner, steps_postgres
 
     # given a task with a note in its inbox and a model that writes a file, then finishes
     llm.script(tool_call("write_file", path="output/a.txt", content="a"), finish("done"))
-    task_id = int((await app_client.post("/tasks", json={"title": "t", "complexity": 2})
-                   ).json()["id"])
+    task_id = int((await app_client.post("/tasks", json={"title": "t", "complexity": 2,
+                                                         **body})).json()["id"])
     await app_client.post(f"/tasks/{task_id}/messages", json={"content": "please hurry"})
-    drop: DropOnce | DropStepStatement
-    if marker is None:
-        drop = DropStepStatement(nth)
+    drop: DropOnce | DropOnDriver
+    if where == "write_step":
+        drop = DropOnDriver(nth)
         monkeypatch.setattr(steps_postgres, "write", drop.around(steps_postgres.write))
+    elif where == "complete_alone":
+        drop = DropOnDriver(nth)
+        monkeypatch.setattr(runner, "complete_alone", drop.around(runner.complete_alone))
     else:
         drop = DropOnce(marker, nth)
         event.listen(get_engine().sync_engine, "before_cursor_execute", drop)

@@ -12,9 +12,9 @@ import asyncio
 import pytest
 
 from app.core.db import session_scope
-from app.models import Agent, Task
 from tests.factories import run_enqueued
 from tests.factories.connections import round_trips, statements
+from tests.factories.ending import assert_ended_once, holding_slot
 from tests.fakes.llm_server import finish
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
@@ -77,31 +77,17 @@ async def test_the_one_statement_end_and_a_cancel_at_once_end_it_once(
     from app.tasks.lifecycle import close_task
 
     # given a task holding a slot of its agent
-    task_id = await _noop(app_client, llm)
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        assert task is not None and task.agent_id is not None
-        agent = await session.get(Agent, task.agent_id)
-        assert agent is not None
-        agent_id, active, done = task.agent_id, agent.active_tasks, agent.tasks_done
+    held = await holding_slot(await _noop(app_client, llm))
 
     async def cancel() -> list:
         async with session_scope() as session:
-            return await close_task(session, task_id, TaskStatus.cancelled, error="stop")
+            return await close_task(session, held.task_id, TaskStatus.cancelled, error="stop")
 
     # when the run's end and a person's cancel arrive at the same moment
-    completed, cancelled = await asyncio.gather(_alone(task_id), cancel())
+    completed, cancelled = await asyncio.gather(_alone(held.task_id), cancel())
     # then one of them ended it: one status event, the slot given back once
     assert (completed is None) != (cancelled == [])
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        agent = await session.get(Agent, agent_id)
-    assert task is not None and agent is not None and task.slot_held is False
-    assert agent.active_tasks == active - 1
-    assert agent.tasks_done == done + (task.status == "completed")
-    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
-    assert len([e for e in events if e["type"] == "status"
-                and e["data"]["status"] in ("completed", "cancelled")]) == 1
+    await assert_ended_once(app_client, held)
 
 
 async def test_the_one_statement_end_leaves_a_task_that_notifies_to_the_general_end(

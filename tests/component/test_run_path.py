@@ -13,6 +13,7 @@ from app.core.db import session_scope
 from app.models import Agent, OutboxMessage, Task
 from tests.factories import run_enqueued
 from tests.factories.connections import checkouts, statements
+from tests.factories.ending import assert_ended_once, holding_slot
 from tests.fakes.llm_server import finish
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
@@ -119,32 +120,15 @@ async def test_a_task_ended_twice_at_once_ends_once(app_client, enqueued, llm):
     from app.models import TaskStatus
     from app.tasks.lifecycle import close_task
 
-    task_id = await _noop(app_client, enqueued, llm)
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        assert task is not None and task.slot_held and task.agent_id is not None
-        agent_id = task.agent_id
-        agent = await session.get(Agent, agent_id)
-        assert agent is not None
-        active, done = agent.active_tasks, agent.tasks_done
+    held = await holding_slot(await _noop(app_client, enqueued, llm))
 
     # when two callers end it at the same moment, one as completed, one as cancelled
     async def end(status: TaskStatus) -> list:
         async with session_scope() as session:
-            return await close_task(session, task_id, status, summary="s", error="e")
+            return await close_task(session, held.task_id, status, summary="s", error="e")
 
     ended = await asyncio.gather(end(TaskStatus.completed), end(TaskStatus.cancelled))
     # then exactly one of them ended it: one status event, the slot given back once, the
     # agent counted once and only if it was the completion that went through
     assert sorted(len(e) for e in ended) == [0, 1]
-    async with session_scope() as session:
-        task = await session.get(Task, task_id)
-        agent = await session.get(Agent, agent_id)
-    assert task is not None and agent is not None and task.slot_held is False
-    assert agent.active_tasks == active - 1
-    assert agent.tasks_done == done + (task.status == "completed")
-    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
-    ends = [e for e in events if e["type"] == "status"
-            and e["data"]["status"] in ("completed", "cancelled")]
-    assert len(ends) == 1 and ends[0]["data"]["slot_released"] is True
-
+    await assert_ended_once(app_client, held)
