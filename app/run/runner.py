@@ -36,6 +36,7 @@ from app.models import (
     table,
     utcnow,
 )
+from app.run import lease_postgres
 from app.run.agent.delegation import shared_workspace_of
 from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
@@ -43,7 +44,6 @@ from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
 from app.run.kinds import RUNNERS
 from app.run.lease import (
-    TAKE,
     hand_back,
     keep_lease,
     lease_params,
@@ -74,9 +74,17 @@ async def _start(
     Core statements: the lease returns the task's row, and on PostgreSQL its agent's too (one
     statement, atomic on its own, so sent with no BEGIN or COMMIT around it); on SQLite one
     more read gets the agent, in the lease's transaction. A first run then records where its
-    workspace is (a lease taken again after a lost answer is ours: safe to repeat)."""
-    async with connection.statements() as conn:
-        task_row, agent_row, resumable = await _lease_and_agent(conn, task_id, owner, settings)
+    workspace is (a lease taken again after a lost answer is ours: safe to repeat). On
+    PostgreSQL both go through the driver (app.run.lease_postgres)."""
+    postgres = get_engine().dialect.name == "postgresql"
+    conn: Any  # the driver's own connection on PostgreSQL, else SQLAlchemy's
+    async with (connection.driver() if postgres else connection.statements()) as conn:
+        if postgres:
+            task_row, agent_row, resumable = await lease_postgres.lease(
+                conn, lease_params(task_id, owner, settings))
+        else:
+            task_row, agent_row, resumable = await _lease_and_agent(conn, task_id, owner,
+                                                                    settings)
         if task_row is None:
             return None, None
         attempt = int(task_row["attempts"])
@@ -86,10 +94,14 @@ async def _start(
         task = from_row(Task, task_row)
         assert task.agent_id is not None and agent_row is not None
         agent = from_row(Agent, agent_row)
-        workspace, borrowed = await _workspace_for(conn, task, agent, settings)
+        workspace, borrowed = await _workspace_for(conn, task, agent, settings, postgres)
         if task.workspace != str(workspace.root):
             task.workspace = str(workspace.root)
-            await conn.execute(_SET_WORKSPACE, {"ws_task": task_id, "ws_path": task.workspace})
+            if postgres:
+                await conn.execute(lease_postgres.SET_WORKSPACE, task_id, task.workspace)
+            else:
+                await conn.execute(_SET_WORKSPACE, {"ws_task": task_id,
+                                                    "ws_path": task.workspace})
     elapsed = (utcnow() - task.started_at).total_seconds() if task.started_at else 0.0
     return attempt, RunContext(
         task=task, agent=agent, workspace=workspace, settings=settings,
@@ -112,33 +124,16 @@ def _resumable(task_id: Any) -> Any:
 _SET_WORKSPACE = (update(table(Task)).where(col(Task.id) == bindparam("ws_task"))
                   .values(workspace=bindparam("ws_path")))
 # SQLite: the agent, and whether there is anything to resume, read in the lease's transaction
+# (PostgreSQL: the lease joined with the agent, one statement: app.run.lease_postgres)
 _AGENT = (table(Agent).select().where(col(Agent.id) == bindparam("agent_id"))
           .add_columns(_resumable(bindparam("task_id"))))
-# PostgreSQL: the lease's UPDATE … RETURNING joined with the task's agent, one round trip
-_LEASED = TAKE.cte("leased")
-_LEASE_WITH_AGENT = (
-    _LEASED.select()
-    .add_columns(*[c.label(f"agent__{c.name}") for c in table(Agent).c])
-    .add_columns(_resumable(_LEASED.c.id))
-    .select_from(_LEASED.outerjoin(table(Agent), table(Agent).c.id == _LEASED.c.agent_id))
-)
 
 
 async def _lease_and_agent(
     conn: Any, task_id: int, owner: str, settings: Settings
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
-    """(the task's row, its agent's row, whether there is anything to resume) once the lease
-    is taken; (None, None, True): not ours."""
-    if conn.dialect.name == "postgresql":
-        row = (await conn.execute(_LEASE_WITH_AGENT,
-                                  lease_params(task_id, owner, settings))).first()
-        if row is None:
-            return None, None, True
-        values = dict(row._mapping)
-        resumable = bool(values.pop("resumable"))
-        agent = {k.removeprefix("agent__"): values.pop(k) for k in list(values)
-                 if k.startswith("agent__")}
-        return values, (agent if agent.get("id") is not None else None), resumable
+    """SQLite: (the task's row, its agent's row, whether there is anything to resume) once
+    the lease is taken; (None, None, True): not ours."""
     leased = await take_lease(conn, task_id, owner, settings)
     if leased is None:
         return None, None, True
@@ -170,13 +165,18 @@ async def end(task_id: int, status: TaskStatus, *, summary: str | None = None,
 
 
 async def _workspace_for(
-    conn: Any, task: Task, agent: Agent, settings: Settings
+    conn: Any, task: Task, agent: Agent, settings: Settings, on_driver: bool = False
 ) -> tuple[Workspace, bool]:
-    """The task's workspace, and whether it is its parent's (a shared-workspace subtask)."""
+    """The task's workspace, and whether it is its parent's (a shared-workspace subtask).
+    `conn` is the driver's own connection when `on_driver`."""
     parent_id = shared_workspace_of(task)
     if parent_id is not None:
-        parent_workspace = (await conn.execute(
-            select(col(Task.workspace)).where(col(Task.id) == parent_id))).scalar_one_or_none()
+        if on_driver:
+            parent_workspace = await conn.fetchval(lease_postgres.WORKSPACE_OF, parent_id)
+        else:
+            parent_workspace = (await conn.execute(
+                select(col(Task.workspace)).where(col(Task.id) == parent_id))
+            ).scalar_one_or_none()
         if parent_workspace:
             return Workspace(Path(parent_workspace)), True
     # a resumed task may run on another agent; it keeps the workspace it started in

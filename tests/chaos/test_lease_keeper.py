@@ -13,6 +13,7 @@ from app.core.config import get_settings
 from tests.fakes.llm_server import ScriptedLLM, finish
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_slow_preparation_keeps_the_lease(
     app_client, enqueued, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
 ):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
+
 from tests.factories import run_enqueued
 from tests.factories.loop import Router, agent_named, events_of, requests_about
 from tests.fakes.llm_server import finish, tool_call, tool_calls
@@ -108,6 +110,7 @@ async def test_cancelling_a_waiting_parent_cancels_its_children(app_client, enqu
     assert (await agent_named(app_client, "engineer"))["active_tasks"] == 0
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_shared_workspace_child_writes_where_the_parent_reads_and_they_talk(
     app_client, enqueued, llm
 ):

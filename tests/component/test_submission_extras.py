@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
 from app.core.db import session_scope
-from app.models import Task
+from app.models import Task, utcnow
 from app.sandbox.workspace import Workspace, prune_workspaces
 from app.tasks.complexity import estimate_complexity
 from tests.factories import run_enqueued
@@ -57,6 +59,7 @@ async def _delivered_again(app_client, enqueued, title: str, *, attempts: int,  
     return (await app_client.get(f"/tasks/{task_id}")).json()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_task_that_keeps_killing_its_worker_ends_failed(app_client, enqueued, llm):
     # given a task whose runs died inside a tool call as often as allowed
     # when it is delivered once more
@@ -69,6 +72,7 @@ async def test_task_that_keeps_killing_its_worker_ends_failed(app_client, enqueu
     assert all(a["active_tasks"] == 0 for a in agents)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_deliveries_lost_outside_its_tools_never_fail_a_task(app_client, enqueued, llm):
     # given a task delivered three times before, each run lost while not in a tool (a worker
     # killed while it waited on the model: the infrastructure's doing, not the task's)
@@ -78,12 +82,50 @@ async def test_deliveries_lost_outside_its_tools_never_fail_a_task(app_client, e
     assert task["status"] == "completed", task.get("error")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_task_delivered_without_end_ten_times_the_limit_fails(app_client, enqueued, llm):
     # given a task delivered 10 x max_deliveries times with no death in a tool
     # when it is delivered once more, then the cap on all deliveries ends it, saying why
     task = await _delivered_again(app_client, enqueued, "looping", attempts=30, tool_deaths=0)
     assert task["status"] == "failed"
     assert "delivered 31 times without ending" in task["error"]
+    assert llm.requests == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_delivery_after_a_death_in_a_tool_counts_it(app_client, enqueued, llm):
+    # given a task whose last run renewed its lease from inside a tool, then went silent
+    llm.script(finish("planned"), finish("built"), finish("tested"))
+    resp = await app_client.post("/tasks", json={"title": "crashed", "complexity": 1})
+    task_id = resp.json()["id"]
+    async with session_scope() as session:
+        await session.execute(update(Task).where(col(Task.id) == task_id).values(
+            attempts=1, lease_owner="dead-worker:1", lease_activity="run_command",
+            lease_expires_at=utcnow() - timedelta(seconds=60)))
+    # when it is delivered again, then the lease counts a death in a tool and the run
+    # goes on to the end
+    await run_enqueued(enqueued)
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+    assert task is not None and task.status == "completed", task
+    assert task.attempts == 2 and task.tool_deaths == 1 and task.lease_activity is None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_lease_held_by_a_live_worker_is_not_taken(app_client, enqueued, llm):
+    from app.run.runner import run_task
+
+    # given a task another worker holds, its lease still running
+    resp = await app_client.post("/tasks", json={"title": "held", "complexity": 1})
+    task_id = resp.json()["id"]
+    async with session_scope() as session:
+        await session.execute(update(Task).where(col(Task.id) == task_id).values(
+            lease_owner="busy-worker:1", lease_expires_at=utcnow() + timedelta(seconds=60)))
+    # when a second delivery reaches this worker, then it leaves the task alone
+    assert await run_task(task_id, owner="this-worker:2") == "skipped"
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+    assert task is not None and task.lease_owner == "busy-worker:1" and task.attempts == 0
     assert llm.requests == []
 
 
