@@ -22,7 +22,7 @@ from sqlmodel import col
 
 from app.core.config import Settings
 from app.core.db import connection_scope, session_scope
-from app.core.transient import is_transient
+from app.core.transient import is_transient, to_the_end
 from app.models import WORKING_VALUES, Task, TaskStatus, table, utcnow
 from app.run.context import RunContext
 from app.run.errors import LeaseLost, RunStopped, TaskCancelled, TaskPaused
@@ -97,15 +97,9 @@ async def keep_lease(ctx: RunContext, work: asyncio.Task[Any],
             await asyncio.wait_for(activity.changed.wait(), KEEPER_INTERVAL_S)
         activity.changed.clear()
         try:
-            async with connection_scope() as conn:
-                result = await conn.execute(
-                    update(table(Task))
-                    .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds),
-                            lease_activity=activity.label)
-                    .returning(col(Task.status))
-                )
-                status = result.scalar_one_or_none()
+            # to its end even when the keeper is stopped meanwhile (the run ended or died): a
+            # renewal abandoned inside its transaction would keep SQLite's write lock
+            status = await to_the_end(_renew(task_id, owner, activity.label, settings), [])
         except Exception as exc:  # a dropped connection must not end the keeper: try again
             if not is_transient(exc):
                 raise
@@ -122,6 +116,22 @@ async def keep_lease(ctx: RunContext, work: asyncio.Task[Any],
             continue
         work.cancel()
         return
+
+
+async def _renew(task_id: int, owner: str, label: str | None, settings: Settings
+                 ) -> str | None:
+    """One renewal of `owner`'s lease, with what the run is doing; the task's status, or None
+    when the lease is no longer `owner`'s."""
+    async with connection_scope() as conn:
+        result = await conn.execute(
+            update(table(Task))
+            .where(col(Task.id) == task_id, col(Task.lease_owner) == owner)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=settings.lease_seconds),
+                    lease_activity=label)
+            .returning(col(Task.status))
+        )
+        status: str | None = result.scalar_one_or_none()
+    return status
 
 
 async def hand_back(ctx: RunContext, reason: str, *, quiet: bool = False) -> None:
