@@ -392,27 +392,24 @@ async def _deliver_if_ended(task_id: int, connection: RunConnection,
     waiting, and then no other read is made. True: some may wait (or the read failed). A task
     the run ended in one statement (`completed`) was told all this by it: nothing is read."""
     if completed is not None:  # it owed nothing at once (ends_alone): only unsent email
-        if completed.unsent:
-            try:
-                await enqueue([(task_id, completed.agent or "")], name="deliver_task")
-            except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
-                log.exception("could not enqueue deliverables for task %s", task_id)
-        return completed.pending
-    try:
-        async with connection.read() as conn:  # a read: no write lock
-            row = (await conn.execute(_AFTER_END, {"ended_id": task_id})).first()
-    except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
-        log.exception("could not enqueue deliverables for task %s", task_id)
-        return True
-    if row is None:
-        return True
-    status, agent, notify, github, unsent, pending = row
-    try:
-        if status in TERMINAL_VALUES and (
-                get_settings().eager_reports or (notify or {}).get("email") or github or unsent):
+        owed, agent, pending = completed.unsent, completed.agent, completed.pending
+    else:
+        try:
+            async with connection.read() as conn:  # a read: no write lock
+                row = (await conn.execute(_AFTER_END, {"ended_id": task_id})).first()
+        except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
+            log.exception("could not enqueue deliverables for task %s", task_id)
+            return True
+        if row is None:
+            return True
+        status, agent, notify, github, unsent, pending = row
+        owed = status in TERMINAL_VALUES and bool(
+            get_settings().eager_reports or (notify or {}).get("email") or github or unsent)
+    if owed:
+        try:
             await enqueue([(task_id, agent or "")], name="deliver_task")
-    except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
-        log.exception("could not enqueue deliverables for task %s", task_id)
+        except Exception:  # noqa: BLE001 - the outbox sweep still sends what is owed
+            log.exception("could not enqueue deliverables for task %s", task_id)
     return bool(pending)
 
 
