@@ -1,9 +1,14 @@
 """Agent-loop benchmark: what one step of the loop costs beyond the model call itself.
 
     python -m benchmarks.bench_loop [--tasks 15] [--db sqlite|postgres|both] [--peers]
+                                    [--provider process|thread]
 
 A task makes 11 model calls (8 `list_files` calls and the 3 phase-ending `finish` calls)
-against the scripted OpenAI-compatible server on loopback, which answers at once. Every event,
+against the scripted OpenAI-compatible server on loopback, which answers at once. The server
+runs in a process of its own (tests/fakes/llm_process.py), as a provider is elsewhere: in this
+process (`--provider thread`, the old setting) its threads take the GIL from the loop while they
+answer, so work the loop does meanwhile (on PostgreSQL a step's write goes out with the next
+model call) counts as if done before the call. Every event,
 usage row and checkpoint is persisted, to a SQLite file database in a temp dir and to a
 throwaway PostgreSQL database (127.0.0.1:5432, dropped afterwards), one after the other; the
 task runs in-process through app.run.runner.run_task, as a worker runs it. After each task the
@@ -284,13 +289,17 @@ def main() -> None:
     parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
     parser.add_argument("--peers", action="store_true",
                         help="also run the job through smolagents and AutoGen (own venv)")
+    parser.add_argument("--provider", choices=["process", "thread"], default="process",
+                        help="the scripted server in a process of its own (default) or in "
+                             "threads of this one")
     args = parser.parse_args()
     from benchmarks import peers
+    from tests.fakes.llm_process import ScriptedLLMProcess
     from tests.fakes.llm_server import ScriptedLLM
 
     home = peers.venv() if args.peers else None
     rows: list[tuple[str, dict[str, float]]] = []
-    with ScriptedLLM() as llm:
+    with (ScriptedLLMProcess() if args.provider == "process" else ScriptedLLM()) as llm:
         for db in DATABASES if args.db == "both" else [args.db]:
             r = run_ours(llm, db, args.tasks)
             report_ours(db, r, args.tasks)

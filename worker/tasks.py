@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# The model calls' HTTP client, which app.run.llm_http imports at the first call: imported here
+# in the parent, with everything below, so pool children fork with it loaded (else each pool
+# process imports it at its first task, ~0.3 s of CPU; here once, its ~5 MB shared)
+import aiohttp  # noqa: F401
+
 import app.integrations  # noqa: F401 - registers the task-end hook (the notification rows)
 from app.core import tracing
 

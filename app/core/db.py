@@ -40,6 +40,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
+from app.core.listen import close_listeners, forget_listeners
 
 # One engine per (url, thread): async connections belong to the event loop that made them.
 _engines: dict[tuple[str, int], AsyncEngine] = {}
@@ -147,10 +148,12 @@ def forget_engines() -> None:
     """Drop inherited engines without closing their connections (after a fork)."""
     _engines.clear()
     _inline.clear()
+    forget_listeners()
 
 
 async def dispose_engines() -> None:
     """Close this thread's engines (others belong to other event loops), and the inline ones."""
+    await close_listeners()
     me = threading.get_ident()
     for key in [k for k in _engines if k[1] == me]:
         await _engines.pop(key).dispose()

@@ -29,6 +29,7 @@ from app.models.intent import ToolIntent
 from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.provider import ProviderState
 from app.models.task import (
+    INBOX_CHANNEL,
     RUNNING,
     RUNNING_VALUES,
     TERMINAL,
@@ -95,6 +96,7 @@ __all__ = [
     "TaskCreate",
     "TaskEvent",
     "TaskKind",
+    "INBOX_CHANNEL",
     "TaskMessage",
     "TaskPublic",
     "TaskStatus",

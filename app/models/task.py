@@ -242,6 +242,11 @@ class TaskMessage(SQLModel, table=True):
     delivered_at: datetime | None = None
 
 
+# On PostgreSQL every message inserted notifies this channel with its task's id (a trigger:
+# migration 0013), which a run listens on instead of reading its inbox each step (app.core.listen)
+INBOX_CHANNEL = "task_inbox"
+
+
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

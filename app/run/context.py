@@ -7,6 +7,13 @@ A step's writes (its `llm_call` event and usage, its `tool_call` events and reso
 phase change, the checkpoint) are collected in a StepRecord and written in one transaction by
 `flush()`, which `save_checkpoint` and `emit` call, and `chat` calls before every model call:
 nothing a step did is ever still pending when the model is asked again.
+
+On PostgreSQL a run hears its inbox (app.core.listen) rather than asking a step write whether a
+message is waiting. When that tells enough (the ear is quiet), the step's write goes out with the
+next model call instead of before it, and is awaited as soon as the reply is in, before any
+tool of that reply runs: the write's commit (~1 ms, most of it the server's WAL flush) overlaps
+the call. The exactly-once rule is the same: what a step's tools did is durable before anything
+else happens, and a crash meanwhile resumes from the checkpoint before, as it would have.
 """
 
 from __future__ import annotations
@@ -23,9 +30,19 @@ from sqlmodel import col
 from app.core import tracing
 from app.core.config import Settings
 from app.core.db import RunConnection, get_engine, session_scope
+from app.core.listen import Ear, listener
 from app.core.redact import redact, redact_obj
 from app.core.transient import retrying, to_the_end
-from app.models import Agent, Task, TaskCheckpoint, TaskMessage, from_row, table, utcnow
+from app.models import (
+    INBOX_CHANNEL,
+    Agent,
+    Task,
+    TaskCheckpoint,
+    TaskMessage,
+    from_row,
+    table,
+    utcnow,
+)
 from app.run import journal, llm
 from app.run.activity import Activity
 from app.run.budget import Limits, Spent, estimate_prompt_tokens, reserve
@@ -74,6 +91,10 @@ class RunContext:
     # what the last step write saw of the inbox (False: nothing unseen then), used up by the
     # next take_messages, which then needs no read of its own
     inbox_waiting: bool | None = None
+    # the inbox's notifications for this run (PostgreSQL, while a listener is connected)
+    inbox: Ear | None = None
+    # the step write that went out with the model call under way (see chat)
+    writing: asyncio.Task[None] | None = None
     # the conversation as the store holds it (the same message objects as the loop's list):
     # a checkpoint writes only the messages after the first one that differs
     stored_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -114,10 +135,27 @@ class RunContext:
 
     async def flush(self) -> None:
         """Write the step's pending record in one transaction, then publish its events."""
+        await self.settle()
+        await self._write()
+
+    async def settle(self) -> None:
+        """Await the step write under way, if one is (raising what it raised)."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            await writing
+
+    def writes_behind(self) -> bool:
+        """Whether a step write may go out with the next model call: the inbox is heard, and
+        nothing has come to it since it was last seen empty, so the write's flag is not needed
+        before the call."""
+        return self.inbox is not None and self.inbox.quiet()
+
+    async def _write(self, *, behind: bool = False) -> None:
         if not self.pending:
             return
         # taken now: what is recorded while it is written goes with the next write
         record, self.pending = self.pending, StepRecord()
+        mark = self.inbox.mark() if self.inbox is not None else None
         landed: list[Written] = []
         try:
             # one transaction, so safe to repeat when the connection drops under it; each try
@@ -132,7 +170,11 @@ class RunContext:
             raise
         finally:
             if landed:
-                self.inbox_waiting = landed[0].inbox_waiting
+                waiting = landed[0].inbox_waiting
+                if not behind:  # a flag from before the model call is old news after it
+                    self.inbox_waiting = waiting
+                if self.inbox is not None and mark is not None:
+                    self.inbox.looked(mark, found=waiting is not False)
                 if record.checkpoint is not None:
                     self.stored_messages = record.checkpoint.messages
                     self.fresh = False
@@ -162,21 +204,33 @@ class RunContext:
         `messages` is condensed in place when it nears the model's window, or when the
         provider refuses it as too long (app.run.condense)."""
         models = models or self.models()
-        await self.flush()  # the last step's effects are durable before the model is asked again
-        self.check_time()
-        window = window_for(self.agent.config, models[0])
-        if window and estimate_prompt_tokens(messages, tools) > window * NEAR_WINDOW:
-            await self._condense(messages, tools, int(window * NEAR_WINDOW / 2), "near_window")
-        for tries in range(MAX_CONDENSE + 1):
-            try:
-                return await self._chat_once(messages, tools, models, response_format, role)
-            except llm.ContextTooLong as exc:
-                target = estimate_prompt_tokens(messages, tools) // 2
-                if tries == MAX_CONDENSE or not await self._condense(
-                        messages, tools, target, "context_length"):
-                    raise llm.ContextTooLong(
-                        f"{exc} (the conversation could not be condensed enough)") from exc
-        raise AssertionError("unreachable")
+        # the last step's effects are durable before the model's reply is acted on: written
+        # now, or (when the inbox is heard) with the call and awaited when it returns
+        if self.writes_behind():
+            await self.settle()
+            if self.pending:
+                self.writing = asyncio.ensure_future(self._write(behind=True))
+        else:
+            await self.flush()
+        try:
+            self.check_time()
+            window = window_for(self.agent.config, models[0])
+            if window and estimate_prompt_tokens(messages, tools) > window * NEAR_WINDOW:
+                await self._condense(messages, tools, int(window * NEAR_WINDOW / 2),
+                                     "near_window")
+            for tries in range(MAX_CONDENSE + 1):
+                try:
+                    return await self._chat_once(messages, tools, models, response_format,
+                                                 role)
+                except llm.ContextTooLong as exc:
+                    target = estimate_prompt_tokens(messages, tools) // 2
+                    if tries == MAX_CONDENSE or not await self._condense(
+                            messages, tools, target, "context_length"):
+                        raise llm.ContextTooLong(
+                            f"{exc} (the conversation could not be condensed enough)") from exc
+            raise AssertionError("unreachable")
+        finally:
+            await self.settle()
 
     async def _chat_once(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -316,13 +370,15 @@ class RunContext:
     async def take_messages(self) -> list[TaskMessage]:
         """Messages posted to the task that the agent has not seen yet (now marked seen).
 
-        Most steps find none. The step write just before looked (app.run.steps), so when it saw
-        none there is no read at all; otherwise a plain read, and a write transaction only when
+        Most steps find none. The step write just before looked (app.run.steps), or the inbox
+        is heard and quiet (PostgreSQL: nothing notified since it was last seen empty), so
+        there is no read at all; otherwise a plain read, and a write transaction only when
         there are some. A message posted after that look is taken at the next step, as one
         posted after a read would be."""
         waiting, self.inbox_waiting = self.inbox_waiting, None
-        if waiting is False:
+        if waiting is False or (self.inbox is not None and self.inbox.quiet()):
             return []
+        looking = self.inbox.mark() if self.inbox is not None else None
 
         async def unseen() -> list[Any]:
             async with get_engine().connect() as conn:  # a read on a Core connection: no lock
@@ -334,6 +390,8 @@ class RunContext:
                 )).all())
 
         found = await retrying(unseen, "read the task's inbox")
+        if self.inbox is not None and looking is not None:
+            self.inbox.looked(looking, found=bool(found))
         if not found:
             return []
         rows = [from_row(TaskMessage, row._mapping) for row in found]
@@ -351,6 +409,18 @@ class RunContext:
 
         taken = await retrying(mark, "mark the inbox read")
         return [row for row in rows if row.id in taken]
+
+    async def listen(self) -> None:
+        """Hear the inbox's notifications for the rest of the run (PostgreSQL, when this event
+        loop's listener connects: app.core.listen); until the first look it tells nothing."""
+        heard = await listener(self.settings.db_url, INBOX_CHANNEL)
+        if heard is not None:
+            self.inbox = heard.watch(str(self.task_id))
+
+    def stop_listening(self) -> None:
+        if self.inbox is not None:
+            self.inbox.close()
+            self.inbox = None
 
     async def load_checkpoint(self) -> TaskCheckpoint | None:
         if self.fresh:

@@ -350,6 +350,7 @@ async def _run(task_id: int, owner: str, connection: RunConnection) -> str:
             await end(task_id, TaskStatus.failed, error=str(started))
             return "failed"
         with bind(task_id=task_id, agent=ctx.agent.name):
+            await ctx.listen()
             outcome = await _execute(ctx, settings, attempt)
     except Exception as exc:
         if is_transient(exc):  # never a task's outcome: the lease expires, the sweep re-queues
@@ -361,6 +362,7 @@ async def _run(task_id: int, owner: str, connection: RunConnection) -> str:
         return "crashed"
     finally:
         if ctx is not None:
+            ctx.stop_listening()
             # the task's persistent jail runs as its uid: ended before the uid is given back
             if ctx.services.shell.session is not None:
                 await asyncio.to_thread(ctx.services.shell.close)

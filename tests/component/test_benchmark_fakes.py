@@ -1,5 +1,6 @@
 """The benchmarks' no-op provider (tests/fakes/llm_finishing.py) is one the product really
-completes tasks against, over its own client, with keep-alive."""
+completes tasks against, over its own client, with keep-alive; the scripted server in a process
+of its own (tests/fakes/llm_process.py) answers and records as the in-process one does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import aiohttp
 
 from tests.factories.worker import submit_and_run
 from tests.fakes.llm_finishing import FinishingLLM
+from tests.fakes.llm_process import ScriptedLLMProcess
+from tests.fakes.llm_server import finish, tool_call
 
 
 async def test_a_task_completes_against_the_finishing_provider(
@@ -51,3 +54,30 @@ async def test_requests_on_one_connection_are_answered_in_turn():
         replies[1]["choices"][0]["message"]["tool_calls"][0]["id"]
     assert json.loads(replies[0]["choices"][0]["message"]["tool_calls"][0]["function"][
         "arguments"]) == {"summary": "done"}
+
+
+async def test_the_scripted_server_in_its_own_process_is_driven_from_this_one(
+        app_client, enqueued, monkeypatch):
+    from app.core.config import reset_settings
+    from app.run import llm_http
+
+    with ScriptedLLMProcess() as provider:
+        # given the product pointed at the scripted server in a child process, with a script
+        monkeypatch.setenv("TASKBENCH_LLM_BASE_URL", provider.url)
+        reset_settings()
+        await llm_http.close_clients()
+        provider.script(tool_call("list_files"), finish("planned"), finish("built"),
+                        finish("tested"), finish("spare"))
+        # when a task runs
+        task = await submit_and_run(app_client, enqueued, title="scripted")
+        await llm_http.close_clients()
+        # then it followed the script, the requests it made are read back, what is left of
+        # the script too, and a reset empties both
+        sent, left = provider.requests, provider.queues
+        provider.reset()
+        assert provider.requests == [] and provider.queues == {}
+    assert task["status"] == "completed", task
+    assert task["summary"] == "tested"
+    agent = [r for r in sent if r["model"] == task["model_used"]]
+    assert len(agent) == 4 and "Phase: DESIGN" in str(agent[0]["messages"])
+    assert left == {None: [finish("spare")]}

@@ -118,7 +118,9 @@ async def run_phase(ctx: RunContext, messages: Messages, state: LoopState) -> st
         state.detector = detector.to_state()
         if summary is not None:
             return summary  # work_phases checkpoints it together with the phase marked done
-        await ctx.save_checkpoint(messages, state.to_checkpoint())
+        # nothing with an effect comes before the next model call, which writes it then (with
+        # the call, when the inbox is heard: app.run.context) if it is not written now
+        await ctx.save_checkpoint(messages, state.to_checkpoint(), now=not ctx.writes_behind())
 
 
 async def resumed_reply(ctx: RunContext, reply: journal.Reply) -> llm.Completion:
@@ -188,7 +190,8 @@ async def work_phases(ctx: RunContext, messages: Messages, state: LoopState) -> 
             messages.append({"role": "user", "content": render_prompt(
                 f"phase_{phase}", task=ctx.task, summaries=summaries)})
             state.current = phase
-            await ctx.save_checkpoint(messages, state.to_checkpoint())
+            await ctx.save_checkpoint(messages, state.to_checkpoint(),
+                                      now=not ctx.writes_behind())
         summaries[phase] = await run_phase(ctx, messages, state)
         done.append(phase)
         # Written with the next phase's start or the review (no model call, no tool in between),

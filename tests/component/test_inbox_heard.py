@@ -1,0 +1,153 @@
+"""On PostgreSQL a run hears its inbox (LISTEN/NOTIFY, app.core.listen) and its step writes go
+out with the next model call (app.run.context): a message is still in the very next request,
+the write is durable before the reply's tools run, and a lost listener falls back to reading."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.core import listen
+from app.models import INBOX_CHANNEL
+from tests.factories import run_enqueued
+from tests.factories.loop import Router, events_of
+from tests.fakes.llm_server import finish, last_user_text, tool_call
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+WAIT_S = 10.0
+
+
+def held(release: threading.Event, reply: Any) -> Any:
+    """A reply the fake model sends only once `release` is set."""
+    def answer(_request: dict[str, Any]) -> Any:
+        release.wait(WAIT_S)
+        return reply
+    return answer
+
+
+async def requests_reach(llm: Any, count: int) -> None:
+    async def wait() -> None:
+        while len(llm.requests) < count:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(wait(), WAIT_S)
+
+
+def the_listener() -> listen.Listener:
+    loop = asyncio.get_running_loop()
+    found = [v for v in listen._listeners.values()
+             if v.loop is loop and v.channel == INBOX_CHANNEL]
+    assert len(found) == 1
+    return found[0]
+
+
+async def test_a_message_posted_while_a_write_goes_with_the_call_is_in_the_next_request(
+    app_client, enqueued, llm
+):
+    # given a task whose second model call (sent with the first step's write) is held
+    release = threading.Event()
+    llm.responder = Router().script("chat", tool_call("list_files"),
+                                    held(release, tool_call("list_files")))
+    task_id = (await app_client.post("/tasks", json={"title": "chat", "complexity": 1})
+               ).json()["id"]
+    run = asyncio.ensure_future(run_enqueued(enqueued))
+    await requests_reach(llm, 2)
+    # when a person posts a message while the model is thinking
+    posted = await app_client.post(f"/tasks/{task_id}/messages",
+                                   json={"content": "Use British spelling, please."})
+    assert posted.status_code == 201
+    release.set()
+    await run
+    # then the very next request carries it (the write that went with the held call had
+    # looked at the inbox before the message was posted: only the notification told)
+    assert "British" not in str(llm.requests[1]["messages"])
+    assert "Use British spelling, please." in last_user_text(llm.requests[2])
+    assert len(await events_of(app_client, task_id, "message_delivered")) == 1
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed", task
+
+
+async def test_a_step_write_goes_out_with_the_call_and_lands_before_its_tools_run(
+    app_client, enqueued, llm, db_url
+):
+    # given a task whose first reply is held, and whose second writes a file
+    release = threading.Event()
+    llm.responder = Router().script(
+        "overlap", held(release, tool_call("list_files")),
+        tool_call("write_file", path="output/after.txt", content="written"))
+    task_id = (await app_client.post("/tasks", json={"title": "overlap", "complexity": 1})
+               ).json()["id"]
+    run = asyncio.ensure_future(run_enqueued(enqueued))
+    await requests_reach(llm, 1)
+    # when the task's row is locked elsewhere, so that the first step's write cannot commit
+    blocker = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        workspace = Path(await blocker.fetchval("SELECT workspace FROM task WHERE id = $1",
+                                                task_id))
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", task_id)
+        release.set()
+        # then the next model call is made all the same, the write still waiting on the lock
+        await requests_reach(llm, 2)
+        await asyncio.sleep(0.3)
+        # and the reply's tool has not run: its effect waits for the write before it
+        assert not (workspace / "output" / "after.txt").exists()
+        steps = await blocker.fetchval("SELECT steps FROM task WHERE id = $1", task_id)
+        await locked.rollback()
+    finally:
+        await blocker.close()
+    await run
+    # once the write lands, everything is there, in order, exactly once
+    assert steps == 0
+    assert (workspace / "output" / "after.txt").read_text() == "written"
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed", task
+    events = await events_of(app_client, task_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    calls = [e["data"]["tool"] for e in events if e["type"] == "tool_call"]
+    assert calls[:2] == ["list_files", "write_file"]
+
+
+async def test_a_lost_listener_is_not_trusted_and_the_inbox_is_read(
+    app_client, enqueued, llm
+):
+    # given a task whose second model call is held, its run listening to its inbox
+    release = threading.Event()
+    llm.responder = Router().script("lost", tool_call("list_files"),
+                                    held(release, tool_call("list_files")))
+    task_id = (await app_client.post("/tasks", json={"title": "lost", "complexity": 1})
+               ).json()["id"]
+    run = asyncio.ensure_future(run_enqueued(enqueued))
+    await requests_reach(llm, 2)
+    heard = the_listener()
+    epoch = heard.epoch
+    # when the listener's connection is cut (a restart, a proxy's idle timeout) and a message
+    # is posted meanwhile, its notification going nowhere
+    admin = await asyncpg.connect(heard.db_url.replace("postgresql+asyncpg://",
+                                                       "postgresql://"))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)",
+                                    heard._conn.get_server_pid())
+    finally:
+        await admin.close()
+
+    async def lost() -> None:
+        while heard.live:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(lost(), WAIT_S)
+    await app_client.post(f"/tasks/{task_id}/messages", json={"content": "Metric units."})
+    release.set()
+    await run
+    # then the run stopped trusting what it heard: the next request carries the message
+    assert "Metric units." in last_user_text(llm.requests[2])
+    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
+    # and the next run listens again, on a new connection
+    llm.responder = Router().script("again", finish("designed"))
+    await app_client.post("/tasks", json={"title": "again", "complexity": 1})
+    await run_enqueued(enqueued)
+    assert heard.live and heard.epoch == epoch + 1
