@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -148,12 +150,14 @@ def forget_engines() -> None:
     """Drop inherited engines without closing their connections (after a fork)."""
     _engines.clear()
     _inline.clear()
+    _spares.clear()
     forget_listeners()
 
 
 async def dispose_engines() -> None:
     """Close this thread's engines (others belong to other event loops), and the inline ones."""
     await close_listeners()
+    await close_spares()
     me = threading.get_ident()
     for key in [k for k in _engines if k[1] == me]:
         await _engines.pop(key).dispose()
@@ -218,6 +222,13 @@ class RunConnection:
     the first and given back at the end, so a step pays no pool checkout and (PostgreSQL) no
     ping round trip; outside it, on a pooled connection each, like `connection_scope`.
 
+    On PostgreSQL the connection outlives the run: it is kept for the next run on the same
+    event loop (a worker's pool process runs one task at a time), which so takes it with no
+    pool checkout and no ping (one round trip a task of ~8). One that the server closed in
+    between is seen closed once the loop has read its socket, and replaced; one that fails
+    under a statement is dropped, as any kept connection is, and the caller's retry takes a
+    fresh one.
+
     A transaction that fails drops the kept connection (it may be broken) and the next takes a
     fresh one; the callers retry transient failures (app.core.transient) as they would anyway.
     Transactions of one run queue for the connection rather than share it."""
@@ -235,7 +246,10 @@ class RunConnection:
         finally:
             self._keeping = False
             if not self._lock.locked():  # else the transaction under way drops it at its end
-                await self._drop()
+                conn, self._conn = self._conn, None
+                if conn is None or not _keep_spare(conn):
+                    self._conn = conn
+                    await self._drop()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -296,6 +310,8 @@ class RunConnection:
             return
         async with self._lock:
             if self._conn is None:
+                self._conn = await _spare_connection()
+            if self._conn is None:
                 conn = await get_engine().connect()
                 if conn.dialect.name == "sqlite":
                     await conn.execution_options(**{IMMEDIATE: True})
@@ -313,6 +329,64 @@ class RunConnection:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+# PostgreSQL: per event loop, the connection the last run kept (and when), for the next run
+_spares: dict[int, tuple[asyncio.AbstractEventLoop, AsyncConnection, float]] = {}
+SPARE_TRUSTED_S = 1.0  # kept longer than this, it is pinged before use (as a checkout is)
+
+
+def _keep_spare(conn: AsyncConnection) -> bool:
+    """Keep a run's connection for the next run on this loop (PostgreSQL, when none is kept
+    yet and it is idle); False: the caller gives it back."""
+    loop = asyncio.get_running_loop()
+    if (conn.dialect.name != "postgresql" or id(loop) in _spares or conn.closed
+            or conn.invalidated or conn.in_transaction()
+            or conn.engine is not get_engine()):
+        return False
+    _spares[id(loop)] = (loop, conn, time.monotonic())
+    return True
+
+
+async def _spare_connection() -> AsyncConnection | None:
+    """The connection a run on this loop kept, if it is still open."""
+    kept = _spares.pop(id(asyncio.get_running_loop()), None)
+    if kept is None:
+        return None
+    loop, conn, since = kept
+    if loop is not asyncio.get_running_loop() or conn.engine is not get_engine():
+        return None  # another loop's (an id reused), or an engine no longer in use: left alone
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not await _still_open(driver, time.monotonic() - since > SPARE_TRUSTED_S):
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        return None
+    return conn
+
+
+async def _still_open(driver: Any, ping: bool) -> bool:
+    """Whether a kept asyncpg connection is usable: not closed, and nothing waiting on its
+    socket (an idle connection is sent nothing but the server's goodbye: its error, then the
+    close, which a worker's loop, idle between tasks, has not read yet); pinged too if `ping`."""
+    if driver is None or driver.is_closed():
+        return False
+    sock = driver._transport.get_extra_info("socket") if driver._transport else None
+    if sock is None or select.select([sock], [], [], 0)[0]:
+        return False
+    if ping:
+        try:
+            await driver.fetchrow(";")
+        except Exception:  # noqa: BLE001 - any failure: this connection is not usable
+            return False
+    return True
+
+
+async def close_spares() -> None:
+    """Give back this loop's kept run connection (another loop's belongs to that loop)."""
+    kept = _spares.pop(id(asyncio.get_running_loop()), None)
+    if kept is not None and kept[0] is asyncio.get_running_loop():
+        with contextlib.suppress(Exception):
+            await kept[1].close()
 
 
 @asynccontextmanager

@@ -208,7 +208,9 @@ async def _prepare(ctx: RunContext, attempt: int) -> None:
     # written with the first phase change, before the first model call; the venv is made by
     # the first tool that needs it (app.tools.venvs)
     ctx.record("started", {"attempt": attempt, "worker": ctx.worker_id,
-                           "workspace": ctx.workspace.relative(ctx.workspace.root),
+                           # as the tools name it, never its host path (the realpath of the
+                           # root relative to itself, two walks of its folders, was always ".")
+                           "workspace": ".",
                            "agent": ctx.agent.name})
     await deliver.prepare(ctx.task, ctx.workspace, ctx.settings, ctx.emit)
 

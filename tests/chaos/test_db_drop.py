@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,36 @@ async def test_a_dropped_connection_does_not_fail_the_task(
             and e["data"]["status"] in ("completed", "failed", "cancelled")]
     assert ends == ["completed"]
     assert len(tool_events(log, "write_file")) == 1
+
+
+async def test_a_kept_connection_closed_between_runs_is_replaced_before_use(
+    app_client, enqueued, llm: ScriptedLLM, db_url: str, caplog: pytest.LogCaptureFixture
+):
+    from app.core import db
+
+    # given a run that ended, its connection kept for the next run on this event loop
+    await app_client.post("/tasks", json={"title": "first", "complexity": 1})
+    assert await run_enqueued(enqueued) == ["ran"]
+    [(_loop, kept, _since)] = db._spares.values()
+    pid = (await kept.get_raw_connection()).driver_connection.get_server_pid()
+    task_id = int((await app_client.post("/tasks", json={"title": "next", "complexity": 1})
+                   ).json()["id"])
+    # when the server closes it while the worker's event loop is idle (a restart, an idle
+    # timeout; a worker's loop runs only while a task runs): here the loop is held, not
+    # awaited, while another client terminates the connection and the server closes it
+    terminated = subprocess.run(
+        ["psql", db_url.replace("postgresql+asyncpg://", "postgresql://"), "-Atc",
+         f"SELECT pg_terminate_backend({pid})"], capture_output=True, text=True, check=True)
+    assert terminated.stdout.strip() == "t"
+    time.sleep(0.3)
+    caplog.set_level("WARNING", logger="app.core.transient")
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then the next run took a fresh connection before sending anything: no statement failed
+    # and was retried, and the task completed
+    assert [r.getMessage() for r in caplog.records if "retry" in r.getMessage()] == []
+    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
+    [(_loop, now_kept, _since)] = db._spares.values()
+    assert (await now_kept.get_raw_connection()).driver_connection.get_server_pid() != pid
 
 
 async def _kill_backends(dsn: str, stop: asyncio.Event, every_s: float) -> int:

@@ -1,9 +1,10 @@
 """What a worker's run of a no-op task sends to PostgreSQL, round trip by round trip (issue 15:
-throughput). Each round trip is a write, a wake-up of the server and a wait: the checkout's
-ping is one statement, no statement needs a transaction around it (the lease, the reads, the
-step writes and a lone end are single statements, atomic on their own), and a first run reads
-no checkpoint or journal it cannot have. The one-statement end keeps the general end's rules:
-a task ends once however its ends race, and one that notifies is left to the general end."""
+throughput). Each round trip is a write, a wake-up of the server and a wait: a run takes the
+connection the last one kept (no checkout, no ping), no statement needs a transaction around it
+(the lease, the reads, the step writes and a lone end are single statements, atomic on their
+own), and a first run reads no checkpoint or journal it cannot have. The one-statement end
+keeps the general end's rules: a task ends once however its ends race, and one that notifies
+is left to the general end."""
 
 from __future__ import annotations
 
@@ -36,27 +37,45 @@ async def test_a_first_run_sends_no_round_trip_it_does_not_need(app_client, enqu
     with round_trips() as driver, statements() as sent:
         assert await run_enqueued(enqueued) == ["ran"]
         await asyncio.sleep(0)  # asyncpg hands its query loggers each query with call_soon
-    # then its connection's checkout was pinged with one statement (asyncpg's ping through
-    # SQLAlchemy is BEGIN, `;`, ROLLBACK)
-    assert driver.count(";") == 1, driver
+    # then it ran on the connection the last run kept: nothing checked out, so no ping (it was
+    # one statement, `;`; asyncpg's ping through SQLAlchemy is BEGIN, `;`, ROLLBACK)
+    assert driver.count(";") == 0, driver
     assert [q for q in driver if q.startswith("ROLLBACK")] == [], driver
     # no transaction at all: the lease, the reads, the step writes and the end (a task whose
     # end writes nothing else: one statement, which also says what comes next) went without
     # BEGIN and COMMIT
     assert [q for q in driver if q.startswith(("BEGIN", "COMMIT"))] == [], driver
-    # the ping, the lease, the workspace, four step writes and the end, all on the driver:
-    # 8 round trips (it was 12: the end was BEGIN, the end, its event, COMMIT, and a read
-    # after it), asyncpg's first look at a statement's types on this connection aside
+    # the lease, the workspace, four step writes and the end, all on the driver: 7 round trips
+    # (it was 12: a ping, and the end was BEGIN, the end, its event, COMMIT, and a read after
+    # it), asyncpg's first look at a statement's types on a connection aside
     on_driver = [q for q in driver if not q.startswith(("SELECT current_setting('jit')",
                                                          "SELECT set_config('jit'",
                                                          "WITH RECURSIVE typeinfo_tree"))]
-    assert len(on_driver) == 8, driver
-    assert on_driver[1].startswith("WITH leased AS") and on_driver[-1].startswith(
+    assert len(on_driver) == 7, driver
+    assert on_driver[0].startswith("WITH leased AS") and on_driver[-1].startswith(
         "WITH old AS"), driver
     assert sent == [], sent  # nothing through SQLAlchemy
     # and with nothing to resume (the lease says so), no checkpoint or journal was read
     assert [q for q in driver if q.startswith("SELECT c.task_id")] == [], driver
     assert [s for s in sent if s.startswith("SELECT tool_intent.")] == [], sent
+
+
+async def test_a_connection_kept_long_is_pinged_before_the_next_run(
+        app_client, enqueued, llm, monkeypatch):
+    from app.core import db
+
+    # given a run's connection kept for the next one, which comes later than it is trusted
+    await _noop(app_client, llm)
+    assert await run_enqueued(enqueued) == ["ran"]
+    monkeypatch.setattr(db, "SPARE_TRUSTED_S", 0.0)
+    await _noop(app_client, llm)
+    # when the next run takes it
+    with round_trips() as driver:
+        assert await run_enqueued(enqueued) == ["ran"]
+        await asyncio.sleep(0)
+    # then it was pinged first, as a checkout from the pool would have been
+    assert driver[0] == ";", driver
+    assert driver.count(";") == 1, driver
 
 
 async def _alone(task_id: int, notify: dict | None = None):  # noqa: ANN202

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -357,3 +358,42 @@ async def test_publishing_does_not_wait_for_redis_to_answer(db, monkeypatch, pri
     item = await asyncio.wait_for(pending, 10)
     await stream.aclose()
     assert item.data["data"] == {"while": "paused"}
+
+
+def test_the_first_event_after_a_redis_restart_is_not_written_into_the_dead_connection(
+        private_redis, tmp_path):
+    """The publisher's connection takes no replies, so a Redis that restarted under it is seen
+    only as its socket's end: looked for before each write, else the first events after the
+    restart go into the closed socket and are lost to every live follower."""
+    from app.tasks.pubsub import publish_payloads, task_channel
+
+    url, port = f"{private_redis}/0", private_redis.rsplit(":", 1)[1]
+
+    def event(seq: int) -> dict[str, Any]:
+        return {"task_id": 57, "seq": seq, "type": "log", "data": {"n": seq}, "created_at": ""}
+
+    # given a publisher whose connection is up
+    assert publish_payloads(url, [event(1)])
+    # when Redis restarts on the same port, and a follower subscribes to the task
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True,
+                   check=False)
+    time.sleep(0.5)
+    again = subprocess.Popen(["redis-server", "--port", port, "--save", "", "--appendonly", "no",
+                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
+                             check=False).stdout.strip() != b"PONG":
+            assert time.monotonic() < deadline, "redis-server did not come back"
+            time.sleep(0.05)
+        follower = redis.Redis.from_url(url).pubsub()
+        follower.subscribe(task_channel(url, 57))
+        assert follower.get_message(timeout=5)["type"] == "subscribe"
+        # then the first event published after it reaches the follower
+        assert publish_payloads(url, [event(2)])
+        got = follower.get_message(timeout=5)
+        follower.close()
+    finally:
+        again.terminate()
+        again.wait(5)
+    assert got is not None and json.loads(got["data"])["data"] == {"n": 2}

@@ -128,8 +128,9 @@ def checkouts() -> Iterator[list[str]]:
 
 @contextmanager
 def round_trips() -> Iterator[list[str]]:
-    """Every query sent to PostgreSQL on a connection checked out while the block runs (its
-    first 70 characters): BEGIN, COMMIT, ROLLBACK and the checkout's ping included, which
+    """Every query sent to PostgreSQL on a connection checked out while the block runs, or kept
+    from the last run for the next (its first 70 characters): BEGIN, COMMIT, ROLLBACK and the
+    checkout's ping included, which
     `statements` does not see (asyncpg's own query loggers, attached at checkout before any
     other listener runs on the connection)."""
     seen: list[str] = []
@@ -144,6 +145,13 @@ def round_trips() -> Iterator[list[str]]:
             driver.add_query_logger(log)
             logged.append(driver)
 
+    from app.core import db
+
+    # a run's connection, kept for the next run
+    for _loop, kept, _since in list(db._spares.values()):
+        driver = kept.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        driver.add_query_logger(log)
+        logged.append(driver)
     try:
         with _listening(Pool, "checkout", checkout, insert=True):
             yield seen
