@@ -5,6 +5,7 @@ of its own (tests/fakes/llm_process.py) answers and records as the in-process on
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 
@@ -14,19 +15,26 @@ from tests.fakes.llm_process import ScriptedLLMProcess
 from tests.fakes.llm_server import finish, tool_call
 
 
-async def test_a_task_completes_against_the_finishing_provider(
-        app_client, enqueued, monkeypatch):
+async def run_against(url: str, app_client: Any, enqueued: Any, monkeypatch: Any,
+                      title: str) -> dict[str, Any]:
+    """One task run with the product pointed at the provider at `url`; the task as it ended."""
     from app.core.config import reset_settings
     from app.run import llm_http
 
+    monkeypatch.setenv("TASKBENCH_LLM_BASE_URL", url)
+    reset_settings()
+    await llm_http.close_clients()
+    try:
+        return await submit_and_run(app_client, enqueued, title=title)
+    finally:
+        await llm_http.close_clients()
+
+
+async def test_a_task_completes_against_the_finishing_provider(
+        app_client, enqueued, monkeypatch):
     with FinishingLLM() as provider:
-        # given the product pointed at the benchmarks' provider
-        monkeypatch.setenv("TASKBENCH_LLM_BASE_URL", provider.url)
-        reset_settings()
-        await llm_http.close_clients()
-        # when a task runs
-        task = await submit_and_run(app_client, enqueued, title="noop")
-        await llm_http.close_clients()
+        # given the product pointed at the benchmarks' provider, when a task runs
+        task = await run_against(provider.url, app_client, enqueued, monkeypatch, "noop")
     # then every phase finished at once, on the agent's model, with usage
     assert task["status"] == "completed", task
     assert task["summary"] == "done"
@@ -58,19 +66,12 @@ async def test_requests_on_one_connection_are_answered_in_turn():
 
 async def test_the_scripted_server_in_its_own_process_is_driven_from_this_one(
         app_client, enqueued, monkeypatch):
-    from app.core.config import reset_settings
-    from app.run import llm_http
-
     with ScriptedLLMProcess() as provider:
-        # given the product pointed at the scripted server in a child process, with a script
-        monkeypatch.setenv("TASKBENCH_LLM_BASE_URL", provider.url)
-        reset_settings()
-        await llm_http.close_clients()
+        # given the scripted server in a child process, with a script
         provider.script(tool_call("list_files"), finish("planned"), finish("built"),
                         finish("tested"), finish("spare"))
-        # when a task runs
-        task = await submit_and_run(app_client, enqueued, title="scripted")
-        await llm_http.close_clients()
+        # when a task runs with the product pointed at it
+        task = await run_against(provider.url, app_client, enqueued, monkeypatch, "scripted")
         # then it followed the script, the requests it made are read back, what is left of
         # the script too, and a reset empties both
         sent, left = provider.requests, provider.queues

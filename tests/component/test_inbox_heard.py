@@ -37,6 +37,21 @@ async def requests_reach(llm: Any, count: int) -> None:
     await asyncio.wait_for(wait(), WAIT_S)
 
 
+async def second_call_held(app_client: Any, enqueued: Any, llm: Any, title: str
+                           ) -> tuple[int, threading.Event, asyncio.Future[Any]]:
+    """A task whose first reply lists files and whose second model call (sent with the first
+    step's write) is held: its id, the release of that call, and its run, under way once the
+    held call has arrived."""
+    release = threading.Event()
+    llm.responder = Router().script(title, tool_call("list_files"),
+                                    held(release, tool_call("list_files")))
+    task_id = (await app_client.post("/tasks", json={"title": title, "complexity": 1})
+               ).json()["id"]
+    run = asyncio.ensure_future(run_enqueued(enqueued))
+    await requests_reach(llm, 2)
+    return task_id, release, run
+
+
 def the_listener() -> listen.Listener:
     loop = asyncio.get_running_loop()
     found = [v for v in listen._listeners.values()
@@ -49,13 +64,7 @@ async def test_a_message_posted_while_a_write_goes_with_the_call_is_in_the_next_
     app_client, enqueued, llm
 ):
     # given a task whose second model call (sent with the first step's write) is held
-    release = threading.Event()
-    llm.responder = Router().script("chat", tool_call("list_files"),
-                                    held(release, tool_call("list_files")))
-    task_id = (await app_client.post("/tasks", json={"title": "chat", "complexity": 1})
-               ).json()["id"]
-    run = asyncio.ensure_future(run_enqueued(enqueued))
-    await requests_reach(llm, 2)
+    task_id, release, run = await second_call_held(app_client, enqueued, llm, "chat")
     # when a person posts a message while the model is thinking
     posted = await app_client.post(f"/tasks/{task_id}/messages",
                                    json={"content": "Use British spelling, please."})
@@ -117,13 +126,7 @@ async def test_a_lost_listener_is_not_trusted_and_the_inbox_is_read(
     app_client, enqueued, llm
 ):
     # given a task whose second model call is held, its run listening to its inbox
-    release = threading.Event()
-    llm.responder = Router().script("lost", tool_call("list_files"),
-                                    held(release, tool_call("list_files")))
-    task_id = (await app_client.post("/tasks", json={"title": "lost", "complexity": 1})
-               ).json()["id"]
-    run = asyncio.ensure_future(run_enqueued(enqueued))
-    await requests_reach(llm, 2)
+    task_id, release, run = await second_call_held(app_client, enqueued, llm, "lost")
     heard = the_listener()
     epoch = heard.epoch
     # when the listener's connection is cut (a restart, a proxy's idle timeout) and a message
