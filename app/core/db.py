@@ -354,8 +354,12 @@ async def _spare_connection() -> AsyncConnection | None:
     if kept is None:
         return None
     loop, conn, since = kept
-    if loop is not asyncio.get_running_loop() or conn.engine is not get_engine():
-        return None  # another loop's (an id reused), or an engine no longer in use: left alone
+    if loop is not asyncio.get_running_loop():
+        return None  # another loop's (its id reused after it closed): nothing to close it on
+    if conn.engine is not get_engine():  # the database changed meanwhile
+        with contextlib.suppress(Exception):
+            await conn.close()
+        return None
     driver = (await conn.get_raw_connection()).driver_connection
     if not await _still_open(driver, time.monotonic() - since > SPARE_TRUSTED_S):
         with contextlib.suppress(Exception):
