@@ -9,11 +9,11 @@ phase change, the checkpoint) are collected in a StepRecord and written in one t
 nothing a step did is ever still pending when the model is asked again.
 
 On PostgreSQL a run hears its inbox (app.core.listen) rather than asking a step write whether a
-message is waiting. When that tells enough (the ear is quiet), the step's write goes out with the
-next model call instead of before it, and is awaited as soon as the reply is in, before any
-tool of that reply runs: the write's commit (~1 ms, most of it the server's WAL flush) overlaps
-the call. The exactly-once rule is the same: what a step's tools did is durable before anything
-else happens, and a crash meanwhile resumes from the checkpoint before, as it would have.
+message is waiting. When that tells enough (the ear is quiet) and the step made no call with an
+effect, its write goes out with the next model call instead of before it, and is awaited as
+soon as the reply is in, before any tool of that reply runs: the write's commit (~1 ms, most of
+it the server's WAL flush) overlaps the call. A step whose calls had effects is written before
+the call, as always; one without is repeated whole if its worker dies during the call.
 """
 
 from __future__ import annotations
@@ -147,8 +147,11 @@ class RunContext:
     def writes_behind(self) -> bool:
         """Whether a step write may go out with the next model call: the inbox is heard, and
         nothing has come to it since it was last seen empty, so the write's flag is not needed
-        before the call."""
-        return self.inbox is not None and self.inbox.quiet()
+        before the call; and the step made no call with an effect (a journaled one). What such
+        a call did is in the log before the model is asked again: a worker dying while the call
+        is under way would otherwise leave it to be reconciled from the journal."""
+        return (self.inbox is not None and self.inbox.quiet() and not self.open_intents
+                and not self.pending.settle and not self.pending.done)
 
     async def _write(self, *, behind: bool = False) -> None:
         if not self.pending:

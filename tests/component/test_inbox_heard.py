@@ -122,6 +122,40 @@ async def test_a_step_write_goes_out_with_the_call_and_lands_before_its_tools_ru
     assert calls[:2] == ["list_files", "write_file"]
 
 
+async def test_a_step_whose_call_had_an_effect_is_written_before_the_next_call(
+    app_client, enqueued, llm, db_url
+):
+    # given a task whose first reply (held) writes a file, then lists files
+    release = threading.Event()
+    llm.responder = Router().script(
+        "effect", held(release, tool_call("write_file", path="output/a.txt", content="a")),
+        tool_call("list_files"))
+    task_id = (await app_client.post("/tasks", json={"title": "effect", "complexity": 1})
+               ).json()["id"]
+    run = asyncio.ensure_future(run_enqueued(enqueued))
+    await requests_reach(llm, 1)
+    # when the task's row is locked elsewhere against updates (not against the journal's row
+    # that refers to it) once the reply is on its way
+    blocker = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("SELECT 1 FROM task WHERE id = $1 FOR NO KEY UPDATE", task_id)
+        release.set()
+        await asyncio.sleep(0.5)
+        # then the model is not asked again while the step that wrote the file is unwritten
+        # (a worker dying during that call would leave the write to be reconciled)
+        asked = len(llm.requests)
+        await locked.rollback()
+    finally:
+        await blocker.close()
+    await run
+    assert asked == 1
+    assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
+    calls = [e["data"]["tool"] for e in await events_of(app_client, task_id, "tool_call")]
+    assert calls[:2] == ["write_file", "list_files"]
+
+
 async def test_a_lost_listener_is_not_trusted_and_the_inbox_is_read(
     app_client, enqueued, llm
 ):
