@@ -5,7 +5,9 @@ the write is durable before the reply's tools run, and a lost listener falls bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +39,40 @@ async def requests_reach(llm: Any, count: int) -> None:
     await asyncio.wait_for(wait(), WAIT_S)
 
 
-async def second_call_held(app_client: Any, enqueued: Any, llm: Any, title: str
-                           ) -> tuple[int, threading.Event, asyncio.Future[Any]]:
-    """A task whose first reply lists files and whose second model call (sent with the first
-    step's write) is held: its id, the release of that call, and its run, under way once the
-    held call has arrived."""
+async def run_held(app_client: Any, enqueued: Any, llm: Any, title: str, *replies: Any,
+                   at: int) -> tuple[int, threading.Event, asyncio.Future[Any]]:
+    """A task whose model gives `replies`, the one at index `at` held: its id, the release of
+    that reply, and its run, under way once the held call has arrived."""
     release = threading.Event()
-    llm.responder = Router().script(title, tool_call("list_files"),
-                                    held(release, tool_call("list_files")))
+    script = list(replies)
+    script[at] = held(release, script[at])
+    llm.responder = Router().script(title, *script)
     task_id = (await app_client.post("/tasks", json={"title": title, "complexity": 1})
                ).json()["id"]
     run = asyncio.ensure_future(run_enqueued(enqueued))
-    await requests_reach(llm, 2)
+    await requests_reach(llm, at + 1)
     return task_id, release, run
+
+
+async def second_call_held(app_client: Any, enqueued: Any, llm: Any, title: str
+                           ) -> tuple[int, threading.Event, asyncio.Future[Any]]:
+    """A task whose first reply lists files and whose second model call (sent with the first
+    step's write) is held."""
+    return await run_held(app_client, enqueued, llm, title, tool_call("list_files"),
+                          tool_call("list_files"), at=1)
+
+
+@contextlib.asynccontextmanager
+async def row_locked(db_url: str, task_id: int, lock: str) -> AsyncIterator[Any]:
+    """The task's row locked (`FOR <lock>`) by another connection while the block runs; that
+    connection, for reads beside the lock."""
+    blocker = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        async with blocker.transaction():
+            await blocker.execute(f"SELECT 1 FROM task WHERE id = $1 FOR {lock}", task_id)
+            yield blocker
+    finally:
+        await blocker.close()
 
 
 def the_listener() -> listen.Listener:
@@ -84,22 +107,13 @@ async def test_a_step_write_goes_out_with_the_call_and_lands_before_its_tools_ru
     app_client, enqueued, llm, db_url
 ):
     # given a task whose first reply is held, and whose second writes a file
-    release = threading.Event()
-    llm.responder = Router().script(
-        "overlap", held(release, tool_call("list_files")),
-        tool_call("write_file", path="output/after.txt", content="written"))
-    task_id = (await app_client.post("/tasks", json={"title": "overlap", "complexity": 1})
-               ).json()["id"]
-    run = asyncio.ensure_future(run_enqueued(enqueued))
-    await requests_reach(llm, 1)
+    task_id, release, run = await run_held(
+        app_client, enqueued, llm, "overlap", tool_call("list_files"),
+        tool_call("write_file", path="output/after.txt", content="written"), at=0)
     # when the task's row is locked elsewhere, so that the first step's write cannot commit
-    blocker = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
+    async with row_locked(db_url, task_id, "UPDATE") as blocker:
         workspace = Path(await blocker.fetchval("SELECT workspace FROM task WHERE id = $1",
                                                 task_id))
-        locked = blocker.transaction()
-        await locked.start()
-        await blocker.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", task_id)
         release.set()
         # then the next model call is made all the same, the write still waiting on the lock
         await requests_reach(llm, 2)
@@ -107,9 +121,6 @@ async def test_a_step_write_goes_out_with_the_call_and_lands_before_its_tools_ru
         # and the reply's tool has not run: its effect waits for the write before it
         assert not (workspace / "output" / "after.txt").exists()
         steps = await blocker.fetchval("SELECT steps FROM task WHERE id = $1", task_id)
-        await locked.rollback()
-    finally:
-        await blocker.close()
     await run
     # once the write lands, everything is there, in order, exactly once
     assert steps == 0
@@ -126,29 +137,17 @@ async def test_a_step_whose_call_had_an_effect_is_written_before_the_next_call(
     app_client, enqueued, llm, db_url
 ):
     # given a task whose first reply (held) writes a file, then lists files
-    release = threading.Event()
-    llm.responder = Router().script(
-        "effect", held(release, tool_call("write_file", path="output/a.txt", content="a")),
-        tool_call("list_files"))
-    task_id = (await app_client.post("/tasks", json={"title": "effect", "complexity": 1})
-               ).json()["id"]
-    run = asyncio.ensure_future(run_enqueued(enqueued))
-    await requests_reach(llm, 1)
+    task_id, release, run = await run_held(
+        app_client, enqueued, llm, "effect",
+        tool_call("write_file", path="output/a.txt", content="a"), tool_call("list_files"), at=0)
     # when the task's row is locked elsewhere against updates (not against the journal's row
     # that refers to it) once the reply is on its way
-    blocker = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        locked = blocker.transaction()
-        await locked.start()
-        await blocker.execute("SELECT 1 FROM task WHERE id = $1 FOR NO KEY UPDATE", task_id)
+    async with row_locked(db_url, task_id, "NO KEY UPDATE"):
         release.set()
         await asyncio.sleep(0.5)
         # then the model is not asked again while the step that wrote the file is unwritten
         # (a worker dying during that call would leave the write to be reconciled)
         asked = len(llm.requests)
-        await locked.rollback()
-    finally:
-        await blocker.close()
     await run
     assert asked == 1
     assert (await app_client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
