@@ -23,7 +23,7 @@ from celery.signals import (
 
 from app.core import tracing
 from app.core.config import get_settings
-from app.core.db import forget_engines
+from app.core.db import forget_engines, load_driver
 from app.core.heap import settle_heap
 from app.core.watchdog import LoopWatchdog
 from app.run import llm
@@ -76,6 +76,9 @@ def settle(loop: asyncio.AbstractEventLoop, timeout: float = SETTLE_S) -> None:
 
 @worker_init.connect
 def _before_fork(**_: Any) -> None:
+    # Loaded in the parent, before the pool forks, what each pool process loaded at its first
+    # task: the database's dialect and driver, the models' mappers configured
+    load_driver()
     # In the parent, before the pool forks: what every process inherits leaves the collector's
     # sight, so no full collection (the parent's or a child's, before the child's own freeze)
     # writes to its pages and copies them: each idle child kept 16 MB private, not 42 (PSS)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -144,6 +145,15 @@ def get_engine(url: str | None = None) -> AsyncEngine:
     if key not in _engines:
         _engines[key] = make_engine(url)
     return _engines[key]
+
+
+def load_driver(url: str | None = None) -> None:
+    """Import the database's SQLAlchemy dialect and driver and configure the models' mappers,
+    connecting to nothing: what the first statement of a process would do. A worker does it
+    before its pool forks, so each pool process does not at its first task (on PostgreSQL
+    ~0.1 s of CPU a pool process, and pages of its own)."""
+    make_url(url or get_settings().db_url).get_dialect().import_dbapi()
+    configure_mappers()
 
 
 def forget_engines() -> None:

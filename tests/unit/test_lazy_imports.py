@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
+import signal as signal_module
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -66,20 +67,41 @@ def test_the_api_loads_jinja_with_its_first_page_or_email() -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) is False
 
 
-WORKER_READY = """
+WORKER_REPORTS = """
 import json, os, sys
-from celery.signals import worker_ready
+from celery.signals import {signal}
 from worker.__main__ import main
 
-@worker_ready.connect(weak=False)
+@{signal}.connect(weak=False)
 def _report(**_):
+{report}
     # to the file descriptor: the worker redirects sys.stdout to its log
-    loaded = sorted(m for m in sys.modules
-                    if m.split(".")[0] in {names!r} or m.startswith("celery.bin"))
-    os.write(1, f"loaded: {{json.dumps(loaded)}}\\n".encode())
+    os.write(1, f"report: {{json.dumps(found)}}\\n".encode())
 
 main(["--concurrency", "1"])
 """
+
+
+def worker_reports(signal: str, report: str) -> object:
+    """Start `python -m worker` as `taskbench worker` starts it and return what `report` (the
+    body of a handler of Celery's `signal`, setting `found`) found, from the first process that
+    sent that signal."""
+    code = WORKER_REPORTS.format(signal=signal, report=textwrap.indent(report, "    "))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    # (a worker that never sends it is killed, which ends its output: the test fails, not hangs)
+    deadline = threading.Timer(60, os.killpg, (proc.pid, signal_module.SIGKILL))
+    deadline.start()
+    try:
+        assert proc.stdout is not None
+        line = next((line for line in proc.stdout if line.startswith("report:")), "report: null")
+    finally:
+        deadline.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal_module.SIGKILL)
+        proc.wait()
+    return json.loads(line.removeprefix("report:"))
 
 
 def test_a_running_worker_carries_no_command_line(env: dict[str, str]) -> None:
@@ -87,20 +109,24 @@ def test_a_running_worker_carries_no_command_line(env: dict[str, str]) -> None:
     # prompt_toolkit and pygments among them (~15 MB in the main process and in each pool child)
     names = ["click_repl", "prompt_toolkit", "pygments", "typer", "rich"]
     # given `python -m worker` started as `taskbench worker` starts it
-    proc = subprocess.Popen([sys.executable, "-c", WORKER_READY.format(names=names)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
-    # (a worker that never gets ready is killed, which ends its output: the test fails, not hangs)
-    deadline = threading.Timer(60, os.killpg, (proc.pid, signal.SIGKILL))
-    deadline.start()
-    try:
-        # when it is ready to take tasks
-        assert proc.stdout is not None
-        line = next((line for line in proc.stdout if line.startswith("loaded:")), "loaded: null")
-    finally:
-        deadline.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # when it is ready to take tasks
+    loaded = worker_reports("worker_ready", f"""
+found = sorted(m for m in sys.modules
+               if m.split(".")[0] in {names!r} or m.startswith("celery.bin"))""")
     # then none of them is loaded
-    assert json.loads(line.removeprefix("loaded:")) == []
+    assert loaded == []
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_worker_forks_its_pool_with_the_database_driver_loaded(env: dict[str, str]) -> None:
+    # each pool process loaded PostgreSQL's dialect and driver and configured the models'
+    # mappers at its first task (~0.1 s of CPU, and pages of its own)
+    # given a worker on PostgreSQL
+    # when a pool process starts
+    found = worker_reports("worker_process_init", """
+from app.models import Task
+found = {"driver": "asyncpg" in sys.modules,
+         "dialect": "sqlalchemy.dialects.postgresql.asyncpg" in sys.modules,
+         "mappers_configured": Task.__mapper__.configured}""")
+    # then it has them from its parent
+    assert found == {"driver": True, "dialect": True, "mappers_configured": True}
