@@ -175,8 +175,9 @@ async def review(ctx: RunContext, messages: list[dict[str, Any]], state: LoopSta
     await ctx.set_phase("review")
     config = InspectorConfig.of(ctx.agent)
     if not config.enabled:
-        await ctx.emit("review", {"verdict": "pass", "skipped": True,
-                                  "reason": "the inspector is off for this agent"})
+        # with the step's record: nothing but the task's end comes next, which writes it
+        ctx.record("review", {"verdict": "pass", "skipped": True,
+                              "reason": "the inspector is off for this agent"})
         return True
     result = await judge(ctx, config, state)
     if result["outcome"] == FAILED:

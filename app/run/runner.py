@@ -36,7 +36,7 @@ from app.models import (
     table,
     utcnow,
 )
-from app.run import lease_postgres
+from app.run import lease_postgres, step_changes, steps_postgres
 from app.run.agent.delegation import shared_workspace_of
 from app.run.agent.waiting import RunPaused
 from app.run.budget import Limits, Spent, TreeBudgetExceeded
@@ -52,6 +52,7 @@ from app.run.lease import (
     too_often,
 )
 from app.run.llm import LLMError
+from app.run.step_record import StepRecord
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
 from app.sandbox.uids import release as release_uid
@@ -277,18 +278,22 @@ async def _execute(ctx: RunContext, settings: Settings, attempt: int) -> str | N
         # write lock while the loop is idle between tasks
         keeper.cancel()
         await asyncio.wait({keeper}, timeout=STOP_GRACE_S)
-    await ctx.flush()  # whatever the kind recorded last, before the task is seen as ended
+    await ctx.settle()
     await _complete(ctx, summary)
     return None
 
 
 async def _complete(ctx: RunContext, summary: str | None) -> None:
-    """End the run's task as completed: on PostgreSQL, when its end writes nothing but the
-    task, its agent's counts and its status event (no notification, nothing owed at once, not
-    a subtask: app.tasks.lifecycle.ends_alone), one statement on the run's connection, which
-    also says what the run does next; else the general end. Safe to repeat: a statement that
-    went through and lost its answer finds the task ended, and the general end does nothing."""
+    """End the run's task as completed, with whatever the kind recorded last written before
+    the task is seen as ended. On PostgreSQL, when its end writes nothing but the task, its
+    agent's counts and its status event (no notification, nothing owed at once, not a subtask:
+    app.tasks.lifecycle.ends_alone), one statement on the run's connection, which also writes
+    the run's last step when a statement can (app.run.step_changes.covers) and says what the
+    run does next; else the last step's write and the general end. Safe to repeat: a statement
+    that went through and lost its answer finds the task ended, and the general end does
+    nothing."""
     if not await retrying(lambda: _complete_alone(ctx, summary), f"end task {ctx.task_id}"):
+        await ctx.flush()
         await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
 
 
@@ -300,11 +305,21 @@ async def _complete_alone(ctx: RunContext, summary: str | None) -> bool:
                       notify=task.notify, github=task.github)
     if not ends_alone(ended):
         return False
+    if ctx.pending and not step_changes.covers(ctx.pending, ctx.tree is not None):
+        await ctx.flush()  # journal rows to settle, a tree's totals: the general write first
+    record = ctx.pending
     async with ctx.connection.driver() as driver:
-        ctx.completed = await complete_alone(driver, ended, summary=summary,
-                                             finished_by=task.model_used)
+        if record:
+            ctx.completed = await steps_postgres.write_and_complete(
+                driver, step_changes.changes_of(record), ended, summary=summary,
+                finished_by=task.model_used)
+        else:
+            ctx.completed = await complete_alone(driver, ended, summary=summary,
+                                                 finished_by=task.model_used)
     if ctx.completed is None:
-        return False
+        return False  # nothing written: the step goes with the general end
+    if record is ctx.pending:
+        ctx.pending = StepRecord()
     publish(ctx.completed.events)
     return True
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Integer, String, bindparam, column, text, update
@@ -161,43 +161,80 @@ class Completed:
 # round trips through SQLAlchemy. The guard is what made the end alone: a task whose notify or
 # github changed since (or that ended meanwhile) is not matched, and the caller ends it the
 # general way.
-# $1 task  $2 open statuses  $3 notify  $4 github  $5 summary  $6 now  $7 event data (its
-# slot_released added here)  $8 busy  $9 available  $10 completed  $11 pending  $12 the
-# outbox's pending
-COMPLETE_ALONE = """
+# Its parameters: $1 the task, then from $`first` on (2 in COMPLETE_ALONE) in this order: the open
+# statuses, notify, github, the summary, now, the status event's data (its slot_released added
+# here), busy, available, completed, pending, the outbox's pending. A run's last step can be
+# written by the same statement (app.run.steps_postgres): `adds` sets more of the task row,
+# `steps` more events numbered before the status event (an SQL count), `rows` more CTEs after
+# `t`, whose last_seq is then the last of those events' number.
+_ALONE_PARAMS = ("open", "notify", "github", "summary", "now", "data", "busy", "available",
+                 "completed", "pending", "outbox")
+
+
+def complete_alone_sql(first: int = 2, *, adds: str = "", steps: str = "0",
+                       rows: str = "") -> str:
+    """The one-statement end, its own parameters numbered from `first`."""
+    p = {name: f"${first + i}" for i, name in enumerate(_ALONE_PARAMS)}
+    return f"""
 WITH old AS (
     SELECT id, slot_held FROM task
-    WHERE id = $1::int AND status = ANY($2::varchar[]) AND parent_id IS NULL
-      AND COALESCE(notify::jsonb, 'null'::jsonb) = COALESCE($3::jsonb, 'null'::jsonb)
-      AND COALESCE(github::jsonb, 'null'::jsonb) = COALESCE($4::jsonb, 'null'::jsonb)
+    WHERE id = $1::int AND status = ANY({p["open"]}::varchar[]) AND parent_id IS NULL
+      AND COALESCE(notify::jsonb, 'null'::jsonb) = COALESCE({p["notify"]}::jsonb, 'null'::jsonb)
+      AND COALESCE(github::jsonb, 'null'::jsonb) = COALESCE({p["github"]}::jsonb, 'null'::jsonb)
     FOR UPDATE
 ), t AS (
-    UPDATE task SET status = $10::varchar, summary = $5::varchar, error = NULL,
-        finished_at = $6::timestamptz, updated_at = $6::timestamptz,
-        last_seq = task.last_seq + 1, slot_held = false
+    UPDATE task SET status = {p["completed"]}::varchar, summary = {p["summary"]}::varchar,
+        error = NULL, finished_at = {p["now"]}::timestamptz,
+        updated_at = {p["now"]}::timestamptz, last_seq = task.last_seq + {steps} + 1,
+        slot_held = false{"," if adds else ""}{adds}
     FROM old WHERE task.id = old.id
-    RETURNING task.id, task.agent_id, task.last_seq, old.slot_held AS held
+    RETURNING task.id, task.agent_id, task.last_seq - 1 AS last_seq, task.last_seq AS end_seq,
+        old.slot_held AS held
 ), a AS (
     UPDATE agent SET
         active_tasks = CASE WHEN t.held THEN GREATEST(agent.active_tasks - 1, 0)
                             ELSE agent.active_tasks END,
-        status = CASE WHEN t.held AND agent.status = $8::varchar
-                      THEN $9::varchar ELSE agent.status END,
+        status = CASE WHEN t.held AND agent.status = {p["busy"]}::varchar
+                      THEN {p["available"]}::varchar ELSE agent.status END,
         tasks_done = agent.tasks_done + 1
     FROM t WHERE agent.id = t.agent_id
     RETURNING agent.name
-), e AS (
+), s AS (
     INSERT INTO task_event (task_id, seq, type, data, created_at)
-    SELECT t.id, t.last_seq, 'status',
-           ($7::jsonb || jsonb_build_object('slot_released', t.held))::json, $6::timestamptz
+    SELECT t.id, t.end_seq, 'status',
+           ({p["data"]}::jsonb || jsonb_build_object('slot_released', t.held))::json,
+           {p["now"]}::timestamptz
     FROM t
-)
-SELECT t.last_seq, t.held, (SELECT name FROM a) AS agent,
+){"," if rows else ""}{rows}
+SELECT t.last_seq, t.end_seq, t.held, (SELECT name FROM a) AS agent,
        EXISTS (SELECT 1 FROM outbox_message m
-               WHERE m.task_id = $1::int AND m.status = $12::varchar) AS unsent,
-       EXISTS (SELECT 1 FROM task w WHERE w.status = $11::varchar) AS pending
+               WHERE m.task_id = $1::int AND m.status = {p["outbox"]}::varchar) AS unsent,
+       EXISTS (SELECT 1 FROM task w WHERE w.status = {p["pending"]}::varchar) AS pending
 FROM t
-"""
+"""  # noqa: S608 - constant fragments; every value is a parameter
+
+
+COMPLETE_ALONE = complete_alone_sql()
+
+
+def complete_alone_args(ended: EndedTask, summary: str | None, finished_by: str | None,
+                        now: datetime) -> tuple[list[Any], dict[str, Any]]:
+    """COMPLETE_ALONE's parameters after the task's id, and the status event's data."""
+    (_, data), = fitted([("status", {"status": TaskStatus.completed.value, "summary": summary,
+                                     "reason": None, "finished_by": finished_by})])
+    return [_OPEN, json.dumps(ended.notify), json.dumps(ended.github), summary, now,
+            json.dumps(data), AgentStatus.busy.value, AgentStatus.available.value,
+            TaskStatus.completed.value, TaskStatus.pending.value,
+            OutboxStatus.pending.value], data
+
+
+def completed_by(ended: EndedTask, row: Any, data: dict[str, Any], now: datetime,
+                 events: list[TaskEvent] | None = None) -> Completed:
+    """What a one-statement end wrote (`events`: those written before its status event)."""
+    status = numbered_events(ended.id, row["end_seq"],
+                             [("status", {**data, "slot_released": row["held"]})], now=now)
+    return Completed([*(events or []), *status], row["agent"], bool(row["unsent"]),
+                     bool(row["pending"]))
 
 
 async def complete_alone(driver: Any, ended: EndedTask, *, summary: str | None,
@@ -206,17 +243,11 @@ async def complete_alone(driver: Any, ended: EndedTask, *, summary: str | None,
     transaction open; None when the guard did not match (ended already, or no longer alone):
     the caller ends it with close_task."""
     now = utcnow()
-    (_, data), = fitted([("status", {"status": TaskStatus.completed.value, "summary": summary,
-                                     "reason": None, "finished_by": finished_by})])
-    row = await driver.fetchrow(
-        COMPLETE_ALONE, ended.id, _OPEN, json.dumps(ended.notify), json.dumps(ended.github),
-        summary, now, json.dumps(data), AgentStatus.busy.value, AgentStatus.available.value,
-        TaskStatus.completed.value, TaskStatus.pending.value, OutboxStatus.pending.value)
+    args, data = complete_alone_args(ended, summary, finished_by, now)
+    row = await driver.fetchrow(COMPLETE_ALONE, ended.id, *args)
     if row is None:
         return None
-    events = numbered_events(ended.id, row["last_seq"],
-                             [("status", {**data, "slot_released": row["held"]})], now=now)
-    return Completed(events, row["agent"], bool(row["unsent"]), bool(row["pending"]))
+    return completed_by(ended, row, data, now)
 
 
 async def close_task(

@@ -41,7 +41,8 @@ class DropOnce:
 class DropOnDriver:
     """Terminates the run's connection just before the `nth` call of a statement the run sends
     on the driver's own connection (under SQLAlchemy's hooks): a one-statement step write
-    (app.run.steps_postgres) or a lone end (app.tasks.lifecycle.complete_alone)."""
+    (app.run.steps_postgres) or a lone end (app.tasks.lifecycle.complete_alone, or with the
+    run's last step: app.run.steps_postgres.write_and_complete)."""
 
     def __init__(self, nth: int) -> None:
         self.nth, self.seen, self.fired = nth, 0, False
@@ -64,7 +65,8 @@ NOTIFIES = {"notify": {"email": ["ann@example.com"]}}  # a task whose end is not
     ("write_step", None, 2, {}),  # a step's one-statement write
     ("write_step_journaled", "UPDATE tool_intent SET status", 1, {}),  # the general write
     ("take_messages", "UPDATE task_message SET delivered_at", 1, {}),
-    ("complete_alone", None, 1, {}),  # the lone end: one statement on the driver
+    # the lone end (with the run's last step when it can): one statement on the driver
+    ("complete_alone", None, 1, {}),
     # the general end: task, slot and agent in one statement, then the event and the mail
     ("close_task", "finished_at = ", 1, NOTIFIES),
 ])
@@ -84,9 +86,11 @@ async def test_a_dropped_connection_does_not_fail_the_task(
     if where == "write_step":
         drop = DropOnDriver(nth)
         monkeypatch.setattr(steps_postgres, "write", drop.around(steps_postgres.write))
-    elif where == "complete_alone":
+    elif where == "complete_alone":  # alone, or with the run's last step
         drop = DropOnDriver(nth)
         monkeypatch.setattr(runner, "complete_alone", drop.around(runner.complete_alone))
+        monkeypatch.setattr(steps_postgres, "write_and_complete",
+                            drop.around(steps_postgres.write_and_complete))
     else:
         drop = DropOnce(marker, nth)
         event.listen(get_engine().sync_engine, "before_cursor_execute", drop)

@@ -45,19 +45,45 @@ async def test_a_first_run_sends_no_round_trip_it_does_not_need(app_client, enqu
     # end writes nothing else: one statement, which also says what comes next) went without
     # BEGIN and COMMIT
     assert [q for q in driver if q.startswith(("BEGIN", "COMMIT"))] == [], driver
-    # the lease, the workspace, four step writes and the end, all on the driver: 7 round trips
-    # (it was 12: a ping, and the end was BEGIN, the end, its event, COMMIT, and a read after
-    # it), asyncpg's first look at a statement's types on a connection aside
+    # the lease, the workspace, three step writes and the last one with the end, all on the
+    # driver: 6 round trips (it was 12: a ping, the last step's own write, and the end was
+    # BEGIN, the end, its event, COMMIT, and a read after it), asyncpg's first look at a
+    # statement's types on a connection aside
     on_driver = [q for q in driver if not q.startswith(("SELECT current_setting('jit')",
                                                          "SELECT set_config('jit'",
                                                          "WITH RECURSIVE typeinfo_tree"))]
-    assert len(on_driver) == 7, driver
+    assert len(on_driver) == 6, driver
     assert on_driver[0].startswith("WITH leased AS") and on_driver[-1].startswith(
         "WITH old AS"), driver
     assert sent == [], sent  # nothing through SQLAlchemy
     # and with nothing to resume (the lease says so), no checkpoint or journal was read
     assert [q for q in driver if q.startswith("SELECT c.task_id")] == [], driver
     assert [s for s in sent if s.startswith("SELECT tool_intent.")] == [], sent
+
+
+async def test_the_last_step_written_with_the_end_is_all_there(app_client, enqueued, llm):
+    from app.models import Task, TaskCheckpoint
+
+    # given a no-op task (three phases, each a `finish` at once, the review skipped)
+    task_id = await _noop(app_client, llm)
+    # when a worker runs it: its last step (the test phase's call, its `finished`, the
+    # review's phase and verdict, the checkpoint) goes in the statement that ends it
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then the log is whole and in order, the last step's events before the status event
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events][-5:] == [
+        "llm_call", "finished", "phase", "review", "status"], events
+    assert events[-1]["data"]["status"] == "completed"
+    # and the row counts all three calls, and the last step's checkpoint is stored
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        checkpoint = await session.get(TaskCheckpoint, task_id)
+    assert task is not None and task.status == "completed" and task.last_seq == len(events)
+    assert (task.steps, task.prompt_tokens) == (3, 3 * llm.prompt_tokens), task
+    assert task.phase == "review"
+    assert checkpoint is not None and checkpoint.state["phases_done"] == [
+        "design", "build", "test"], checkpoint.state
 
 
 async def test_a_connection_kept_long_is_pinged_before_the_next_run(
@@ -119,3 +145,35 @@ async def test_the_one_statement_end_leaves_a_task_that_notifies_to_the_general_
     assert await _alone(task_id, notify=None) is None
     task = (await app_client.get(f"/tasks/{task_id}")).json()
     assert task["status"] == "assigned"
+
+
+async def test_the_last_step_with_an_end_that_does_not_match_is_not_written(
+        app_client, enqueued, llm):
+    from app.core.db import get_engine
+    from app.models import Task, TaskStatus
+    from app.run import steps_postgres
+    from app.run.step_changes import StepChanges
+    from app.tasks.lifecycle import EndedTask
+
+    # given a task whose owner asked for an email at its end after the run read the task
+    task_id = await _noop(app_client, llm, notify={"email": ["ann@example.com"]})
+    async with session_scope() as session:
+        before = await session.get(Task, task_id)
+        assert before is not None
+    # when the run's last step and the one-statement end are tried with what the run read
+    changes = StepChanges(events=[("phase", {"phase": "review"})], calls=1, prompt_tokens=10,
+                          completion_tokens=5, cost_usd=0.0, model_used="m", phase="review",
+                          usage={}, peak_rss_kb=None, checkpoint=None)
+    async with get_engine().connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        done = await steps_postgres.write_and_complete(
+            driver, changes, EndedTask(id=task_id, status=TaskStatus.completed, attempts=1,
+                                       notify=None, github=None),
+            summary="s", finished_by="m")
+    # then nothing was written: the step is left to its own write, the end to the general one
+    assert done is None
+    async with session_scope() as session:
+        after = await session.get(Task, task_id)
+    assert after is not None
+    assert (after.status, after.last_seq, after.steps, after.phase) == (
+        before.status, before.last_seq, before.steps, before.phase)
