@@ -56,7 +56,7 @@ from app.run.step_record import StepRecord
 from app.sandbox import fs
 from app.sandbox.probe import SandboxUnavailable
 from app.sandbox.uids import release as release_uid
-from app.sandbox.workspace import Workspace
+from app.sandbox.workspace import Workspace, workspaces_root
 from app.tasks.enqueue import assign_and_enqueue, enqueue
 from app.tasks.events import publish
 from app.tasks.lifecycle import Completed, EndedTask, close_task, complete_alone, ends_alone
@@ -74,15 +74,17 @@ async def _start(
     No context when the lease is not ours; why not, when the task was delivered too often.
     Core statements: the lease returns the task's row, and on PostgreSQL its agent's too (one
     statement, atomic on its own, so sent with no BEGIN or COMMIT around it); on SQLite one
-    more read gets the agent, in the lease's transaction. A first run then records where its
-    workspace is (a lease taken again after a lost answer is ours: safe to repeat). On
-    PostgreSQL both go through the driver (app.run.lease_postgres)."""
+    more read gets the agent, in the lease's transaction. A first run's workspace is recorded
+    by the lease itself on PostgreSQL (through the driver: app.run.lease_postgres), else
+    (SQLite, a subtask) by a statement of its own after it (a lease taken again after a lost
+    answer is ours: safe to repeat)."""
     postgres = get_engine().dialect.name == "postgresql"
     conn: Any  # the driver's own connection on PostgreSQL, else SQLAlchemy's
     async with (connection.driver() if postgres else connection.statements()) as conn:
         if postgres:
             task_row, agent_row, resumable = await lease_postgres.lease(
-                conn, lease_params(task_id, owner, settings))
+                conn, lease_params(task_id, owner, settings),
+                workspaces_root(settings.workspaces_dir))
         else:
             task_row, agent_row, resumable = await _lease_and_agent(conn, task_id, owner,
                                                                     settings)

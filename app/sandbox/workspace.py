@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -33,6 +34,19 @@ LOCK_NAME = ".taskbench.lock"
 def _safe_segment(name: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "_"
     return cleaned[:64]
+
+
+def safe_segment_sql(column: str) -> str:
+    """_safe_segment in PostgreSQL's SQL, of `column` (a task's lease records its workspace in
+    the same statement: app.run.lease_postgres)."""
+    return (f"left(COALESCE(NULLIF(btrim(regexp_replace({column}, '[^A-Za-z0-9_.-]', '_', "
+            f"'g'), '.'), ''), '_'), 64)")
+
+
+@functools.cache
+def workspaces_root(base: Path) -> str:
+    """`base` resolved, as Workspace.for_task's paths begin (once a process)."""
+    return str(Path(base).resolve())
 
 
 @dataclass(frozen=True)

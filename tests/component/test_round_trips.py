@@ -45,14 +45,14 @@ async def test_a_first_run_sends_no_round_trip_it_does_not_need(app_client, enqu
     # end writes nothing else: one statement, which also says what comes next) went without
     # BEGIN and COMMIT
     assert [q for q in driver if q.startswith(("BEGIN", "COMMIT"))] == [], driver
-    # the lease, the workspace, three step writes and the last one with the end, all on the
-    # driver: 6 round trips (it was 12: a ping, the last step's own write, and the end was
-    # BEGIN, the end, its event, COMMIT, and a read after it), asyncpg's first look at a
-    # statement's types on a connection aside
+    # the lease (which records the workspace), three step writes and the last one with the
+    # end, all on the driver: 5 round trips (it was 12: a ping, the workspace's own UPDATE, the
+    # last step's own write, and the end was BEGIN, the end, its event, COMMIT, and a read
+    # after it), asyncpg's first look at a statement's types on a connection aside
     on_driver = [q for q in driver if not q.startswith(("SELECT current_setting('jit')",
                                                          "SELECT set_config('jit'",
                                                          "WITH RECURSIVE typeinfo_tree"))]
-    assert len(on_driver) == 6, driver
+    assert len(on_driver) == 5, driver
     assert on_driver[0].startswith("WITH leased AS") and on_driver[-1].startswith(
         "WITH old AS"), driver
     assert sent == [], sent  # nothing through SQLAlchemy
@@ -84,6 +84,34 @@ async def test_the_last_step_written_with_the_end_is_all_there(app_client, enque
     assert task.phase == "review"
     assert checkpoint is not None and checkpoint.state["phases_done"] == [
         "design", "build", "test"], checkpoint.state
+
+
+@pytest.mark.parametrize("agent_name", [
+    "plain", "we ird/na..me", "..", ".hidden.", "ünïcödé agent", ".x" + "é" * 62, "a\tb\nc"])
+async def test_the_lease_records_the_workspace_where_the_workspace_is_made(
+        app_client, enqueued, llm, agent_name):
+    from sqlalchemy import update
+
+    from app.core.config import get_settings
+    from app.models import Agent, Task
+    from app.sandbox.workspace import Workspace
+
+    # given a no-op task assigned to an agent whose name is not a safe folder name
+    task_id = await _noop(app_client, llm)
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+        assert task is not None and task.agent_id is not None
+        await session.execute(update(Agent).where(Agent.id == task.agent_id)  # type: ignore[arg-type]
+                              .values(name=agent_name))
+    # when a worker runs it (the lease records the workspace in SQL)
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then it is the folder the workspace was made in, named by Workspace.for_task's rule
+    async with session_scope() as session:
+        task = await session.get(Task, task_id)
+    assert task is not None and task.workspace is not None
+    expected = Workspace.for_task(get_settings().workspaces_dir, agent_name, task_id).root
+    assert task.workspace == str(expected)
+    assert (expected / "output").is_dir()
 
 
 async def test_a_connection_kept_long_is_pinged_before_the_next_run(
