@@ -225,11 +225,24 @@ async def events_pages(port: int, events: int, rounds: int = 5) -> None:
           f"p95 {ordered[int(0.95 * (len(ordered) - 1))] * 1000:.1f} ms, "
           f"p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms, "
           f"max {ordered[-1] * 1000:.1f} ms (target ≤ 50 ms a page; load {os.getloadavg()[0]:.1f})")
-    print(f"  over 50 ms: {sum(t > 0.05 for t in times)} pages; the API's collector meanwhile: "
-          f"{pauses['full']} full passes, {pauses['full_ms']:.1f} ms in all, longest "
-          f"{pauses['full_max_ms']:.1f} ms; {pauses['young']} young passes, longest "
-          f"{pauses['young_max_ms']:.1f} ms; {pauses['old_objects']} objects in the oldest "
-          f"generation, {pauses['frozen']} frozen")
+    print(f"  over 50 ms: {sum(t > 0.05 for t in times)} pages; {collector(pauses)}")
+
+
+def collector(pauses: dict) -> str:  # type: ignore[type-arg]
+    """What the API's garbage collector did while the benchmark timed it (GET /bench/gc)."""
+    return (f"the API's collector meanwhile: {pauses['full']} full passes, "
+            f"{pauses['full_ms']:.1f} ms in all, longest {pauses['full_max_ms']:.1f} ms; "
+            f"{pauses['young']} young passes, longest {pauses['young_max_ms']:.1f} ms; "
+            f"{pauses['old_objects']} objects in the oldest generation, "
+            f"{pauses['frozen']} frozen")
+
+
+async def api_gc(port: int, clear: bool = False) -> dict:  # type: ignore[type-arg]
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        return (await client.get("/bench/gc", params={"clear": clear})).json()  # type: ignore[no-any-return]
 
 
 def serve(target: list[str], port: int) -> subprocess.Popen:
@@ -275,6 +288,11 @@ async def follow(port: int, task_ids: list[int], args: argparse.Namespace) -> No
         await asyncio.sleep(0.05)
     print(f"{args.clients} streams open in {time.monotonic() - connecting:.1f} s")
     await asyncio.sleep(2)
+    # the clients' own collector is off while they time, as in the pages' timing: its pauses
+    # are not the API's
+    gc.collect()
+    gc.disable()
+    await api_gc(port, clear=True)
     written = multiprocessing.Value("i", 0)
     proc = multiprocessing.Process(target=writer,
                                    args=(task_ids, args.rate, args.seconds, written))
@@ -282,12 +300,15 @@ async def follow(port: int, task_ids: list[int], args: argparse.Namespace) -> No
     await asyncio.to_thread(proc.join)
     await asyncio.sleep(2)
     stop.set()
+    gc.enable()
+    pauses = await api_gc(port)
     await asyncio.gather(*clients, return_exceptions=True)
     followers = [sum(1 for i in range(args.clients) if i % len(task_ids) == t)
                  for t in range(len(task_ids))]
     # round robin over tasks: event k went to task k % tasks, followed by followers[t]
     expected = sum(followers[k % len(task_ids)] for k in range(written.value))
     report(latencies, expected, args)
+    print(f"  while following: {collector(pauses)}")
 
 
 def report(latencies: list[float], expected: float, args: argparse.Namespace) -> None:
