@@ -119,7 +119,7 @@ async def _context(settings: Any, turn_order: str = "fixed") -> Any:
 
 async def _wall(tmp: Path, url: str, turn_order: str) -> float:
     """The whole run's wall time in seconds (nothing patched)."""
-    from app.run.scenario import run_scenario
+    from app.run.scenario.engine import run_scenario
 
     settings = await _settings(tmp, url)
     ctx = await _context(settings, turn_order)
@@ -161,7 +161,7 @@ async def _settings(tmp: Path, url: str) -> Any:
 async def _run(tmp: Path, url: str) -> dict[str, Any]:
     from app.core.db import session_scope
     from app.kinds.scenario.replay import load_events
-    from app.run.scenario import run_scenario
+    from app.run.scenario.engine import run_scenario
 
     settings = await _settings(tmp, url)
     timers = Timers()

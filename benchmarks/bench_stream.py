@@ -1,5 +1,5 @@
 """Live-stream benchmark: `python -m benchmarks.bench_stream [--clients 1000] [--seconds 20]
-[--redis URL] [--pages-only] [--page-rounds 5]`.
+[--redis URL | --poller] [--pages-only] [--page-rounds 5]`.
 
 N SSE clients follow T tasks on a real uvicorn while a writer process appends events at
 --rate per minute; prints p50/p99 write→receipt latency, then GET /api/v1/tasks/{id} requests
@@ -338,10 +338,16 @@ if __name__ == "__main__":
                         help="times the long log is read through, page by page")
     parser.add_argument("--pages-only", action="store_true",
                         help="only the event-log pages and the GET rate (no SSE clients)")
-    parser.add_argument("--redis", default="",
-                        help="follow over Redis pub/sub at this URL (the production path); "
-                             "default: the embedded table poller")
+    parser.add_argument("--redis", default=os.environ.get("TASKBENCH_BENCH_REDIS",
+                                                          "redis://127.0.0.1:6379/8"),
+                        help="follow over Redis pub/sub at this URL (the production path and "
+                             "the target's; default the benchmarks' own Redis database, "
+                             "TASKBENCH_BENCH_REDIS or db 8)")
+    parser.add_argument("--poller", action="store_true",
+                        help="follow through the embedded table poller instead (no Redis)")
     args = parser.parse_args()
+    if args.poller:
+        args.redis = ""
     tmp = Path(tempfile.mkdtemp(prefix="tb-bench-"))
     os.environ.update({"TASKBENCH_ENVIRONMENT": "test", "TASKBENCH_VAR_DIR": str(tmp),
                        "TASKBENCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'tb.db'}",
