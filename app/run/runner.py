@@ -293,13 +293,25 @@ async def _complete(ctx: RunContext, summary: str | None) -> None:
     the run's last step when a statement can (app.run.step_changes.covers) and says what the
     run does next; else the last step's write and the general end. Safe to repeat: a statement
     that went through and lost its answer finds the task ended, and the general end does
-    nothing."""
-    if not await retrying(lambda: _complete_alone(ctx, summary), f"end task {ctx.task_id}"):
-        await ctx.flush()
+    nothing; nor is the step written again when it went with it."""
+    sent: list[bool] = []  # the last step went out with the end (maybe through, unanswered)
+    if not await retrying(lambda: _complete_alone(ctx, summary, sent),
+                          f"end task {ctx.task_id}"):
+        if not (sent and await _completed(ctx)):
+            await ctx.flush()
         await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
 
 
-async def _complete_alone(ctx: RunContext, summary: str | None) -> bool:
+async def _completed(ctx: RunContext) -> bool:
+    """Whether the task is completed already: an end that went out with the last step went
+    through, and its answer was lost (the step is written, with it)."""
+    async def status() -> Any:
+        async with ctx.connection.driver() as driver:
+            return await driver.fetchval(steps_postgres.STATUS_OF, ctx.task_id)
+    return await retrying(status, f"read task {ctx.task_id}") == TaskStatus.completed.value
+
+
+async def _complete_alone(ctx: RunContext, summary: str | None, sent: list[bool]) -> bool:
     task = ctx.task
     if get_engine().dialect.name != "postgresql" or task.parent_id is not None:
         return False
@@ -312,6 +324,7 @@ async def _complete_alone(ctx: RunContext, summary: str | None) -> bool:
     record = ctx.pending
     async with ctx.connection.driver() as driver:
         if record:
+            sent.append(True)
             ctx.completed = await steps_postgres.write_and_complete(
                 driver, step_changes.changes_of(record), ended, summary=summary,
                 finished_by=task.model_used)

@@ -16,6 +16,9 @@ as a single transaction of their own:
 The usage totals are added up in SQL (jsonb) rather than read and written back, which is what
 lets the read go (app.run.step_changes says what a step adds, and which records this covers);
 tests/component/test_step_writes.py holds this form and the general one to the same rows.
+
+A run's last step can also go with the task's one-statement end (STEP_AND_END: the end's own
+statement, app.tasks.lifecycle.complete_alone_sql, with this one's fragments in it).
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ SELECT last_seq, inbox FROM t
 STEP_AND_END = complete_alone_sql(
     21, adds=_ADDS + ",\n        phase = COALESCE($9::varchar, task.phase)", steps="$2::int",
     rows=_ROWS)
+# whether such an end went through when its answer was lost
+STATUS_OF = "SELECT status FROM task WHERE id = $1::int"
 
 
 def _step_args(task_id: int, c: StepChanges, now: datetime) -> list[Any]:

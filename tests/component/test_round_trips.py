@@ -114,6 +114,34 @@ async def test_the_lease_records_the_workspace_where_the_workspace_is_made(
     assert (expected / "output").is_dir()
 
 
+async def test_the_last_step_is_not_written_again_when_its_end_lost_its_answer(
+        app_client, enqueued, llm, monkeypatch):
+    from app.run import steps_postgres
+
+    # given an end with the last step that goes through but whose answer is lost, once
+    real, lost = steps_postgres.write_and_complete, []
+
+    async def answer_lost(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        done = await real(*args, **kwargs)
+        if not lost:
+            lost.append(done)
+            raise ConnectionResetError("the answer was lost")
+        return done
+
+    monkeypatch.setattr(steps_postgres, "write_and_complete", answer_lost)
+    task_id = await _noop(app_client, llm)
+    # when the run retries its end
+    assert await run_enqueued(enqueued) == ["ran"]
+    # then the task completed once, and the last step's events are in the log once
+    assert lost and lost[0] is not None
+    events = (await app_client.get(f"/tasks/{task_id}/events")).json()["data"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    types = [e["type"] for e in events]
+    assert (types.count("finished"), types.count("review"), types.count("status")) == (3, 1, 2)
+    task = (await app_client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "completed"
+
+
 async def test_a_connection_kept_long_is_pinged_before_the_next_run(
         app_client, enqueued, llm, monkeypatch):
     from app.core import db
