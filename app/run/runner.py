@@ -297,7 +297,9 @@ async def _complete(ctx: RunContext, summary: str | None) -> None:
     sent: list[bool] = []  # the last step went out with the end (maybe through, unanswered)
     if not await retrying(lambda: _complete_alone(ctx, summary, sent),
                           f"end task {ctx.task_id}"):
-        if not (sent and await _completed(ctx)):
+        if sent and await _completed(ctx):
+            ctx.pending = StepRecord()  # written with the end
+        else:
             await ctx.flush()
         await end(ctx.task_id, TaskStatus.completed, summary=summary, connection=ctx.connection)
 
