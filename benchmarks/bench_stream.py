@@ -207,7 +207,7 @@ async def events_pages(port: int, events: int, rounds: int = 5) -> None:
                                  headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
         gc.collect()
         gc.disable()
-        await client.get("/bench/gc", params={"clear": True})
+        await api_gc(port, clear=True)
         for _ in range(rounds):
             after = 0
             while after < events:
@@ -218,7 +218,7 @@ async def events_pages(port: int, events: int, rounds: int = 5) -> None:
                 assert resp.status_code == 200, resp.text
                 after = resp.json()["data"][-1]["seq"]
         gc.enable()
-        pauses = (await client.get("/bench/gc")).json()
+        pauses = await api_gc(port)
     ordered = sorted(times)
     print(f"GET /tasks/{{id}}/events over {events} events, 500 a page, {len(times)} pages: "
           f"p50 {statistics.median(ordered) * 1000:.1f} ms, "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import sqlite3
 import threading
 import time
@@ -44,6 +43,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.core.config import get_settings
 from app.core.listen import close_listeners, forget_listeners
+from app.core.sockets import has_input
 
 # One engine per (url, thread): async connections belong to the event loop that made them.
 _engines: dict[tuple[str, int], AsyncEngine] = {}
@@ -384,8 +384,7 @@ async def _still_open(driver: Any, ping: bool) -> bool:
     close, which a worker's loop, idle between tasks, has not read yet); pinged too if `ping`."""
     if driver is None or driver.is_closed():
         return False
-    sock = driver._transport.get_extra_info("socket") if driver._transport else None
-    if sock is None or select.select([sock], [], [], 0)[0]:
+    if has_input(driver._transport.get_extra_info("socket") if driver._transport else None):
         return False
     if ping:
         try:

@@ -19,13 +19,13 @@ import functools
 import json
 import logging
 import os
-import select
 import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.core.config import get_settings
+from app.core.sockets import has_input
 from app.models import TaskEvent
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,7 @@ class _Publisher:
         # nothing is ever sent back on this connection: readable means EOF (or an error). One
         # poll of the socket (redis-py's can_read set its timeout and tried a read: ~4 calls
         # into the kernel before every publish)
-        sock = getattr(conn, "_sock", None)
-        try:
-            readable = sock is None or bool(select.select([sock], [], [], 0)[0])
-        except (OSError, ValueError):
-            readable = True
+        readable = has_input(getattr(conn, "_sock", None))
         if readable:
             conn.disconnect()
         return readable
