@@ -82,9 +82,13 @@ class Hub:
             self.status_subs.add(sub)
         else:
             self.by_task.setdefault(task_id, set()).add(sub)
-        async with self._start_lock:
-            if self._source is None or self._source.done():
-                self._source = await _start_source(self)
+        try:
+            async with self._start_lock:
+                if self._source is None or self._source.done():
+                    self._source = await _start_source(self)
+        except BaseException:  # cancelled (its client went) or failed: not left subscribed
+            self.unsubscribe(sub)
+            raise
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -8,6 +8,7 @@ Browsers cannot send headers on either, so both take `?token=` from POST /api/v1
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -114,7 +115,30 @@ async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
 
 
 async def _pump(websocket: WebSocket, items: AsyncIterator[Item]) -> None:
+    """Send `items` until they end or the client goes: its close is heard as it comes, not at
+    the next send (a quiet feed, the global status one, sends only every IDLE_S: until then a
+    closed client kept its handler and its subscription, and held up the server's shutdown)."""
     await websocket.accept()
+    sending = asyncio.ensure_future(_send_all(websocket, items))
+    closed = asyncio.ensure_future(_until_closed(websocket))
+    try:
+        await asyncio.wait({sending, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for part in (sending, closed):
+            part.cancel()
+        await asyncio.gather(sending, closed, return_exceptions=True)
+    error = None if sending.cancelled() else sending.exception()
+    if error is not None:
+        raise error
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Return when the client closes (what it sends meanwhile is not read by anyone)."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _send_all(websocket: WebSocket, items: AsyncIterator[Item]) -> None:
     try:
         async for item in items:
             if item.kind == "event":

@@ -157,6 +157,35 @@ async def test_websocket_with_token_streams_task_and_global_status(server, enque
     assert status["event"]["type"] == "status"
 
 
+def _status_followers() -> int:
+    """Global status followers of every event loop's hub (the live server's among them)."""
+    from app.api.live import _hubs
+
+    return sum(len(hub.status_subs) for hub in list(_hubs.values()))
+
+
+async def _until(check: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_a_closed_websocket_lets_go_of_its_feed_at_once(server):
+    # given an admin following the global status feed over a WebSocket, which nothing is
+    # sent on (no task changes status; its keep-alive ping comes every 15 s)
+    async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
+        token = (await client.post("/api/v1/auth/token")).json()["access_token"]
+    url = f"{server.replace('http', 'ws')}/ws/events?token={token}"
+    async with connect(url):
+        assert await _until(lambda: _status_followers() == 1)
+    # when the client closes, then the server's handler ends and its subscription goes with
+    # it, well before the next ping would have found the client gone
+    assert await _until(lambda: _status_followers() == 0)
+
+
 async def test_tokens_refuse_forgery_keys_in_query_and_self_renewal(server):
     async with httpx.AsyncClient(base_url=server, headers=ADMIN, timeout=10) as client:
         token = (await client.post("/api/v1/auth/token")).json()["access_token"]

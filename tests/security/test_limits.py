@@ -23,6 +23,7 @@ from tests.security.sandbox_support import (
 
 pytestmark = [NEEDS_BWRAP, ROOT_ONLY]
 FORK_BOMB = "f(){ f | f & }; f; sleep 4"
+NPROC = 20  # the process limit the zombie test runs its commands under
 
 
 async def test_fork_bomb_in_one_task_leaves_other_tasks_commands_working() -> None:
@@ -143,14 +144,17 @@ async def test_a_5k_file_venv_is_not_walked_for_every_command(
         assert walked == []
 
 
-async def test_200_commands_leave_no_zombies_against_the_process_limit() -> None:
-    # given a worker that adopts orphans, and commands that leave orphans behind
+async def test_commands_past_the_process_limit_leave_no_zombies_against_it() -> None:
+    # given a worker that adopts orphans, and commands that leave orphans behind: three times
+    # as many as the task uid may have processes (each command's orphan, left a zombie,
+    # would count against the limit: the limit's worth of commands later, none could fork).
+    # 220 commands took ~50 s of the suite; three times the limit proves the same.
     assert reaper.become_subreaper()
     settings = Settings(sandbox="none")
     with workspace() as ws:
-        for i in range(220):
+        for i in range(3 * NPROC):
             res = await jailed(ws, "sh", "-c", "sleep 5 & echo $$", settings=settings,
-                               limits=Limits(nproc=20), timeout=10)
+                               limits=Limits(nproc=NPROC), timeout=10)
             assert res.exit_code == 0, (i, res.output)
     # then no command failed on nproc=20 above (their zombies were reaped as they came), and
     # what the last orphans leave (and orphans other tests left to this subreaper) is reaped
