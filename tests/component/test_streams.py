@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.factories import auth, new_user_key, run_enqueued
 from tests.fakes.llm_server import finish, tool_call
+from tests.integration.workers import wait_for
 from tests.live_server import free_port, live_server
 
 ADMIN = {"Authorization": f"Bearer {'tb_admin_' + 'a' * 32}"}
@@ -157,20 +158,12 @@ async def test_websocket_with_token_streams_task_and_global_status(server, enque
     assert status["event"]["type"] == "status"
 
 
-def _status_followers() -> int:
-    """Global status followers of every event loop's hub (the live server's among them)."""
+async def _status_followers(count: int) -> bool:
+    """Whether the hubs of every event loop (the live server's among them) have `count`
+    global status followers."""
     from app.api.live import _hubs
 
-    return sum(len(hub.status_subs) for hub in list(_hubs.values()))
-
-
-async def _until(check: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    return sum(len(hub.status_subs) for hub in list(_hubs.values())) == count
 
 
 async def test_a_closed_websocket_lets_go_of_its_feed_at_once(server):
@@ -180,10 +173,10 @@ async def test_a_closed_websocket_lets_go_of_its_feed_at_once(server):
         token = (await client.post("/api/v1/auth/token")).json()["access_token"]
     url = f"{server.replace('http', 'ws')}/ws/events?token={token}"
     async with connect(url):
-        assert await _until(lambda: _status_followers() == 1)
+        await wait_for(lambda: _status_followers(1), timeout=5, interval=0.02)
     # when the client closes, then the server's handler ends and its subscription goes with
     # it, well before the next ping would have found the client gone
-    assert await _until(lambda: _status_followers() == 0)
+    await wait_for(lambda: _status_followers(0), timeout=5, interval=0.02)
 
 
 async def test_tokens_refuse_forgery_keys_in_query_and_self_renewal(server):
