@@ -1,6 +1,6 @@
 """Agent-loop benchmark: what one step of the loop costs beyond the model call itself.
 
-    python -m benchmarks.bench_loop [--tasks 15] [--db sqlite|postgres|both] [--peers]
+    python -m benchmarks.bench_loop [--tasks 15] [--db sqlite|postgres|both] [--no-peers]
                                     [--provider process|thread]
 
 A task makes 11 model calls (8 `list_files` calls and the 3 phase-ending `finish` calls)
@@ -20,9 +20,10 @@ HTTP session, the reply read and parsed) against the same scripted replies, and
 where loop time is the agent loop (run_agent) of one task. The whole run_task time (lease, venv,
 workspace, end, deliverables) and the round trip of a tiny request are printed for context.
 
-`--peers` runs the same job through smolagents (ToolCallingAgent) and AutoGen (AssistantAgent)
-in a venv of their own, made once (benchmarks/peers), each replayed the same way through the
-bare openai client in that venv, and prints their overhead per step beside ours.
+The same job also runs through smolagents (ToolCallingAgent) and AutoGen (AssistantAgent), the
+target's baseline (`--no-peers`: not), in a venv of their own made once from its lock
+(benchmarks/peers, tests/locks/peers.txt), each replayed the same way through the bare openai
+client in that venv, and their overhead per step is printed beside ours.
 """
 
 from __future__ import annotations
@@ -287,8 +288,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=15)
     parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
-    parser.add_argument("--peers", action="store_true",
-                        help="also run the job through smolagents and AutoGen (own venv)")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the job through smolagents and AutoGen, the target's "
+                             "baseline (their own venv, made once from tests/locks/peers.txt); "
+                             "--no-peers: ours only")
     parser.add_argument("--provider", choices=["process", "thread"], default="process",
                         help="the scripted server in a process of its own (default) or in "
                              "threads of this one")

@@ -73,7 +73,7 @@ async def prepare(sqlite: bool) -> None:
     await startup()
     async with session_scope() as session:
         await ensure_admin_key(session, ADMIN_KEY)
-        await session.execute(update(Agent).values(status="disabled"))
+        await session.exec(update(Agent).values(status="disabled"))
         session.add(Agent(name="bench", model="bench/model", min_complexity=1,
                           max_complexity=10, max_concurrent=10_000_000))
         key = "INTEGER PRIMARY KEY AUTOINCREMENT" if sqlite else "SERIAL PRIMARY KEY"

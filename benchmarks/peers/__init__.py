@@ -1,7 +1,8 @@
 """Peers for bench_loop: the same job through smolagents and AutoGen, in a venv of their own.
 
-    venv()                     the peers' venv (pinned below), made once and cached under the
-                               system temp folder; its path is printed
+    venv()                     the peers' venv, made once from tests/locks/peers.txt (figures
+                               are only comparable between runs of the same versions; openai
+                               as ours) and cached; its path is printed
     measure(peer, llm, n)      run one peer's job n + 1 times against the scripted server (the
                                first warms up and is dropped), each run followed by a replay of
                                the requests it made through the bare openai client in that venv
@@ -14,21 +15,15 @@ The fake server's replies are scripted per run for each framework's own tool nam
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# pinned: figures are only comparable between runs of the same versions (openai as ours)
-PINS = ("smolagents[openai]==1.26.0", "autogen-agentchat==0.7.5", "autogen-ext[openai]==0.7.5",
-        "openai==3.63.0")
 WORK_PATHS = ("src", "output", "research", ".")
 STEPS = 11  # model calls in one run of the job, as in ours
 
@@ -47,23 +42,12 @@ PEERS = (
 
 
 def venv() -> Path:
-    """The peers' venv, made once per set of pins and interpreter, then reused."""
-    key = hashlib.sha256(json.dumps([PINS, sys.version]).encode()).hexdigest()[:12]
-    home = Path(tempfile.gettempdir()) / "taskbench-bench-peers" / f"venv-{key}"
-    python = home / "bin" / "python"
-    if python.exists():
-        print(f"peers' venv (cached): {home}", flush=True)
-        return home
-    print(f"peers' venv: making {home} (pip install {' '.join(PINS)})", flush=True)
-    partial = home.with_name(home.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
-    subprocess.run([str(partial / "bin" / "python"), "-m", "pip", "install", "-q", *PINS],
-                   check=True)
-    # only a complete venv is ever found by the next run (its python works from the new name;
-    # nothing here runs the venv's other scripts, which name the old one)
-    partial.rename(home)
+    """The peers' venv, made once from its lock (tests/locks/peers.txt), then reused."""
+    from tests.factories.venvs import locked_venv
+
+    print("peers' venv: tests/locks/peers.txt (made once, then cached)", flush=True)
+    home = locked_venv("peers")
+    print(f"peers' venv: {home}", flush=True)
     return home
 
 

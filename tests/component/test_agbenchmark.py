@@ -1,7 +1,7 @@
 """The published Agent Protocol benchmark harness (agbenchmark 0.0.10) against /ap/v1.
 
-agbenchmark pins pydantic 1 and an old openai, so it lives in its own venv (built once under
-~/.cache/taskbench from PyPI) and runs as a subprocess against a live server. It sends no
+agbenchmark pins pydantic 1 and an old openai, so it lives in its own venv (made once from
+tests/locks/agbenchmark.txt) and runs as a subprocess against a live server. It sends no
 Authorization header, so it comes in through the opt-in key-in-URL prefix. The scripted model
 plays the agent through the real loop and tools: it reads the uploaded file with `read_file` and
 writes what the tool returned with `write_file`; agbenchmark downloads the artifacts and checks
@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,17 @@ import pytest
 
 from tests.conftest import run_enqueued
 from tests.factories.loop import is_inspector, verdict
+from tests.factories.venvs import locked_venv
 from tests.fakes.llm_server import Response, finish, tool_call
 from tests.live_server import live_server
 
 ADMIN_KEY = "tb_admin_" + "a" * 32
-VENV = Path.home() / ".cache" / "taskbench" / "agbenchmark-venv"
 
 
 @pytest.fixture(scope="session")
 def agbenchmark() -> str:
-    """The venv's agbenchmark command; skipped when PyPI is out of reach."""
-    command = VENV / "bin" / "agbenchmark"
-    if not command.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        got = subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "-q",
-                              "agbenchmark==0.0.10"], check=False, timeout=1200)
-        if got.returncode != 0:
-            pytest.skip("agbenchmark could not be installed")
-    return str(command)
+    """The agbenchmark command of a venv holding it as tests/locks/agbenchmark.txt pins it."""
+    return str(locked_venv("agbenchmark") / "bin" / "agbenchmark")
 
 
 def play_the_agent(request: dict[str, Any]) -> Response:

@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.factories import auth, new_user_key, run_enqueued
+from tests.factories.venvs import locked_venv
 from tests.fakes.llm_server import finish, tool_call
 from tests.live_server import live_server
 
 ADMIN_KEY = "tb_admin_" + "a" * 32
-VENV = Path.home() / ".cache" / "taskbench" / "ap-client-venv"
 
 PRELUDE = textwrap.dedent("""
     import asyncio, json, sys
@@ -91,17 +89,8 @@ FOLLOW = PRELUDE + textwrap.dedent("""
 
 @pytest.fixture(scope="session")
 def ap_python() -> str:
-    """The venv's python with agent-protocol-client; skipped when PyPI is out of reach."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import agent_protocol_client"], check=False)
-    if probe.returncode != 0:
-        got = subprocess.run([str(python), "-m", "pip", "install", "-q",
-                              "agent-protocol-client>=1.1,<2"], check=False)
-        if got.returncode != 0:
-            pytest.skip("agent-protocol-client could not be installed")
-    return str(python)
+    """The python of a venv holding agent-protocol-client as tests/locks/ap-client.txt pins it."""
+    return str(locked_venv("ap-client") / "bin" / "python")
 
 
 async def client_run(python: str, script: str, *args: str) -> dict:
