@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -27,12 +28,17 @@ def locked_venv(name: str) -> Path:
     done = home / ".complete"  # written last: a run killed halfway leaves no venv to take
     if done.exists():
         return home
-    shutil.rmtree(home, ignore_errors=True)
     home.parent.mkdir(parents=True, exist_ok=True)
-    _uv("venv", "-q", "--python", sys.executable, str(home))
-    _uv("pip", "install", "-q", "--python", str(home / "bin" / "python"),
-        "--require-hashes", "-r", str(lock))
-    done.write_text(lock.name + "\n")
+    # one maker at a time (the suite and a benchmark may ask at once); the one that waited
+    # finds the venv made
+    with open(home.with_name(home.name + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(home, ignore_errors=True)
+            _uv("venv", "-q", "--python", sys.executable, str(home))
+            _uv("pip", "install", "-q", "--python", str(home / "bin" / "python"),
+                "--require-hashes", "-r", str(lock))
+            done.write_text(lock.name + "\n")
     return home
 
 
