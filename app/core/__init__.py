@@ -1,1 +1,2 @@
-"""Foundations: config, database, logging, tracing, redaction, prompts; import nothing else."""
+"""Foundations: config, database, logging, tracing, redaction, prompts, the task statuses; import
+nothing else."""

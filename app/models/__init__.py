@@ -1,5 +1,15 @@
-"""SQLModel tables and their public schemas; every table module is imported here."""
+"""SQLModel tables and their public schemas; every table module is imported here (and the task
+statuses, app.core.statuses, beside the Task table)."""
 
+from app.core.statuses import (
+    RUNNING,
+    RUNNING_VALUES,
+    TERMINAL,
+    TERMINAL_VALUES,
+    WORKING,
+    WORKING_VALUES,
+    TaskStatus,
+)
 from app.models.agent import (
     Agent,
     AgentCreate,
@@ -30,12 +40,6 @@ from app.models.outbox import OutboxMessage, OutboxStatus
 from app.models.provider import ProviderState
 from app.models.task import (
     INBOX_CHANNEL,
-    RUNNING,
-    RUNNING_VALUES,
-    TERMINAL,
-    TERMINAL_VALUES,
-    WORKING,
-    WORKING_VALUES,
     AnswerCreate,
     Budget,
     CheckpointMessage,
@@ -48,7 +52,6 @@ from app.models.task import (
     TaskMessage,
     TaskPublic,
     TasksPublic,
-    TaskStatus,
 )
 from app.models.template import TemplatePublic, TemplateRecord, TemplatesPublic
 from app.models.user import ApiKey, User, UserPublic

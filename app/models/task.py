@@ -12,44 +12,8 @@ from pydantic import Field as PField
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
+from app.core.statuses import TaskStatus
 from app.models.base import json_column, utcnow
-
-
-class TaskStatus(StrEnum):
-    pending = "pending"
-    assigned = "assigned"
-    design = "design"
-    build = "build"
-    test = "test"
-    review = "review"
-    waiting_input = "waiting_input"
-    waiting_children = "waiting_children"
-    paused = "paused"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-TERMINAL = frozenset({TaskStatus.completed, TaskStatus.failed, TaskStatus.cancelled})
-RUNNING = frozenset(
-    {
-        TaskStatus.assigned,
-        TaskStatus.design,
-        TaskStatus.build,
-        TaskStatus.test,
-        TaskStatus.review,
-        TaskStatus.waiting_input,
-        TaskStatus.waiting_children,
-    }
-)
-# A worker holds (or may take) the task's lease: the statuses run_task leases and the sweep requeues
-WORKING = frozenset(
-    {TaskStatus.assigned, TaskStatus.design, TaskStatus.build, TaskStatus.test, TaskStatus.review}
-)
-# The same sets as plain strings, sorted: for SQL IN lists and comparisons with Task.status
-TERMINAL_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in TERMINAL))
-RUNNING_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in RUNNING))
-WORKING_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in WORKING))
 
 
 class TaskKind(StrEnum):

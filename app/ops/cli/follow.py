@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from app.models import TERMINAL_VALUES
+from app.core.statuses import TERMINAL_VALUES
 from app.ops.api_errors import refusal, request, unreachable
 
 if TYPE_CHECKING:  # rich is loaded when a task is followed, not by `taskbench worker`
