@@ -36,6 +36,7 @@ from app.api import (
 )
 from app.api.ap_key_url import KeyInPath
 from app.api.docs import add_docs
+from app.api.live import close_hub
 from app.api.retry import RetryTransient
 from app.auth.keys import ensure_admin_key
 from app.core import tracing
@@ -132,6 +133,7 @@ def create_app(*, sweeper: bool = True) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await close_hub()  # its read in flight ends before the connections close
             await dispose_engines()
             tracing.shutdown()
 

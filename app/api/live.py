@@ -132,6 +132,22 @@ def get_hub() -> Hub:
         return hub
 
 
+async def close_hub() -> None:
+    """Stop this event loop's source (its API is shutting down): the poller's read or the
+    listener's wait is cancelled and awaited here, while the loop runs and before the
+    database's connections are closed, not cut off by the loop's own end with its query still
+    running in the database's thread."""
+    loop = asyncio.get_running_loop()
+    with _hubs_lock:
+        hub = _hubs.pop(id(loop), None)
+    source = hub._source if hub is not None else None
+    if source is None or source.done():
+        return
+    source.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await source
+
+
 async def _start_source(hub: Hub) -> asyncio.Task[None]:
     """Start the Redis listener or the table poller; returns once it cannot miss an event.
 

@@ -216,6 +216,27 @@ async def test_slow_client_gets_overflow_with_resume_point(db, monkeypatch):
     assert items[3].kind == "overflow" and items[3].data == {"resume_from": 3}
 
 
+async def test_the_api_stops_its_event_source_before_its_connections_close(db, monkeypatch):
+    # given the API running on this loop, its table poller reading without pause for a follower
+    from app.api.live import get_hub
+    from app.core.config import reset_settings
+    from app.main import create_app
+
+    monkeypatch.setenv("TASKBENCH_STREAM_POLL_S", "0")
+    reset_settings()
+    app = create_app(sweeper=False)
+    async with app.router.lifespan_context(app):
+        hub = get_hub()
+        sub = await hub.subscribe(123)
+        source = hub._source
+        assert source is not None and not source.done()
+        await asyncio.sleep(0.05)  # a few reads
+    # when the API shuts down (its follower never went), then its source has ended with it, not
+    # left querying through connections the shutdown closed until the loop itself ends
+    assert source.done()
+    hub.unsubscribe(sub)
+
+
 def test_placeholder_secret_is_refused_outside_development():
     from pydantic import ValidationError
 
