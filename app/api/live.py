@@ -91,6 +91,15 @@ class Hub:
             raise
         return sub
 
+    async def stop(self) -> None:
+        """End the source (cancelled, and awaited while the loop still runs)."""
+        source, self._source = self._source, None
+        if source is None or source.done():
+            return
+        source.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await source
+
     def unsubscribe(self, sub: Subscription) -> None:
         if sub.task_id is None:
             self.status_subs.discard(sub)
@@ -140,12 +149,8 @@ async def close_hub() -> None:
     loop = asyncio.get_running_loop()
     with _hubs_lock:
         hub = _hubs.pop(id(loop), None)
-    source = hub._source if hub is not None else None
-    if source is None or source.done():
-        return
-    source.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await source
+    if hub is not None:
+        await hub.stop()
 
 
 async def _start_source(hub: Hub) -> asyncio.Task[None]:
